@@ -1,0 +1,105 @@
+//! HLS output (RFC 8216): one media playlist per rendition and a master playlist that lists them all.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use dualrig_proto::profile::Profile;
+
+/// One segment as it appears in every rendition's playlist.
+#[derive(Debug, Clone)]
+pub struct PlaylistEntry {
+    pub uri: String,
+    pub duration_secs: f64,
+}
+
+/// The media playlist of one rendition (VOD: every segment, then the end tag).
+pub fn media_playlist(entries: &[PlaylistEntry]) -> String {
+    let target = entries
+        .iter()
+        .map(|e| e.duration_secs.ceil() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = String::new();
+    let _ = writeln!(out, "#EXTM3U");
+    let _ = writeln!(out, "#EXT-X-VERSION:3");
+    let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:VOD");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:0");
+    for e in entries {
+        let _ = writeln!(out, "#EXTINF:{:.6},", e.duration_secs);
+        let _ = writeln!(out, "{}", e.uri);
+    }
+    let _ = writeln!(out, "#EXT-X-ENDLIST");
+    out
+}
+
+/// A rendition as the master playlist lists it.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub profile: Profile,
+    /// Peak bits per second measured over the segments, at least the profile's target.
+    pub bandwidth: u64,
+    pub uri: String,
+}
+
+/// The master playlist, highest resolution first.
+pub fn master_playlist(variants: &[Variant]) -> String {
+    let mut sorted: Vec<&Variant> = variants.iter().collect();
+    sorted.sort_by_key(|v| std::cmp::Reverse(v.profile.width * v.profile.height));
+    let mut out = String::new();
+    let _ = writeln!(out, "#EXTM3U");
+    let _ = writeln!(out, "#EXT-X-VERSION:3");
+    for v in sorted {
+        let _ = writeln!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{},NAME=\"{}\"",
+            v.bandwidth, v.profile.width, v.profile.height, v.profile.name
+        );
+        let _ = writeln!(out, "{}", v.uri);
+    }
+    out
+}
+
+/// Writes `text` to `path` atomically, so a reader never sees half a playlist.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("m3u8.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_playlist_rounds_target_duration_up_and_ends() {
+        let text = media_playlist(&[
+            PlaylistEntry {
+                uri: "seg_00000.ts".into(),
+                duration_secs: 2.0,
+            },
+            PlaylistEntry {
+                uri: "seg_00001.ts".into(),
+                duration_secs: 2.1,
+            },
+        ]);
+        assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "{text}");
+        assert!(text.contains("#EXTINF:2.100000,\nseg_00001.ts\n"), "{text}");
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn master_lists_every_variant_largest_first() {
+        let variant = |name: &str| Variant {
+            profile: Profile::standard(name).expect("standard"),
+            bandwidth: 1_000_000,
+            uri: format!("{name}/index.m3u8"),
+        };
+        let text = master_playlist(&[variant("360p"), variant("720p")]);
+        let first = text.find("720p/index.m3u8").expect("720p");
+        let second = text.find("360p/index.m3u8").expect("360p");
+        assert!(first < second, "{text}");
+        assert!(text.contains("RESOLUTION=1280x720"), "{text}");
+    }
+}

@@ -1,0 +1,156 @@
+//! The dualrig client library: send segments or whole videos to a coordinator and get back a verified
+//! adaptive-bitrate ladder, written out as HLS.
+//!
+//! [`DualrigClient`] speaks the wire; [`ladder`] cuts a video into segments, runs them through the network
+//! several at a time, and [`hls`] writes the playlists.
+
+pub mod hls;
+pub mod ladder;
+
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::profile::Profile;
+use dualrig_proto::v1::coordinator_client::CoordinatorClient;
+use dualrig_proto::v1::{
+    ListWorkersRequest, TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerInfo,
+    transcode_upload,
+};
+use tonic::transport::{Channel, Endpoint};
+
+pub use ladder::{LadderOptions, LadderSummary, transcode_file};
+
+/// Bytes per upload message: small enough to interleave, large enough to keep per-message cost low.
+const UPLOAD_CHUNK: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the coordinator at {url}: {source}")]
+    Connect {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("coordinator said {}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    #[error("the coordinator's answer does not check out: {0}")]
+    Unverified(String),
+    #[error("{0}")]
+    Media(#[from] dualrig_media::MediaError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| ClientError::Io { what, source }
+    }
+
+    /// The gRPC status code, when the coordinator answered with one.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to one coordinator. Cheap to clone: clones share the connection.
+#[derive(Debug, Clone)]
+pub struct DualrigClient {
+    api: CoordinatorClient<Channel>,
+}
+
+impl DualrigClient {
+    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        let channel = Endpoint::from_shared(url.to_owned())
+            .map_err(connect_err)?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(connect_err)?;
+        Ok(Self {
+            api: CoordinatorClient::new(channel)
+                .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES),
+        })
+    }
+
+    /// Uploads one segment and returns its verified renditions, checked once more here: every rendition
+    /// asked for is present and matches its hash, and the list carries the worker's signature.
+    pub async fn transcode_segment(
+        &self,
+        segment: Vec<u8>,
+        profiles: &[Profile],
+        label: &str,
+    ) -> Result<TranscodeResponse, ClientError> {
+        let header = TranscodeHeader {
+            profiles: profiles.iter().map(Profile::to_wire).collect(),
+            segment_size: segment.len() as u64,
+            label: label.to_owned(),
+        };
+        let response = self.transcode_raw(header, segment).await?;
+        check_response(&response, profiles)?;
+        Ok(response)
+    }
+
+    /// Uploads a header and bytes as given, with no checks: for tools and tests that need to send what a
+    /// well-behaved client would not.
+    pub async fn transcode_raw(
+        &self,
+        header: TranscodeHeader,
+        segment: Vec<u8>,
+    ) -> Result<TranscodeResponse, ClientError> {
+        let mut parts = vec![TranscodeUpload {
+            part: Some(transcode_upload::Part::Header(header)),
+        }];
+        parts.extend(segment.chunks(UPLOAD_CHUNK).map(|c| TranscodeUpload {
+            part: Some(transcode_upload::Part::Chunk(c.to_vec())),
+        }));
+        let mut api = self.api.clone();
+        Ok(api
+            .transcode(tokio_stream::iter(parts))
+            .await?
+            .into_inner())
+    }
+
+    pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
+        let mut api = self.api.clone();
+        Ok(api
+            .list_workers(ListWorkersRequest {})
+            .await?
+            .into_inner()
+            .workers)
+    }
+
+    /// The generated gRPC client, for calls this library does not wrap.
+    pub fn api(&self) -> CoordinatorClient<Channel> {
+        self.api.clone()
+    }
+}
+
+fn check_response(response: &TranscodeResponse, profiles: &[Profile]) -> Result<(), ClientError> {
+    let worker = PublicId::from_slice("worker_id", &response.worker_id)
+        .map_err(|e| ClientError::Unverified(e.to_string()))?;
+    dualrig_proto::result::verify_result(
+        &worker,
+        &response.job_id,
+        &response.renditions,
+        &response.worker_signature,
+    )
+    .map_err(|e| ClientError::Unverified(e.to_string()))?;
+    for p in profiles {
+        if !response.renditions.iter().any(|r| r.profile == p.name) {
+            return Err(ClientError::Unverified(format!(
+                "rendition '{}' is missing",
+                p.name
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Runs one transcode job to a verified result: draw a worker, hand it the job, wait for its outcome, verify,
+//! and on any failure (refused result, worker error, timeout, disconnect) try another worker, up to
+//! `max_attempts`, never the same worker twice for one job.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dualrig_media::StreamInfo;
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::profile::Profile;
+use dualrig_proto::v1::{JobResult, TranscodeJob};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::CoordinatorError;
+use crate::metrics;
+use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
+use crate::verify::check_result;
+
+/// A job whose source has been inspected and whose ladder is valid.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub job_id: String,
+    pub segment: Bytes,
+    pub source: StreamInfo,
+    pub profiles: Vec<Profile>,
+}
+
+/// A result that passed verification.
+#[derive(Debug)]
+pub struct VerifiedResult {
+    pub worker: PublicId,
+    pub result: JobResult,
+    pub attempts: u32,
+}
+
+#[derive(Debug)]
+pub struct JobDispatcher {
+    pool: Arc<WorkerPool>,
+    config: Arc<Config>,
+}
+
+impl JobDispatcher {
+    pub fn new(pool: Arc<WorkerPool>, config: Arc<Config>) -> Self {
+        Self { pool, config }
+    }
+
+    pub async fn run(&self, spec: JobSpec) -> Result<VerifiedResult, CoordinatorError> {
+        let needs = Requirements {
+            width: spec.profiles.iter().map(|p| p.width).max().unwrap_or(0),
+            height: spec.profiles.iter().map(|p| p.height).max().unwrap_or(0),
+        };
+        let job = TranscodeJob {
+            job_id: spec.job_id.clone(),
+            segment: spec.segment.clone(),
+            profiles: spec.profiles.iter().map(Profile::to_wire).collect(),
+            deadline_unix_ms: 0,
+        };
+        let spec = Arc::new(spec);
+        let mut excluded = HashSet::new();
+        let mut reasons: Vec<String> = Vec::new();
+        for attempt in 1..=self.config.max_attempts {
+            let assignment = match self.assign(&job, needs, &excluded).await {
+                Ok(a) => a,
+                Err(shortage) if reasons.is_empty() => {
+                    return Err(CoordinatorError::NoWorker(format!(
+                        "no worker could take job {} within {:.1} s ({shortage}); start a worker or retry later",
+                        spec.job_id,
+                        self.config.worker_wait.as_secs_f64()
+                    )));
+                }
+                Err(shortage) => {
+                    reasons.push(format!("no other worker available ({shortage})"));
+                    break;
+                }
+            };
+            let worker = assignment.worker;
+            metrics::bytes_out("job", job.segment.len());
+            info!(job = %spec.job_id, attempt, worker = %worker.short(), "job assigned");
+            let outcome =
+                tokio::time::timeout(self.config.job_timeout, assignment.outcome).await;
+            let reason = match outcome {
+                Ok(Ok(AttemptOutcome::Result(result))) => {
+                    let bytes: usize = result.renditions.iter().map(|r| r.data.len()).sum();
+                    metrics::bytes_in("rendition", bytes);
+                    match self.verify(&spec, worker, *result).await {
+                        Ok(result) => {
+                            metrics::attempt("verified");
+                            self.pool.record_verdict(worker, true);
+                            return Ok(VerifiedResult {
+                                worker,
+                                result,
+                                attempts: attempt,
+                            });
+                        }
+                        Err(why) => {
+                            metrics::attempt("rejected");
+                            self.pool.record_verdict(worker, false);
+                            format!("worker {} returned a bad result: {why}", worker.short())
+                        }
+                    }
+                }
+                Ok(Ok(AttemptOutcome::Failed(why))) => {
+                    metrics::attempt("worker_error");
+                    format!("worker {} failed: {why}", worker.short())
+                }
+                Ok(Ok(AttemptOutcome::WorkerLost)) | Ok(Err(_)) => {
+                    metrics::attempt("worker_lost");
+                    format!("worker {} disconnected", worker.short())
+                }
+                Err(_) => {
+                    self.pool.cancel(&spec.job_id);
+                    metrics::attempt("timeout");
+                    format!(
+                        "worker {} timed out after {:.0} s",
+                        worker.short(),
+                        self.config.job_timeout.as_secs_f64()
+                    )
+                }
+            };
+            warn!(job = %spec.job_id, attempt, %reason, "attempt failed; trying another worker");
+            reasons.push(reason);
+            excluded.insert(worker);
+        }
+        Err(CoordinatorError::Exhausted {
+            job_id: spec.job_id.clone(),
+            attempts: excluded.len() as u32,
+            reasons: reasons.join("; "),
+        })
+    }
+
+    /// Waits up to `worker_wait` for an eligible worker.
+    async fn assign(
+        &self,
+        job: &TranscodeJob,
+        needs: Requirements,
+        excluded: &HashSet<PublicId>,
+    ) -> Result<crate::pool::Assignment, crate::pool::Shortage> {
+        let deadline = tokio::time::Instant::now() + self.config.worker_wait;
+        loop {
+            let changed = self.pool.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.pool.try_assign(job, needs, excluded) {
+                Ok(a) => return Ok(a),
+                Err(shortage) => {
+                    if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                        return Err(shortage);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn verify(
+        &self,
+        spec: &Arc<JobSpec>,
+        worker: PublicId,
+        result: JobResult,
+    ) -> Result<JobResult, String> {
+        let spec = Arc::clone(spec);
+        let scratch: PathBuf = self.config.scratch_dir();
+        let started = Instant::now();
+        let checked = tokio::task::spawn_blocking(move || {
+            check_result(
+                &worker,
+                &spec.job_id,
+                &spec.source,
+                &spec.profiles,
+                &result,
+                &scratch,
+            )
+            .map(|()| result)
+        })
+        .await
+        .map_err(|e| format!("verifier crashed: {e}"))?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "verified");
+        checked.map_err(|e| e.to_string())
+    }
+}

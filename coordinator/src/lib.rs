@@ -1,0 +1,18 @@
+//! The dualrig coordinator: takes transcode jobs from clients, hands each to a connected worker, verifies
+//! every rendition that comes back and retries elsewhere when a worker fails, stalls or vanishes.
+//!
+//! Workers dial in (they sit behind NAT): [`service`] handles their Hello/Register/Attach calls and the
+//! clients' Transcode calls, [`pool`] tracks who is connected and what each holds, [`dispatch`] runs a job
+//! through attempts on workers, and [`verify`] decides whether a result is what was asked for.
+
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod metrics;
+pub mod pool;
+pub mod server;
+pub mod service;
+pub mod verify;
+
+pub use config::Config;
+pub use server::{Coordinator, serve};

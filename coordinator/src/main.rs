@@ -1,0 +1,119 @@
+//! `dualrig-coordinator`: serves the dualrig network on one address.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use dualrig_coordinator::config::{Config, FileConfig, secs};
+
+/// The dualrig coordinator: takes jobs from clients, hands them to workers, verifies the results.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "DUALRIG_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the coordinator's key and staged files.
+    #[arg(long, env = "DUALRIG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to serve Prometheus metrics on (off when absent).
+    #[arg(long, env = "DUALRIG_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "DUALRIG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Largest segment a client may upload, in bytes.
+    #[arg(long, env = "DUALRIG_MAX_SEGMENT_BYTES")]
+    max_segment_bytes: Option<u64>,
+    /// Workers a job is tried on before it is reported failed.
+    #[arg(long, env = "DUALRIG_MAX_ATTEMPTS")]
+    max_attempts: Option<u32>,
+    /// Seconds a job waits for a free worker before `Unavailable`.
+    #[arg(long, env = "DUALRIG_WORKER_WAIT_SECS")]
+    worker_wait_secs: Option<f64>,
+    /// Seconds one worker may hold one job.
+    #[arg(long, env = "DUALRIG_JOB_TIMEOUT_SECS")]
+    job_timeout_secs: Option<f64>,
+    /// Seconds between worker heartbeats.
+    #[arg(long, env = "DUALRIG_HEARTBEAT_INTERVAL_SECS")]
+    heartbeat_interval_secs: Option<f64>,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = Config::local(PathBuf::from("dualrig-coordinator-data"));
+        if let Some(path) = &self.config {
+            config.merge_file(FileConfig::load(path)?)?;
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if self.metrics_addr.is_some() {
+            config.metrics_addr = self.metrics_addr;
+        }
+        if let Some(v) = self.max_segment_bytes {
+            config.max_segment_bytes = v;
+        }
+        if let Some(v) = self.max_attempts {
+            config.max_attempts = v;
+        }
+        if let Some(v) = self.worker_wait_secs {
+            config.worker_wait = secs("--worker-wait-secs", v)?;
+        }
+        if let Some(v) = self.job_timeout_secs {
+            config.job_timeout = secs("--job-timeout-secs", v)?;
+        }
+        if let Some(v) = self.heartbeat_interval_secs {
+            config.heartbeat_interval = secs("--heartbeat-interval-secs", v)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Args::parse().into_config()?;
+    if let Some(addr) = config.metrics_addr {
+        dualrig_coordinator::metrics::install_exporter(addr).map_err(anyhow::Error::msg)?;
+        tracing::info!(%addr, "metrics at /metrics");
+    }
+    dualrig_coordinator::serve(config, shutdown_signal())
+        .await
+        .context("coordinator stopped")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,82 @@
+//! Every metric the coordinator records, declared in one place, and the Prometheus exporter.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+pub const JOBS: &str = "dualrig_jobs_total";
+pub const JOB_SECONDS: &str = "dualrig_job_duration_seconds";
+pub const JOB_ATTEMPTS: &str = "dualrig_job_attempts_total";
+pub const WORKERS_CONNECTED: &str = "dualrig_workers_connected";
+pub const BYTES_IN: &str = "dualrig_bytes_in_total";
+pub const BYTES_OUT: &str = "dualrig_bytes_out_total";
+pub const VERIFICATIONS: &str = "dualrig_verifications_total";
+pub const REGISTRATIONS: &str = "dualrig_registrations_total";
+
+/// Starts the Prometheus endpoint on `addr` and describes every metric.
+pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(JOB_SECONDS.into()),
+            &[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+        )
+        .and_then(|b| b.install())
+        .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
+    describe();
+    workers_connected(0);
+    Ok(())
+}
+
+fn describe() {
+    describe_counter!(JOBS, "Transcode jobs finished, by outcome");
+    describe_histogram!(
+        JOB_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from upload to verified result"
+    );
+    describe_counter!(JOB_ATTEMPTS, "Job attempts on workers, by outcome");
+    describe_gauge!(WORKERS_CONNECTED, "Workers attached right now");
+    describe_counter!(
+        BYTES_IN,
+        metrics::Unit::Bytes,
+        "Bytes received, by kind (segment, rendition)"
+    );
+    describe_counter!(
+        BYTES_OUT,
+        metrics::Unit::Bytes,
+        "Bytes sent, by kind (job, result)"
+    );
+    describe_counter!(VERIFICATIONS, "Result verifications, by kind and outcome");
+    describe_counter!(REGISTRATIONS, "Worker registrations, by outcome");
+}
+
+pub fn job_finished(outcome: &'static str, elapsed: Duration) {
+    counter!(JOBS, "outcome" => outcome).increment(1);
+    histogram!(JOB_SECONDS, "outcome" => outcome).record(elapsed.as_secs_f64());
+}
+
+pub fn attempt(outcome: &'static str) {
+    counter!(JOB_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+pub fn workers_connected(n: usize) {
+    gauge!(WORKERS_CONNECTED).set(n as f64);
+}
+
+pub fn bytes_in(kind: &'static str, n: usize) {
+    counter!(BYTES_IN, "kind" => kind).increment(n as u64);
+}
+
+pub fn bytes_out(kind: &'static str, n: usize) {
+    counter!(BYTES_OUT, "kind" => kind).increment(n as u64);
+}
+
+pub fn verification(kind: &'static str, outcome: &'static str) {
+    counter!(VERIFICATIONS, "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+pub fn registration(outcome: &'static str) {
+    counter!(REGISTRATIONS, "outcome" => outcome).increment(1);
+}

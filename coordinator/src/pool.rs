@@ -1,0 +1,420 @@
+//! The worker pool: registration nonces and sessions, the workers attached right now, and the jobs each
+//! one holds. Every change that could make a waiting job assignable wakes the waiters.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dualrig_proto::identity::{PublicId, registration_message};
+use dualrig_proto::v1::{
+    CancelJob, Capabilities, JobResult, TranscodeJob, WorkerCommand, WorkerInfo, worker_command,
+};
+use rand::Rng;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tonic::Status;
+
+use crate::error::CoordinatorError;
+use crate::metrics;
+
+/// How long a Hello nonce stays valid.
+const NONCE_TTL: Duration = Duration::from_secs(30);
+/// How long a session token may wait before its Attach.
+const SESSION_TTL: Duration = Duration::from_secs(60);
+/// Commands queued to one worker before it counts as unable to take more.
+const COMMAND_QUEUE: usize = 16;
+
+pub type CommandSender = mpsc::Sender<Result<WorkerCommand, Status>>;
+pub type CommandReceiver = mpsc::Receiver<Result<WorkerCommand, Status>>;
+
+/// How one attempt of a job on one worker ended, as seen by the pool.
+#[derive(Debug)]
+pub enum AttemptOutcome {
+    Result(Box<JobResult>),
+    Failed(String),
+    WorkerLost,
+}
+
+/// What a job needs of a worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirements {
+    pub width: u32,
+    pub height: u32,
+}
+
+struct Registration {
+    id: PublicId,
+    capabilities: Capabilities,
+    expires: Instant,
+}
+
+struct ConnectedWorker {
+    connection: u64,
+    capabilities: Capabilities,
+    sessions: u32,
+    in_flight: HashSet<String>,
+    commands: CommandSender,
+    jobs_done: u64,
+    jobs_failed: u64,
+}
+
+impl ConnectedWorker {
+    fn can_take(&self, needs: Requirements) -> bool {
+        (self.in_flight.len() as u32) < self.sessions
+            && needs.width <= self.capabilities.max_width
+            && needs.height <= self.capabilities.max_height
+    }
+}
+
+struct PendingJob {
+    worker: PublicId,
+    connection: u64,
+    reply: oneshot::Sender<AttemptOutcome>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    nonces: HashMap<[u8; 32], (PublicId, Instant)>,
+    registrations: HashMap<String, Registration>,
+    workers: HashMap<PublicId, ConnectedWorker>,
+    pending: HashMap<String, PendingJob>,
+    next_connection: u64,
+}
+
+/// A job handed to a worker; the receiver yields how the attempt ended.
+#[derive(Debug)]
+pub struct Assignment {
+    pub worker: PublicId,
+    pub outcome: oneshot::Receiver<AttemptOutcome>,
+}
+
+/// Why no worker could be picked, for the error a client sees.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shortage {
+    pub connected: usize,
+    pub busy: usize,
+    pub excluded: usize,
+    pub too_small: usize,
+}
+
+impl std::fmt::Display for Shortage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} worker(s) connected: {} busy, {} already failed this job, {} cannot output this size",
+            self.connected, self.busy, self.excluded, self.too_small
+        )
+    }
+}
+
+#[derive(Default)]
+pub struct WorkerPool {
+    state: Mutex<PoolState>,
+    changed: Notify,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool").finish_non_exhaustive()
+    }
+}
+
+impl WorkerPool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // A panic while holding the lock leaves maps that are still each consistent; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh nonce for `worker` to sign.
+    pub fn issue_nonce(&self, worker: PublicId) -> [u8; 32] {
+        let nonce: [u8; 32] = rand::random();
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.nonces.retain(|_, (_, issued)| now - *issued < NONCE_TTL);
+        state.nonces.insert(nonce, (worker, now));
+        nonce
+    }
+
+    /// Checks a registration's signature over its nonce and returns the session token for Attach.
+    pub fn register(
+        &self,
+        worker: PublicId,
+        nonce: &[u8],
+        signature: &[u8],
+        capabilities: Capabilities,
+    ) -> Result<String, CoordinatorError> {
+        let key: [u8; 32] = nonce.try_into().map_err(|_| {
+            CoordinatorError::Unauthenticated(format!(
+                "nonce is {} bytes; send the 32-byte nonce Hello returned",
+                nonce.len()
+            ))
+        })?;
+        let mut state = self.lock();
+        let (issued_to, issued) = state.nonces.remove(&key).ok_or_else(|| {
+            CoordinatorError::Unauthenticated(
+                "unknown or already used nonce; call Hello again".into(),
+            )
+        })?;
+        if issued_to != worker || issued.elapsed() > NONCE_TTL {
+            return Err(CoordinatorError::Unauthenticated(
+                "nonce was issued to another worker id or has expired; call Hello again".into(),
+            ));
+        }
+        worker
+            .verify(&registration_message(nonce, &worker), signature)
+            .map_err(|e| {
+                CoordinatorError::Unauthenticated(format!(
+                    "registration signature does not match worker id {worker}: {e}"
+                ))
+            })?;
+        let token = hex::encode(rand::random::<[u8; 24]>());
+        let now = Instant::now();
+        state.registrations.retain(|_, r| r.expires > now);
+        state.registrations.insert(
+            token.clone(),
+            Registration {
+                id: worker,
+                capabilities,
+                expires: now + SESSION_TTL,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Turns a session token into an attached worker with a command queue. A worker already attached under
+    /// the same id is replaced, and the jobs it held are treated as lost.
+    pub fn attach(&self, token: &str) -> Result<(PublicId, u64, CommandReceiver), CoordinatorError> {
+        let mut state = self.lock();
+        let registration = state.registrations.remove(token).ok_or_else(|| {
+            CoordinatorError::Unauthenticated(
+                "unknown or expired session token; register again".into(),
+            )
+        })?;
+        let id = registration.id;
+        state.next_connection += 1;
+        let connection = state.next_connection;
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let sessions = registration.capabilities.sessions.max(1);
+        if let Some(old) = state.workers.remove(&id) {
+            fail_jobs_of(&mut state, id, old.connection);
+        }
+        state.workers.insert(
+            id,
+            ConnectedWorker {
+                connection,
+                capabilities: registration.capabilities,
+                sessions,
+                in_flight: HashSet::new(),
+                commands: tx,
+                jobs_done: 0,
+                jobs_failed: 0,
+            },
+        );
+        metrics::workers_connected(state.workers.len());
+        drop(state);
+        self.changed.notify_waiters();
+        Ok((id, connection, rx))
+    }
+
+    /// Drops a worker whose stream ended; the jobs it held come back to their dispatchers as lost.
+    pub fn detach(&self, id: PublicId, connection: u64) {
+        let mut state = self.lock();
+        if state
+            .workers
+            .get(&id)
+            .is_some_and(|w| w.connection == connection)
+        {
+            state.workers.remove(&id);
+            fail_jobs_of(&mut state, id, connection);
+            metrics::workers_connected(state.workers.len());
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Sets how many jobs a worker takes at once.
+    pub fn set_capacity(&self, id: PublicId, connection: u64, sessions: u32) {
+        let mut state = self.lock();
+        if let Some(w) = state.workers.get_mut(&id)
+            && w.connection == connection
+        {
+            w.sessions = sessions;
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Routes an outcome from a worker to the job's dispatcher. Outcomes for jobs the worker no longer
+    /// holds (late, cancelled, reassigned, or never its own) are dropped and reported as `false`.
+    pub fn complete(
+        &self,
+        id: PublicId,
+        connection: u64,
+        job_id: &str,
+        outcome: AttemptOutcome,
+    ) -> bool {
+        let mut state = self.lock();
+        let holds = state
+            .pending
+            .get(job_id)
+            .is_some_and(|p| p.worker == id && p.connection == connection);
+        if !holds {
+            return false;
+        }
+        let Some(pending) = state.pending.remove(job_id) else {
+            return false;
+        };
+        if let Some(w) = state.workers.get_mut(&id) {
+            w.in_flight.remove(job_id);
+            if !matches!(outcome, AttemptOutcome::Result(_)) {
+                w.jobs_failed += 1;
+            }
+        }
+        drop(state);
+        // The dispatcher may have given up already; then nobody wants the outcome.
+        let _ = pending.reply.send(outcome);
+        self.changed.notify_waiters();
+        true
+    }
+
+    /// Records the verifier's verdict on a result a worker returned.
+    pub fn record_verdict(&self, id: PublicId, accepted: bool) {
+        if let Some(w) = self.lock().workers.get_mut(&id) {
+            if accepted {
+                w.jobs_done += 1;
+            } else {
+                w.jobs_failed += 1;
+            }
+        }
+    }
+
+    /// Hands `job` to a uniformly drawn eligible worker, or says why none is eligible.
+    pub fn try_assign(
+        &self,
+        job: &TranscodeJob,
+        needs: Requirements,
+        exclude: &HashSet<PublicId>,
+    ) -> Result<Assignment, Shortage> {
+        let mut state = self.lock();
+        let mut shortage = Shortage {
+            connected: state.workers.len(),
+            ..Shortage::default()
+        };
+        let eligible: Vec<PublicId> = state
+            .workers
+            .iter()
+            .filter(|(id, w)| {
+                if exclude.contains(id) {
+                    shortage.excluded += 1;
+                    false
+                } else if !w.can_take(needs) {
+                    if needs.width > w.capabilities.max_width
+                        || needs.height > w.capabilities.max_height
+                    {
+                        shortage.too_small += 1;
+                    } else {
+                        shortage.busy += 1;
+                    }
+                    false
+                } else {
+                    true
+                }
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if eligible.is_empty() {
+            return Err(shortage);
+        }
+        let id = eligible[rand::thread_rng().gen_range(0..eligible.len())];
+        let Some(worker) = state.workers.get_mut(&id) else {
+            return Err(shortage);
+        };
+        let command = WorkerCommand {
+            command: Some(worker_command::Command::Job(job.clone())),
+        };
+        if worker.commands.try_send(Ok(command)).is_err() {
+            // Its stream is gone or clogged; it will be detached by its own task.
+            shortage.busy += 1;
+            return Err(shortage);
+        }
+        worker.in_flight.insert(job.job_id.clone());
+        let connection = worker.connection;
+        let (reply, outcome) = oneshot::channel();
+        state.pending.insert(
+            job.job_id.clone(),
+            PendingJob {
+                worker: id,
+                connection,
+                reply,
+            },
+        );
+        Ok(Assignment {
+            worker: id,
+            outcome,
+        })
+    }
+
+    /// Takes a job back from the worker that holds it (timeout): the worker is told to drop it and any
+    /// late result is discarded.
+    pub fn cancel(&self, job_id: &str) {
+        let mut state = self.lock();
+        let Some(pending) = state.pending.remove(job_id) else {
+            return;
+        };
+        if let Some(w) = state.workers.get_mut(&pending.worker) {
+            w.in_flight.remove(job_id);
+            w.jobs_failed += 1;
+            let _ = w.commands.try_send(Ok(WorkerCommand {
+                command: Some(worker_command::Command::Cancel(CancelJob {
+                    job_id: job_id.to_owned(),
+                })),
+            }));
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// A future that completes at the next change of the pool. Create it before checking the pool so a
+    /// change in between is not missed.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    pub fn connected(&self) -> usize {
+        self.lock().workers.len()
+    }
+
+    pub fn snapshot(&self) -> Vec<WorkerInfo> {
+        let state = self.lock();
+        let mut list: Vec<WorkerInfo> = state
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerInfo {
+                worker_id: id.as_bytes().to_vec(),
+                capabilities: Some(w.capabilities.clone()),
+                free_sessions: w.sessions.saturating_sub(w.in_flight.len() as u32),
+                jobs_done: w.jobs_done,
+                jobs_failed: w.jobs_failed,
+            })
+            .collect();
+        list.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        list
+    }
+}
+
+fn fail_jobs_of(state: &mut PoolState, id: PublicId, connection: u64) {
+    let lost: Vec<String> = state
+        .pending
+        .iter()
+        .filter(|(_, p)| p.worker == id && p.connection == connection)
+        .map(|(job, _)| job.clone())
+        .collect();
+    for job in lost {
+        if let Some(p) = state.pending.remove(&job) {
+            let _ = p.reply.send(AttemptOutcome::WorkerLost);
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The `dualrig.v1.Coordinator` gRPC service: worker registration and attachment, client uploads.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use dualrig_proto::identity::{Identity, PublicId};
+use dualrig_proto::profile::ladder_from_wire;
+use dualrig_proto::v1::coordinator_server::Coordinator as CoordinatorApi;
+use dualrig_proto::v1::{
+    HelloRequest, HelloResponse, ListWorkersRequest, ListWorkersResponse, RegisterRequest,
+    RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand,
+    WorkerEvent, transcode_upload, worker_event,
+};
+use futures::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::Config;
+use crate::dispatch::{JobDispatcher, JobSpec};
+use crate::error::CoordinatorError;
+use crate::metrics;
+use crate::pool::{AttemptOutcome, WorkerPool};
+
+#[derive(Debug)]
+pub struct CoordinatorService {
+    identity: Arc<Identity>,
+    config: Arc<Config>,
+    pool: Arc<WorkerPool>,
+    dispatcher: JobDispatcher,
+    next_job: AtomicU64,
+}
+
+impl CoordinatorService {
+    pub fn new(identity: Arc<Identity>, config: Arc<Config>, pool: Arc<WorkerPool>) -> Self {
+        Self {
+            dispatcher: JobDispatcher::new(Arc::clone(&pool), Arc::clone(&config)),
+            identity,
+            config,
+            pool,
+            next_job: AtomicU64::new(1),
+        }
+    }
+
+    fn new_job_id(&self) -> String {
+        // A random prefix keeps ids unique across restarts; the counter keeps them readable in logs.
+        let n = self.next_job.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", hex::encode(rand::random::<[u8; 4]>()))
+    }
+
+    /// Reads a client's upload: the header, then chunks up to the declared size and the limit.
+    async fn receive_upload(
+        &self,
+        mut upload: Streaming<TranscodeUpload>,
+    ) -> Result<(TranscodeHeader, BytesMut), CoordinatorError> {
+        let first = upload
+            .message()
+            .await
+            .map_err(|s| CoordinatorError::BadUpload(format!("stream broke: {}", s.message())))?
+            .ok_or_else(|| CoordinatorError::BadUpload("empty upload; send a header first".into()))?;
+        let Some(transcode_upload::Part::Header(header)) = first.part else {
+            return Err(CoordinatorError::BadUpload(
+                "the first message must be the header (profiles, segment_size)".into(),
+            ));
+        };
+        let limit = self.config.max_segment_bytes;
+        if header.segment_size > limit {
+            return Err(CoordinatorError::SegmentTooLarge {
+                size: header.segment_size,
+                limit,
+            });
+        }
+        if header.segment_size == 0 {
+            return Err(CoordinatorError::BadSegment(
+                "segment is empty (0 bytes); send an MPEG-TS or MP4 segment".into(),
+            ));
+        }
+        let mut segment = BytesMut::with_capacity(header.segment_size as usize);
+        while let Some(message) = upload.message().await.map_err(|s| {
+            CoordinatorError::ShortUpload {
+                got: segment.len() as u64,
+                declared: header.segment_size,
+            }
+            .with_cause(s)
+        })? {
+            match message.part {
+                Some(transcode_upload::Part::Chunk(chunk)) => {
+                    let size = (segment.len() + chunk.len()) as u64;
+                    if size > header.segment_size {
+                        return Err(CoordinatorError::BadUpload(format!(
+                            "upload carries more than the {} bytes its header announced",
+                            header.segment_size
+                        )));
+                    }
+                    segment.extend_from_slice(&chunk);
+                }
+                _ => {
+                    return Err(CoordinatorError::BadUpload(
+                        "only one header per upload; the rest must be chunks".into(),
+                    ));
+                }
+            }
+        }
+        if (segment.len() as u64) < header.segment_size {
+            return Err(CoordinatorError::ShortUpload {
+                got: segment.len() as u64,
+                declared: header.segment_size,
+            });
+        }
+        metrics::bytes_in("segment", segment.len());
+        Ok((header, segment))
+    }
+
+    async fn transcode(
+        &self,
+        upload: Streaming<TranscodeUpload>,
+        job_id: String,
+    ) -> Result<TranscodeResponse, CoordinatorError> {
+        let (header, segment) = self.receive_upload(upload).await?;
+        let profiles = ladder_from_wire(&header.profiles)?;
+        let segment = segment.freeze();
+
+        let scratch = self.config.scratch_dir();
+        let staged = segment.clone();
+        let source = tokio::task::spawn_blocking(move || {
+            let mut file = tempfile::Builder::new()
+                .prefix("segment-")
+                .tempfile_in(&scratch)?;
+            std::io::Write::write_all(&mut file, &staged)?;
+            dualrig_media::inspect(file.path())
+                .map_err(|e| CoordinatorError::BadSegment(format!("segment rejected: {e}")))
+        })
+        .await
+        .map_err(|e| CoordinatorError::BadSegment(format!("segment inspection crashed: {e}")))??;
+        info!(
+            frames = source.frames,
+            width = source.width,
+            height = source.height,
+            label = %header.label,
+            "segment accepted"
+        );
+
+        let verified = self
+            .dispatcher
+            .run(JobSpec {
+                job_id: job_id.clone(),
+                segment,
+                source,
+                profiles,
+            })
+            .await?;
+        let bytes: usize = verified.result.renditions.iter().map(|r| r.data.len()).sum();
+        metrics::bytes_out("result", bytes);
+        Ok(TranscodeResponse {
+            job_id,
+            worker_id: verified.worker.as_bytes().to_vec(),
+            worker_signature: verified.result.signature,
+            encoder: verified.result.encoder,
+            renditions: verified.result.renditions,
+            attempts: verified.attempts,
+        })
+    }
+}
+
+impl CoordinatorError {
+    fn with_cause(self, status: Status) -> Self {
+        match self {
+            CoordinatorError::ShortUpload { .. } => {
+                CoordinatorError::BadUpload(format!("{self} (stream broke: {})", status.message()))
+            }
+            other => other,
+        }
+    }
+}
+
+type CommandStream = Pin<Box<dyn Stream<Item = Result<WorkerCommand, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl CoordinatorApi for CoordinatorService {
+    async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
+        let worker = PublicId::from_slice("worker_id", &request.get_ref().worker_id)
+            .map_err(CoordinatorError::from)?;
+        let nonce = self.pool.issue_nonce(worker);
+        Ok(Response::new(HelloResponse {
+            nonce: nonce.to_vec(),
+            coordinator_id: self.identity.id().as_bytes().to_vec(),
+        }))
+    }
+
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let req = request.into_inner();
+        let worker =
+            PublicId::from_slice("worker_id", &req.worker_id).map_err(CoordinatorError::from)?;
+        let capabilities = req.capabilities.unwrap_or_default();
+        match self
+            .pool
+            .register(worker, &req.nonce, &req.signature, capabilities.clone())
+        {
+            Ok(token) => {
+                metrics::registration("accepted");
+                info!(
+                    worker = %worker.short(),
+                    encoder = %capabilities.selected_encoder,
+                    reason = %capabilities.encoder_reason,
+                    sessions = capabilities.sessions,
+                    hasher = %capabilities.hasher,
+                    "worker registered"
+                );
+                Ok(Response::new(RegisterResponse {
+                    session_token: token,
+                    heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u32,
+                }))
+            }
+            Err(e) => {
+                metrics::registration("refused");
+                warn!(worker = %worker.short(), error = %e, "registration refused");
+                Err(e.into())
+            }
+        }
+    }
+
+    type AttachStream = CommandStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<WorkerEvent>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let token = request
+            .metadata()
+            .get(dualrig_proto::SESSION_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "missing {} metadata; call Register first",
+                    dualrig_proto::SESSION_METADATA_KEY
+                ))
+            })?
+            .to_owned();
+        let (worker, connection, commands) = self.pool.attach(&token)?;
+        info!(worker = %worker.short(), "worker attached");
+        let mut events = request.into_inner();
+        let pool = Arc::clone(&self.pool);
+        let silence = self.config.heartbeat_interval * 3;
+        tokio::spawn(
+            async move {
+                loop {
+                    let event = match tokio::time::timeout(silence, events.message()).await {
+                        Ok(Ok(Some(event))) => event,
+                        Ok(Ok(None)) => {
+                            info!("worker closed its stream");
+                            break;
+                        }
+                        Ok(Err(status)) => {
+                            info!(error = %status.message(), "worker stream broke");
+                            break;
+                        }
+                        Err(_) => {
+                            warn!(
+                                silent_s = silence.as_secs_f64(),
+                                "worker missed its heartbeats; dropping it"
+                            );
+                            break;
+                        }
+                    };
+                    match event.event {
+                        Some(worker_event::Event::Heartbeat(_)) | None => {}
+                        Some(worker_event::Event::Capacity(c)) => {
+                            pool.set_capacity(worker, connection, c.free_sessions)
+                        }
+                        Some(worker_event::Event::Result(result)) => {
+                            let job_id = result.job_id.clone();
+                            if !pool.complete(
+                                worker,
+                                connection,
+                                &job_id,
+                                AttemptOutcome::Result(Box::new(result)),
+                            ) {
+                                info!(job = %job_id, "discarded a result for a job this worker no longer holds");
+                            }
+                        }
+                        Some(worker_event::Event::Failure(f)) => {
+                            pool.complete(
+                                worker,
+                                connection,
+                                &f.job_id,
+                                AttemptOutcome::Failed(f.reason),
+                            );
+                        }
+                    }
+                }
+                pool.detach(worker, connection);
+            }
+            .instrument(info_span!("worker", id = %worker.short())),
+        );
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(commands)) as Self::AttachStream
+        ))
+    }
+
+    async fn transcode(
+        &self,
+        request: Request<Streaming<TranscodeUpload>>,
+    ) -> Result<Response<TranscodeResponse>, Status> {
+        let job_id = self.new_job_id();
+        let started = Instant::now();
+        let span = info_span!("job", id = %job_id);
+        let outcome = self
+            .transcode(request.into_inner(), job_id)
+            .instrument(span.clone())
+            .await;
+        let label = match &outcome {
+            Ok(_) => "verified",
+            Err(CoordinatorError::NoWorker(_)) => "no_worker",
+            Err(CoordinatorError::Exhausted { .. }) => "failed",
+            Err(_) => "rejected",
+        };
+        metrics::job_finished(label, started.elapsed());
+        span.in_scope(|| match &outcome {
+            Ok(r) => info!(attempts = r.attempts, elapsed_ms = started.elapsed().as_millis() as u64, "job done"),
+            Err(e) => warn!(error = %e, "job not done"),
+        });
+        Ok(Response::new(outcome?))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<ListWorkersRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        Ok(Response::new(ListWorkersResponse {
+            workers: self.pool.snapshot(),
+        }))
+    }
+}

@@ -1,0 +1,189 @@
+//! Jobs keep flowing when workers die, stall, or are absent.
+
+use std::time::Duration;
+
+use dualrig_proto::identity::{Identity, registration_message};
+use dualrig_proto::profile::Profile;
+use dualrig_proto::v1::coordinator_client::CoordinatorClient;
+use dualrig_proto::v1::{
+    Capabilities, Heartbeat, HelloRequest, RegisterRequest, WorkerCommand, WorkerEvent,
+    worker_command, worker_event,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::support::{RunningCoordinator, RunningWorker, make_clip, wait_for_workers};
+
+/// A protocol-level worker the test controls: it registers honestly, takes a job, and answers nothing.
+pub struct HoldingWorker {
+    events: Option<mpsc::Sender<WorkerEvent>>,
+    heartbeats: tokio::task::JoinHandle<()>,
+    commands: tonic::Streaming<WorkerCommand>,
+}
+
+impl HoldingWorker {
+    pub async fn attach(url: &str) -> Self {
+        let mut api = CoordinatorClient::<Channel>::connect(url.to_owned())
+            .await
+            .expect("connect");
+        let identity = Identity::generate();
+        let id = identity.id();
+        let hello = api
+            .hello(HelloRequest { worker_id: id.as_bytes().to_vec() })
+            .await
+            .expect("hello")
+            .into_inner();
+        let token = api
+            .register(RegisterRequest {
+                worker_id: id.as_bytes().to_vec(),
+                signature: identity.sign(&registration_message(&hello.nonce, &id)).to_vec(),
+                nonce: hello.nonce,
+                capabilities: Some(Capabilities {
+                    encoders: vec!["libx264".into()],
+                    selected_encoder: "libx264".into(),
+                    sessions: 1,
+                    max_width: 4096,
+                    max_height: 2304,
+                    ..Capabilities::default()
+                }),
+                version: "test".into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .session_token;
+        let (events, outbound) = mpsc::channel(8);
+        let mut request = tonic::Request::new(ReceiverStream::new(outbound));
+        request.metadata_mut().insert(
+            dualrig_proto::SESSION_METADATA_KEY,
+            token.parse().expect("ascii token"),
+        );
+        let commands = api.attach(request).await.expect("attach").into_inner();
+        let beats = events.clone();
+        let heartbeats = tokio::spawn(async move {
+            loop {
+                let beat = WorkerEvent {
+                    event: Some(worker_event::Event::Heartbeat(Heartbeat { sent_unix_ms: 0 })),
+                };
+                if beats.send(beat).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Self { events: Some(events), heartbeats, commands }
+    }
+
+    /// Keeps the connection open but sends nothing more, as a hung process would.
+    pub fn go_silent(&self) {
+        self.heartbeats.abort();
+    }
+
+    /// Waits for the next job to arrive.
+    pub async fn next_job(&mut self) -> String {
+        loop {
+            let command = self.commands.message().await.expect("stream").expect("open stream");
+            if let Some(worker_command::Command::Job(job)) = command.command {
+                return job.job_id;
+            }
+        }
+    }
+
+    /// Closes the connection as a crashed process would.
+    pub fn die(mut self) {
+        self.heartbeats.abort();
+        self.events.take();
+    }
+}
+
+fn segment_of(dir: &std::path::Path) -> Vec<u8> {
+    let clip = make_clip(dir, "seg.ts", 2, "640x360");
+    std::fs::read(clip).expect("read clip")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_moves_on_when_its_worker_dies_holding_it() {
+    let media = tempfile::tempdir().expect("tempdir");
+    let segment = segment_of(media.path());
+    let coordinator = RunningCoordinator::start(|c| c.worker_wait = Duration::from_secs(20)).await;
+    let client = coordinator.client().await;
+
+    let mut holder = HoldingWorker::attach(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let profiles = Profile::parse_list("360p,240p").expect("ladder");
+    let job = {
+        let client = client.clone();
+        let profiles = profiles.clone();
+        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "failover").await })
+    };
+    let _job_id = tokio::time::timeout(Duration::from_secs(60), holder.next_job())
+        .await
+        .expect("the only worker gets the job");
+
+    let honest = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 2).await;
+    holder.die();
+
+    let response = tokio::time::timeout(Duration::from_secs(120), job)
+        .await
+        .expect("nothing hangs")
+        .expect("task")
+        .expect("job completes on the other worker");
+    assert_eq!(response.worker_id, honest.id.as_bytes().to_vec());
+    assert_eq!(response.attempts, 2);
+    assert_eq!(response.renditions.len(), 2);
+    honest.kill().await;
+    coordinator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_moves_on_when_its_worker_goes_silent() {
+    let media = tempfile::tempdir().expect("tempdir");
+    let segment = segment_of(media.path());
+    let coordinator = RunningCoordinator::start(|c| c.worker_wait = Duration::from_secs(20)).await;
+    let client = coordinator.client().await;
+
+    // This worker takes the job, then keeps its connection open but falls silent.
+    let mut silent = HoldingWorker::attach(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let profiles = Profile::parse_list("240p").expect("ladder");
+    let job = {
+        let client = client.clone();
+        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "silent").await })
+    };
+    tokio::time::timeout(Duration::from_secs(60), silent.next_job())
+        .await
+        .expect("the only worker gets the job");
+    silent.go_silent();
+    let honest = RunningWorker::start(&coordinator.url).await;
+
+    let response = tokio::time::timeout(Duration::from_secs(120), job)
+        .await
+        .expect("nothing hangs")
+        .expect("task")
+        .expect("job completes on the other worker");
+    assert_eq!(response.worker_id, honest.id.as_bytes().to_vec());
+    drop(silent);
+    honest.kill().await;
+    coordinator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_worker_gives_unavailable_after_a_bounded_wait() {
+    let media = tempfile::tempdir().expect("tempdir");
+    let segment = segment_of(media.path());
+    let coordinator = RunningCoordinator::start(|c| c.worker_wait = Duration::from_millis(500)).await;
+    let client = coordinator.client().await;
+    let profiles = Profile::parse_list("240p").expect("ladder");
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.transcode_segment(segment, &profiles, "nobody"),
+    )
+    .await
+    .expect("a bounded wait, not a hang")
+    .expect_err("no worker");
+    assert_eq!(err.code(), Some(tonic::Code::Unavailable), "{err}");
+    assert!(err.to_string().contains("no worker"), "{err}");
+    coordinator.stop().await;
+}

@@ -1,0 +1,171 @@
+//! Test network on 127.0.0.1: a coordinator on port 0, in-process workers, generated video.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use dualrig_client::DualrigClient;
+use dualrig_coordinator::{Config, Coordinator};
+use dualrig_worker::{Worker, WorkerConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Runs the ffmpeg CLI and fails the test with its stderr when it fails.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg CLI is installed (make test installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test clip: `secs` of testsrc2 at `size` and 30 fps, a keyframe every second, AAC audio.
+pub fn make_clip(dir: &Path, name: &str, secs: u32, size: &str) -> PathBuf {
+    let path = dir.join(name);
+    let duration = secs.to_string();
+    let video = format!("testsrc2=size={size}:rate=30");
+    ffmpeg(&[
+        "-f", "lavfi", "-i", &video,
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", &duration,
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-shortest",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    path
+}
+
+/// Frame count, width and height of the first video stream, as ffprobe reads it (playlists too).
+pub fn probe_video(path: &Path) -> (u64, u32, u32) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v", "error", "-count_frames", "-select_streams", "v:0",
+            "-show_entries", "stream=nb_read_frames,width,height", "-of", "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed");
+    assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text.lines().next().unwrap_or_default().split(',').collect();
+    assert_eq!(fields.len(), 3, "unexpected ffprobe output {text:?} for {}", path.display());
+    (
+        fields[2].trim().parse().expect("frames"),
+        fields[0].trim().parse().expect("width"),
+        fields[1].trim().parse().expect("height"),
+    )
+}
+
+/// Settings for fast tests: short waits, quick heartbeats.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::local(data_dir.to_owned());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.worker_wait = Duration::from_secs(2);
+    config.job_timeout = Duration::from_secs(120);
+    config.heartbeat_interval = Duration::from_millis(500);
+    config
+}
+
+pub struct RunningCoordinator {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningCoordinator {
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let coordinator = Coordinator::bind(config).await.expect("coordinator binds");
+        let url = format!("http://{}", coordinator.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            coordinator
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("coordinator serves");
+        });
+        Self {
+            url,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub async fn client(&self) -> DualrigClient {
+        DualrigClient::connect(&self.url).await.expect("client connects")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+pub struct RunningWorker {
+    pub id: dualrig_proto::identity::PublicId,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningWorker {
+    pub async fn start(url: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = WorkerConfig::new(url, dir.path().to_owned());
+        let worker = tokio::task::spawn_blocking(move || Worker::prepare(config))
+            .await
+            .expect("prepare task")
+            .expect("worker prepares");
+        let selected = &worker.capabilities().selected_encoder;
+        let reason = &worker.capabilities().encoder_reason;
+        if !selected.contains("nvenc") && !selected.contains("vaapi") && !selected.contains("qsv") {
+            eprintln!("hardware encode path not exercised: worker uses {selected} ({reason})");
+        }
+        let id = worker.id();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            id,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the worker at once, as a crash would: its connection closes and it answers nothing more.
+    pub async fn kill(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+/// Waits until the coordinator lists `n` workers.
+pub async fn wait_for_workers(client: &DualrigClient, n: usize) {
+    for _ in 0..400 {
+        if client.list_workers().await.expect("list workers").len() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("coordinator never listed {n} workers");
+}

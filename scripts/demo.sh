@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make demo`: a coordinator and two workers on 127.0.0.1, a generated 10 s 1080p30 clip with audio cut
+# into segments, transcoded to the default 4-rung ladder through the network, and the same ladder made by
+# the ffmpeg CLI on the same machine for comparison. Stops everything it started.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/target/release"
+out="$root/demo-out"
+work=$(mktemp -d -t dualrig-demo-XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+profiles=720p,480p,360p,240p
+rm -rf "$out" && mkdir -p "$out"
+
+echo "== making a 10 s 1080p30 test clip with audio"
+ffmpeg -hide_banner -loglevel error -y \
+    -f lavfi -i testsrc2=size=1920x1080:rate=30 \
+    -f lavfi -i sine=frequency=440:sample_rate=48000 \
+    -t 10 -c:v libx264 -preset veryfast -g 60 -pix_fmt yuv420p -c:a aac -shortest \
+    "$out/demo.mp4"
+
+echo "== starting a coordinator and two workers on 127.0.0.1"
+metrics="127.0.0.1:$((20000 + RANDOM % 20000))"
+"$bin/dualrig-coordinator" --listen 127.0.0.1:0 --data-dir "$work/coordinator" \
+    --metrics-addr "$metrics" >"$out/coordinator.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/coordinator/coordinator.addr" ] && break; sleep 0.1; done
+[ -s "$work/coordinator/coordinator.addr" ] || { cat "$out/coordinator.log"; exit 1; }
+url="http://$(cat "$work/coordinator/coordinator.addr")"
+export DUALRIG_COORDINATOR="$url"
+for n in 1 2; do
+    "$bin/dualrig-worker" --data-dir "$work/worker$n" >"$out/worker$n.log" 2>&1 &
+    pids+=($!)
+done
+for _ in $(seq 200); do
+    [ "$("$bin/dualrig" workers 2>/dev/null | grep -c encoder=)" = 2 ] && break
+    sleep 0.1
+done
+"$bin/dualrig" workers
+
+echo "== dualrig transcode through the network ($profiles)"
+start=$(date +%s.%N)
+"$bin/dualrig" transcode "$out/demo.mp4" --out "$out/hls" --profiles "$profiles"
+network=$(echo "$(date +%s.%N) - $start" | bc)
+
+echo "== the same ladder with the ffmpeg CLI and the same encoder settings"
+mkdir -p "$out/ffmpeg-cli"
+mapfile -t args < <("$bin/dualrig-worker" ladder-command --profiles "$profiles" "$out/demo.mp4" "$out/ffmpeg-cli")
+echo "ffmpeg ${args[*]}"
+start=$(date +%s.%N)
+ffmpeg -hide_banner -loglevel error -y "${args[@]}"
+cli=$(echo "$(date +%s.%N) - $start" | bc)
+
+echo
+echo "== what each worker did"
+"$bin/dualrig" workers
+grep -h "transcoded" "$out"/worker*.log | sed 's/^/  /' | tail -n 20 || true
+echo
+echo "== metrics ($metrics/metrics)"
+curl -fsS "http://$metrics/metrics" 2>/dev/null | grep -E '^dualrig_(jobs_total|workers_connected|bytes_)' || true
+echo
+printf 'network ladder: %.2f s   ffmpeg CLI ladder: %.2f s   ratio: %.2f\n' \
+    "$network" "$cli" "$(echo "$network / $cli" | bc -l)"
+for p in ${profiles//,/ }; do
+    printf '  %-5s %s\n' "$p" "$(ffprobe -v error -count_frames -select_streams v:0 \
+        -show_entries stream=width,height,nb_read_frames -of csv=p=0 "$out/hls/$p/index.m3u8")"
+done
+echo "HLS ladder: $out/hls/master.m3u8   (play it: ffplay $out/hls/master.m3u8)"
+echo "logs: $out/*.log"

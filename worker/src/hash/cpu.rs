@@ -1,0 +1,237 @@
+//! The CPU backend: the `blake3` crate (SIMD, multithreaded with rayon) behind [`BlobHasher`].
+//!
+//! Files are read, not memory-mapped: a mapped file that another process truncates kills the reader
+//! with SIGBUS, while a read simply comes up short and is reported as [`HashError::Truncated`].
+
+use std::io::Read;
+
+use blake3::hazmat::{ChainingValue, HasherExt, merge_subtrees_root};
+use rayon::prelude::*;
+
+use super::source::WindowSource;
+use super::tree::{Levels, TreeAssembler, WindowOutput, chunk_count, merge_level};
+use super::{BlobDigest, BlobHasher, CHUNK_LEN, HashError, HashMode, Outboard};
+
+/// Below this many bytes, spreading one hash over threads costs more than it saves.
+const RAYON_MIN: usize = 128 * 1024;
+
+/// Default streaming window: a power of two of chunks, big enough to keep every core busy.
+const DEFAULT_WINDOW: usize = 8 << 20;
+
+/// Hashes on the CPU with the `blake3` crate.
+#[derive(Clone, Debug)]
+pub struct CpuHasher {
+    window: usize,
+}
+
+impl Default for CpuHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuHasher {
+    pub fn new() -> Self {
+        CpuHasher {
+            window: DEFAULT_WINDOW,
+        }
+    }
+
+    /// A hasher that streams in windows of `chunks` chunks (rounded up to a power of two); small
+    /// windows let tests exercise multi-window streaming on small inputs.
+    pub fn with_window_chunks(chunks: usize) -> Self {
+        CpuHasher {
+            window: chunks.max(1).next_power_of_two() * CHUNK_LEN,
+        }
+    }
+}
+
+fn update(hasher: &mut blake3::Hasher, data: &[u8]) {
+    if data.len() >= RAYON_MIN {
+        hasher.update_rayon(data);
+    } else {
+        hasher.update(data);
+    }
+}
+
+/// Every level of the subtree over `data`, whose first chunk has index `first_chunk`. All nodes,
+/// the top one included, are non-root chaining values.
+fn subtree_levels(data: &[u8], first_chunk: u64, mode: HashMode) -> Levels {
+    let chunk_cv = |(i, chunk): (usize, &[u8])| -> ChainingValue {
+        let mut hasher = mode.hasher();
+        hasher.set_input_offset((first_chunk + i as u64) * CHUNK_LEN as u64);
+        hasher.update(chunk);
+        hasher.finalize_non_root()
+    };
+    let mut level: Vec<ChainingValue> = if data.len() >= RAYON_MIN {
+        data.par_chunks(CHUNK_LEN).enumerate().map(chunk_cv).collect()
+    } else {
+        data.chunks(CHUNK_LEN).enumerate().map(chunk_cv).collect()
+    };
+    let mut levels = Vec::new();
+    while level.len() > 1 {
+        let next = merge_level(&level, mode);
+        levels.push(level);
+        level = next;
+    }
+    levels.push(level);
+    levels
+}
+
+/// Hashes one window. `rooted` means the window is the whole input.
+fn window_output(
+    data: &[u8],
+    first_chunk: u64,
+    mode: HashMode,
+    rooted: bool,
+    keep_levels: bool,
+) -> WindowOutput {
+    if rooted && data.len() <= CHUNK_LEN {
+        let mut hasher = mode.hasher();
+        hasher.update(data);
+        return WindowOutput::Root {
+            hash: hasher.finalize(),
+            levels: None,
+        };
+    }
+    if rooted {
+        let levels = subtree_levels(data, first_chunk, mode);
+        let pair = &levels[levels.len() - 2];
+        let hash = merge_subtrees_root(&pair[0], &pair[1], mode.hazmat());
+        return WindowOutput::Root {
+            hash,
+            levels: keep_levels.then_some(levels),
+        };
+    }
+    if keep_levels {
+        let levels = subtree_levels(data, first_chunk, mode);
+        let cv = levels[levels.len() - 1][0];
+        return WindowOutput::Subtree {
+            cv,
+            levels: Some(levels),
+        };
+    }
+    let mut hasher = mode.hasher();
+    hasher.set_input_offset(first_chunk * CHUNK_LEN as u64);
+    update(&mut hasher, data);
+    WindowOutput::Subtree {
+        cv: hasher.finalize_non_root(),
+        levels: None,
+    }
+}
+
+impl CpuHasher {
+    /// Streams with the crate's own incremental hasher: no tree bookkeeping needed.
+    fn stream_root(&self, source: &mut WindowSource<'_>, mode: HashMode) -> Result<BlobDigest, HashError> {
+        let mut hasher = mode.hasher();
+        let mut current = vec![0u8; self.window];
+        let mut next = vec![0u8; self.window];
+        let mut filled = source.fill(&mut current)?;
+        loop {
+            if filled.last {
+                update(&mut hasher, &current[..filled.len]);
+                break;
+            }
+            // Hash this window on the pool while this thread reads the next one.
+            let data = &current[..filled.len];
+            let hasher_ref = &mut hasher;
+            let read = rayon::in_place_scope(|scope| {
+                scope.spawn(move |_| update(hasher_ref, data));
+                source.fill(&mut next)
+            });
+            filled = read?;
+            std::mem::swap(&mut current, &mut next);
+        }
+        Ok(BlobDigest {
+            hash: hasher.finalize(),
+            len: source.consumed(),
+            outboard: None,
+        })
+    }
+
+    fn stream_tree(&self, source: &mut WindowSource<'_>, mode: HashMode) -> Result<BlobDigest, HashError> {
+        let window_chunks = (self.window / CHUNK_LEN) as u64;
+        let mut tree = TreeAssembler::new(mode, window_chunks, true);
+        let mut current = vec![0u8; self.window];
+        let mut first_chunk = 0u64;
+        let mut index = 0usize;
+        loop {
+            let filled = source.fill(&mut current)?;
+            let rooted = index == 0 && filled.last;
+            tree.push(window_output(
+                &current[..filled.len],
+                first_chunk,
+                mode,
+                rooted,
+                true,
+            ));
+            if filled.last {
+                break;
+            }
+            first_chunk += window_chunks;
+            index += 1;
+        }
+        let len = source.consumed();
+        let (hash, outboard) = tree.finish(len);
+        Ok(BlobDigest {
+            hash,
+            len,
+            outboard,
+        })
+    }
+}
+
+impl BlobHasher for CpuHasher {
+    fn describe(&self) -> String {
+        format!("cpu: blake3 rayon, {} threads", rayon::current_num_threads())
+    }
+
+    fn hash_bytes(&self, data: &[u8], mode: HashMode, with_outboard: bool) -> Result<BlobDigest, HashError> {
+        let len = data.len() as u64;
+        if !with_outboard {
+            let mut hasher = mode.hasher();
+            update(&mut hasher, data);
+            return Ok(BlobDigest {
+                hash: hasher.finalize(),
+                len,
+                outboard: None,
+            });
+        }
+        let (hash, levels) = match window_output(data, 0, mode, true, true) {
+            WindowOutput::Root { hash, levels } => (hash, levels.unwrap_or_default()),
+            WindowOutput::Subtree { .. } => unreachable!("a rooted window yields the root"),
+        };
+        debug_assert!(chunk_count(len) == 1 || !levels.is_empty());
+        Ok(BlobDigest {
+            hash,
+            len,
+            outboard: Some(Outboard::from_levels(len, &levels)),
+        })
+    }
+
+    fn hash_reader(
+        &self,
+        reader: &mut dyn Read,
+        expected_len: Option<u64>,
+        mode: HashMode,
+        with_outboard: bool,
+    ) -> Result<BlobDigest, HashError> {
+        let mut source = WindowSource::new(reader, expected_len);
+        if with_outboard {
+            self.stream_tree(&mut source, mode)
+        } else {
+            self.stream_root(&mut source, mode)
+        }
+    }
+
+    fn hash_batch(&self, blobs: &[&[u8]], mode: HashMode) -> Result<Vec<blake3::Hash>, HashError> {
+        Ok(blobs
+            .par_iter()
+            .map(|blob| {
+                let mut hasher = mode.hasher();
+                update(&mut hasher, blob);
+                hasher.finalize()
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,319 @@
+//! The worker's life on the network: probe what this machine can do, dial the coordinator, prove the key,
+//! attach, run the jobs that come down the stream, and dial again with backoff whenever the coordinator
+//! goes away.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dualrig_media::EncoderSelection;
+use dualrig_proto::identity::{Identity, registration_message};
+use dualrig_proto::v1::coordinator_client::CoordinatorClient;
+use dualrig_proto::v1::{
+    Capabilities, Heartbeat, HelloRequest, JobFailure, RegisterRequest, WorkerEvent,
+    worker_command, worker_event,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::WorkerConfig;
+use crate::job::run_transcode;
+use crate::metrics;
+
+/// Largest 4:2:0 frame any encoder here is asked to produce.
+const MAX_WIDTH: u32 = dualrig_proto::profile::MAX_WIDTH;
+const MAX_HEIGHT: u32 = dualrig_proto::profile::MAX_HEIGHT;
+/// A session that lasted this long resets the backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("worker key: {0}")]
+    Identity(#[from] dualrig_proto::identity::IdentityError),
+    #[error("no usable encoder: {0}")]
+    Encoder(#[from] dualrig_media::MediaError),
+    #[error("hasher: {0}")]
+    Hash(#[from] crate::hash::HashError),
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why one session with the coordinator ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("cannot reach {url}: {source}")]
+    Connect {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("{call} refused: {}", .status.message())]
+    Refused {
+        call: &'static str,
+        status: tonic::Status,
+    },
+    #[error("job stream broke: {}", .0.message())]
+    Stream(tonic::Status),
+    #[error("coordinator closed the job stream")]
+    Closed,
+}
+
+/// A worker ready to serve: its key, its encoder, what it tells the coordinator it can do.
+#[derive(Debug)]
+pub struct Worker {
+    config: WorkerConfig,
+    identity: Arc<Identity>,
+    encoder: Arc<EncoderSelection>,
+    capabilities: Capabilities,
+}
+
+impl Worker {
+    /// Loads or creates the key, probes the encoders and the hasher. Blocking: probing opens encoders.
+    pub fn prepare(config: WorkerConfig) -> Result<Self, WorkerError> {
+        config.validate().map_err(WorkerError::Config)?;
+        std::fs::create_dir_all(config.scratch_dir()).map_err(|source| WorkerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let identity = Identity::load_or_create(&config.key_path())?;
+        dualrig_media::init();
+        let encoder = dualrig_media::select_encoder(&config.encoder)?;
+        info!(
+            encoder = %encoder.name,
+            hardware = encoder.hardware,
+            reason = %encoder.reason,
+            "encoder selected"
+        );
+        let hasher = crate::hash::select_hasher(config.gpu)?;
+        let sessions = config
+            .sessions
+            .unwrap_or(if encoder.hardware { 2 } else { 1 });
+        let capabilities = Capabilities {
+            encoders: encoder.available.clone(),
+            selected_encoder: encoder.name.clone(),
+            encoder_reason: encoder.reason.clone(),
+            sessions,
+            max_width: MAX_WIDTH,
+            max_height: MAX_HEIGHT,
+            hasher: hasher.describe(),
+        };
+        Ok(Self {
+            config,
+            identity: Arc::new(identity),
+            encoder: Arc::new(encoder),
+            capabilities,
+        })
+    }
+
+    pub fn id(&self) -> dualrig_proto::identity::PublicId {
+        self.identity.id()
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Serves the coordinator until `shutdown` completes, reconnecting with backoff.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let span = info_span!("worker", id = %self.identity.id().short());
+        tokio::select! {
+            () = self.serve_forever().instrument(span) => {}
+            () = shutdown => info!("worker stopping"),
+        }
+    }
+
+    async fn serve_forever(&self) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let started = Instant::now();
+            let ended = self.session().await;
+            metrics::connection("ended");
+            if started.elapsed() > STABLE_SESSION {
+                backoff = Duration::from_millis(250);
+            }
+            let jitter = rand::random::<f64>() * 0.5 + 0.75;
+            let wait = backoff.mul_f64(jitter);
+            warn!(
+                error = %ended,
+                retry_in_ms = wait.as_millis() as u64,
+                "not connected to the coordinator"
+            );
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(self.config.max_backoff);
+        }
+    }
+
+    /// One connection: register, attach, serve jobs until the stream ends. Dropping the returned future
+    /// aborts every task it started, so a stopped worker holds nothing open.
+    async fn session(&self) -> SessionError {
+        match self.try_session().await {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    async fn try_session(&self) -> Result<std::convert::Infallible, SessionError> {
+        let url = self.config.coordinator.clone();
+        let channel: Channel = Endpoint::from_shared(url.clone())
+            .map_err(|source| SessionError::Connect {
+                url: url.clone(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|source| SessionError::Connect { url, source })?;
+        let mut client = CoordinatorClient::new(channel)
+            .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
+
+        let id = self.identity.id();
+        let hello = client
+            .hello(HelloRequest {
+                worker_id: id.as_bytes().to_vec(),
+            })
+            .await
+            .map_err(|status| SessionError::Refused {
+                call: "Hello",
+                status,
+            })?
+            .into_inner();
+        let signature = self.identity.sign(&registration_message(&hello.nonce, &id));
+        let registered = client
+            .register(RegisterRequest {
+                worker_id: id.as_bytes().to_vec(),
+                nonce: hello.nonce,
+                signature: signature.to_vec(),
+                capabilities: Some(self.capabilities.clone()),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .await
+            .map_err(|status| SessionError::Refused {
+                call: "Register",
+                status,
+            })?
+            .into_inner();
+
+        let (events, outbound) = mpsc::channel::<WorkerEvent>(32);
+        let mut request = tonic::Request::new(ReceiverStream::new(outbound));
+        let token = registered
+            .session_token
+            .parse()
+            .map_err(|_| SessionError::Closed)?;
+        request
+            .metadata_mut()
+            .insert(dualrig_proto::SESSION_METADATA_KEY, token);
+        let mut commands = client
+            .attach(request)
+            .await
+            .map_err(|status| SessionError::Refused {
+                call: "Attach",
+                status,
+            })?
+            .into_inner();
+        metrics::connection("attached");
+        info!(
+            coordinator = %hex::encode(&hello.coordinator_id[..hello.coordinator_id.len().min(4)]),
+            "attached; waiting for jobs"
+        );
+
+        let mut tasks = JoinSet::new();
+        let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(100)));
+        tasks.spawn(heartbeats(events.clone(), interval));
+        let sessions = Arc::new(Semaphore::new(self.capabilities.sessions as usize));
+        loop {
+            let command = commands
+                .message()
+                .await
+                .map_err(SessionError::Stream)?
+                .ok_or(SessionError::Closed)?;
+            match command.command {
+                Some(worker_command::Command::Job(job)) => {
+                    let span = info_span!("job", id = %job.job_id);
+                    tasks.spawn(
+                        self.start_job(job, Arc::clone(&sessions), events.clone())
+                            .instrument(span),
+                    );
+                }
+                Some(worker_command::Command::Cancel(cancel)) => {
+                    // The coordinator has already given the job to someone else and will discard our
+                    // result; the transcode in progress finishes and is dropped.
+                    info!(job = %cancel.job_id, "job cancelled by the coordinator");
+                }
+                None => {}
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+
+    fn start_job(
+        &self,
+        job: dualrig_proto::v1::TranscodeJob,
+        sessions: Arc<Semaphore>,
+        events: mpsc::Sender<WorkerEvent>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let encoder = Arc::clone(&self.encoder);
+        let identity = Arc::clone(&self.identity);
+        let scratch = self.config.scratch_dir();
+        async move {
+            let Ok(_permit) = sessions.acquire_owned().await else {
+                return;
+            };
+            let job_id = job.job_id.clone();
+            info!(bytes = job.segment.len(), profiles = job.profiles.len(), "transcoding");
+            let outcome = tokio::task::spawn_blocking(move || {
+                run_transcode(&job, &encoder, &identity, &scratch)
+            })
+            .await;
+            let event = match outcome {
+                Ok(Ok(result)) => {
+                    metrics::job("done");
+                    info!(ms = result.transcode_ms, "transcoded");
+                    worker_event::Event::Result(result)
+                }
+                Ok(Err(e)) => {
+                    metrics::job("failed");
+                    warn!(error = %e, "job failed");
+                    worker_event::Event::Failure(JobFailure {
+                        job_id,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(e) => {
+                    metrics::job("crashed");
+                    worker_event::Event::Failure(JobFailure {
+                        job_id,
+                        reason: format!("transcoder crashed: {e}"),
+                    })
+                }
+            };
+            // If the stream is gone the coordinator has already moved the job elsewhere.
+            let _ = events.send(WorkerEvent { event: Some(event) }).await;
+        }
+    }
+}
+
+async fn heartbeats(events: mpsc::Sender<WorkerEvent>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let sent_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let beat = WorkerEvent {
+            event: Some(worker_event::Event::Heartbeat(Heartbeat { sent_unix_ms })),
+        };
+        if events.send(beat).await.is_err() {
+            return;
+        }
+    }
+}
