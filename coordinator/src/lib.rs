@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod pool;
 pub mod server;

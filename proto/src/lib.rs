@@ -4,6 +4,7 @@
 pub mod identity;
 pub mod profile;
 pub mod result;
+pub mod ticket;
 
 /// Generated prost messages and tonic clients/servers of `dualrig.v1`.
 #[allow(clippy::all, missing_docs, unreachable_pub)]

@@ -294,10 +294,19 @@ impl FallbackHasher {
 
 impl BlobHasher for FallbackHasher {
     fn describe(&self) -> String {
-        format!("{} (falls back to {})", self.gpu.describe(), self.cpu.describe())
+        format!(
+            "{} (falls back to {})",
+            self.gpu.describe(),
+            self.cpu.describe()
+        )
     }
 
-    fn hash_bytes(&self, data: &[u8], mode: HashMode, outboard: bool) -> Result<BlobDigest, HashError> {
+    fn hash_bytes(
+        &self,
+        data: &[u8],
+        mode: HashMode,
+        outboard: bool,
+    ) -> Result<BlobDigest, HashError> {
         self.retry(self.gpu.hash_bytes(data, mode, outboard), |cpu| {
             cpu.hash_bytes(data, mode, outboard)
         })
@@ -313,13 +322,52 @@ impl BlobHasher for FallbackHasher {
         self.gpu.hash_reader(reader, expected_len, mode, outboard)
     }
 
-    fn hash_file(&self, path: &Path, mode: HashMode, outboard: bool) -> Result<BlobDigest, HashError> {
+    fn hash_file(
+        &self,
+        path: &Path,
+        mode: HashMode,
+        outboard: bool,
+    ) -> Result<BlobDigest, HashError> {
         self.retry(self.gpu.hash_file(path, mode, outboard), |cpu| {
             cpu.hash_file(path, mode, outboard)
         })
     }
 
     fn hash_batch(&self, blobs: &[&[u8]], mode: HashMode) -> Result<Vec<blake3::Hash>, HashError> {
-        self.retry(self.gpu.hash_batch(blobs, mode), |cpu| cpu.hash_batch(blobs, mode))
+        self.retry(self.gpu.hash_batch(blobs, mode), |cpu| {
+            cpu.hash_batch(blobs, mode)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_mode_redoes_failed_gpu_work_on_the_cpu() {
+        let hasher = FallbackHasher {
+            gpu: gpu::tests::test_gpu(),
+            cpu: CpuHasher::new(),
+        };
+        let data = vec![9u8; 50_000];
+        hasher.gpu.lose_device();
+        let digest = hasher
+            .hash_bytes(&data, HashMode::Plain, true)
+            .expect("the CPU takes over");
+        assert_eq!(digest.hash, blake3::hash(&data));
+        assert!(digest.outboard.is_some());
+        let hashes = hasher
+            .hash_batch(&[&data[..10], &data[..]], HashMode::Plain)
+            .expect("the CPU takes over");
+        assert_eq!(hashes, vec![blake3::hash(&data[..10]), blake3::hash(&data)]);
+        let missing = hasher
+            .hash_file(
+                Path::new("/nonexistent/dualrig/blob"),
+                HashMode::Plain,
+                false,
+            )
+            .expect_err("input errors are not retried");
+        assert!(matches!(missing, HashError::Io { .. }), "{missing}");
     }
 }

@@ -1,3 +1,16 @@
-//! placeholder
+//! The dualrig worker, run by a miner beside its miner: it transcodes video segments on the GPU's
+//! encoder ASICs (or libx264) for the coordinator, and hashes stored data with BLAKE3 on the GPU's shader
+//! cores (or the CPU) to prove it still holds what it hosts.
+//!
+//! [`session`] keeps the outbound connection to the coordinator alive, [`job`] turns one transcode job
+//! into a signed result, [`hash`] is the GPU/CPU BLAKE3 hasher, and [`bench`] measures the rig.
+
 pub mod bench;
+pub mod config;
 pub mod hash;
+pub mod job;
+pub mod metrics;
+pub mod session;
+
+pub use config::WorkerConfig;
+pub use session::Worker;

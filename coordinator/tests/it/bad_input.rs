@@ -162,7 +162,12 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
     assert_eq!(err.code(), Code::Unauthenticated, "{err}");
 
     // Still serving: health says so, the honest worker is still attached, and a good job goes through.
-    let mut health = HealthClient::connect(coordinator.url.clone()).await.expect("health client");
+    let channel = tonic::transport::Endpoint::from_shared(coordinator.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("health channel");
+    let mut health = HealthClient::new(channel);
     let status = health
         .check(HealthCheckRequest { service: String::new() })
         .await

@@ -3,4 +3,5 @@ mod bad_input;
 mod binary;
 mod e2e;
 mod failover;
+mod ledger;
 mod support;

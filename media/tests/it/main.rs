@@ -1,1 +1,8 @@
-mod placeholder {}
+//! Tests of dualrig-media against real video made with the ffmpeg CLI, with ffprobe as a second opinion.
+mod cli;
+mod encoders;
+mod inspect;
+mod segments;
+mod support;
+mod transcode;
+mod verify;

@@ -28,7 +28,12 @@ pub fn run(args: &HashArgs) -> Result<(), HashError> {
     tracing::debug!(backend = %hasher.describe(), "hashing");
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    run_with(args, hasher.as_ref(), &mut stdout.lock(), &mut stderr.lock())
+    run_with(
+        args,
+        hasher.as_ref(),
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
 }
 
 /// [`run`] with the backend and the output streams chosen by the caller. With several inputs, each

@@ -4,6 +4,7 @@
 //! with SIGBUS, while a read simply comes up short and is reported as [`HashError::Truncated`].
 
 use std::io::Read;
+use std::sync::{Mutex, PoisonError};
 
 use blake3::hazmat::{ChainingValue, HasherExt, merge_subtrees_root};
 use rayon::prelude::*;
@@ -19,9 +20,11 @@ const RAYON_MIN: usize = 128 * 1024;
 const DEFAULT_WINDOW: usize = 8 << 20;
 
 /// Hashes on the CPU with the `blake3` crate.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CpuHasher {
     window: usize,
+    /// Window buffers kept between calls: fresh ones cost a page fault per 4 KiB on first touch.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Default for CpuHasher {
@@ -32,17 +35,20 @@ impl Default for CpuHasher {
 
 impl CpuHasher {
     pub fn new() -> Self {
+        Self::with_window(DEFAULT_WINDOW)
+    }
+
+    fn with_window(window: usize) -> Self {
         CpuHasher {
-            window: DEFAULT_WINDOW,
+            window,
+            spare: Mutex::new(Vec::new()),
         }
     }
 
     /// A hasher that streams in windows of `chunks` chunks (rounded up to a power of two); small
     /// windows let tests exercise multi-window streaming on small inputs.
     pub fn with_window_chunks(chunks: usize) -> Self {
-        CpuHasher {
-            window: chunks.max(1).next_power_of_two() * CHUNK_LEN,
-        }
+        Self::with_window(chunks.max(1).next_power_of_two() * CHUNK_LEN)
     }
 }
 
@@ -64,7 +70,10 @@ fn subtree_levels(data: &[u8], first_chunk: u64, mode: HashMode) -> Levels {
         hasher.finalize_non_root()
     };
     let mut level: Vec<ChainingValue> = if data.len() >= RAYON_MIN {
-        data.par_chunks(CHUNK_LEN).enumerate().map(chunk_cv).collect()
+        data.par_chunks(CHUNK_LEN)
+            .enumerate()
+            .map(chunk_cv)
+            .collect()
     } else {
         data.chunks(CHUNK_LEN).enumerate().map(chunk_cv).collect()
     };
@@ -121,12 +130,42 @@ fn window_output(
 }
 
 impl CpuHasher {
+    fn take_buffer(&self) -> Vec<u8> {
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| vec![0u8; self.window])
+    }
+
+    fn give_back(&self, buffers: [Vec<u8>; 2]) {
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        for buffer in buffers {
+            if spare.len() < 2 {
+                spare.push(buffer);
+            }
+        }
+    }
+
+    /// Runs `f` with two window buffers from the spare pool.
+    fn with_buffers<T>(&self, f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> T) -> T {
+        let mut a = self.take_buffer();
+        let mut b = self.take_buffer();
+        let out = f(&mut a, &mut b);
+        self.give_back([a, b]);
+        out
+    }
+
     /// Streams with the crate's own incremental hasher: no tree bookkeeping needed.
-    fn stream_root(&self, source: &mut WindowSource<'_>, mode: HashMode) -> Result<BlobDigest, HashError> {
+    fn stream_root(
+        &self,
+        source: &mut WindowSource<'_>,
+        mode: HashMode,
+        current: &mut Vec<u8>,
+        next: &mut Vec<u8>,
+    ) -> Result<BlobDigest, HashError> {
         let mut hasher = mode.hasher();
-        let mut current = vec![0u8; self.window];
-        let mut next = vec![0u8; self.window];
-        let mut filled = source.fill(&mut current)?;
+        let mut filled = source.fill(current)?;
         loop {
             if filled.last {
                 update(&mut hasher, &current[..filled.len]);
@@ -137,10 +176,10 @@ impl CpuHasher {
             let hasher_ref = &mut hasher;
             let read = rayon::in_place_scope(|scope| {
                 scope.spawn(move |_| update(hasher_ref, data));
-                source.fill(&mut next)
+                source.fill(next)
             });
             filled = read?;
-            std::mem::swap(&mut current, &mut next);
+            std::mem::swap(current, next);
         }
         Ok(BlobDigest {
             hash: hasher.finalize(),
@@ -149,14 +188,18 @@ impl CpuHasher {
         })
     }
 
-    fn stream_tree(&self, source: &mut WindowSource<'_>, mode: HashMode) -> Result<BlobDigest, HashError> {
+    fn stream_tree(
+        &self,
+        source: &mut WindowSource<'_>,
+        mode: HashMode,
+        current: &mut [u8],
+    ) -> Result<BlobDigest, HashError> {
         let window_chunks = (self.window / CHUNK_LEN) as u64;
         let mut tree = TreeAssembler::new(mode, window_chunks, true);
-        let mut current = vec![0u8; self.window];
         let mut first_chunk = 0u64;
         let mut index = 0usize;
         loop {
-            let filled = source.fill(&mut current)?;
+            let filled = source.fill(current)?;
             let rooted = index == 0 && filled.last;
             tree.push(window_output(
                 &current[..filled.len],
@@ -183,10 +226,18 @@ impl CpuHasher {
 
 impl BlobHasher for CpuHasher {
     fn describe(&self) -> String {
-        format!("cpu: blake3 rayon, {} threads", rayon::current_num_threads())
+        format!(
+            "cpu: blake3 rayon, {} threads",
+            rayon::current_num_threads()
+        )
     }
 
-    fn hash_bytes(&self, data: &[u8], mode: HashMode, with_outboard: bool) -> Result<BlobDigest, HashError> {
+    fn hash_bytes(
+        &self,
+        data: &[u8],
+        mode: HashMode,
+        with_outboard: bool,
+    ) -> Result<BlobDigest, HashError> {
         let len = data.len() as u64;
         if !with_outboard {
             let mut hasher = mode.hasher();
@@ -217,11 +268,13 @@ impl BlobHasher for CpuHasher {
         with_outboard: bool,
     ) -> Result<BlobDigest, HashError> {
         let mut source = WindowSource::new(reader, expected_len);
-        if with_outboard {
-            self.stream_tree(&mut source, mode)
-        } else {
-            self.stream_root(&mut source, mode)
-        }
+        self.with_buffers(|current, next| {
+            if with_outboard {
+                self.stream_tree(&mut source, mode, current)
+            } else {
+                self.stream_root(&mut source, mode, current, next)
+            }
+        })
     }
 
     fn hash_batch(&self, blobs: &[&[u8]], mode: HashMode) -> Result<Vec<blake3::Hash>, HashError> {

@@ -20,8 +20,6 @@ use super::source::{Filled, WindowSource};
 use super::tree::{Levels, TreeAssembler, WindowOutput, chunk_count, level_sizes};
 use super::{BlobDigest, BlobHasher, CHUNK_LEN, HashError, HashMode};
 
-pub use self::kernels::BLAKE3_WGSL;
-
 /// Default cap on a window: enough to keep a large GPU busy, small enough to leave a miner its
 /// memory (two slots are allocated).
 const DEFAULT_WINDOW: u64 = 64 << 20;
@@ -44,9 +42,14 @@ pub enum AdapterPolicy {
 }
 
 /// How to set up a [`GpuHasher`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     pub policy: AdapterPolicy,
+    /// Backends to search; `None` means `WGPU_BACKEND` when set, else every compiled-in backend.
+    pub backends: Option<wgpu::Backends>,
+    /// Adapters whose name contains this (case-insensitively) win over the others the policy allows.
+    /// `WGPU_ADAPTER_NAME`, when set, is stricter: only matching adapters are considered at all.
+    pub prefer_adapter: Option<String>,
     /// Cap on the streaming window in bytes (rounded down to a power of two of chunks). Small windows
     /// let tests cover multi-window streaming with small inputs.
     pub max_window_bytes: Option<u64>,
@@ -121,7 +124,12 @@ impl ResidentInput {
     }
 }
 
-fn buffer(device: &wgpu::Device, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+fn buffer(
+    device: &wgpu::Device,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
@@ -144,17 +152,22 @@ fn cv_at(bytes: &[u8], index: u64) -> ChainingValue {
 
 impl GpuHasher {
     pub fn new(options: GpuOptions) -> Result<Self, HashError> {
-        let gpu = GpuDevice::open(options.policy)?;
+        let gpu = GpuDevice::open(&options)?;
         let limits = gpu.limits();
         let largest = u64::from(limits.max_storage_buffer_binding_size)
             .min(limits.max_buffer_size)
             .min(MAX_WINDOW)
             .min(u64::from(limits.max_compute_workgroups_per_dimension) * 64 * CHUNK_LEN as u64);
-        let cap = options.max_window_bytes.unwrap_or(DEFAULT_WINDOW).min(largest);
+        let cap = options
+            .max_window_bytes
+            .unwrap_or(DEFAULT_WINDOW)
+            .min(largest);
         let window = prev_power_of_two(cap.max(CHUNK_LEN as u64));
         let (kernels, slots) = gpu.scoped("creating pipelines and buffers", || {
             let kernels = Kernels::new(&gpu.device);
-            let slots = (0..2).map(|_| new_slot(&gpu.device, &kernels, window)).collect();
+            let slots = (0..2)
+                .map(|_| new_slot(&gpu.device, &kernels, window))
+                .collect();
             (kernels, slots)
         })?;
         Ok(GpuHasher {
@@ -202,7 +215,7 @@ impl GpuHasher {
                 let submission = self.gpu.queue.submit([]);
                 let request =
                     self.gpu
-                        .request_map(slot.staging.slice(..), wgpu::MapMode::Write, submission);
+                        .request_map(&slot.staging, None, wgpu::MapMode::Write, submission);
                 self.gpu.await_map(request)?;
             }
         }
@@ -220,7 +233,9 @@ impl GpuHasher {
                     .level_sizes
                     .iter()
                     .zip(&plan.level_offsets)
-                    .map(|(&size, &offset)| (offset..offset + size).map(|i| cv_at(&bytes, i)).collect())
+                    .map(|(&size, &offset)| {
+                        (offset..offset + size).map(|i| cv_at(&bytes, i)).collect()
+                    })
                     .collect();
                 (cv_at(&bytes, plan.top()), Some(levels))
             } else {
@@ -267,24 +282,29 @@ impl GpuHasher {
         let submission = self.gpu.scoped("hashing a window", || {
             let params = self.kernels.encode_params(&plan.dispatches);
             self.gpu.queue.write_buffer(&slot.params, 0, &params);
-            let mut encoder = self
-                .gpu
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("blake3 window") });
+            let mut encoder =
+                self.gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("blake3 window"),
+                    });
             if len > 0 {
                 encoder.copy_buffer_to_buffer(&slot.staging, 0, &slot.input, 0, copy_len(len));
             }
-            self.kernels.record(&mut encoder, &slot.bind_group, &plan.dispatches);
+            self.kernels
+                .record(&mut encoder, &slot.bind_group, &plan.dispatches);
             encoder.copy_buffer_to_buffer(&slot.cvs, read_from, &slot.readback, 0, read_len);
             self.gpu.queue.submit([encoder.finish()])
         })?;
         let readback = self.gpu.request_map(
-            slot.readback.slice(..read_len),
+            &slot.readback,
+            Some(read_len),
             wgpu::MapMode::Read,
             submission.clone(),
         );
         slot.staging_state = Staging::Mapping(self.gpu.request_map(
-            slot.staging.slice(..),
+            &slot.staging,
+            None,
             wgpu::MapMode::Write,
             submission,
         ));
@@ -361,9 +381,19 @@ impl GpuHasher {
                 contents: &padded,
                 usage: wgpu::BufferUsages::STORAGE,
             });
-            let cvs = buffer(device, "blake3 resident cvs", nodes * CV_LEN, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+            let cvs = buffer(
+                device,
+                "blake3 resident cvs",
+                nodes * CV_LEN,
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            );
             let params = self.kernels.params_buffer(device);
-            let readback = buffer(device, "blake3 resident readback", CV_LEN, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+            let readback = buffer(
+                device,
+                "blake3 resident readback",
+                CV_LEN,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            );
             let bind_group = self.kernels.bind_group(device, &params, &input, &cvs, None);
             ResidentInput {
                 len,
@@ -377,22 +407,35 @@ impl GpuHasher {
     }
 
     /// Hashes input left on the device by [`GpuHasher::upload`]: kernels and a 32-byte readback only.
-    pub fn hash_resident(&self, input: &ResidentInput, mode: HashMode) -> Result<blake3::Hash, HashError> {
+    pub fn hash_resident(
+        &self,
+        input: &ResidentInput,
+        mode: HashMode,
+    ) -> Result<blake3::Hash, HashError> {
         let plan = WindowPlan::new(input.len, 0, true, mode);
         let submission = self.gpu.scoped("hashing resident input", || {
             let params = self.kernels.encode_params(&plan.dispatches);
             self.gpu.queue.write_buffer(&input.params, 0, &params);
-            let mut encoder = self
-                .gpu
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("blake3 resident") });
-            self.kernels.record(&mut encoder, &input.bind_group, &plan.dispatches);
-            encoder.copy_buffer_to_buffer(&input.cvs, plan.top() * CV_LEN, &input.readback, 0, CV_LEN);
+            let mut encoder =
+                self.gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("blake3 resident"),
+                    });
+            self.kernels
+                .record(&mut encoder, &input.bind_group, &plan.dispatches);
+            encoder.copy_buffer_to_buffer(
+                &input.cvs,
+                plan.top() * CV_LEN,
+                &input.readback,
+                0,
+                CV_LEN,
+            );
             self.gpu.queue.submit([encoder.finish()])
         })?;
         let request = self
             .gpu
-            .request_map(input.readback.slice(..), wgpu::MapMode::Read, submission);
+            .request_map(&input.readback, None, wgpu::MapMode::Read, submission);
         self.gpu.await_map(request)?;
         let hash = blake3::Hash::from_bytes(cv_at(&input.readback.slice(..).get_mapped_range(), 0));
         input.readback.unmap();
@@ -433,28 +476,38 @@ impl GpuHasher {
                 contents: &jobs_bytes,
                 usage: wgpu::BufferUsages::STORAGE,
             });
-            let bind_group =
-                self.kernels
-                    .bind_group(device, &slot.params, &slot.input, &slot.cvs, Some(&jobs_buffer));
+            let bind_group = self.kernels.bind_group(
+                device,
+                &slot.params,
+                &slot.input,
+                &slot.cvs,
+                Some(&jobs_buffer),
+            );
             let params = self.kernels.encode_params(&plan.dispatches);
             self.gpu.queue.write_buffer(&slot.params, 0, &params);
-            let mut encoder =
-                device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("blake3 batch") });
+            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("blake3 batch"),
+            });
             if end > 0 {
                 encoder.copy_buffer_to_buffer(&slot.staging, 0, &slot.input, 0, copy_len(end));
             }
-            self.kernels.record(&mut encoder, &bind_group, &plan.dispatches);
+            self.kernels
+                .record(&mut encoder, &bind_group, &plan.dispatches);
             encoder.copy_buffer_to_buffer(&slot.cvs, 0, &slot.readback, 0, read_len);
             self.gpu.queue.submit([encoder.finish()])
         })?;
         slot.staging_state = Staging::Mapping(self.gpu.request_map(
-            slot.staging.slice(..),
+            &slot.staging,
+            None,
             wgpu::MapMode::Write,
             submission.clone(),
         ));
-        let request =
-            self.gpu
-                .request_map(slot.readback.slice(..read_len), wgpu::MapMode::Read, submission);
+        let request = self.gpu.request_map(
+            &slot.readback,
+            Some(read_len),
+            wgpu::MapMode::Read,
+            submission,
+        );
         self.gpu.await_map(request)?;
         let hashes = {
             let bytes = slot.readback.slice(..read_len).get_mapped_range();
@@ -484,7 +537,12 @@ fn new_slot(device: &wgpu::Device, kernels: &Kernels, window: u64) -> Slot {
     });
     let input = buffer(device, "blake3 input", window, U::STORAGE | U::COPY_DST);
     let cvs = buffer(device, "blake3 cvs", cv_bytes, U::STORAGE | U::COPY_SRC);
-    let readback = buffer(device, "blake3 readback", cv_bytes, U::MAP_READ | U::COPY_DST);
+    let readback = buffer(
+        device,
+        "blake3 readback",
+        cv_bytes,
+        U::MAP_READ | U::COPY_DST,
+    );
     let params = kernels.params_buffer(device);
     let bind_group = kernels.bind_group(device, &params, &input, &cvs, None);
     Slot {
@@ -557,7 +615,12 @@ impl BatchPlan {
                     .chunks(2)
                     .map(|pair| match pair {
                         [left, right] => {
-                            jobs.extend_from_slice(&[*left as u32, *right as u32, nodes as u32, u32::from(root) << 3]);
+                            jobs.extend_from_slice(&[
+                                *left as u32,
+                                *right as u32,
+                                nodes as u32,
+                                u32::from(root) << 3,
+                            ]);
                             nodes += 1;
                             nodes - 1
                         }
@@ -590,7 +653,12 @@ impl BlobHasher for GpuHasher {
         self.gpu.describe()
     }
 
-    fn hash_bytes(&self, data: &[u8], mode: HashMode, with_outboard: bool) -> Result<BlobDigest, HashError> {
+    fn hash_bytes(
+        &self,
+        data: &[u8],
+        mode: HashMode,
+        with_outboard: bool,
+    ) -> Result<BlobDigest, HashError> {
         let mut reader = data;
         self.hash_reader(&mut reader, Some(data.len() as u64), mode, with_outboard)
     }
@@ -656,5 +724,84 @@ impl BlobHasher for GpuHasher {
             }
         }
         Ok(hashes.into_iter().flatten().collect())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Any adapter, Vulkan unless `WGPU_BACKEND` says otherwise, llvmpipe first: what CI has.
+    pub(crate) fn test_gpu() -> GpuHasher {
+        GpuHasher::new(GpuOptions {
+            policy: AdapterPolicy::Any,
+            backends: std::env::var_os("WGPU_BACKEND")
+                .is_none()
+                .then_some(wgpu::Backends::VULKAN),
+            prefer_adapter: Some("llvmpipe".to_owned()),
+            max_window_bytes: Some(16 * CHUNK_LEN as u64),
+        })
+        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter (lavapipe will do): {e}"))
+    }
+
+    impl GpuHasher {
+        /// Destroys the device under the hasher, as a driver reset would.
+        pub(crate) fn lose_device(&self) {
+            self.gpu.device.destroy();
+        }
+    }
+
+    #[test]
+    fn validation_errors_come_back_as_hash_errors() {
+        let hasher = test_gpu();
+        let err = hasher
+            .gpu
+            .scoped("creating a buffer no device allows", || {
+                hasher.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::MAP_WRITE,
+                    mapped_at_creation: false,
+                })
+            })
+            .expect_err("MAP_READ with MAP_WRITE is invalid");
+        assert!(matches!(err, HashError::GpuValidation { .. }), "{err}");
+        let data = vec![7u8; 40_000];
+        let digest = hasher
+            .hash_bytes(&data, HashMode::Plain, false)
+            .expect("the device is still usable");
+        assert_eq!(digest.hash, blake3::hash(&data));
+    }
+
+    #[test]
+    fn a_lost_device_is_an_error_not_a_panic() {
+        let hasher = test_gpu();
+        let data = vec![3u8; 100_000];
+        assert_eq!(
+            hasher
+                .hash_bytes(&data, HashMode::Plain, true)
+                .expect("hashes")
+                .hash,
+            blake3::hash(&data)
+        );
+        hasher.lose_device();
+        let err = hasher
+            .hash_bytes(&data, HashMode::Plain, false)
+            .expect_err("no device, no hash");
+        assert!(err.is_gpu_failure(), "{err}");
+        let err = hasher
+            .hash_batch(&[b"abc".as_slice()], HashMode::Plain)
+            .expect_err("no device, no hash");
+        assert!(err.is_gpu_failure(), "{err}");
+    }
+
+    #[test]
+    fn batch_plan_roots_each_blob_once() {
+        let blobs: [&[u8]; 3] = [&[], &[1; 3000], &[2; 1024]];
+        let plan = BatchPlan::new(&blobs, &[0, 0, 3008], HashMode::Plain);
+        // 1 + 3 + 1 chunks, then (0,1) of the 3-chunk blob, then the root over it and chunk 2.
+        assert_eq!(plan.nodes, 7);
+        assert_eq!(plan.roots, vec![0, 6, 4]);
+        assert_eq!(plan.dispatches.len(), 3);
     }
 }

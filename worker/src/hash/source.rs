@@ -119,7 +119,11 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize, HashError> 
 mod tests {
     use super::*;
 
-    fn windows(data: &[u8], expected: Option<u64>, window: usize) -> Result<Vec<(Vec<u8>, bool)>, HashError> {
+    fn windows(
+        data: &[u8],
+        expected: Option<u64>,
+        window: usize,
+    ) -> Result<Vec<(Vec<u8>, bool)>, HashError> {
         let mut reader = data;
         let mut source = WindowSource::new(&mut reader, expected);
         let mut out = Vec::new();
@@ -157,7 +161,17 @@ mod tests {
     #[test]
     fn short_stream_is_truncated() {
         let err = windows(&[1u8; 5], Some(9), 4).expect_err("shrank");
-        assert!(matches!(err, HashError::Truncated { expected: 9, got: 5, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                HashError::Truncated {
+                    expected: 9,
+                    got: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use wgpu::{BufferAsyncError, DeviceType, ErrorFilter};
 
-use super::AdapterPolicy;
+use super::{AdapterPolicy, GpuOptions};
 use crate::hash::HashError;
 
 /// A device and queue, with what went wrong on them so far.
@@ -21,6 +21,7 @@ pub(crate) struct GpuDevice {
 
 /// A map requested after a submission; resolved by polling until that submission is done.
 pub(crate) struct MapRequest {
+    buffer: wgpu::Buffer,
     submission: wgpu::SubmissionIndex,
     done: Receiver<Result<(), BufferAsyncError>>,
 }
@@ -39,10 +40,13 @@ fn describe_info(info: &wgpu::AdapterInfo) -> String {
     format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
 }
 
-/// Picks an adapter for `policy`. `WGPU_BACKEND` limits the backends searched and
-/// `WGPU_ADAPTER_NAME` (a case-insensitive substring) limits the adapters considered.
-fn choose_adapter(policy: AdapterPolicy) -> Result<wgpu::Adapter, HashError> {
-    let desc = wgpu::InstanceDescriptor::from_env_or_default();
+/// Picks an adapter as `options` say. `WGPU_BACKEND` limits the backends searched (unless the options
+/// name them) and `WGPU_ADAPTER_NAME` (a case-insensitive substring) limits the adapters considered.
+fn choose_adapter(options: &GpuOptions) -> Result<wgpu::Adapter, HashError> {
+    let mut desc = wgpu::InstanceDescriptor::from_env_or_default();
+    if let Some(backends) = options.backends {
+        desc.backends = backends;
+    }
     let instance = wgpu::Instance::new(&desc);
     let adapters: Vec<wgpu::Adapter> = instance
         .enumerate_adapters(desc.backends)
@@ -84,10 +88,20 @@ fn choose_adapter(policy: AdapterPolicy) -> Result<wgpu::Adapter, HashError> {
             found: found(),
         });
     }
+    let preferred = |a: &wgpu::Adapter| {
+        options.prefer_adapter.as_ref().is_some_and(|name| {
+            a.get_info()
+                .name
+                .to_lowercase()
+                .contains(&name.to_lowercase())
+        })
+    };
     let best = named
         .into_iter()
-        .filter(|a| policy == AdapterPolicy::Any || a.get_info().device_type != DeviceType::Cpu)
-        .max_by_key(|a| rank(a.get_info().device_type));
+        .filter(|a| {
+            options.policy == AdapterPolicy::Any || a.get_info().device_type != DeviceType::Cpu
+        })
+        .max_by_key(|a| (preferred(a), rank(a.get_info().device_type)));
     match best {
         Some(adapter) => Ok(adapter.clone()),
         None => Err(HashError::NoHardwareAdapter { found: found() }),
@@ -95,8 +109,8 @@ fn choose_adapter(policy: AdapterPolicy) -> Result<wgpu::Adapter, HashError> {
 }
 
 impl GpuDevice {
-    pub fn open(policy: AdapterPolicy) -> Result<Self, HashError> {
-        let adapter = choose_adapter(policy)?;
+    pub fn open(options: &GpuOptions) -> Result<Self, HashError> {
+        let adapter = choose_adapter(options)?;
         let info = adapter.get_info();
         // Ask for everything the adapter offers: the larger its buffer limits, the larger the windows.
         let descriptor = wgpu::DeviceDescriptor {
@@ -105,12 +119,13 @@ impl GpuDevice {
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor)).map_err(
-            |source| HashError::RequestDevice {
-                adapter: describe_info(&info),
-                source,
-            },
-        )?;
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|source| {
+                HashError::RequestDevice {
+                    adapter: describe_info(&info),
+                    source,
+                }
+            })?;
         let lost = Arc::new(Mutex::new(None));
         let lost_in_callback = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, message| {
@@ -201,23 +216,42 @@ impl GpuDevice {
         Ok(out)
     }
 
-    /// Asks for `slice` to be mapped once `submission` is done.
+    /// Asks for `buffer[..len]` (all of it when `len` is `None`) to be mapped once `submission` is
+    /// done.
     pub fn request_map(
         &self,
-        slice: wgpu::BufferSlice<'_>,
+        buffer: &wgpu::Buffer,
+        len: Option<u64>,
         mode: wgpu::MapMode,
         submission: wgpu::SubmissionIndex,
     ) -> MapRequest {
         let (tx, done) = channel();
+        let slice = match len {
+            Some(len) => buffer.slice(..len),
+            None => buffer.slice(..),
+        };
         slice.map_async(mode, move |result| {
             // The receiver is gone only when the hasher gave up on this map; nothing to tell.
             let _ = tx.send(result);
         });
-        MapRequest { submission, done }
+        MapRequest {
+            buffer: buffer.clone(),
+            submission,
+            done,
+        }
     }
 
-    /// Blocks until the map is done.
+    /// Blocks until the map is done. A map that fails is cancelled, so the buffer can be mapped
+    /// again once the device recovers.
     pub fn await_map(&self, request: MapRequest) -> Result<(), HashError> {
+        let result = self.wait_map(&request);
+        if result.is_err() {
+            self.cancel_map(&request.buffer);
+        }
+        result
+    }
+
+    fn wait_map(&self, request: &MapRequest) -> Result<(), HashError> {
         loop {
             match request.done.try_recv() {
                 Ok(Ok(())) => return Ok(()),
@@ -234,6 +268,15 @@ impl GpuDevice {
                 Err(TryRecvError::Empty) => self.wait_for(request.submission.clone())?,
             }
         }
+    }
+
+    /// Unmaps `buffer` whatever its state; errors from doing so are of no interest.
+    fn cancel_map(&self, buffer: &wgpu::Buffer) {
+        self.device.push_error_scope(ErrorFilter::Validation);
+        self.device.push_error_scope(ErrorFilter::Internal);
+        buffer.unmap();
+        let _ = pollster::block_on(self.device.pop_error_scope());
+        let _ = pollster::block_on(self.device.pop_error_scope());
     }
 
     /// Blocks until `submission` has finished on the GPU.

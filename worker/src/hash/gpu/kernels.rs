@@ -292,7 +292,10 @@ impl Kernels {
 
     /// The bytes to write at offset 0 of a params buffer for `dispatches`.
     pub fn encode_params(&self, dispatches: &[Dispatch]) -> Vec<u8> {
-        assert!(dispatches.len() as u64 <= MAX_DISPATCHES, "too many dispatches");
+        assert!(
+            dispatches.len() as u64 <= MAX_DISPATCHES,
+            "too many dispatches"
+        );
         let mut bytes = vec![0u8; dispatches.len() * self.param_stride as usize];
         for (block, dispatch) in bytes.chunks_mut(self.param_stride as usize).zip(dispatches) {
             dispatch.params.encode(&mut block[..PARAMS_LEN as usize]);

@@ -1,0 +1,1 @@
+//! The durable ledger: accounts, stake, deposits and reserves, ticket redemption (DESIGN §3, §4).

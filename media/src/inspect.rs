@@ -1,0 +1,146 @@
+//! Structural facts about a video file, found by decoding every frame, and the check of a rendition
+//! against its source that the coordinator runs on every job (DESIGN §5).
+
+use std::path::Path;
+
+use dualrig_proto::profile::Profile;
+
+use crate::decode::VideoSource;
+use crate::error::{MediaError, VerifyError};
+
+/// What decoding a file found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInfo {
+    /// FFmpeg's name for the container, e.g. "mpegts" or "mov,mp4,m4a,3gp,3g2,mj2".
+    pub container: String,
+    /// FFmpeg's name for the video codec, e.g. "h264".
+    pub video_codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// Frames that decode.
+    pub frames: u64,
+    /// Presentation time of the earliest frame, in seconds, as the file stamps it.
+    pub first_pts_secs: f64,
+    /// Last frame's pts − first frame's pts + one frame.
+    pub duration_secs: f64,
+    /// The stated frame rate, else one derived from the timestamps.
+    pub frame_rate: f64,
+    pub has_audio: bool,
+    pub audio_codec: Option<String>,
+    /// Whether the first frame in presentation order is a keyframe, as a rendition's must be.
+    pub starts_with_keyframe: bool,
+}
+
+impl StreamInfo {
+    /// One frame's duration in seconds.
+    pub fn frame_duration_secs(&self) -> f64 {
+        if self.frame_rate > 0.0 {
+            1.0 / self.frame_rate
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Opens `path` (any container FFmpeg reads), requires a video stream and decodes all of it.
+pub fn inspect(path: &Path) -> Result<StreamInfo, MediaError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut source = VideoSource::open(path, threads)?;
+    let stated_rate = source.frame_rate;
+    let summary = source.decode(|_| Ok(()), |_| Ok(()))?;
+    let tb = f64::from(source.video_time_base);
+    let first = summary.first_pts.unwrap_or(0);
+    let last = summary.last_pts.unwrap_or(first);
+    let span_secs = (last - first) as f64 * tb;
+    // A file without a stated rate gets one from its timestamps.
+    let frame_rate = if source
+        .input
+        .stream(source.video_index)
+        .and_then(|s| crate::decode::stated_frame_rate(&s))
+        .is_some()
+        || summary.frames < 2
+        || span_secs <= 0.0
+    {
+        stated_rate
+    } else {
+        (summary.frames - 1) as f64 / span_secs
+    };
+    Ok(StreamInfo {
+        container: source.container.clone(),
+        video_codec: source.video_codec.clone(),
+        width: summary.width,
+        height: summary.height,
+        frames: summary.frames,
+        first_pts_secs: first as f64 * tb,
+        duration_secs: span_secs + 1.0 / frame_rate,
+        frame_rate,
+        has_audio: source.audio_index.is_some(),
+        audio_codec: source.audio_codec.clone(),
+        starts_with_keyframe: summary.first_is_key,
+    })
+}
+
+/// Checks one rendition against its source's [`StreamInfo`]: it decodes without errors, has the asked
+/// codec and exact size, the source's frame count (±1; with a set fps, source duration × fps ± 1), starts
+/// within one source frame of the source's first timestamp, and starts with a keyframe.
+pub fn verify_rendition(
+    source: &StreamInfo,
+    rendition: &Path,
+    profile: &Profile,
+) -> Result<StreamInfo, VerifyError> {
+    let name = || profile.name.clone();
+    let info = inspect(rendition).map_err(|e| VerifyError::Undecodable {
+        rendition: name(),
+        detail: e.to_string(),
+    })?;
+    let asked_codec = profile.codec.ffmpeg_name();
+    if info.video_codec != asked_codec {
+        return Err(VerifyError::Codec {
+            rendition: name(),
+            found: info.video_codec,
+            asked: asked_codec.to_owned(),
+        });
+    }
+    if info.width != profile.width || info.height != profile.height {
+        return Err(VerifyError::Size {
+            rendition: name(),
+            width: info.width,
+            height: info.height,
+            asked_width: profile.width,
+            asked_height: profile.height,
+        });
+    }
+    if profile.fps == 0 {
+        if info.frames.abs_diff(source.frames) > 1 {
+            return Err(VerifyError::FrameCount {
+                rendition: name(),
+                frames: info.frames,
+                source_frames: source.frames,
+            });
+        }
+    } else {
+        let expected = (source.duration_secs * f64::from(profile.fps)).round() as u64;
+        if info.frames.abs_diff(expected) > 1 {
+            return Err(VerifyError::ConvertedFrameCount {
+                rendition: name(),
+                frames: info.frames,
+                expected,
+                duration_secs: source.duration_secs,
+                fps: profile.fps,
+            });
+        }
+    }
+    // A millisecond of slack absorbs 90 kHz rounding.
+    let tolerance = source.frame_duration_secs() + 1e-3;
+    if (info.first_pts_secs - source.first_pts_secs).abs() > tolerance {
+        return Err(VerifyError::Start {
+            rendition: name(),
+            start_secs: info.first_pts_secs,
+            source_start_secs: source.first_pts_secs,
+        });
+    }
+    if !info.starts_with_keyframe {
+        return Err(VerifyError::NoLeadingKeyframe { rendition: name() });
+    }
+    Ok(info)
+}

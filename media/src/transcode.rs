@@ -1,0 +1,463 @@
+//! Transcoding one segment into a rendition ladder (DESIGN §5): the source is decoded once, on the calling
+//! thread; each rendition scales and encodes on a thread of its own, fed the same reference-counted frames
+//! through a bounded channel, and copies the audio packets.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+
+use dualrig_proto::profile::{Profile, validate_ladder};
+use ffmpeg_next::{self as ffmpeg, Packet, Rational, codec, encoder, frame, software::scaling};
+
+use crate::decode::{VideoSource, video_timing};
+use crate::encoder::{EncoderSelection, open_video_encoder};
+use crate::error::MediaError;
+use crate::frame_rate::FrameRateConverter;
+use crate::ladder::{RenditionSettings, rendition_settings};
+use crate::mux;
+
+/// Frames queued per rendition: enough to keep every encoder busy, little enough to bound memory.
+const QUEUE_DEPTH: usize = 8;
+
+/// What a rendition thread says when the decoding side went away without finishing.
+const ABANDONED: &str = "the segment's decoding stopped before the end";
+/// What the decoding side says when a rendition thread hung up (its own error explains why).
+const RENDITION_GONE: &str = "a rendition stopped early";
+
+/// One finished rendition.
+#[derive(Debug, Clone)]
+pub struct RenditionOutput {
+    pub profile: Profile,
+    pub path: PathBuf,
+    /// Video frames written.
+    pub frames: u64,
+}
+
+/// The file a rendition is written to, `<profile name>.ts`. Names that could leave the output folder or
+/// confuse a shell are refused.
+pub fn rendition_file_name(profile: &Profile) -> Result<String, MediaError> {
+    let name = &profile.name;
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(format!("{name}.ts"))
+    } else {
+        Err(MediaError::ProfileName { name: name.clone() })
+    }
+}
+
+/// Transcodes `input` into one MPEG-TS file per profile in `out_dir` with the selected encoder, keeping the
+/// source's timestamps and copying its main audio stream (audio stamped before zero, such as an MP4's
+/// AAC priming, is left out). Every rendition has the source's frame count when its profile keeps the
+/// frame rate, and starts with an IDR frame. On error no rendition files are left.
+pub fn transcode_segment(
+    input: &Path,
+    profiles: &[Profile],
+    encoder: &EncoderSelection,
+    out_dir: &Path,
+) -> Result<Vec<RenditionOutput>, MediaError> {
+    validate_ladder(profiles)?;
+    let paths = profiles
+        .iter()
+        .map(|p| rendition_file_name(p).map(|f| out_dir.join(f)))
+        .collect::<Result<Vec<_>, _>>()?;
+    std::fs::create_dir_all(out_dir).map_err(|e| MediaError::Write {
+        path: out_dir.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    let mut source = VideoSource::open(input, cores.min(4))?;
+    let timing = source
+        .input
+        .stream(source.video_index)
+        .map(|s| video_timing(&s))
+        .ok_or_else(|| MediaError::Internal("the video stream vanished".to_owned()))?;
+    let threads = encoder_threads(profiles, cores, encoder.hardware);
+    let audio = source.audio_index.and_then(|i| {
+        let stream = source.input.stream(i)?;
+        Some((stream.parameters().clone(), stream.time_base()))
+    });
+    let jobs: Vec<RenditionJob> = profiles
+        .iter()
+        .zip(paths)
+        .zip(threads)
+        .map(|((profile, path), threads)| RenditionJob {
+            settings: rendition_settings(&encoder.name, profile, &timing),
+            profile: profile.clone(),
+            path,
+            encoder: encoder.name.clone(),
+            threads,
+            time_base: source.video_time_base,
+            source_frame_rate: source.frame_rate,
+            frame_duration: source.frame_duration_ts(),
+            audio: audio.clone(),
+        })
+        .collect();
+    drop(audio);
+
+    let outcome = std::thread::scope(|scope| {
+        let mut senders: Vec<SyncSender<Feed>> = Vec::new();
+        let mut handles = Vec::new();
+        for job in jobs {
+            let (tx, rx) = sync_channel(QUEUE_DEPTH);
+            let name = job.profile.name.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("rendition-{name}"))
+                .spawn_scoped(scope, move || run_rendition(job, rx))
+                .map_err(|e| MediaError::Internal(format!("cannot start a thread: {e}")));
+            match handle {
+                Ok(h) => {
+                    senders.push(tx);
+                    handles.push((name, h));
+                }
+                Err(e) => return (Err(e), Vec::new()),
+            }
+        }
+        let gone = || MediaError::Internal(RENDITION_GONE.to_owned());
+        let decoded = source.decode(
+            |frame| {
+                let frame = Arc::new(frame);
+                for tx in &senders {
+                    tx.send(Feed::Video(Arc::clone(&frame)))
+                        .map_err(|_| gone())?;
+                }
+                Ok(())
+            },
+            |packet| {
+                // MPEG-TS cannot carry timestamps below zero; given one, the muxer would shift every
+                // stream, video included, off the source's clock. Audio from before zero (an MP4's AAC
+                // priming) is dropped instead.
+                if packet.pts().or(packet.dts()).is_some_and(|t| t < 0)
+                    || packet.dts().is_some_and(|t| t < 0)
+                {
+                    return Ok(());
+                }
+                for tx in &senders {
+                    tx.send(Feed::Audio(packet.clone())).map_err(|_| gone())?;
+                }
+                Ok(())
+            },
+        );
+        if decoded.is_ok() {
+            for tx in &senders {
+                let _ = tx.send(Feed::End);
+            }
+        }
+        drop(senders);
+        let results = handles
+            .into_iter()
+            .map(|(name, h)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(MediaError::Internal(format!(
+                        "the thread encoding rendition {name} panicked"
+                    )))
+                })
+            })
+            .collect::<Vec<_>>();
+        (decoded.map(|_| ()), results)
+    });
+
+    let (decoded, results) = outcome;
+    let first_real_failure = results
+        .iter()
+        .position(|r| matches!(r, Err(e) if !is_marker(e, ABANDONED)));
+    let failure = match (decoded, first_real_failure) {
+        (_, Some(i)) => results.into_iter().nth(i).and_then(Result::err),
+        (Err(e), None) => Some(e),
+        (Ok(()), None) => {
+            let outputs: Vec<RenditionOutput> = results.into_iter().collect::<Result<_, _>>()?;
+            tracing::debug!(
+                input = %input.display(),
+                renditions = outputs.len(),
+                encoder = %encoder.name,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "segment transcoded"
+            );
+            return Ok(outputs);
+        }
+    };
+    for profile in profiles {
+        if let Ok(name) = rendition_file_name(profile) {
+            let _ = std::fs::remove_file(out_dir.join(name));
+        }
+    }
+    Err(failure
+        .unwrap_or_else(|| MediaError::Internal("a rendition failed without a reason".to_owned())))
+}
+
+fn is_marker(e: &MediaError, marker: &str) -> bool {
+    matches!(e, MediaError::Internal(m) if m == marker)
+}
+
+/// Software encoder threads per rendition. Renditions are fed in lockstep through bounded queues, so the
+/// largest one, which has the most work, sets the pace: each gets threads in proportion to its pixel
+/// count, doubled so the scheduler can hand idle cores to whichever is behind, and capped at the core
+/// count. Hardware encoders need none.
+fn encoder_threads(profiles: &[Profile], cores: usize, hardware: bool) -> Vec<Option<usize>> {
+    if hardware {
+        return vec![None; profiles.len()];
+    }
+    let pixels = |p: &Profile| u64::from(p.width) * u64::from(p.height);
+    let total: u64 = profiles.iter().map(pixels).sum::<u64>().max(1);
+    let cores = cores.max(1) as u64;
+    profiles
+        .iter()
+        .map(|p| {
+            let share = (2 * cores * pixels(p)).div_ceil(total);
+            Some(share.clamp(1, cores) as usize)
+        })
+        .collect()
+}
+
+enum Feed {
+    Video(Arc<frame::Video>),
+    Audio(Packet),
+    End,
+}
+
+struct RenditionJob {
+    profile: Profile,
+    path: PathBuf,
+    encoder: String,
+    settings: RenditionSettings,
+    threads: Option<usize>,
+    time_base: Rational,
+    source_frame_rate: f64,
+    frame_duration: i64,
+    audio: Option<(codec::Parameters, Rational)>,
+}
+
+/// The per-rendition half: scale, encode, mux.
+struct RenditionWriter {
+    job: RenditionJob,
+    out: ffmpeg::format::context::Output,
+    encoder: encoder::video::Encoder,
+    surfaces: Option<crate::vaapi::SurfacePool>,
+    scaler: Option<scaling::Context>,
+    encoder_time_base: Rational,
+    video_time_base_out: Rational,
+    audio_out: Option<(usize, Rational, Rational)>,
+    written: u64,
+}
+
+fn run_rendition(job: RenditionJob, feed: Receiver<Feed>) -> Result<RenditionOutput, MediaError> {
+    let mut writer = RenditionWriter::open(job)?;
+    let mut converter = (writer.job.profile.fps != 0
+        && (f64::from(writer.job.profile.fps) - writer.job.source_frame_rate).abs() > 0.01)
+        .then(|| FrameRateConverter::new(writer.job.profile.fps, writer.job.time_base));
+    let mut last_pts = None;
+    loop {
+        match feed.recv() {
+            Ok(Feed::Video(frame)) => {
+                let pts = frame.pts().unwrap_or(0);
+                last_pts = Some(last_pts.map_or(pts, |l: i64| l.max(pts)));
+                match converter.as_mut() {
+                    Some(c) => {
+                        for (f, pts) in c.push(frame, pts) {
+                            writer.encode(&f, pts)?;
+                        }
+                    }
+                    None => writer.encode(&frame, pts)?,
+                }
+            }
+            Ok(Feed::Audio(packet)) => writer.write_audio(packet)?,
+            Ok(Feed::End) => break,
+            Err(_) => return Err(MediaError::Internal(ABANDONED.to_owned())),
+        }
+    }
+    if let (Some(c), Some(last)) = (converter.as_mut(), last_pts) {
+        for (f, pts) in c.finish(last + writer.job.frame_duration) {
+            writer.encode(&f, pts)?;
+        }
+    }
+    writer.finish()
+}
+
+impl RenditionWriter {
+    fn open(job: RenditionJob) -> Result<Self, MediaError> {
+        let (width, height) = (job.profile.width, job.profile.height);
+        let mut out = mux::create(&job.path)?;
+        let opened = open_video_encoder(
+            &job.encoder,
+            width,
+            height,
+            job.time_base,
+            &job.settings,
+            job.threads,
+        )
+        .map_err(|reason| MediaError::EncoderUnavailable {
+            name: job.encoder.clone(),
+            reason,
+        })?;
+        let mut stream = out
+            .add_stream(encoder::find_by_name(&job.encoder))
+            .map_err(|e| mux::write_error(&job.path, &[], e))?;
+        stream.set_parameters(&opened.encoder);
+        stream.set_time_base(job.time_base);
+        let audio_index = match &job.audio {
+            Some((parameters, _)) => Some(mux::add_copy_stream(
+                &mut out,
+                parameters.clone(),
+                &job.path,
+            )?),
+            None => None,
+        };
+        mux::write_header(&mut out, &job.path)?;
+        let stream_tb = |out: &ffmpeg::format::context::Output, i: usize| {
+            out.stream(i)
+                .map_or(Rational::new(1, 90_000), |s| s.time_base())
+        };
+        let video_time_base_out = stream_tb(&out, 0);
+        let audio_out = match (audio_index, &job.audio) {
+            (Some(i), Some((_, in_tb))) => Some((i, *in_tb, stream_tb(&out, i))),
+            _ => None,
+        };
+        let encoder_time_base = opened.encoder.time_base();
+        Ok(RenditionWriter {
+            job,
+            out,
+            encoder: opened.encoder,
+            surfaces: opened.surfaces,
+            scaler: None,
+            encoder_time_base,
+            video_time_base_out,
+            audio_out,
+            written: 0,
+        })
+    }
+
+    fn fail(&self, what: &str, e: impl std::fmt::Display) -> MediaError {
+        MediaError::Encode {
+            rendition: self.job.profile.name.clone(),
+            detail: format!("{what}: {e}"),
+        }
+    }
+
+    /// Scales `source` to the rendition's size and format, stamps it `pts` and encodes it.
+    fn encode(&mut self, source: &frame::Video, pts: i64) -> Result<(), MediaError> {
+        let (width, height) = (self.job.profile.width, self.job.profile.height);
+        let format = self.job.settings.pixel_format;
+        let stale = self.scaler.as_ref().is_none_or(|s| {
+            let input = s.input();
+            input.format != source.format()
+                || input.width != source.width()
+                || input.height != source.height()
+        });
+        if stale {
+            // Made on first use, and again if the source changes size or format mid-segment.
+            let scaler = scaling::Context::get(
+                source.format(),
+                source.width(),
+                source.height(),
+                format,
+                width,
+                height,
+                scaling::Flags::BICUBIC,
+            )
+            .map_err(|e| self.fail("cannot set up scaling", e))?;
+            self.scaler = Some(scaler);
+        }
+        let mut scaled = frame::Video::new(format, width, height);
+        if let Some(scaler) = self.scaler.as_mut() {
+            scaler
+                .run(source, &mut scaled)
+                .map_err(|e| MediaError::Encode {
+                    rendition: self.job.profile.name.clone(),
+                    detail: format!("scaling failed: {e}"),
+                })?;
+        }
+        scaled.set_pts(Some(pts));
+        let frame = match &self.surfaces {
+            Some(pool) => pool
+                .upload(&scaled)
+                .map_err(|e| self.fail("uploading to a VAAPI surface failed", e))?,
+            None => scaled,
+        };
+        self.encoder
+            .send_frame(&frame)
+            .map_err(|e| self.fail("the encoder refused a frame", e))?;
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Result<(), MediaError> {
+        let mut packet = Packet::empty();
+        loop {
+            match self.encoder.receive_packet(&mut packet) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => return Ok(()),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                    return Ok(());
+                }
+                Err(e) => return Err(self.fail("encoding failed", e)),
+            }
+            packet.set_stream(0);
+            packet.rescale_ts(self.encoder_time_base, self.video_time_base_out);
+            packet
+                .write_interleaved(&mut self.out)
+                .map_err(|e| mux::write_error(&self.job.path, &[], e))?;
+            self.written += 1;
+        }
+    }
+
+    fn write_audio(&mut self, mut packet: Packet) -> Result<(), MediaError> {
+        let Some((index, in_tb, out_tb)) = self.audio_out else {
+            return Ok(());
+        };
+        packet.rescale_ts(in_tb, out_tb);
+        packet.set_position(-1);
+        packet.set_stream(index);
+        packet
+            .write_interleaved(&mut self.out)
+            .map_err(|e| mux::write_error(&self.job.path, &[], e))
+    }
+
+    fn finish(mut self) -> Result<RenditionOutput, MediaError> {
+        self.encoder
+            .send_eof()
+            .map_err(|e| self.fail("flushing the encoder failed", e))?;
+        self.drain()?;
+        self.out
+            .write_trailer()
+            .map_err(|e| mux::write_error(&self.job.path, &[], e))?;
+        Ok(RenditionOutput {
+            profile: self.job.profile.clone(),
+            path: self.job.path.clone(),
+            frames: self.written,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_stay_inside_the_output_folder() {
+        let mut p = Profile::standard("720p").expect("720p");
+        assert_eq!(rendition_file_name(&p).expect("720p"), "720p.ts");
+        for bad in ["../x", "a/b", ".hidden", "a b", ""] {
+            p.name = bad.to_owned();
+            assert!(rendition_file_name(&p).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn threads_follow_pixels() {
+        let ladder = Profile::parse_list("720p,480p,360p,240p").expect("ladder");
+        assert_eq!(
+            encoder_threads(&ladder, 16, false),
+            vec![Some(16), Some(8), Some(5), Some(2)]
+        );
+        assert_eq!(
+            encoder_threads(&ladder, 2, false),
+            vec![Some(2), Some(1), Some(1), Some(1)]
+        );
+        assert_eq!(encoder_threads(&ladder, 2, true), vec![None; 4]);
+    }
+}

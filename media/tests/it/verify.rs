@@ -1,0 +1,143 @@
+//! `verify_rendition` against renditions made with the ffmpeg CLI, good and subtly wrong.
+
+use std::path::{Path, PathBuf};
+
+use dualrig_media::{StreamInfo, VerifyError, inspect, verify_rendition};
+use dualrig_proto::profile::Profile;
+
+use crate::support::{clip, ffmpeg, path_str};
+
+/// Makes `name` from `source` at 240p with source timestamps, then `extra` output options.
+fn rendition(dir: &Path, source: &Path, name: &str, vf: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let mut args = vec!["-copyts", "-i", path_str(source), "-vf", vf];
+    args.extend_from_slice(extra);
+    if !extra.contains(&"-c:v") {
+        args.extend_from_slice(&["-c:v", "libx264", "-preset", "ultrafast"]);
+    }
+    args.extend_from_slice(&["-c:a", "copy", "-f", "mpegts", "-mpegts_copyts", "1"]);
+    args.push(path_str(&out));
+    ffmpeg(&args);
+    out
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    source: PathBuf,
+    info: StreamInfo,
+    p240: Profile,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = clip(dir.path(), "source.ts", 4, "640x360");
+    let info = inspect(&source).expect("source inspects");
+    Fixture {
+        dir,
+        source,
+        info,
+        p240: Profile::standard("240p").expect("240p"),
+    }
+}
+
+#[test]
+fn a_faithful_rendition_passes() {
+    let f = fixture();
+    let good = rendition(f.dir.path(), &f.source, "good.ts", "scale=426:240", &[]);
+    let info = verify_rendition(&f.info, &good, &f.p240).expect("verifies");
+    assert_eq!(info.frames, 120);
+}
+
+#[test]
+fn a_wrong_size_is_caught() {
+    let f = fixture();
+    let small = rendition(f.dir.path(), &f.source, "small.ts", "scale=426:236", &[]);
+    let err = verify_rendition(&f.info, &small, &f.p240).expect_err("wrong size");
+    assert_eq!(err.to_string(), "rendition 240p is 426x236, asked 426x240");
+}
+
+#[test]
+fn missing_frames_are_caught() {
+    let f = fixture();
+    let short = rendition(
+        f.dir.path(),
+        &f.source,
+        "short.ts",
+        "scale=426:240",
+        &["-frames:v", "100"],
+    );
+    let err = verify_rendition(&f.info, &short, &f.p240).expect_err("fewer frames");
+    assert_eq!(
+        err.to_string(),
+        "rendition 240p has 100 frames, source has 120"
+    );
+}
+
+#[test]
+fn a_wrong_codec_is_caught() {
+    let f = fixture();
+    let mpeg2 = rendition(
+        f.dir.path(),
+        &f.source,
+        "mpeg2.ts",
+        "scale=426:240",
+        &["-c:v", "mpeg2video"],
+    );
+    let err = verify_rendition(&f.info, &mpeg2, &f.p240).expect_err("mpeg2");
+    assert_eq!(
+        err.to_string(),
+        "rendition 240p codec mpeg2video, asked h264"
+    );
+}
+
+#[test]
+fn shifted_timestamps_are_caught() {
+    let f = fixture();
+    let late = rendition(
+        f.dir.path(),
+        &f.source,
+        "late.ts",
+        "scale=426:240",
+        &["-output_ts_offset", "0.5"],
+    );
+    let err = verify_rendition(&f.info, &late, &f.p240).expect_err("shifted");
+    assert!(matches!(err, VerifyError::Start { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("rendition 240p starts at "),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rendition_at_the_wrong_frame_rate_is_caught() {
+    let f = fixture();
+    let mut p15 = f.p240.clone();
+    p15.fps = 15;
+    let full_rate = rendition(f.dir.path(), &f.source, "30fps.ts", "scale=426:240", &[]);
+    let err = verify_rendition(&f.info, &full_rate, &p15).expect_err("30 fps, asked 15");
+    assert!(
+        matches!(
+            err,
+            VerifyError::ConvertedFrameCount {
+                frames: 120,
+                expected: 60,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rendition_that_does_not_decode_is_caught() {
+    let f = fixture();
+    let bogus = f.dir.path().join("bogus.ts");
+    std::fs::write(&bogus, vec![0x47u8; 188 * 10]).expect("write");
+    let err = verify_rendition(&f.info, &bogus, &f.p240).expect_err("bogus");
+    assert!(matches!(err, VerifyError::Undecodable { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("rendition 240p does not decode: "),
+        "{err}"
+    );
+}

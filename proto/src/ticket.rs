@@ -1,0 +1,1 @@
+//! Probabilistic micropayment tickets (DESIGN §3).
