@@ -57,7 +57,7 @@ impl JobDispatcher {
             job_id: spec.job_id.clone(),
             segment: spec.segment.clone(),
             profiles: spec.profiles.iter().map(Profile::to_wire).collect(),
-            deadline_unix_ms: 0,
+            deadline_unix_ms: unix_ms_after(self.config.job_timeout),
         };
         let spec = Arc::new(spec);
         let mut excluded = HashSet::new();
@@ -180,4 +180,12 @@ impl JobDispatcher {
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "verified");
         checked.map_err(|e| e.to_string())
     }
+}
+
+/// Wall-clock milliseconds since the epoch, `after` from now: the deadline a worker is told.
+fn unix_ms_after(after: std::time::Duration) -> u64 {
+    (std::time::SystemTime::now() + after)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -78,6 +78,7 @@ struct PoolState {
     workers: HashMap<PublicId, ConnectedWorker>,
     pending: HashMap<String, PendingJob>,
     next_connection: u64,
+    closed: bool,
 }
 
 /// A job handed to a worker; the receiver yields how the attempt ended.
@@ -188,6 +189,9 @@ impl WorkerPool {
     /// the same id is replaced, and the jobs it held are treated as lost.
     pub fn attach(&self, token: &str) -> Result<(PublicId, u64, CommandReceiver), CoordinatorError> {
         let mut state = self.lock();
+        if state.closed {
+            return Err(CoordinatorError::ShuttingDown);
+        }
         let registration = state.registrations.remove(token).ok_or_else(|| {
             CoordinatorError::Unauthenticated(
                 "unknown or expired session token; register again".into(),
@@ -231,6 +235,22 @@ impl WorkerPool {
             fail_jobs_of(&mut state, id, connection);
             metrics::workers_connected(state.workers.len());
         }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Ends every worker's stream and refuses new ones: part of shutting down, so that long-lived
+    /// streams do not hold the server open. Jobs in flight come back to their dispatchers as lost.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let attached: Vec<(PublicId, u64)> =
+            state.workers.iter().map(|(id, w)| (*id, w.connection)).collect();
+        for (id, connection) in attached {
+            state.workers.remove(&id);
+            fail_jobs_of(&mut state, id, connection);
+        }
+        metrics::workers_connected(0);
         drop(state);
         self.changed.notify_waiters();
     }

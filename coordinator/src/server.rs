@@ -80,6 +80,11 @@ impl Coordinator {
             .register_encoded_file_descriptor_set(dualrig_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
+        let pool = Arc::clone(&self.pool);
+        let shutdown = async move {
+            shutdown.await;
+            pool.close();
+        };
         let api = CoordinatorServer::new(self.service)
             .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);

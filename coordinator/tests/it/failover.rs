@@ -187,3 +187,22 @@ async fn no_worker_gives_unavailable_after_a_bounded_wait() {
     assert!(err.to_string().contains("no worker"), "{err}");
     coordinator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_reconnects_when_the_coordinator_comes_back() {
+    let first = RunningCoordinator::start(|_| {}).await;
+    let addr = first.addr;
+    let worker = RunningWorker::start(&first.url).await;
+    wait_for_workers(&first.client().await, 1).await;
+    first.stop().await;
+
+    let second = RunningCoordinator::start(|c| c.listen = addr).await;
+    let client = second.client().await;
+    tokio::time::timeout(Duration::from_secs(60), wait_for_workers(&client, 1))
+        .await
+        .expect("the worker comes back on its own");
+    let listed = client.list_workers().await.expect("workers");
+    assert_eq!(listed[0].worker_id, worker.id.as_bytes().to_vec());
+    worker.kill().await;
+    second.stop().await;
+}

@@ -73,6 +73,7 @@ pub fn test_config(data_dir: &Path) -> Config {
 
 pub struct RunningCoordinator {
     pub url: String,
+    pub addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -84,7 +85,8 @@ impl RunningCoordinator {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let coordinator = Coordinator::bind(config).await.expect("coordinator binds");
-        let url = format!("http://{}", coordinator.local_addr().expect("addr"));
+        let addr = coordinator.local_addr().expect("addr");
+        let url = format!("http://{addr}");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             coordinator
@@ -96,6 +98,7 @@ impl RunningCoordinator {
         });
         Self {
             url,
+            addr,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
@@ -111,7 +114,10 @@ impl RunningCoordinator {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("coordinator shuts down with workers attached")
+                .expect("coordinator task");
         }
     }
 }
