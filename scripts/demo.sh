@@ -68,8 +68,8 @@ echo
 printf 'network ladder: %.2f s   ffmpeg CLI ladder: %.2f s   ratio: %.2f\n' \
     "$network" "$cli" "$(echo "$network / $cli" | bc -l)"
 for p in ${profiles//,/ }; do
-    printf '  %-5s %s\n' "$p" "$(ffprobe -v error -count_frames -select_streams v:0 \
-        -show_entries stream=width,height,nb_read_frames -of csv=p=0 "$out/hls/$p/index.m3u8")"
+    printf '  %-5s width,height,frames = %s\n' "$p" "$(ffprobe -v error -count_frames -select_streams v:0 \
+        -show_entries stream=width,height,nb_read_frames -of csv=p=0 "$out/hls/$p/index.m3u8" | head -n 1)"
 done
 echo "HLS ladder: $out/hls/master.m3u8   (play it: ffplay $out/hls/master.m3u8)"
 echo "logs: $out/*.log"

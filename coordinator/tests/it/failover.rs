@@ -17,6 +17,7 @@ use crate::support::{RunningCoordinator, RunningWorker, make_clip, wait_for_work
 
 /// A protocol-level worker the test controls: it registers honestly, takes a job, and answers nothing.
 pub struct HoldingWorker {
+    identity: Identity,
     events: Option<mpsc::Sender<WorkerEvent>>,
     heartbeats: tokio::task::JoinHandle<()>,
     commands: tonic::Streaming<WorkerCommand>,
@@ -72,7 +73,29 @@ impl HoldingWorker {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        Self { events: Some(events), heartbeats, commands }
+        Self { identity, events: Some(events), heartbeats, commands }
+    }
+
+    /// Answers a job with renditions that are signed and hashed correctly but are not video.
+    pub async fn answer_with_garbage(&self, job_id: &str, profiles: &[Profile]) {
+        let renditions: Vec<_> = profiles
+            .iter()
+            .map(|p| dualrig_proto::result::rendition(&p.name, vec![0x47; 188 * 10]))
+            .collect();
+        let signature = dualrig_proto::result::sign_result(&self.identity, job_id, &renditions);
+        let result = dualrig_proto::v1::JobResult {
+            job_id: job_id.to_owned(),
+            renditions,
+            signature: signature.to_vec(),
+            encoder: "libx264".into(),
+            transcode_ms: 1,
+        };
+        self.events
+            .as_ref()
+            .expect("attached")
+            .send(WorkerEvent { event: Some(worker_event::Event::Result(result)) })
+            .await
+            .expect("stream open");
     }
 
     /// Keeps the connection open but sends nothing more, as a hung process would.
@@ -205,4 +228,44 @@ async fn a_worker_reconnects_when_the_coordinator_comes_back() {
     assert_eq!(listed[0].worker_id, worker.id.as_bytes().to_vec());
     worker.kill().await;
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_result_that_fails_verification_is_redone_elsewhere() {
+    let media = tempfile::tempdir().expect("tempdir");
+    let segment = segment_of(media.path());
+    let coordinator = RunningCoordinator::start(|c| c.worker_wait = Duration::from_secs(20)).await;
+    let client = coordinator.client().await;
+
+    let mut cheat = HoldingWorker::attach(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let profiles = Profile::parse_list("360p,240p").expect("ladder");
+    let job = {
+        let client = client.clone();
+        let profiles = profiles.clone();
+        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "cheat").await })
+    };
+    let job_id = tokio::time::timeout(Duration::from_secs(60), cheat.next_job())
+        .await
+        .expect("the only worker gets the job");
+    let honest = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 2).await;
+    cheat.answer_with_garbage(&job_id, &profiles).await;
+
+    let response = tokio::time::timeout(Duration::from_secs(120), job)
+        .await
+        .expect("nothing hangs")
+        .expect("task")
+        .expect("job completes on the honest worker");
+    assert_eq!(response.worker_id, honest.id.as_bytes().to_vec());
+    assert_eq!(response.attempts, 2);
+    let listed = client.list_workers().await.expect("workers");
+    let cheat_record = listed
+        .iter()
+        .find(|w| w.worker_id != honest.id.as_bytes().to_vec())
+        .expect("cheat still listed");
+    assert_eq!((cheat_record.jobs_done, cheat_record.jobs_failed), (0, 1));
+    cheat.die();
+    honest.kill().await;
+    coordinator.stop().await;
 }
