@@ -65,8 +65,10 @@ pub async fn transcode_file(
     .map_err(|e| ClientError::Unverified(format!("segmenter crashed: {e}")))??;
 
     for p in profiles {
-        std::fs::create_dir_all(out_dir.join(&p.name))
-            .map_err(ClientError::io(format!("cannot create {}", out_dir.display())))?;
+        std::fs::create_dir_all(out_dir.join(&p.name)).map_err(ClientError::io(format!(
+            "cannot create {}",
+            out_dir.display()
+        )))?;
     }
     let total = segments.len();
     let profiles: Arc<[Profile]> = profiles.into();
@@ -84,7 +86,10 @@ pub async fn transcode_file(
         async move {
             let data = tokio::fs::read(&segment.path)
                 .await
-                .map_err(ClientError::io(format!("cannot read {}", segment.path.display())))?;
+                .map_err(ClientError::io(format!(
+                    "cannot read {}",
+                    segment.path.display()
+                )))?;
             let response = client.transcode_segment(data, &profiles, &label).await?;
             let name = segment_name(segment.index);
             let mut sizes = Vec::with_capacity(response.renditions.len());
@@ -95,7 +100,12 @@ pub async fn transcode_file(
                     .map_err(ClientError::io(format!("cannot write {}", path.display())))?;
                 sizes.push((r.profile.clone(), r.data.len() as u64));
             }
-            Ok::<_, ClientError>((segment, hex::encode(&response.worker_id), response.attempts, sizes))
+            Ok::<_, ClientError>((
+                segment,
+                hex::encode(&response.worker_id),
+                response.attempts,
+                sizes,
+            ))
         }
     }))
     .buffer_unordered(options.jobs.max(1));
@@ -136,8 +146,9 @@ pub async fn transcode_file(
         });
     }
     let master = out_dir.join("master.m3u8");
-    hls::write_atomic(&master, &hls::master_playlist(&variants))
-        .map_err(ClientError::io(format!("cannot write {}", master.display())))?;
+    hls::write_atomic(&master, &hls::master_playlist(&variants)).map_err(ClientError::io(
+        format!("cannot write {}", master.display()),
+    ))?;
 
     let mut per_worker: Vec<(String, usize)> = Vec::new();
     for (_, worker, ..) in &finished {

@@ -113,10 +113,7 @@ impl DualrigClient {
             part: Some(transcode_upload::Part::Chunk(c.to_vec())),
         }));
         let mut api = self.api.clone();
-        Ok(api
-            .transcode(tokio_stream::iter(parts))
-            .await?
-            .into_inner())
+        Ok(api.transcode(tokio_stream::iter(parts)).await?.into_inner())
     }
 
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {

@@ -13,7 +13,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(version, about)]
 struct Cli {
     /// The coordinator's gRPC URL.
-    #[arg(long, global = true, env = "DUALRIG_COORDINATOR", default_value = "http://127.0.0.1:7300")]
+    #[arg(
+        long,
+        global = true,
+        env = "DUALRIG_COORDINATOR",
+        default_value = "http://127.0.0.1:7300"
+    )]
     coordinator: String,
     #[command(subcommand)]
     command: Command,
@@ -46,8 +51,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
@@ -76,12 +80,18 @@ async fn main() -> anyhow::Result<()> {
             );
             bar.set_message(format!("transcoding {}", input.display()));
             let options = LadderOptions { jobs, segment_secs };
-            let summary =
-                dualrig_client::transcode_file(&client, &input, &out, &profiles, &options, |done, total| {
+            let summary = dualrig_client::transcode_file(
+                &client,
+                &input,
+                &out,
+                &profiles,
+                &options,
+                |done, total| {
                     bar.set_length(total as u64);
                     bar.set_position(done as u64);
-                })
-                .await;
+                },
+            )
+            .await;
             bar.finish_and_clear();
             let summary = summary?;
             println!(

@@ -126,7 +126,9 @@ impl Config {
             )));
         }
         if self.max_attempts == 0 {
-            return Err(ConfigError::Invalid("max_attempts must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "max_attempts must be at least 1".into(),
+            ));
         }
         if self.heartbeat_interval.is_zero() {
             return Err(ConfigError::Invalid(

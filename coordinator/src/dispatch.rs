@@ -80,8 +80,7 @@ impl JobDispatcher {
             let worker = assignment.worker;
             metrics::bytes_out("job", job.segment.len());
             info!(job = %spec.job_id, attempt, worker = %worker.short(), "job assigned");
-            let outcome =
-                tokio::time::timeout(self.config.job_timeout, assignment.outcome).await;
+            let outcome = tokio::time::timeout(self.config.job_timeout, assignment.outcome).await;
             let reason = match outcome {
                 Ok(Ok(AttemptOutcome::Result(result))) => {
                     let bytes: usize = result.renditions.iter().map(|r| r.data.len()).sum();
@@ -177,7 +176,10 @@ impl JobDispatcher {
         })
         .await
         .map_err(|e| format!("verifier crashed: {e}"))?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "verified");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "verified"
+        );
         checked.map_err(|e| e.to_string())
     }
 }

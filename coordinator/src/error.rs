@@ -10,7 +10,9 @@ pub enum CoordinatorError {
     Profile(#[from] ProfileError),
     #[error("{0}")]
     BadSegment(String),
-    #[error("segment is {size} bytes, over the {limit}-byte limit; cut the video into ~2 s segments (`dualrig transcode` does this)")]
+    #[error(
+        "segment is {size} bytes, over the {limit}-byte limit; cut the video into ~2 s segments (`dualrig transcode` does this)"
+    )]
     SegmentTooLarge { size: u64, limit: u64 },
     #[error("upload ended after {got} of the {declared} bytes the header announced")]
     ShortUpload { got: u64, declared: u64 },

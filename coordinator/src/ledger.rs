@@ -1,1 +1,338 @@
 //! The durable ledger: accounts, stake, deposits and reserves, ticket redemption (DESIGN §3, §4).
+//!
+//! State lives in SQLite (WAL, `synchronous=FULL`), and every operation is one `BEGIN IMMEDIATE`
+//! transaction: it commits whole or, when refused, leaves the ledger exactly as it was. Several
+//! processes or connections may open the same file; SQLite serializes their writes.
+//!
+//! Accounts move their own funds only through a [`SignedRequest`]: an [`Operation`] signed by the
+//! account's key with a nonce above the last one the ledger accepted from it. The coordinator itself
+//! advances rounds, slashes and pays rewards from the pool with the unsigned methods.
+//!
+//! [`Ledger`]'s methods block (on SQLite, and on `fsync` at every commit). From async code either call
+//! them inside `tokio::task::spawn_blocking`, or use [`Ledger::call`], which does exactly that.
+//!
+//! Every amount is a u64 of base units and all arithmetic is checked. SQLite stores i64, so the total
+//! supply is capped at `i64::MAX` when the genesis is applied; since nothing mints afterwards, no
+//! balance can exceed what the database holds.
+
+mod broker;
+mod draw;
+mod error;
+mod genesis;
+mod request;
+mod schema;
+mod snapshot;
+mod stake;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use dualrig_proto::identity::PublicId;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+pub use broker::{Redemption, SenderAccount};
+pub use draw::{Candidate, draw_weighted, weight};
+pub use error::LedgerError;
+pub use genesis::{Genesis, GenesisAccount, GenesisError};
+pub use request::{Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message};
+pub use snapshot::LedgerSnapshot;
+pub use stake::{SlashFraction, SlashRecord, UnbondingEntry};
+
+/// How long a connection waits for another writer before giving up with a storage error.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The ledger's rules that are not in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Rounds between an unbond and the withdrawal of its stake.
+    pub unbonding_rounds: u64,
+    /// Rounds between a sender's unlock and the withdrawal of its deposit and reserve; longer than a
+    /// ticket's lifetime, so pending winners can still be redeemed.
+    pub unlock_rounds: u64,
+    /// Least stake (bonded plus delegated) that makes a worker eligible for jobs.
+    pub min_stake: u64,
+    /// Rounds a slashed worker is suspended.
+    pub suspend_rounds: u64,
+}
+
+impl Default for LedgerConfig {
+    /// A day of 60 s rounds to unbond or unlock, one token to be eligible, ten rounds of suspension.
+    fn default() -> Self {
+        Self {
+            unbonding_rounds: 1440,
+            unlock_rounds: 1440,
+            min_stake: 1_000_000,
+            suspend_rounds: 10,
+        }
+    }
+}
+
+/// What an accepted [`SignedRequest`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// The operation moved funds as asked.
+    Done,
+    /// Unbonded stake or a sender's funds came back to the balance.
+    Withdrawn { amount: u64 },
+    /// A winning ticket was redeemed.
+    Redeemed(Redemption),
+}
+
+/// A handle on the ledger database. `Send + Sync`; share it in an `Arc`.
+#[derive(Debug)]
+pub struct Ledger {
+    conn: Mutex<Connection>,
+    config: LedgerConfig,
+}
+
+impl Ledger {
+    /// Opens (creating when absent) the ledger at `path`. `genesis` is applied if and only if the
+    /// database has never had one; on later runs it is ignored.
+    pub fn open(path: &Path, config: LedgerConfig, genesis: &Genesis) -> Result<Self, LedgerError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn, config, genesis, true)
+    }
+
+    /// A ledger that lives in memory only, for tests and simulations.
+    pub fn open_in_memory(config: LedgerConfig, genesis: &Genesis) -> Result<Self, LedgerError> {
+        Self::init(Connection::open_in_memory()?, config, genesis, false)
+    }
+
+    fn init(
+        mut conn: Connection,
+        config: LedgerConfig,
+        genesis: &Genesis,
+        durable: bool,
+    ) -> Result<Self, LedgerError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        schema::configure(&conn, durable)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        schema::create(&tx)?;
+        schema::apply_genesis_once(&tx, genesis)?;
+        tx.commit()?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    /// Runs `f` on a blocking thread, for async callers.
+    pub async fn call<T, F>(self: &Arc<Self>, f: F) -> Result<T, LedgerError>
+    where
+        F: FnOnce(&Ledger) -> Result<T, LedgerError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let ledger = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&ledger))
+            .await
+            .map_err(|e| LedgerError::Task(e.to_string()))?
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic inside a transaction drops it, which rolls it back: the connection is still sound.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` in one write transaction, committed if `f` succeeds and rolled back otherwise.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &LedgerConfig) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx, &self.config)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in one read transaction, so it sees a single consistent state.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &LedgerConfig) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        f(&tx, &self.config)
+    }
+
+    /// Checks and applies an account's signed request.
+    ///
+    /// The signature and everything else that needs no state (a redeemed ticket's signature, its
+    /// `recipient_rand` and its win) are checked before the write lock is taken.
+    pub fn execute(&self, request: &SignedRequest) -> Result<Receipt, LedgerError> {
+        let operation = request.verify()?;
+        if let Operation::RedeemTicket {
+            ticket,
+            recipient_rand,
+        } = &operation
+        {
+            broker::check_ticket(request.account, ticket, recipient_rand)?;
+        }
+        let account = request.account;
+        self.write(|tx, config| {
+            store::take_nonce(tx, &account, request.nonce)?;
+            match operation {
+                Operation::Transfer { to, amount } => {
+                    store::transfer(tx, &account, &to, amount)?;
+                    Ok(Receipt::Done)
+                }
+                Operation::Bond { amount } => {
+                    stake::bond(tx, &account, &account, amount)?;
+                    Ok(Receipt::Done)
+                }
+                Operation::Delegate { worker, amount } => {
+                    stake::bond(tx, &worker, &account, amount)?;
+                    Ok(Receipt::Done)
+                }
+                Operation::Unbond { worker, amount } => {
+                    stake::unbond(tx, config, &worker, &account, amount)?;
+                    Ok(Receipt::Done)
+                }
+                Operation::WithdrawUnbonded => {
+                    let amount = stake::withdraw_unbonded(tx, &account)?;
+                    Ok(Receipt::Withdrawn { amount })
+                }
+                Operation::Deposit { amount } => {
+                    broker::fund(tx, &account, amount, broker::Fund::Deposit)?;
+                    Ok(Receipt::Done)
+                }
+                Operation::Reserve { amount } => {
+                    broker::fund(tx, &account, amount, broker::Fund::Reserve)?;
+                    Ok(Receipt::Done)
+                }
+                Operation::Unlock => {
+                    broker::unlock(tx, config, &account)?;
+                    Ok(Receipt::Done)
+                }
+                Operation::CancelUnlock => {
+                    broker::cancel_unlock(tx, &account)?;
+                    Ok(Receipt::Done)
+                }
+                Operation::Withdraw => {
+                    let amount = broker::withdraw(tx, &account)?;
+                    Ok(Receipt::Withdrawn { amount })
+                }
+                Operation::RedeemTicket { ticket, .. } => {
+                    let redemption = broker::redeem(tx, config, &ticket)?;
+                    Ok(Receipt::Redeemed(redemption))
+                }
+            }
+        })
+    }
+
+    /// Starts the next round and returns its number.
+    pub fn advance_round(&self) -> Result<u64, LedgerError> {
+        self.write(|tx, _| {
+            let next = store::round(tx)?
+                .checked_add(1)
+                .ok_or(LedgerError::Overflow { what: "round" })?;
+            store::set_round(tx, next)?;
+            broker::prune_reserve_rounds(tx, next)?;
+            Ok(next)
+        })
+    }
+
+    /// Moves `fraction` of `worker`'s bonded, delegated and unbonding stake to the pool, records
+    /// `evidence`, and suspends the worker for `suspend_rounds`.
+    pub fn slash(
+        &self,
+        worker: &PublicId,
+        fraction: SlashFraction,
+        evidence: &[u8],
+    ) -> Result<SlashRecord, LedgerError> {
+        self.write(|tx, config| stake::slash(tx, config, worker, fraction, evidence))
+    }
+
+    /// Pays `amount` from the pool to `to` (rewards).
+    pub fn pay_from_pool(&self, to: &PublicId, amount: u64) -> Result<(), LedgerError> {
+        self.write(|tx, _| store::pay_from_pool(tx, to, amount))
+    }
+
+    pub fn round(&self) -> Result<u64, LedgerError> {
+        self.read(|tx, _| store::round(tx))
+    }
+
+    /// Spendable balance of `account`.
+    pub fn balance(&self, account: &PublicId) -> Result<u64, LedgerError> {
+        self.read(|tx, _| store::balance(tx, account))
+    }
+
+    /// The last request nonce accepted from `account` (0 before its first); the next must be higher.
+    pub fn last_nonce(&self, account: &PublicId) -> Result<u64, LedgerError> {
+        self.read(|tx, _| store::last_nonce(tx, account))
+    }
+
+    pub fn pool_balance(&self) -> Result<u64, LedgerError> {
+        self.read(|tx, _| store::pool(tx))
+    }
+
+    pub fn sender(&self, sender: &PublicId) -> Result<SenderAccount, LedgerError> {
+        self.read(|tx, _| broker::sender(tx, sender))
+    }
+
+    /// Stake `delegator` has bonded to `worker` (a worker's self-bond when they are the same).
+    pub fn bonded(&self, worker: &PublicId, delegator: &PublicId) -> Result<u64, LedgerError> {
+        self.read(|tx, _| stake::bonded(tx, worker, delegator))
+    }
+
+    /// `account`'s stake on its way out, still slashable until released.
+    pub fn unbonding(&self, account: &PublicId) -> Result<Vec<UnbondingEntry>, LedgerError> {
+        self.read(|tx, _| stake::unbonding(tx, account))
+    }
+
+    /// Bonded plus delegated stake of `worker`, whatever its eligibility.
+    pub fn total_stake(&self, worker: &PublicId) -> Result<u64, LedgerError> {
+        self.read(|tx, _| stake::total_stake(tx, worker))
+    }
+
+    /// `worker`'s stake for assignment: `Some` only when it reaches `min_stake` and the worker is not
+    /// suspended.
+    pub fn stake_of(&self, worker: &PublicId) -> Result<Option<u64>, LedgerError> {
+        self.read(|tx, config| stake::eligible_stake(tx, config, worker))
+    }
+
+    /// Every worker eligible by stake, with its stake, ordered by id.
+    pub fn eligible_stakes(&self) -> Result<Vec<(PublicId, u64)>, LedgerError> {
+        self.read(|tx, config| stake::eligible(tx, config))
+    }
+
+    /// The round through which `worker` stays suspended, if it is suspended now.
+    pub fn suspended_until(&self, worker: &PublicId) -> Result<Option<u64>, LedgerError> {
+        self.read(|tx, _| stake::suspended_until(tx, worker))
+    }
+
+    pub fn slashes(&self, worker: &PublicId) -> Result<Vec<SlashRecord>, LedgerError> {
+        self.read(|tx, _| stake::slashes(tx, worker))
+    }
+
+    pub fn is_redeemed(&self, ticket_hash: &[u8; 32]) -> Result<bool, LedgerError> {
+        self.read(|tx, _| broker::is_redeemed(tx, ticket_hash))
+    }
+
+    /// Every row of the ledger, for audits and tests.
+    pub fn snapshot(&self) -> Result<LedgerSnapshot, LedgerError> {
+        self.read(|tx, _| snapshot::take(tx))
+    }
+
+    /// Every unit the ledger holds: balances, stake, unbonding, deposits, reserves and the pool. No
+    /// operation changes it.
+    pub fn supply(&self) -> Result<u128, LedgerError> {
+        self.read(|tx, _| snapshot::supply(tx))
+    }
+
+    /// Rows this handle has inserted, updated or deleted since it was opened (a metrics counter).
+    pub fn rows_written(&self) -> u64 {
+        self.lock().total_changes()
+    }
+}

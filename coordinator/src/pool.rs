@@ -134,7 +134,9 @@ impl WorkerPool {
         let nonce: [u8; 32] = rand::random();
         let mut state = self.lock();
         let now = Instant::now();
-        state.nonces.retain(|_, (_, issued)| now - *issued < NONCE_TTL);
+        state
+            .nonces
+            .retain(|_, (_, issued)| now - *issued < NONCE_TTL);
         state.nonces.insert(nonce, (worker, now));
         nonce
     }
@@ -187,7 +189,10 @@ impl WorkerPool {
 
     /// Turns a session token into an attached worker with a command queue. A worker already attached under
     /// the same id is replaced, and the jobs it held are treated as lost.
-    pub fn attach(&self, token: &str) -> Result<(PublicId, u64, CommandReceiver), CoordinatorError> {
+    pub fn attach(
+        &self,
+        token: &str,
+    ) -> Result<(PublicId, u64, CommandReceiver), CoordinatorError> {
         let mut state = self.lock();
         if state.closed {
             return Err(CoordinatorError::ShuttingDown);
@@ -244,8 +249,11 @@ impl WorkerPool {
     pub fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
-        let attached: Vec<(PublicId, u64)> =
-            state.workers.iter().map(|(id, w)| (*id, w.connection)).collect();
+        let attached: Vec<(PublicId, u64)> = state
+            .workers
+            .iter()
+            .map(|(id, w)| (*id, w.connection))
+            .collect();
         for (id, connection) in attached {
             state.workers.remove(&id);
             fail_jobs_of(&mut state, id, connection);

@@ -71,7 +71,10 @@ impl Coordinator {
     }
 
     /// Serves until `shutdown` completes.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<CoordinatorServer<CoordinatorService>>()

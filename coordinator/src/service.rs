@@ -60,7 +60,9 @@ impl CoordinatorService {
             .message()
             .await
             .map_err(|s| CoordinatorError::BadUpload(format!("stream broke: {}", s.message())))?
-            .ok_or_else(|| CoordinatorError::BadUpload("empty upload; send a header first".into()))?;
+            .ok_or_else(|| {
+                CoordinatorError::BadUpload("empty upload; send a header first".into())
+            })?;
         let Some(transcode_upload::Part::Header(header)) = first.part else {
             return Err(CoordinatorError::BadUpload(
                 "the first message must be the header (profiles, segment_size)".into(),
@@ -152,7 +154,12 @@ impl CoordinatorService {
                 profiles,
             })
             .await?;
-        let bytes: usize = verified.result.renditions.iter().map(|r| r.data.len()).sum();
+        let bytes: usize = verified
+            .result
+            .renditions
+            .iter()
+            .map(|r| r.data.len())
+            .sum();
         metrics::bytes_out("result", bytes);
         Ok(TranscodeResponse {
             job_id,
@@ -180,7 +187,10 @@ type CommandStream = Pin<Box<dyn Stream<Item = Result<WorkerCommand, Status>> + 
 
 #[tonic::async_trait]
 impl CoordinatorApi for CoordinatorService {
-    async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
+    async fn hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloResponse>, Status> {
         let worker = PublicId::from_slice("worker_id", &request.get_ref().worker_id)
             .map_err(CoordinatorError::from)?;
         let nonce = self.pool.issue_nonce(worker);
@@ -322,7 +332,11 @@ impl CoordinatorApi for CoordinatorService {
         };
         metrics::job_finished(label, started.elapsed());
         span.in_scope(|| match &outcome {
-            Ok(r) => info!(attempts = r.attempts, elapsed_ms = started.elapsed().as_millis() as u64, "job done"),
+            Ok(r) => info!(
+                attempts = r.attempts,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "job done"
+            ),
             Err(e) => warn!(error = %e, "job not done"),
         });
         Ok(Response::new(outcome?))

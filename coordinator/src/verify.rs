@@ -64,7 +64,10 @@ fn check(
         if !profiles.iter().any(|p| p.name == r.profile) {
             return Err(Rejection::Unexpected(r.profile.clone()));
         }
-        if result.renditions[..i].iter().any(|q| q.profile == r.profile) {
+        if result.renditions[..i]
+            .iter()
+            .any(|q| q.profile == r.profile)
+        {
             return Err(Rejection::Duplicate(r.profile.clone()));
         }
     }

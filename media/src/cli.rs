@@ -13,10 +13,12 @@ use crate::vaapi;
 
 /// Arguments for `ffmpeg` (without the program name) that transcode `input` into `out_dir/<profile>.ts`
 /// for every profile: same encoder, same rate control, GOP, preset and B-frame settings, same bicubic
-/// scaling, same timestamps (`-copyts`, `mpegts_copyts=1`), audio copied. Threading is left to ffmpeg.
+/// scaling, same timestamps (`-copyts`, `mpegts_copyts=1`), audio copied; in both, encoders choose their
+/// own thread counts.
+///
 /// The input's header is read (not decoded) for the frame rate and first timestamp the settings depend
-/// on. Frame-rate conversion uses ffmpeg's `fps` filter, which may differ from ours by a frame.
-/// A profile whose name cannot be a file name is skipped, as `transcode_segment` would refuse it.
+/// on. Frame-rate conversion uses ffmpeg's `fps` filter, which may differ from ours by a frame. A profile
+/// whose name cannot be a file name is skipped, as `transcode_segment` would refuse it.
 pub fn ffmpeg_cli_ladder_args(
     input: &Path,
     profiles: &[Profile],

@@ -49,7 +49,7 @@ struct DecodeFault {
 }
 
 impl VideoSource {
-    /// Opens `path` and its best video stream; `threads` decoder threads (0: FFmpeg decides).
+    /// Opens `path` and its best video stream, for decoding with `threads` frame threads (at least 1).
     pub(crate) fn open(path: &Path, threads: usize) -> Result<Self, MediaError> {
         crate::init();
         let len = std::fs::metadata(path)
@@ -95,7 +95,7 @@ impl VideoSource {
             })?;
         context.set_threading(threading::Config {
             kind: threading::Type::Frame,
-            count: threads,
+            count: threads.max(1),
             ..Default::default()
         });
         let mut opening = context.decoder();
@@ -282,13 +282,13 @@ impl VideoSource {
 fn check_whole_transport_packets(path: &Path, len: u64) -> Result<(), MediaError> {
     let mut head = Vec::with_capacity(1024);
     std::fs::File::open(path)
-        .and_then(|f| std::io::Read::take(f, 1024).read_to_end(&mut head))
+        .and_then(|f| f.take(1024).read_to_end(&mut head))
         .map_err(|source| MediaError::Read {
             path: path.to_owned(),
             source,
         })?;
     let size = ts_packet_size(&head).unwrap_or(188);
-    if len % size as u64 == 0 {
+    if len.is_multiple_of(size as u64) {
         return Ok(());
     }
     Err(MediaError::Truncated {

@@ -223,7 +223,6 @@ fn probe_one(name: &str) -> EncoderProbe {
         PROBE_HEIGHT,
         Rational::new(1, 90_000),
         &settings,
-        None,
     );
     let (opened, detail) = match result {
         Ok(_) => (
@@ -256,7 +255,6 @@ pub(crate) fn open_video_encoder(
     height: u32,
     time_base: Rational,
     settings: &RenditionSettings,
-    threads: Option<usize>,
 ) -> Result<OpenedEncoder, String> {
     let codec =
         encoder::find_by_name(name).ok_or_else(|| "not built into this FFmpeg".to_owned())?;
@@ -293,9 +291,6 @@ pub(crate) fn open_video_encoder(
     let mut options = Dictionary::new();
     for (key, value) in &settings.options {
         options.set(key, value);
-    }
-    if let Some(threads) = threads {
-        options.set("threads", &threads.to_string());
     }
     let (opened, msgs) = ffmpeg_log::capture(|| video.open_with(options));
     // The encoder's name is already in every message that reports this.

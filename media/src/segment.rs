@@ -21,7 +21,8 @@ const MOVED_START_SECS: f64 = 1.4;
 pub struct Segment {
     pub index: usize,
     pub path: PathBuf,
-    /// Presentation time of its first video frame, in seconds, on the source's clock.
+    /// Presentation time of its first video frame, in seconds: the source's clock, unless the source
+    /// started too close to zero and was moved (see [`split_segments`]).
     pub start_secs: f64,
     /// Until the next segment's start (for the last one: its last frame's end).
     pub duration_secs: f64,
@@ -87,15 +88,10 @@ pub fn split_segments(
         .flatten()
         .filter_map(|s| s.start_secs)
         .fold(f64::INFINITY, f64::min);
-    let shift_secs = if start_secs.is_finite() && start_secs >= REORDER_HEADROOM_SECS {
-        0.0
-    } else {
-        MOVED_START_SECS
-            - if start_secs.is_finite() {
-                start_secs
-            } else {
-                0.0
-            }
+    let shift_secs = match start_secs.is_finite().then_some(start_secs) {
+        Some(start) if start >= REORDER_HEADROOM_SECS => 0.0,
+        Some(start) => MOVED_START_SECS - start,
+        None => MOVED_START_SECS,
     };
     plan.video.set_shift(shift_secs);
     if let Some(a) = plan.audio.as_mut() {
@@ -229,7 +225,8 @@ impl Cutter {
                 self.close_current(Some(pts))?;
                 self.next_boundary = ((elapsed + slack) / self.target_secs).floor() as u64 + 1;
             }
-            let end = pts + packet.duration().max(0).max(self.plan.frame_duration);
+            // One frame at the stated rate, as `inspect` counts a stream's duration.
+            let end = pts + self.plan.frame_duration;
             self.video_end = Some(self.video_end.map_or(end, |e| e.max(end)));
             if self.plan.is_h264 {
                 packet = self.with_parameter_sets(packet);

@@ -1,6 +1,10 @@
 //! Transcoding one segment into a rendition ladder (DESIGN §5): the source is decoded once, on the calling
 //! thread; each rendition scales and encodes on a thread of its own, fed the same reference-counted frames
 //! through a bounded channel, and copies the audio packets.
+//!
+//! Encoders pick their own thread counts, as the ffmpeg CLI lets them: renditions advance in lockstep
+//! (the queues are bounded), so the largest one sets the pace, and only the encoder's own frame threads
+//! let it use the cores the smaller renditions leave idle.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,7 +82,6 @@ pub fn transcode_segment(
         .stream(source.video_index)
         .map(|s| video_timing(&s))
         .ok_or_else(|| MediaError::Internal("the video stream vanished".to_owned()))?;
-    let threads = encoder_threads(profiles, cores, encoder.hardware);
     let audio = source.audio_index.and_then(|i| {
         let stream = source.input.stream(i)?;
         Some((stream.parameters().clone(), stream.time_base()))
@@ -86,13 +89,11 @@ pub fn transcode_segment(
     let jobs: Vec<RenditionJob> = profiles
         .iter()
         .zip(paths)
-        .zip(threads)
-        .map(|((profile, path), threads)| RenditionJob {
+        .map(|(profile, path)| RenditionJob {
             settings: rendition_settings(&encoder.name, profile, &timing),
             profile: profile.clone(),
             path,
             encoder: encoder.name.clone(),
-            threads,
             time_base: source.video_time_base,
             source_frame_rate: source.frame_rate,
             frame_duration: source.frame_duration_ts(),
@@ -170,17 +171,19 @@ pub fn transcode_segment(
     let failure = match (decoded, first_real_failure) {
         (_, Some(i)) => results.into_iter().nth(i).and_then(Result::err),
         (Err(e), None) => Some(e),
-        (Ok(()), None) => {
-            let outputs: Vec<RenditionOutput> = results.into_iter().collect::<Result<_, _>>()?;
-            tracing::debug!(
-                input = %input.display(),
-                renditions = outputs.len(),
-                encoder = %encoder.name,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "segment transcoded"
-            );
-            return Ok(outputs);
-        }
+        (Ok(()), None) => match results.into_iter().collect::<Result<Vec<_>, _>>() {
+            Ok(outputs) => {
+                tracing::debug!(
+                    input = %input.display(),
+                    renditions = outputs.len(),
+                    encoder = %encoder.name,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "segment transcoded"
+                );
+                return Ok(outputs);
+            }
+            Err(e) => Some(e),
+        },
     };
     for profile in profiles {
         if let Ok(name) = rendition_file_name(profile) {
@@ -195,26 +198,6 @@ fn is_marker(e: &MediaError, marker: &str) -> bool {
     matches!(e, MediaError::Internal(m) if m == marker)
 }
 
-/// Software encoder threads per rendition. Renditions are fed in lockstep through bounded queues, so the
-/// largest one, which has the most work, sets the pace: each gets threads in proportion to its pixel
-/// count, doubled so the scheduler can hand idle cores to whichever is behind, and capped at the core
-/// count. Hardware encoders need none.
-fn encoder_threads(profiles: &[Profile], cores: usize, hardware: bool) -> Vec<Option<usize>> {
-    if hardware {
-        return vec![None; profiles.len()];
-    }
-    let pixels = |p: &Profile| u64::from(p.width) * u64::from(p.height);
-    let total: u64 = profiles.iter().map(pixels).sum::<u64>().max(1);
-    let cores = cores.max(1) as u64;
-    profiles
-        .iter()
-        .map(|p| {
-            let share = (2 * cores * pixels(p)).div_ceil(total);
-            Some(share.clamp(1, cores) as usize)
-        })
-        .collect()
-}
-
 enum Feed {
     Video(Arc<frame::Video>),
     Audio(Packet),
@@ -226,7 +209,6 @@ struct RenditionJob {
     path: PathBuf,
     encoder: String,
     settings: RenditionSettings,
-    threads: Option<usize>,
     time_base: Rational,
     source_frame_rate: f64,
     frame_duration: i64,
@@ -283,18 +265,11 @@ impl RenditionWriter {
     fn open(job: RenditionJob) -> Result<Self, MediaError> {
         let (width, height) = (job.profile.width, job.profile.height);
         let mut out = mux::create(&job.path)?;
-        let opened = open_video_encoder(
-            &job.encoder,
-            width,
-            height,
-            job.time_base,
-            &job.settings,
-            job.threads,
-        )
-        .map_err(|reason| MediaError::EncoderUnavailable {
-            name: job.encoder.clone(),
-            reason,
-        })?;
+        let opened = open_video_encoder(&job.encoder, width, height, job.time_base, &job.settings)
+            .map_err(|reason| MediaError::EncoderUnavailable {
+                name: job.encoder.clone(),
+                reason,
+            })?;
         let mut stream = out
             .add_stream(encoder::find_by_name(&job.encoder))
             .map_err(|e| mux::write_error(&job.path, &[], e))?;
@@ -445,19 +420,5 @@ mod tests {
             p.name = bad.to_owned();
             assert!(rendition_file_name(&p).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn threads_follow_pixels() {
-        let ladder = Profile::parse_list("720p,480p,360p,240p").expect("ladder");
-        assert_eq!(
-            encoder_threads(&ladder, 16, false),
-            vec![Some(16), Some(8), Some(5), Some(2)]
-        );
-        assert_eq!(
-            encoder_threads(&ladder, 2, false),
-            vec![Some(2), Some(1), Some(1), Some(1)]
-        );
-        assert_eq!(encoder_threads(&ladder, 2, true), vec![None; 4]);
     }
 }

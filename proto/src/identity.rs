@@ -13,9 +13,15 @@ const REGISTRATION_CONTEXT: &str = "dualrig 2026-11 worker register v1";
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("cannot read key file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write key file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("key file {path} is {len} bytes; expected a 32-byte ed25519 secret key")]
     Malformed { path: String, len: usize },
     #[error("{what} is {len} bytes; an id is a 32-byte ed25519 public key")]
@@ -63,8 +69,8 @@ impl PublicId {
             .map_err(|_| IdentityError::SignatureLength {
                 len: signature.len(),
             })?;
-        let key =
-            VerifyingKey::from_bytes(&self.0).map_err(|_| IdentityError::IdInvalid { what: "id" })?;
+        let key = VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| IdentityError::IdInvalid { what: "id" })?;
         key.verify(message, &Signature::from_bytes(&sig))
             .map_err(|_| IdentityError::BadSignature { id: *self })
     }

@@ -46,16 +46,32 @@ pub struct Profile {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProfileError {
-    #[error("unknown profile '{name}'; known profiles are {known}, or give width, height and bitrate")]
+    #[error(
+        "unknown profile '{name}'; known profiles are {known}, or give width, height and bitrate"
+    )]
     Unknown { name: String, known: String },
     #[error("profile '{name}' has an empty name")]
     EmptyName { name: String },
     #[error("profile '{name}': width and height must be non-zero (got {width}x{height})")]
-    ZeroSize { name: String, width: u32, height: u32 },
-    #[error("profile '{name}': width and height must be even for 4:2:0 video (got {width}x{height})")]
-    OddSize { name: String, width: u32, height: u32 },
+    ZeroSize {
+        name: String,
+        width: u32,
+        height: u32,
+    },
+    #[error(
+        "profile '{name}': width and height must be even for 4:2:0 video (got {width}x{height})"
+    )]
+    OddSize {
+        name: String,
+        width: u32,
+        height: u32,
+    },
     #[error("profile '{name}': {width}x{height} is above the {MAX_WIDTH}x{MAX_HEIGHT} limit")]
-    TooLarge { name: String, width: u32, height: u32 },
+    TooLarge {
+        name: String,
+        width: u32,
+        height: u32,
+    },
     #[error(
         "profile '{name}': bitrate {bitrate} b/s is outside {MIN_BITRATE}..={MAX_BITRATE} b/s (zero is not a bitrate)"
     )]

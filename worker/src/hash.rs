@@ -134,7 +134,7 @@ pub enum HashError {
         #[source]
         source: wgpu::RequestDeviceError,
     },
-    #[error("the GPU ran out of memory while {during}; try a smaller --gpu window or --gpu off")]
+    #[error("the GPU ran out of memory while {during}; hash with --gpu off to use the CPU")]
     GpuOutOfMemory { during: &'static str },
     #[error("the GPU rejected the work while {during}: {message}")]
     GpuValidation {

@@ -30,7 +30,9 @@ pub fn run_transcode(
 ) -> Result<JobResult, JobError> {
     let started = Instant::now();
     let profiles = ladder_from_wire(&job.profiles)?;
-    let work = tempfile::Builder::new().prefix("job-").tempdir_in(scratch)?;
+    let work = tempfile::Builder::new()
+        .prefix("job-")
+        .tempdir_in(scratch)?;
     let input = work.path().join("source");
     let mut file = std::fs::File::create(&input)?;
     file.write_all(&job.segment)?;

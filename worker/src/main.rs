@@ -29,7 +29,8 @@ enum Command {
     Bench(dualrig_worker::bench::BenchArgs),
     /// Print the ffmpeg CLI arguments that make the same ladder with the same encoder settings, one per
     /// line, for side-by-side comparisons.
-    LadderCommand {
+    #[command(name = "ladder-command")]
+    FfmpegLadder {
         /// Renditions, from 1080p, 720p, 480p, 360p, 240p.
         #[arg(long, default_value_t = dualrig_proto::profile::DEFAULT_LADDER.join(","))]
         profiles: String,
@@ -49,7 +50,11 @@ enum Command {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// The coordinator's gRPC URL.
-    #[arg(long, env = "DUALRIG_COORDINATOR", default_value = "http://127.0.0.1:7300")]
+    #[arg(
+        long,
+        env = "DUALRIG_COORDINATOR",
+        default_value = "http://127.0.0.1:7300"
+    )]
     coordinator: String,
     /// Directory for the worker's key and scratch files.
     #[arg(long, env = "DUALRIG_DATA_DIR", default_value = "dualrig-worker-data")]
@@ -82,8 +87,7 @@ impl RunArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
@@ -94,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Run(args)) => serve(args),
         Some(Command::Hash(args)) => Ok(dualrig_worker::hash::cli::run(&args)?),
         Some(Command::Bench(args)) => Ok(dualrig_worker::bench::run(&args)?),
-        Some(Command::LadderCommand {
+        Some(Command::FfmpegLadder {
             profiles,
             encoder,
             input,
@@ -103,7 +107,8 @@ fn main() -> anyhow::Result<()> {
             let profiles = dualrig_proto::profile::Profile::parse_list(&profiles)?;
             dualrig_media::init();
             let encoder = dualrig_media::select_encoder(&encoder)?;
-            for arg in dualrig_media::ffmpeg_cli_ladder_args(&input, &profiles, &encoder.name, &out_dir)
+            for arg in
+                dualrig_media::ffmpeg_cli_ladder_args(&input, &profiles, &encoder.name, &out_dir)
             {
                 println!("{arg}");
             }

@@ -268,7 +268,11 @@ impl Worker {
                 return;
             };
             let job_id = job.job_id.clone();
-            info!(bytes = job.segment.len(), profiles = job.profiles.len(), "transcoding");
+            info!(
+                bytes = job.segment.len(),
+                profiles = job.profiles.len(),
+                "transcoding"
+            );
             let outcome = tokio::task::spawn_blocking(move || {
                 run_transcode(&job, &encoder, &identity, &scratch)
             })

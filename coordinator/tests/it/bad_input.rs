@@ -79,51 +79,170 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
     wait_for_workers(&client, 1).await;
     let ok = vec![named("240p")];
 
-    expect_status(&client, "empty segment", ok.clone(), vec![], Code::InvalidArgument, "empty").await;
-    let noise: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    expect_status(&client, "random bytes", ok.clone(), noise, Code::InvalidArgument, "segment").await;
+    expect_status(
+        &client,
+        "empty segment",
+        ok.clone(),
+        vec![],
+        Code::InvalidArgument,
+        "empty",
+    )
+    .await;
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    expect_status(
+        &client,
+        "random bytes",
+        ok.clone(),
+        noise,
+        Code::InvalidArgument,
+        "segment",
+    )
+    .await;
     let truncated = good[..good.len() / 2 + 77].to_vec();
-    expect_status(&client, "truncated TS", ok.clone(), truncated, Code::InvalidArgument, "truncated").await;
+    expect_status(
+        &client,
+        "truncated TS",
+        ok.clone(),
+        truncated,
+        Code::InvalidArgument,
+        "truncated",
+    )
+    .await;
 
     let audio_path = media.path().join("audio.ts");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "2", "-c:a", "aac",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "2",
+        "-c:a",
+        "aac",
         audio_path.to_str().expect("utf-8"),
     ]);
     let audio = std::fs::read(&audio_path).expect("audio");
-    expect_status(&client, "audio only", ok.clone(), audio, Code::InvalidArgument, "no video").await;
+    expect_status(
+        &client,
+        "audio only",
+        ok.clone(),
+        audio,
+        Code::InvalidArgument,
+        "no video",
+    )
+    .await;
 
-    expect_status(&client, "unknown profile", vec![named("999p")], good.clone(), Code::InvalidArgument, "999p").await;
-    expect_status(&client, "odd width", vec![custom(641, 360, 800_000)], good.clone(), Code::InvalidArgument, "even").await;
-    expect_status(&client, "zero height", vec![custom(640, 0, 800_000)], good.clone(), Code::InvalidArgument, "non-zero").await;
-    expect_status(&client, "zero size", vec![custom(0, 0, 800_000)], good.clone(), Code::InvalidArgument, "unknown profile").await;
-    expect_status(&client, "above 4096x2304", vec![custom(4096, 2306, 800_000)], good.clone(), Code::InvalidArgument, "4096x2304").await;
-    expect_status(&client, "zero bitrate", vec![custom(640, 360, 0)], good.clone(), Code::InvalidArgument, "bitrate").await;
-    expect_status(&client, "no profiles", vec![], good.clone(), Code::InvalidArgument, "no profiles").await;
+    expect_status(
+        &client,
+        "unknown profile",
+        vec![named("999p")],
+        good.clone(),
+        Code::InvalidArgument,
+        "999p",
+    )
+    .await;
+    expect_status(
+        &client,
+        "odd width",
+        vec![custom(641, 360, 800_000)],
+        good.clone(),
+        Code::InvalidArgument,
+        "even",
+    )
+    .await;
+    expect_status(
+        &client,
+        "zero height",
+        vec![custom(640, 0, 800_000)],
+        good.clone(),
+        Code::InvalidArgument,
+        "non-zero",
+    )
+    .await;
+    expect_status(
+        &client,
+        "zero size",
+        vec![custom(0, 0, 800_000)],
+        good.clone(),
+        Code::InvalidArgument,
+        "unknown profile",
+    )
+    .await;
+    expect_status(
+        &client,
+        "above 4096x2304",
+        vec![custom(4096, 2306, 800_000)],
+        good.clone(),
+        Code::InvalidArgument,
+        "4096x2304",
+    )
+    .await;
+    expect_status(
+        &client,
+        "zero bitrate",
+        vec![custom(640, 360, 0)],
+        good.clone(),
+        Code::InvalidArgument,
+        "bitrate",
+    )
+    .await;
+    expect_status(
+        &client,
+        "no profiles",
+        vec![],
+        good.clone(),
+        Code::InvalidArgument,
+        "no profiles",
+    )
+    .await;
     let oversized = vec![0x47u8; LIMIT as usize + 188];
-    expect_status(&client, "over the size limit", ok.clone(), oversized, Code::ResourceExhausted, "limit").await;
+    expect_status(
+        &client,
+        "over the size limit",
+        ok.clone(),
+        oversized,
+        Code::ResourceExhausted,
+        "limit",
+    )
+    .await;
 
     // A header that lies about the size: fewer bytes arrive than announced.
     let mut api = client.api();
     let parts = vec![
-        TranscodeUpload { part: Some(transcode_upload::Part::Header(header(ok.clone(), 1000))) },
-        TranscodeUpload { part: Some(transcode_upload::Part::Chunk(vec![0; 10])) },
+        TranscodeUpload {
+            part: Some(transcode_upload::Part::Header(header(ok.clone(), 1000))),
+        },
+        TranscodeUpload {
+            part: Some(transcode_upload::Part::Chunk(vec![0; 10])),
+        },
     ];
-    let err = api.transcode(tokio_stream::iter(parts)).await.expect_err("short upload");
+    let err = api
+        .transcode(tokio_stream::iter(parts))
+        .await
+        .expect_err("short upload");
     assert_eq!(err.code(), Code::Cancelled, "{err}");
     assert!(err.message().contains("10 of the 1000"), "{err}");
 
     // A client that disconnects mid-upload.
     let (tx, rx) = mpsc::channel(4);
     tx.send(TranscodeUpload {
-        part: Some(transcode_upload::Part::Header(header(ok.clone(), good.len()))),
+        part: Some(transcode_upload::Part::Header(header(
+            ok.clone(),
+            good.len(),
+        ))),
     })
     .await
     .expect("send header");
-    tx.send(TranscodeUpload { part: Some(transcode_upload::Part::Chunk(good[..4096].to_vec())) })
+    tx.send(TranscodeUpload {
+        part: Some(transcode_upload::Part::Chunk(good[..4096].to_vec())),
+    })
+    .await
+    .expect("send chunk");
+    let mut dropped_api = CoordinatorClient::connect(coordinator.url.clone())
         .await
-        .expect("send chunk");
-    let mut dropped_api = CoordinatorClient::connect(coordinator.url.clone()).await.expect("connect");
+        .expect("connect");
     let call = tokio::spawn(async move { dropped_api.transcode(ReceiverStream::new(rx)).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     call.abort();
@@ -134,14 +253,18 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
     let claimed = Identity::generate();
     let signer = Identity::generate();
     let hello = raw
-        .hello(HelloRequest { worker_id: claimed.id().as_bytes().to_vec() })
+        .hello(HelloRequest {
+            worker_id: claimed.id().as_bytes().to_vec(),
+        })
         .await
         .expect("hello")
         .into_inner();
     let err = raw
         .register(RegisterRequest {
             worker_id: claimed.id().as_bytes().to_vec(),
-            signature: signer.sign(&registration_message(&hello.nonce, &claimed.id())).to_vec(),
+            signature: signer
+                .sign(&registration_message(&hello.nonce, &claimed.id()))
+                .to_vec(),
             nonce: hello.nonce,
             capabilities: None,
             version: "test".into(),
@@ -151,7 +274,9 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
     assert_eq!(err.code(), Code::Unauthenticated, "{err}");
     assert!(err.message().contains("does not match worker id"), "{err}");
     let err = raw
-        .hello(HelloRequest { worker_id: vec![1, 2, 3] })
+        .hello(HelloRequest {
+            worker_id: vec![1, 2, 3],
+        })
         .await
         .expect_err("short id refused");
     assert_eq!(err.code(), Code::Unauthenticated, "{err}");
@@ -169,7 +294,9 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
         .expect("health channel");
     let mut health = HealthClient::new(channel);
     let status = health
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("health")
         .into_inner()

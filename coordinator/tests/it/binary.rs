@@ -25,7 +25,11 @@ fn free_port() -> u16 {
 fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     Some(body)
@@ -58,7 +62,11 @@ fn binary_serves_grpc_and_metrics_and_writes_its_address() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!addr.is_empty(), "coordinator never wrote {}", addr_file.display());
+    assert!(
+        !addr.is_empty(),
+        "coordinator never wrote {}",
+        addr_file.display()
+    );
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let workers = runtime.block_on(async {
@@ -79,7 +87,10 @@ fn binary_serves_grpc_and_metrics_and_writes_its_address() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(page.contains("dualrig_workers_connected"), "metrics page: {page}");
+    assert!(
+        page.contains("dualrig_workers_connected"),
+        "metrics page: {page}"
+    );
 }
 
 #[test]

@@ -31,7 +31,10 @@ async fn whole_video_becomes_a_verified_hls_ladder() {
     .await
     .expect("ladder comes back");
 
-    assert!(summary.segments >= 2, "a 5 s clip cut at ~2 s gives several segments");
+    assert!(
+        summary.segments >= 2,
+        "a 5 s clip cut at ~2 s gives several segments"
+    );
     let seen = progress.into_inner().expect("progress");
     assert_eq!(seen.last(), Some(&(summary.segments, summary.segments)));
     let by_workers: usize = summary.per_worker.iter().map(|(_, n)| n).sum();
@@ -45,8 +48,14 @@ async fn whole_video_becomes_a_verified_hls_ladder() {
 
     let master = std::fs::read_to_string(&summary.master_playlist).expect("master playlist");
     for p in &profiles {
-        assert!(master.contains(&format!("{}/index.m3u8", p.name)), "{master}");
-        assert!(master.contains(&format!("RESOLUTION={}x{}", p.width, p.height)), "{master}");
+        assert!(
+            master.contains(&format!("{}/index.m3u8", p.name)),
+            "{master}"
+        );
+        assert!(
+            master.contains(&format!("RESOLUTION={}x{}", p.width, p.height)),
+            "{master}"
+        );
         let (frames, width, height) = probe_video(&out.join(&p.name).join("index.m3u8"));
         assert_eq!((width, height), (p.width, p.height), "rendition {}", p.name);
         assert_eq!(frames, source_frames, "rendition {} frame count", p.name);

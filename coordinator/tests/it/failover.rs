@@ -31,14 +31,18 @@ impl HoldingWorker {
         let identity = Identity::generate();
         let id = identity.id();
         let hello = api
-            .hello(HelloRequest { worker_id: id.as_bytes().to_vec() })
+            .hello(HelloRequest {
+                worker_id: id.as_bytes().to_vec(),
+            })
             .await
             .expect("hello")
             .into_inner();
         let token = api
             .register(RegisterRequest {
                 worker_id: id.as_bytes().to_vec(),
-                signature: identity.sign(&registration_message(&hello.nonce, &id)).to_vec(),
+                signature: identity
+                    .sign(&registration_message(&hello.nonce, &id))
+                    .to_vec(),
                 nonce: hello.nonce,
                 capabilities: Some(Capabilities {
                     encoders: vec!["libx264".into()],
@@ -65,7 +69,9 @@ impl HoldingWorker {
         let heartbeats = tokio::spawn(async move {
             loop {
                 let beat = WorkerEvent {
-                    event: Some(worker_event::Event::Heartbeat(Heartbeat { sent_unix_ms: 0 })),
+                    event: Some(worker_event::Event::Heartbeat(Heartbeat {
+                        sent_unix_ms: 0,
+                    })),
                 };
                 if beats.send(beat).await.is_err() {
                     return;
@@ -73,7 +79,12 @@ impl HoldingWorker {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        Self { identity, events: Some(events), heartbeats, commands }
+        Self {
+            identity,
+            events: Some(events),
+            heartbeats,
+            commands,
+        }
     }
 
     /// Answers a job with renditions that are signed and hashed correctly but are not video.
@@ -93,7 +104,9 @@ impl HoldingWorker {
         self.events
             .as_ref()
             .expect("attached")
-            .send(WorkerEvent { event: Some(worker_event::Event::Result(result)) })
+            .send(WorkerEvent {
+                event: Some(worker_event::Event::Result(result)),
+            })
             .await
             .expect("stream open");
     }
@@ -106,7 +119,12 @@ impl HoldingWorker {
     /// Waits for the next job to arrive.
     pub async fn next_job(&mut self) -> String {
         loop {
-            let command = self.commands.message().await.expect("stream").expect("open stream");
+            let command = self
+                .commands
+                .message()
+                .await
+                .expect("stream")
+                .expect("open stream");
             if let Some(worker_command::Command::Job(job)) = command.command {
                 return job.job_id;
             }
@@ -138,7 +156,11 @@ async fn a_job_moves_on_when_its_worker_dies_holding_it() {
     let job = {
         let client = client.clone();
         let profiles = profiles.clone();
-        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "failover").await })
+        tokio::spawn(async move {
+            client
+                .transcode_segment(segment, &profiles, "failover")
+                .await
+        })
     };
     let _job_id = tokio::time::timeout(Duration::from_secs(60), holder.next_job())
         .await
@@ -196,7 +218,8 @@ async fn a_job_moves_on_when_its_worker_goes_silent() {
 async fn no_worker_gives_unavailable_after_a_bounded_wait() {
     let media = tempfile::tempdir().expect("tempdir");
     let segment = segment_of(media.path());
-    let coordinator = RunningCoordinator::start(|c| c.worker_wait = Duration::from_millis(500)).await;
+    let coordinator =
+        RunningCoordinator::start(|c| c.worker_wait = Duration::from_millis(500)).await;
     let client = coordinator.client().await;
     let profiles = Profile::parse_list("240p").expect("ladder");
     let err = tokio::time::timeout(

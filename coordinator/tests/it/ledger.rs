@@ -151,7 +151,9 @@ async fn clients_pay_workers_with_tickets_across_a_restart() {
     );
 
     // The client leaves: unlock, wait, withdraw.
-    ledger.execute(&client.sign(Operation::Unlock)).expect("unlock");
+    ledger
+        .execute(&client.sign(Operation::Unlock))
+        .expect("unlock");
     assert!(matches!(
         ledger.execute(&client.sign(Operation::Withdraw)),
         Err(LedgerError::UnlockPending { .. })

@@ -30,11 +30,27 @@ pub fn make_clip(dir: &Path, name: &str, secs: u32, size: &str) -> PathBuf {
     let duration = secs.to_string();
     let video = format!("testsrc2=size={size}:rate=30");
     ffmpeg(&[
-        "-f", "lavfi", "-i", &video,
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", &duration,
-        "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-shortest",
+        "-f",
+        "lavfi",
+        "-i",
+        &video,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &duration,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
         path.to_str().expect("utf-8 path"),
     ]);
     path
@@ -44,16 +60,33 @@ pub fn make_clip(dir: &Path, name: &str, secs: u32, size: &str) -> PathBuf {
 pub fn probe_video(path: &Path) -> (u64, u32, u32) {
     let out = Command::new("ffprobe")
         .args([
-            "-v", "error", "-count_frames", "-select_streams", "v:0",
-            "-show_entries", "stream=nb_read_frames,width,height", "-of", "csv=p=0",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
         ])
         .arg(path)
         .output()
         .expect("ffprobe is installed");
-    assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let fields: Vec<&str> = text.lines().next().unwrap_or_default().split(',').collect();
-    assert_eq!(fields.len(), 3, "unexpected ffprobe output {text:?} for {}", path.display());
+    assert_eq!(
+        fields.len(),
+        3,
+        "unexpected ffprobe output {text:?} for {}",
+        path.display()
+    );
     (
         fields[2].trim().parse().expect("frames"),
         fields[0].trim().parse().expect("width"),
@@ -106,7 +139,9 @@ impl RunningCoordinator {
     }
 
     pub async fn client(&self) -> DualrigClient {
-        DualrigClient::connect(&self.url).await.expect("client connects")
+        DualrigClient::connect(&self.url)
+            .await
+            .expect("client connects")
     }
 
     pub async fn stop(mut self) {

@@ -115,5 +115,19 @@ fn segments_of_a_stream_that_sends_its_parameter_sets_once_still_decode_alone() 
     for s in &segments {
         let info = inspect(&s.path).expect("segment decodes on its own");
         assert_eq!(info.frames, 60, "segment {}", s.index);
+        assert!(!info.has_audio);
     }
+    // A segment without audio transcodes too.
+    let last = &segments[2];
+    let p240 = Profile::standard("240p").expect("240p");
+    let out = transcode_segment(
+        &last.path,
+        std::slice::from_ref(&p240),
+        &EncoderSelection::software(),
+        &dir.path().join("out"),
+    )
+    .expect("transcodes");
+    let info = verify_rendition(&inspect(&last.path).expect("segment"), &out[0].path, &p240)
+        .expect("verifies");
+    assert!(!info.has_audio);
 }

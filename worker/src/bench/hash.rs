@@ -465,12 +465,13 @@ pub fn render_table(report: &HashBenchReport) -> String {
         (None, None) => "not measured".to_owned(),
     };
     text.push_str(&format!(
-        "BLAKE3 throughput, median of {} runs\n  cpu:   {} ({}, {})\n  gpu:   {gpu}\n  b3sum: {b3sum}\n\n",
+        "BLAKE3 throughput, median of {} runs\n  {} ({}, {})\n  gpu: {gpu}\n  b3sum: {b3sum}\n\n",
         report.runs,
         report.cpu_backend,
         report.machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
         report.machine.os,
     ));
+
     text.push_str(&format!(
         "{:<9} {:<18} {:>7} {:>12} {:>9} {:>9}\n",
         "size", "row", "threads", "time", "GB/s", "vs b3sum"

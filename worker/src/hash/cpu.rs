@@ -16,8 +16,11 @@ use super::{BlobDigest, BlobHasher, CHUNK_LEN, HashError, HashMode, Outboard};
 /// Below this many bytes, spreading one hash over threads costs more than it saves.
 const RAYON_MIN: usize = 128 * 1024;
 
-/// Default streaming window: a power of two of chunks, big enough to keep every core busy.
-const DEFAULT_WINDOW: usize = 8 << 20;
+/// Default streaming window: a power of two of chunks, enough to keep every thread busy, small
+/// enough that the window just read is still in cache when it is hashed.
+fn default_window() -> usize {
+    (rayon::current_num_threads().next_power_of_two() * (512 << 10)).clamp(1 << 20, 16 << 20)
+}
 
 /// Hashes on the CPU with the `blake3` crate.
 #[derive(Debug)]
@@ -35,7 +38,7 @@ impl Default for CpuHasher {
 
 impl CpuHasher {
     pub fn new() -> Self {
-        Self::with_window(DEFAULT_WINDOW)
+        Self::with_window(default_window())
     }
 
     fn with_window(window: usize) -> Self {

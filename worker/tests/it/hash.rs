@@ -705,3 +705,31 @@ fn binary_hash_reads_standard_input_like_b3sum() {
         ours
     );
 }
+
+#[test]
+fn outboards_are_bao_outboard_encodings() {
+    let input = shared_data();
+    for len in [0, 1, 1024, 1025, 4096, 4097, 100_000, (1 << 20) + 1] {
+        let input = &input[..len];
+        let (bao_outboard, bao_hash) = bao::encode::outboard(input);
+        for hasher in [
+            gpu() as &dyn BlobHasher,
+            small_window_gpu(),
+            &CpuHasher::new(),
+        ] {
+            let digest = hasher
+                .hash_bytes(input, HashMode::Plain, true)
+                .expect("hashes");
+            assert_eq!(digest.hash, bao_hash);
+            let ours = digest.outboard.expect("outboard asked for").encode();
+            assert_eq!(ours, bao_outboard, "{len} bytes on {}", hasher.describe());
+            // bao verifies the content against the hash with our outboard.
+            let mut decoder = bao::decode::Decoder::new_outboard(input, &ours[..], &digest.hash);
+            let mut decoded = Vec::new();
+            decoder
+                .read_to_end(&mut decoded)
+                .expect("bao accepts the outboard");
+            assert_eq!(decoded, input);
+        }
+    }
+}

@@ -17,6 +17,9 @@ pub(crate) struct GpuDevice {
     pub info: wgpu::AdapterInfo,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Error scopes are a stack per device, not per thread: one scoped section at a time, so an error
+    /// is reported by the work that caused it.
+    scopes: Mutex<()>,
 }
 
 /// A map requested after a submission; resolved by polling until that submission is done.
@@ -151,6 +154,7 @@ impl GpuDevice {
             info,
             lost,
             uncaptured,
+            scopes: Mutex::new(()),
         })
     }
 
@@ -190,13 +194,17 @@ impl GpuDevice {
     /// it caused.
     pub fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T, HashError> {
         self.check()?;
-        self.device.push_error_scope(ErrorFilter::OutOfMemory);
-        self.device.push_error_scope(ErrorFilter::Validation);
-        self.device.push_error_scope(ErrorFilter::Internal);
-        let out = f();
-        let internal = pollster::block_on(self.device.pop_error_scope());
-        let validation = pollster::block_on(self.device.pop_error_scope());
-        let oom = pollster::block_on(self.device.pop_error_scope());
+        let (oom, validation, internal, out) = {
+            let _one_at_a_time = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+            self.device.push_error_scope(ErrorFilter::OutOfMemory);
+            self.device.push_error_scope(ErrorFilter::Validation);
+            self.device.push_error_scope(ErrorFilter::Internal);
+            let out = f();
+            let internal = pollster::block_on(self.device.pop_error_scope());
+            let validation = pollster::block_on(self.device.pop_error_scope());
+            let oom = pollster::block_on(self.device.pop_error_scope());
+            (oom, validation, internal, out)
+        };
         if oom.is_some() {
             return Err(HashError::GpuOutOfMemory { during });
         }
@@ -272,6 +280,7 @@ impl GpuDevice {
 
     /// Unmaps `buffer` whatever its state; errors from doing so are of no interest.
     fn cancel_map(&self, buffer: &wgpu::Buffer) {
+        let _one_at_a_time = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
         self.device.push_error_scope(ErrorFilter::Validation);
         self.device.push_error_scope(ErrorFilter::Internal);
         buffer.unmap();

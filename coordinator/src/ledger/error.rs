@@ -1,0 +1,94 @@
+//! Why the ledger refused an operation; every refusal leaves the ledger unchanged.
+
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::ticket::TicketError;
+
+use super::genesis::GenesisError;
+use super::request::RequestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("request: {0}")]
+    Request(#[from] RequestError),
+    #[error(
+        "request signature does not verify under account {account}; only an account's key moves its funds"
+    )]
+    BadSignature { account: PublicId },
+    #[error(
+        "request nonce {nonce} of account {account} is not above its last accepted nonce {last}; sign again with a higher one"
+    )]
+    StaleNonce {
+        account: PublicId,
+        nonce: u64,
+        last: u64,
+    },
+    #[error("{what} is not a valid ed25519 public key")]
+    InvalidAccount { what: &'static str },
+    #[error("an amount of zero moves nothing")]
+    ZeroAmount,
+    #[error("account {account} has {available} units; the operation needs {needed}")]
+    InsufficientBalance {
+        account: PublicId,
+        available: u64,
+        needed: u64,
+    },
+    #[error("{delegator} has {bonded} units bonded to {worker}; cannot unbond {needed}")]
+    InsufficientBond {
+        worker: PublicId,
+        delegator: PublicId,
+        bonded: u64,
+        needed: u64,
+    },
+    #[error("pool holds {available} units; cannot pay {needed}")]
+    InsufficientPool { available: u64, needed: u64 },
+    #[error("no unbonded stake is ready for {account}{}", next_release.map(|r| format!("; the next is released at round {r}")).unwrap_or_default())]
+    NothingUnbonded {
+        account: PublicId,
+        next_release: Option<u64>,
+    },
+    #[error("sender {sender} has no deposit or reserve to unlock")]
+    NothingToUnlock { sender: PublicId },
+    #[error("sender {sender} is already unlocking; it may withdraw at round {withdraw_round}")]
+    AlreadyUnlocking {
+        sender: PublicId,
+        withdraw_round: u64,
+    },
+    #[error("sender {sender} has not unlocked its funds; unlock, then wait the unlock period")]
+    NotUnlocking { sender: PublicId },
+    #[error(
+        "sender {sender} may withdraw at round {withdraw_round}; this is round {current_round}"
+    )]
+    UnlockPending {
+        sender: PublicId,
+        withdraw_round: u64,
+        current_round: u64,
+    },
+    #[error("only the ticket's recipient {recipient} may redeem it, not {account}")]
+    NotRecipient {
+        account: PublicId,
+        recipient: PublicId,
+    },
+    #[error("ticket: {0}")]
+    Ticket(#[from] TicketError),
+    #[error("ticket {} was already redeemed", hex::encode(&ticket_hash[..8]))]
+    AlreadyRedeemed { ticket_hash: [u8; 32] },
+    #[error(
+        "sender {sender} can pay {recipient} nothing this round (deposit empty, reserve share used up or recipient not eligible); try again next round"
+    )]
+    SenderCannotPay {
+        sender: PublicId,
+        recipient: PublicId,
+    },
+    #[error("{what} does not fit in the ledger")]
+    Overflow { what: &'static str },
+    #[error("slash fraction {ppm} ppm is above 1,000,000 (the whole stake)")]
+    BadFraction { ppm: u32 },
+    #[error("genesis: {0}")]
+    Genesis(#[from] GenesisError),
+    #[error("ledger database holds an impossible value: {0}")]
+    Corrupt(String),
+    #[error("ledger database: {0}")]
+    Storage(#[from] rusqlite::Error),
+    #[error("ledger task failed: {0}")]
+    Task(String),
+}

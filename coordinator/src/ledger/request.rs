@@ -1,0 +1,348 @@
+//! What an account signs to move its own funds: an operation in a canonical byte form, a nonce above the
+//! last one the ledger accepted from it, and an ed25519 signature bound to this purpose.
+//!
+//! This module depends on nothing but the shared identity and ticket rules, so clients can build
+//! requests with exactly the code the ledger checks them with.
+
+use dualrig_proto::identity::{Identity, PublicId};
+use dualrig_proto::ticket::{SignedTicket, TICKET_LEN, Ticket};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::LedgerError;
+
+/// Key-derivation context of the digest an account signs for a ledger request.
+pub const REQUEST_CONTEXT: &str = "dualrig 2026-11 ledger request v1";
+
+/// Why a request's operation bytes do not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("operation is empty")]
+    Empty,
+    #[error("unknown operation tag {0}")]
+    UnknownTag(u8),
+    #[error("operation {name} is {len} bytes; its encoding is {expected}")]
+    Length {
+        name: &'static str,
+        len: usize,
+        expected: usize,
+    },
+    #[error("signature is {len} bytes; an ed25519 signature is 64")]
+    SignatureLength { len: usize },
+}
+
+/// A state change an account asks for. Amounts are base units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Balance → `to`'s balance.
+    Transfer { to: PublicId, amount: u64 },
+    /// Balance → self-stake of the signing worker.
+    Bond { amount: u64 },
+    /// Balance → stake delegated to `worker`.
+    Delegate { worker: PublicId, amount: u64 },
+    /// Stake on `worker` (the signer's own id for self-stake) → unbonding, released after
+    /// `unbonding_rounds`.
+    Unbond { worker: PublicId, amount: u64 },
+    /// Released unbonding entries → balance.
+    WithdrawUnbonded,
+    /// Balance → deposit, which pays winning tickets.
+    Deposit { amount: u64 },
+    /// Balance → reserve, the guarantee behind the deposit.
+    Reserve { amount: u64 },
+    /// Starts the wait after which deposit and reserve can be withdrawn.
+    Unlock,
+    /// Stops an unlock; the funds stay put.
+    CancelUnlock,
+    /// Deposit and reserve → balance, once the unlock wait is over.
+    Withdraw,
+    /// Redeems a winning ticket made out to the signer.
+    RedeemTicket {
+        ticket: SignedTicket,
+        recipient_rand: [u8; 32],
+    },
+}
+
+const AMOUNT: usize = 8;
+const ID_AMOUNT: usize = 32 + 8;
+const REDEEM: usize = TICKET_LEN + 64 + 32;
+
+impl Operation {
+    fn tag(&self) -> u8 {
+        match self {
+            Self::Transfer { .. } => 1,
+            Self::Bond { .. } => 2,
+            Self::Delegate { .. } => 3,
+            Self::Unbond { .. } => 4,
+            Self::WithdrawUnbonded => 5,
+            Self::Deposit { .. } => 6,
+            Self::Reserve { .. } => 7,
+            Self::Unlock => 8,
+            Self::CancelUnlock => 9,
+            Self::Withdraw => 10,
+            Self::RedeemTicket { .. } => 11,
+        }
+    }
+
+    /// The canonical encoding: a tag byte, then fixed-width fields (ids raw, integers little-endian).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.tag()];
+        match self {
+            Self::Transfer { to: id, amount }
+            | Self::Delegate { worker: id, amount }
+            | Self::Unbond { worker: id, amount } => {
+                out.extend_from_slice(id.as_bytes());
+                out.extend_from_slice(&amount.to_le_bytes());
+            }
+            Self::Bond { amount } | Self::Deposit { amount } | Self::Reserve { amount } => {
+                out.extend_from_slice(&amount.to_le_bytes());
+            }
+            Self::WithdrawUnbonded | Self::Unlock | Self::CancelUnlock | Self::Withdraw => {}
+            Self::RedeemTicket {
+                ticket,
+                recipient_rand,
+            } => {
+                out.extend_from_slice(&ticket.ticket.bytes());
+                out.extend_from_slice(&ticket.sig);
+                out.extend_from_slice(recipient_rand);
+            }
+        }
+        out
+    }
+
+    /// Decodes [`Operation::encode`], refusing trailing or missing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RequestError> {
+        let (&tag, body) = bytes.split_first().ok_or(RequestError::Empty)?;
+        let sized = |name: &'static str, expected: usize| {
+            if body.len() == expected {
+                Ok(body)
+            } else {
+                Err(RequestError::Length {
+                    name,
+                    len: body.len(),
+                    expected,
+                })
+            }
+        };
+        let id_amount =
+            |name| sized(name, ID_AMOUNT).map(|b| (PublicId(array(&b[..32])), u64_le(&b[32..])));
+        let amount = |name| sized(name, AMOUNT).map(u64_le);
+        let bare = |name, op| sized(name, 0).map(|_| op);
+        Ok(match tag {
+            1 => {
+                let (to, amount) = id_amount("transfer")?;
+                Self::Transfer { to, amount }
+            }
+            2 => Self::Bond {
+                amount: amount("bond")?,
+            },
+            3 => {
+                let (worker, amount) = id_amount("delegate")?;
+                Self::Delegate { worker, amount }
+            }
+            4 => {
+                let (worker, amount) = id_amount("unbond")?;
+                Self::Unbond { worker, amount }
+            }
+            5 => bare("withdraw_unbonded", Self::WithdrawUnbonded)?,
+            6 => Self::Deposit {
+                amount: amount("deposit")?,
+            },
+            7 => Self::Reserve {
+                amount: amount("reserve")?,
+            },
+            8 => bare("unlock", Self::Unlock)?,
+            9 => bare("cancel_unlock", Self::CancelUnlock)?,
+            10 => bare("withdraw", Self::Withdraw)?,
+            11 => {
+                let b = sized("redeem_ticket", REDEEM)?;
+                Self::RedeemTicket {
+                    ticket: SignedTicket {
+                        ticket: Ticket::from_bytes(&array(&b[..TICKET_LEN])),
+                        sig: array(&b[TICKET_LEN..TICKET_LEN + 64]),
+                    },
+                    recipient_rand: array(&b[TICKET_LEN + 64..]),
+                }
+            }
+            other => return Err(RequestError::UnknownTag(other)),
+        })
+    }
+}
+
+/// Callers pass exactly `N` bytes (lengths are checked before).
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(bytes);
+    out
+}
+
+fn u64_le(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(array(bytes))
+}
+
+/// The digest an account signs: `blake3 derive_key(REQUEST_CONTEXT, account ‖ nonce LE ‖ operation)`.
+/// Account and nonce have fixed widths, so the operation bytes are unambiguous.
+pub fn request_message(account: &PublicId, nonce: u64, operation: &[u8]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key(REQUEST_CONTEXT);
+    hasher.update(account.as_bytes());
+    hasher.update(&nonce.to_le_bytes());
+    hasher.update(operation);
+    *hasher.finalize().as_bytes()
+}
+
+/// An operation signed by the account it acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub account: PublicId,
+    pub nonce: u64,
+    /// [`Operation::encode`]d bytes, signed as they travel.
+    pub operation: Vec<u8>,
+    pub sig: [u8; 64],
+}
+
+impl SignedRequest {
+    /// Signs `operation` as `identity` with `nonce`, which must be above the account's last.
+    pub fn sign(identity: &Identity, nonce: u64, operation: &Operation) -> Self {
+        let account = identity.id();
+        let operation = operation.encode();
+        let sig = identity.sign(&request_message(&account, nonce, &operation));
+        Self {
+            account,
+            nonce,
+            operation,
+            sig,
+        }
+    }
+
+    /// Builds a request from wire parts, checking the signature's length.
+    pub fn from_parts(
+        account: PublicId,
+        nonce: u64,
+        operation: Vec<u8>,
+        sig: &[u8],
+    ) -> Result<Self, RequestError> {
+        let sig = sig
+            .try_into()
+            .map_err(|_| RequestError::SignatureLength { len: sig.len() })?;
+        Ok(Self {
+            account,
+            nonce,
+            operation,
+            sig,
+        })
+    }
+
+    /// Checks the signature (strictly: no small-order keys, canonical signatures only) and decodes the
+    /// operation. The nonce is the ledger's to check.
+    pub fn verify(&self) -> Result<Operation, LedgerError> {
+        let bad = || LedgerError::BadSignature {
+            account: self.account,
+        };
+        let key = VerifyingKey::from_bytes(self.account.as_bytes()).map_err(|_| bad())?;
+        let message = request_message(&self.account, self.nonce, &self.operation);
+        key.verify_strict(&message, &Signature::from_bytes(&self.sig))
+            .map_err(|_| bad())?;
+        Ok(Operation::decode(&self.operation)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_operation() -> Vec<Operation> {
+        let id = PublicId([7; 32]);
+        let ticket = Ticket {
+            recipient: id,
+            sender: PublicId([8; 32]),
+            face_value: 1,
+            win_prob: 2,
+            sender_nonce: 3,
+            recipient_rand_hash: [4; 32],
+            expiration_round: 5,
+        };
+        vec![
+            Operation::Transfer { to: id, amount: 1 },
+            Operation::Bond { amount: 2 },
+            Operation::Delegate {
+                worker: id,
+                amount: 3,
+            },
+            Operation::Unbond {
+                worker: id,
+                amount: 4,
+            },
+            Operation::WithdrawUnbonded,
+            Operation::Deposit { amount: 5 },
+            Operation::Reserve { amount: 6 },
+            Operation::Unlock,
+            Operation::CancelUnlock,
+            Operation::Withdraw,
+            Operation::RedeemTicket {
+                ticket: SignedTicket {
+                    ticket,
+                    sig: [9; 64],
+                },
+                recipient_rand: [10; 32],
+            },
+        ]
+    }
+
+    #[test]
+    fn every_operation_round_trips_and_refuses_extra_or_missing_bytes() {
+        for op in every_operation() {
+            let bytes = op.encode();
+            assert_eq!(Operation::decode(&bytes), Ok(op.clone()));
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(matches!(
+                Operation::decode(&longer),
+                Err(RequestError::Length { .. })
+            ));
+            if bytes.len() > 1 {
+                assert!(matches!(
+                    Operation::decode(&bytes[..bytes.len() - 1]),
+                    Err(RequestError::Length { .. })
+                ));
+            }
+        }
+        assert_eq!(Operation::decode(&[]), Err(RequestError::Empty));
+        assert_eq!(Operation::decode(&[0]), Err(RequestError::UnknownTag(0)));
+        assert_eq!(Operation::decode(&[12]), Err(RequestError::UnknownTag(12)));
+    }
+
+    #[test]
+    fn signature_binds_account_nonce_and_operation() {
+        let alice = Identity::from_secret([1; 32]);
+        let bob = Identity::from_secret([2; 32]);
+        let op = Operation::Transfer {
+            to: bob.id(),
+            amount: 10,
+        };
+        let req = SignedRequest::sign(&alice, 1, &op);
+        assert_eq!(req.verify().expect("honest"), op);
+
+        let mut other_nonce = req.clone();
+        other_nonce.nonce = 2;
+        let mut other_op = req.clone();
+        other_op.operation = Operation::Transfer {
+            to: bob.id(),
+            amount: 11,
+        }
+        .encode();
+        let mut stolen = SignedRequest::sign(&bob, 1, &op);
+        stolen.account = alice.id();
+        for bad in [other_nonce, other_op, stolen] {
+            assert!(matches!(
+                bad.verify(),
+                Err(LedgerError::BadSignature { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn wire_signature_length_is_checked() {
+        assert_eq!(
+            SignedRequest::from_parts(PublicId([1; 32]), 1, vec![5], &[0; 63]),
+            Err(RequestError::SignatureLength { len: 63 })
+        );
+    }
+}

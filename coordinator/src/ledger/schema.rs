@@ -1,0 +1,144 @@
+//! The ledger's tables and connection settings, and the one-time genesis.
+//!
+//! Ids are 32-byte blobs and amounts non-negative integers; `CHECK` constraints repeat the rules the
+//! code enforces so a bug cannot store a negative balance. `redeemed.ticket_hash` is the primary key:
+//! the database itself refuses a second redemption of one ticket.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::genesis::Genesis;
+use super::{LedgerError, store};
+
+/// Bumped when the tables change; a database from a newer version is refused.
+const SCHEMA_VERSION: i64 = 1;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS accounts (
+    id      BLOB PRIMARY KEY CHECK (length(id) = 32),
+    balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    nonce   INTEGER NOT NULL DEFAULT 0 CHECK (nonce >= 0)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bonds (
+    worker    BLOB NOT NULL CHECK (length(worker) = 32),
+    delegator BLOB NOT NULL CHECK (length(delegator) = 32),
+    amount    INTEGER NOT NULL CHECK (amount > 0),
+    PRIMARY KEY (worker, delegator)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unbonding (
+    id            INTEGER PRIMARY KEY,
+    delegator     BLOB NOT NULL,
+    worker        BLOB NOT NULL,
+    amount        INTEGER NOT NULL CHECK (amount > 0),
+    release_round INTEGER NOT NULL CHECK (release_round >= 0)
+) STRICT;
+CREATE INDEX IF NOT EXISTS unbonding_by_delegator ON unbonding (delegator);
+CREATE INDEX IF NOT EXISTS unbonding_by_worker ON unbonding (worker);
+CREATE TABLE IF NOT EXISTS suspensions (
+    worker          BLOB PRIMARY KEY,
+    resume_round INTEGER NOT NULL CHECK (resume_round >= 0)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS senders (
+    id             BLOB PRIMARY KEY CHECK (length(id) = 32),
+    deposit        INTEGER NOT NULL CHECK (deposit >= 0),
+    reserve        INTEGER NOT NULL CHECK (reserve >= 0),
+    withdraw_round INTEGER CHECK (withdraw_round >= 0)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reserve_rounds (
+    sender     BLOB NOT NULL,
+    round      INTEGER NOT NULL,
+    reserve    INTEGER NOT NULL CHECK (reserve >= 0),
+    recipients INTEGER NOT NULL CHECK (recipients > 0),
+    PRIMARY KEY (sender, round)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reserve_claims (
+    sender    BLOB NOT NULL,
+    recipient BLOB NOT NULL,
+    round     INTEGER NOT NULL,
+    claimed   INTEGER NOT NULL CHECK (claimed > 0),
+    PRIMARY KEY (sender, recipient, round)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS redeemed (
+    ticket_hash  BLOB PRIMARY KEY CHECK (length(ticket_hash) = 32),
+    sender       BLOB NOT NULL,
+    recipient    BLOB NOT NULL,
+    from_deposit INTEGER NOT NULL CHECK (from_deposit >= 0),
+    from_reserve INTEGER NOT NULL CHECK (from_reserve >= 0),
+    round        INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS slashes (
+    id           INTEGER PRIMARY KEY,
+    worker       BLOB NOT NULL,
+    round        INTEGER NOT NULL,
+    fraction_ppm INTEGER NOT NULL CHECK (fraction_ppm BETWEEN 0 AND 1000000),
+    amount       INTEGER NOT NULL CHECK (amount >= 0),
+    evidence     BLOB NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS slashes_by_worker ON slashes (worker);
+";
+
+/// Connection settings. A file database uses WAL with a full `fsync` at every commit, so a commit that
+/// returned survives a crash or power loss.
+pub(super) fn configure(conn: &Connection, durable: bool) -> Result<(), LedgerError> {
+    if durable {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(LedgerError::Corrupt(format!(
+                "database refused WAL journaling (got {mode})"
+            )));
+        }
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Creates missing tables and checks the schema version.
+pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
+    tx.execute_batch(TABLES)?;
+    let version: Option<i64> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match version {
+        None => {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                params![SCHEMA_VERSION],
+            )?;
+        }
+        Some(v) if v == SCHEMA_VERSION => {}
+        Some(v) => {
+            return Err(LedgerError::Corrupt(format!(
+                "schema version {v}; this build reads version {SCHEMA_VERSION}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `genesis` unless some genesis was applied before; records that it was.
+pub(super) fn apply_genesis_once(
+    tx: &Transaction<'_>,
+    genesis: &Genesis,
+) -> Result<(), LedgerError> {
+    let applied = tx
+        .query_row("SELECT 1 FROM meta WHERE key = 'genesis'", [], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if applied {
+        return Ok(());
+    }
+    for a in genesis.accounts() {
+        store::set_balance(tx, &a.id, a.balance)?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('genesis', ?1)",
+        params![store::to_db("genesis supply", genesis.supply())?],
+    )?;
+    Ok(())
+}

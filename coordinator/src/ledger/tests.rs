@@ -1,0 +1,153 @@
+//! Scenario tests of the ledger through its public operations, with shared fixtures.
+
+mod assignment;
+mod auth;
+mod broker;
+mod concurrency;
+mod crash;
+mod props;
+mod stake;
+mod tickets;
+
+use std::path::Path;
+
+use dualrig_proto::identity::{Identity, PublicId};
+use dualrig_proto::ticket::{SignedTicket, TicketError, TicketParams, TicketTerms, recipient_rand};
+
+use super::*;
+
+pub(super) const CONFIG: LedgerConfig = LedgerConfig {
+    unbonding_rounds: 3,
+    unlock_rounds: 2,
+    min_stake: 100,
+    suspend_rounds: 2,
+};
+
+/// A fixed identity per small number, so runs repeat.
+pub(super) fn actor(n: u8) -> Identity {
+    Identity::from_secret([n; 32])
+}
+
+pub(super) fn genesis(balances: &[(&Identity, u64)]) -> Genesis {
+    Genesis::new(
+        balances
+            .iter()
+            .map(|(who, balance)| GenesisAccount {
+                id: who.id(),
+                balance: *balance,
+            })
+            .collect(),
+    )
+    .expect("genesis")
+}
+
+/// A ledger plus the signing chores: each action gets the account's next nonce.
+pub(super) struct Harness {
+    pub ledger: Ledger,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    /// A file-backed ledger in a fresh directory.
+    pub fn on_disk(balances: &[(&Identity, u64)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger =
+            Ledger::open(&dir.path().join("ledger.db"), CONFIG, &genesis(balances)).expect("open");
+        Self {
+            ledger,
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn in_memory(balances: &[(&Identity, u64)]) -> Self {
+        Self {
+            ledger: Ledger::open_in_memory(CONFIG, &genesis(balances)).expect("open"),
+            _dir: None,
+        }
+    }
+
+    pub fn request(&self, who: &Identity, op: Operation) -> SignedRequest {
+        let nonce = self.ledger.last_nonce(&who.id()).expect("nonce") + 1;
+        SignedRequest::sign(who, nonce, &op)
+    }
+
+    pub fn act(&self, who: &Identity, op: Operation) -> Result<Receipt, LedgerError> {
+        self.ledger.execute(&self.request(who, op))
+    }
+
+    pub fn ok(&self, who: &Identity, op: Operation) -> Receipt {
+        let shown = format!("{op:?}");
+        self.act(who, op)
+            .unwrap_or_else(|e| panic!("{shown} by {} refused: {e}", who.id().short()))
+    }
+
+    /// Runs `op`, expects a refusal, and checks the refusal changed nothing.
+    pub fn refused(&self, who: &Identity, op: Operation) -> LedgerError {
+        let before = self.ledger.snapshot().expect("snapshot");
+        let shown = format!("{op:?}");
+        let err = match self.act(who, op) {
+            Ok(r) => panic!("{shown} was accepted: {r:?}"),
+            Err(e) => e,
+        };
+        assert_eq!(
+            self.ledger.snapshot().expect("snapshot"),
+            before,
+            "refused {shown} changed the ledger"
+        );
+        err
+    }
+
+    pub fn balance(&self, who: &Identity) -> u64 {
+        self.ledger.balance(&who.id()).expect("balance")
+    }
+
+    pub fn advance(&self, rounds: u64) {
+        for _ in 0..rounds {
+            self.ledger.advance_round().expect("advance");
+        }
+    }
+}
+
+/// The recipient secret the fixtures' workers derive `recipient_rand` from.
+pub(super) const WORKER_SECRET: [u8; 32] = [0xA5; 32];
+
+/// A ticket from `client` to `worker` that wins (win_prob is `u64::MAX`), with its `recipient_rand`.
+/// `tag` picks the seed and the nonce, so distinct tags give distinct tickets.
+pub(super) fn winning_ticket(
+    client: &Identity,
+    worker: &PublicId,
+    face_value: u64,
+    expiration_round: u64,
+    tag: u64,
+) -> (SignedTicket, [u8; 32]) {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&tag.to_le_bytes());
+    let params = TicketParams::derive(
+        *worker,
+        &WORKER_SECRET,
+        seed,
+        TicketTerms {
+            face_value,
+            win_prob: u64::MAX,
+            expiration_round,
+            price_per_unit: 0,
+        },
+    );
+    let ticket = SignedTicket::sign(params.ticket(client.id(), tag), client);
+    assert!(
+        ticket.wins(&recipient_rand(&WORKER_SECRET, &seed)),
+        "a ticket with win_prob u64::MAX loses once in 2^64"
+    );
+    (ticket, recipient_rand(&WORKER_SECRET, &seed))
+}
+
+pub(super) fn redeem_op(ticket: SignedTicket, recipient_rand: [u8; 32]) -> Operation {
+    Operation::RedeemTicket {
+        ticket,
+        recipient_rand,
+    }
+}
+
+pub(super) fn open_again(path: &Path) -> Ledger {
+    Ledger::open(path, CONFIG, &Genesis::empty()).expect("reopen")
+}

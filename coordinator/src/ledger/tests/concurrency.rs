@@ -1,0 +1,115 @@
+//! Many connections racing to redeem one winning ticket: it is paid exactly once.
+
+use std::sync::{Arc, Barrier};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::*;
+
+const RACERS: usize = 50;
+const FACE: u64 = 700;
+
+fn ledger_with_deposit(client: &Identity) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    let ledger = Ledger::open(&path, CONFIG, &genesis(&[(client, 10_000)])).expect("open");
+    ledger
+        .execute(&SignedRequest::sign(
+            client,
+            1,
+            &Operation::Deposit { amount: 10_000 },
+        ))
+        .expect("deposit");
+    (dir, path)
+}
+
+/// Fifty signed requests from the recipient, each on its own connection. The requests carry distinct
+/// nonces, so a loser is refused either as a second redemption or for a nonce a winner already passed.
+#[test]
+fn fifty_concurrent_redemptions_pay_exactly_once() {
+    let (client, worker) = (actor(1), actor(2));
+    let (_dir, path) = ledger_with_deposit(&client);
+    let (ticket, rand) = winning_ticket(&client, &worker.id(), FACE, 10, 1);
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let outcomes: Vec<Result<Receipt, LedgerError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let (path, barrier, worker) = (&path, Arc::clone(&barrier), &worker);
+                s.spawn(move || {
+                    let ledger = open_again(path);
+                    let request =
+                        SignedRequest::sign(worker, i as u64 + 1, &redeem_op(ticket, rand));
+                    barrier.wait();
+                    ledger.execute(&request)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("racer"))
+            .collect()
+    });
+    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(accepted, 1, "{outcomes:?}");
+    for o in &outcomes {
+        assert!(
+            matches!(
+                o,
+                Ok(Receipt::Redeemed(_))
+                    | Err(LedgerError::AlreadyRedeemed { .. })
+                    | Err(LedgerError::StaleNonce { .. })
+            ),
+            "{o:?}"
+        );
+    }
+    let ledger = open_again(&path);
+    assert_eq!(ledger.balance(&worker.id()).expect("balance"), FACE);
+    assert_eq!(
+        ledger.sender(&client.id()).expect("s").deposit,
+        10_000 - FACE
+    );
+    assert_eq!(ledger.supply().expect("supply"), 10_000);
+}
+
+/// The same race below the request layer: fifty transactions on fifty connections run the redemption
+/// itself, so only the ticket's unique key stands between them and a double payment.
+#[test]
+fn fifty_concurrent_redemption_transactions_pay_exactly_once() {
+    let (client, worker) = (actor(1), actor(2));
+    let (_dir, path) = ledger_with_deposit(&client);
+    let (ticket, _) = winning_ticket(&client, &worker.id(), FACE, 10, 2);
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let outcomes: Vec<Result<Redemption, LedgerError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let (path, barrier) = (&path, Arc::clone(&barrier));
+                s.spawn(move || {
+                    let mut conn = Connection::open(path).expect("open");
+                    conn.busy_timeout(std::time::Duration::from_secs(60))
+                        .expect("busy timeout");
+                    barrier.wait();
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(LedgerError::from)?;
+                    let r = super::super::broker::redeem(&tx, &CONFIG, &ticket)?;
+                    tx.commit()?;
+                    Ok(r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("racer"))
+            .collect()
+    });
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(_) | Err(LedgerError::AlreadyRedeemed { .. }))),
+        "{outcomes:?}"
+    );
+    let ledger = open_again(&path);
+    assert_eq!(ledger.balance(&worker.id()).expect("balance"), FACE);
+    assert_eq!(ledger.supply().expect("supply"), 10_000);
+}

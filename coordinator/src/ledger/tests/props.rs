@@ -1,0 +1,220 @@
+//! Random sequences of operations, accepted or refused: supply never changes (slashes go to the pool),
+//! nothing goes negative, and a refused operation leaves every row as it was.
+
+use proptest::prelude::*;
+use rusqlite::types::Value;
+
+use super::*;
+
+const ACTORS: u8 = 4;
+const START: u64 = 1_000;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Act {
+        who: u8,
+        op: Op,
+    },
+    /// The last accepted request, sent again.
+    Replay,
+    /// A request for `who` signed by `signer`.
+    Forged {
+        who: u8,
+        signer: u8,
+        amount: u64,
+    },
+    Slash {
+        worker: u8,
+        ppm: u32,
+    },
+    PayFromPool {
+        to: u8,
+        amount: u64,
+    },
+    Advance,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Transfer {
+        to: u8,
+        amount: u64,
+    },
+    Bond {
+        amount: u64,
+    },
+    Delegate {
+        worker: u8,
+        amount: u64,
+    },
+    Unbond {
+        worker: u8,
+        amount: u64,
+    },
+    WithdrawUnbonded,
+    Deposit {
+        amount: u64,
+    },
+    Reserve {
+        amount: u64,
+    },
+    Unlock,
+    CancelUnlock,
+    Withdraw,
+    /// Redeem ticket `tag` from `sender` (always a winner), possibly expired by now.
+    Redeem {
+        sender: u8,
+        tag: u64,
+        face: u64,
+        expiration: u64,
+    },
+}
+
+fn amount() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..=50, 0u64..=1_200, Just(u64::MAX)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let who = 0..ACTORS;
+    prop_oneof![
+        (who.clone(), amount()).prop_map(|(to, amount)| Op::Transfer { to, amount }),
+        amount().prop_map(|amount| Op::Bond { amount }),
+        (who.clone(), amount()).prop_map(|(worker, amount)| Op::Delegate { worker, amount }),
+        (who.clone(), amount()).prop_map(|(worker, amount)| Op::Unbond { worker, amount }),
+        Just(Op::WithdrawUnbonded),
+        amount().prop_map(|amount| Op::Deposit { amount }),
+        amount().prop_map(|amount| Op::Reserve { amount }),
+        Just(Op::Unlock),
+        Just(Op::CancelUnlock),
+        Just(Op::Withdraw),
+        (
+            who,
+            0u64..6,
+            prop_oneof![1u64..=400, Just(u64::MAX)],
+            0u64..6
+        )
+            .prop_map(|(sender, tag, face, expiration)| Op::Redeem {
+                sender,
+                tag,
+                face,
+                expiration
+            }),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => (0..ACTORS, op()).prop_map(|(who, op)| Step::Act { who, op }),
+        1 => Just(Step::Replay),
+        1 => (0..ACTORS, 0..ACTORS, amount()).prop_map(|(who, signer, amount)| Step::Forged { who, signer, amount }),
+        1 => (0..ACTORS, prop_oneof![0u32..=1_000_000, Just(1_000_001)]).prop_map(|(worker, ppm)| Step::Slash { worker, ppm }),
+        1 => (0..ACTORS, amount()).prop_map(|(to, amount)| Step::PayFromPool { to, amount }),
+        2 => Just(Step::Advance),
+    ]
+}
+
+fn identity(n: u8) -> Identity {
+    actor(n + 1)
+}
+
+fn operation(who: u8, op: &Op) -> Operation {
+    let id = |n: u8| identity(n).id();
+    match *op {
+        Op::Transfer { to, amount } => Operation::Transfer { to: id(to), amount },
+        Op::Bond { amount } => Operation::Bond { amount },
+        Op::Delegate { worker, amount } => Operation::Delegate {
+            worker: id(worker),
+            amount,
+        },
+        Op::Unbond { worker, amount } => Operation::Unbond {
+            worker: id(worker),
+            amount,
+        },
+        Op::WithdrawUnbonded => Operation::WithdrawUnbonded,
+        Op::Deposit { amount } => Operation::Deposit { amount },
+        Op::Reserve { amount } => Operation::Reserve { amount },
+        Op::Unlock => Operation::Unlock,
+        Op::CancelUnlock => Operation::CancelUnlock,
+        Op::Withdraw => Operation::Withdraw,
+        Op::Redeem {
+            sender,
+            tag,
+            face,
+            expiration,
+        } => {
+            let (t, r) = winning_ticket(&identity(sender), &id(who), face, expiration, tag);
+            redeem_op(t, r)
+        }
+    }
+}
+
+fn no_negative_values(snapshot: &LedgerSnapshot) -> Result<(), TestCaseError> {
+    for (table, rows) in &snapshot.tables {
+        for row in rows {
+            for v in row {
+                if let Value::Integer(i) = v {
+                    prop_assert!(*i >= 0, "negative {i} in {table}: {row:?}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_sequence_conserves_supply_and_refusals_change_nothing(steps in proptest::collection::vec(step(), 1..40)) {
+        let actors: Vec<Identity> = (0..ACTORS).map(identity).collect();
+        let balances: Vec<(&Identity, u64)> = actors.iter().map(|a| (a, START)).collect();
+        let h = Harness::in_memory(&balances);
+        let supply = u128::from(START) * u128::from(ACTORS);
+        let mut last_accepted: Option<SignedRequest> = None;
+
+        for step in &steps {
+            let before = h.ledger.snapshot().expect("snapshot");
+            let outcome: Result<(), LedgerError> = match step {
+                Step::Act { who, op } => {
+                    let request = h.request(&actors[usize::from(*who)], operation(*who, op));
+                    let r = h.ledger.execute(&request).map(|_| ());
+                    if r.is_ok() {
+                        last_accepted = Some(request);
+                    }
+                    r
+                }
+                Step::Replay => match &last_accepted {
+                    Some(request) => {
+                        let r = h.ledger.execute(request).map(|_| ());
+                        prop_assert!(matches!(r, Err(LedgerError::StaleNonce { .. })), "{r:?}");
+                        r
+                    }
+                    None => continue,
+                },
+                Step::Forged { who, signer, amount } => {
+                    if who == signer {
+                        continue;
+                    }
+                    let op = Operation::Transfer { to: actors[usize::from(*signer)].id(), amount: *amount };
+                    let mut request = h.request(&actors[usize::from(*signer)], op);
+                    request.account = actors[usize::from(*who)].id();
+                    let r = h.ledger.execute(&request).map(|_| ());
+                    prop_assert!(matches!(r, Err(LedgerError::BadSignature { .. })), "{r:?}");
+                    r
+                }
+                Step::Slash { worker, ppm } => SlashFraction::from_ppm(*ppm)
+                    .and_then(|f| h.ledger.slash(&actors[usize::from(*worker)].id(), f, b"evidence"))
+                    .map(|_| ()),
+                Step::PayFromPool { to, amount } => h.ledger.pay_from_pool(&actors[usize::from(*to)].id(), *amount),
+                Step::Advance => h.ledger.advance_round().map(|_| ()),
+            };
+            let after = h.ledger.snapshot().expect("snapshot");
+            if let Err(e) = &outcome {
+                prop_assert!(!matches!(e, LedgerError::Storage(_) | LedgerError::Corrupt(_)), "{e}");
+                prop_assert_eq!(&after, &before, "refused {:?} ({}) changed the ledger", step, e);
+            }
+            prop_assert_eq!(after.supply, supply, "after {:?}", step);
+            no_negative_values(&after)?;
+        }
+    }
+}

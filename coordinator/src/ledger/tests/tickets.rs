@@ -1,0 +1,97 @@
+//! Tickets end to end: a client pays per job, the worker validates and redeems its winners, and over
+//! many tickets what the worker is paid converges on what the tickets were worth.
+
+use dualrig_proto::ticket::{TicketPayer, TicketValidator, win_prob_one_in};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+#[test]
+fn twenty_thousand_one_in_fifty_tickets_pay_their_expected_value() {
+    const TICKETS: u64 = 20_000;
+    const FACE: u64 = 1_000_000;
+    let (client, worker) = (actor(1), actor(2));
+    let h = Harness::on_disk(&[(&client, 10_000_000_000)]);
+    h.ok(
+        &client,
+        Operation::Deposit {
+            amount: 10_000_000_000,
+        },
+    );
+
+    let mut rng = StdRng::seed_from_u64(50);
+    let mut validator = TicketValidator::new(worker.id(), rng.r#gen(), 0);
+    let terms = TicketTerms {
+        face_value: FACE,
+        win_prob: win_prob_one_in(50),
+        expiration_round: 1_000,
+        price_per_unit: 1,
+    };
+    let mut params = validator.issue(terms, rng.r#gen()).expect("issue");
+    let mut payer = TicketPayer::starting_at(1);
+    let ev_per_ticket = params.expected_value();
+
+    let (mut wins, mut redeemed) = (0u64, 0u64);
+    for _ in 0..TICKETS {
+        // One job that owes exactly one ticket's worth.
+        let tickets = payer
+            .pay_for_units(&client, &params, ev_per_ticket)
+            .expect("pay");
+        assert_eq!(tickets.len(), 1);
+        let accepted = validator.validate(&tickets, ev_per_ticket).expect("valid");
+        for w in accepted.winners {
+            wins += 1;
+            match h.ok(&worker, redeem_op(w.ticket, w.recipient_rand)) {
+                Receipt::Redeemed(r) => redeemed += r.paid(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        if !accepted.retired.is_empty() {
+            params = validator.issue(terms, rng.r#gen()).expect("issue");
+        }
+    }
+
+    let p = 1.0 / 50.0;
+    let n = TICKETS as f64;
+    let expected = n * p * FACE as f64;
+    let sigma = FACE as f64 * (n * p * (1.0 - p)).sqrt();
+    let paid = h.balance(&worker);
+    assert_eq!(paid, redeemed);
+    assert_eq!(paid, wins * FACE);
+    assert!(
+        (paid as f64 - expected).abs() < 5.0 * sigma,
+        "paid {paid} over {wins} wins; expected {expected} ± 5 × {sigma:.0}"
+    );
+    assert_eq!(h.ledger.supply().expect("supply"), 10_000_000_000);
+}
+
+#[test]
+fn a_ticket_validated_by_the_worker_is_redeemable_at_the_ledger_once() {
+    let (client, worker) = (actor(1), actor(2));
+    let h = Harness::in_memory(&[(&client, 1_000_000)]);
+    h.ok(&client, Operation::Deposit { amount: 1_000_000 });
+    let mut validator = TicketValidator::new(worker.id(), [9; 32], 0);
+    let params = validator
+        .issue(
+            TicketTerms {
+                face_value: 10_000,
+                win_prob: u64::MAX,
+                expiration_round: 3,
+                price_per_unit: 2,
+            },
+            [1; 32],
+        )
+        .expect("issue");
+    let tickets = TicketPayer::starting_at(1)
+        .pay_for_units(&client, &params, 100)
+        .expect("pay");
+    let accepted = validator.validate(&tickets, 100).expect("valid");
+    let w = accepted.winners.first().expect("a certain winner");
+    h.ok(&worker, redeem_op(w.ticket, w.recipient_rand));
+    assert!(matches!(
+        h.refused(&worker, redeem_op(w.ticket, w.recipient_rand)),
+        LedgerError::AlreadyRedeemed { .. }
+    ));
+    assert_eq!(h.balance(&worker), 10_000);
+}
