@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ledger::{LedgerConfig, SlashFraction};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -35,6 +37,13 @@ pub struct FileConfig {
     pub worker_wait_secs: Option<f64>,
     pub job_timeout_secs: Option<f64>,
     pub heartbeat_interval_secs: Option<f64>,
+    pub genesis: Option<PathBuf>,
+    pub round_secs: Option<f64>,
+    pub min_stake: Option<u64>,
+    pub unbonding_rounds: Option<u64>,
+    pub unlock_rounds: Option<u64>,
+    pub suspend_rounds: Option<u64>,
+    pub slash_fraction_ppm: Option<u32>,
 }
 
 impl FileConfig {
@@ -60,17 +69,33 @@ pub struct Config {
     pub max_segment_bytes: u64,
     /// Workers a job is tried on before the client is told it failed.
     pub max_attempts: u32,
-    /// How long a job waits for an eligible worker before `Unavailable`.
+    /// How long a job waits for a worker when none connected could take it, before `Unavailable`. A job
+    /// whose workers are only busy queues behind them for up to `job_timeout` instead.
     pub worker_wait: Duration,
     /// How long one worker may hold one job.
     pub job_timeout: Duration,
     /// How often workers send heartbeats; a worker silent for three intervals is dropped.
     pub heartbeat_interval: Duration,
+    /// Genesis file applied when the ledger is created; ignored once the ledger exists.
+    pub genesis: Option<PathBuf>,
+    /// Length of a ledger round.
+    pub round: Duration,
+    /// Least stake that makes a worker eligible; 0 makes every attached worker eligible (one machine).
+    pub min_stake: u64,
+    pub unbonding_rounds: u64,
+    pub unlock_rounds: u64,
+    pub suspend_rounds: u64,
+    /// Share of a worker's stake a failed verification moves to the pool, in parts per million.
+    pub slash_fraction_ppm: u32,
 }
+
+/// Default share of stake slashed for a failed verification: 10 %.
+pub const DEFAULT_SLASH_FRACTION_PPM: u32 = 100_000;
 
 impl Config {
     /// Defaults that run on one machine, with the data in `data_dir`.
     pub fn local(data_dir: PathBuf) -> Self {
+        let ledger = LedgerConfig::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
             data_dir,
@@ -80,7 +105,29 @@ impl Config {
             worker_wait: Duration::from_secs(10),
             job_timeout: Duration::from_secs(120),
             heartbeat_interval: Duration::from_secs(2),
+            genesis: None,
+            round: Duration::from_secs(60),
+            min_stake: ledger.min_stake,
+            unbonding_rounds: ledger.unbonding_rounds,
+            unlock_rounds: ledger.unlock_rounds,
+            suspend_rounds: ledger.suspend_rounds,
+            slash_fraction_ppm: DEFAULT_SLASH_FRACTION_PPM,
         }
+    }
+
+    /// The ledger's rules from these settings.
+    pub fn ledger_config(&self) -> LedgerConfig {
+        LedgerConfig {
+            unbonding_rounds: self.unbonding_rounds,
+            unlock_rounds: self.unlock_rounds,
+            min_stake: self.min_stake,
+            suspend_rounds: self.suspend_rounds,
+        }
+    }
+
+    /// Where the ledger database lives.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.data_dir.join("ledger.db")
     }
 
     /// Applies the file's settings over these.
@@ -109,6 +156,27 @@ impl Config {
         if let Some(v) = file.heartbeat_interval_secs {
             self.heartbeat_interval = secs("heartbeat_interval_secs", v)?;
         }
+        if file.genesis.is_some() {
+            self.genesis = file.genesis;
+        }
+        if let Some(v) = file.round_secs {
+            self.round = secs("round_secs", v)?;
+        }
+        if let Some(v) = file.min_stake {
+            self.min_stake = v;
+        }
+        if let Some(v) = file.unbonding_rounds {
+            self.unbonding_rounds = v;
+        }
+        if let Some(v) = file.unlock_rounds {
+            self.unlock_rounds = v;
+        }
+        if let Some(v) = file.suspend_rounds {
+            self.suspend_rounds = v;
+        }
+        if let Some(v) = file.slash_fraction_ppm {
+            self.slash_fraction_ppm = v;
+        }
         Ok(())
     }
 
@@ -134,6 +202,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "heartbeat_interval_secs must be above zero".into(),
             ));
+        }
+        if self.round < Duration::from_millis(10) {
+            return Err(ConfigError::Invalid(format!(
+                "round_secs = {} is too short; a round lasts at least 0.01 s",
+                self.round.as_secs_f64()
+            )));
+        }
+        if SlashFraction::from_ppm(self.slash_fraction_ppm).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "slash_fraction_ppm = {} is above 1000000 (the whole stake)",
+                self.slash_fraction_ppm
+            )));
         }
         Ok(())
     }
@@ -166,6 +246,27 @@ mod tests {
         assert_eq!(config.max_attempts, 5);
         assert_eq!(config.worker_wait, Duration::from_millis(500));
 
+        std::fs::write(
+            &path,
+            "round_secs = 5\nmin_stake = 7\nunbonding_rounds = 2\nunlock_rounds = 3\nsuspend_rounds = 4\nslash_fraction_ppm = 250000\ngenesis = \"g.toml\"\n",
+        )
+        .expect("write");
+        config
+            .merge_file(FileConfig::load(&path).expect("parse"))
+            .expect("merge");
+        assert_eq!(config.round, Duration::from_secs(5));
+        assert_eq!(
+            config.ledger_config(),
+            LedgerConfig {
+                unbonding_rounds: 2,
+                unlock_rounds: 3,
+                min_stake: 7,
+                suspend_rounds: 4,
+            }
+        );
+        assert_eq!(config.slash_fraction_ppm, 250_000);
+        assert_eq!(config.genesis, Some(PathBuf::from("g.toml")));
+
         std::fs::write(&path, "max_atempts = 5\n").expect("write");
         let err = FileConfig::load(&path).expect_err("typo refused");
         assert!(err.to_string().contains("max_atempts"), "{err}");
@@ -175,6 +276,9 @@ mod tests {
     fn nonsense_is_refused() {
         let mut config = Config::local("/tmp/x".into());
         config.max_attempts = 0;
+        assert!(config.validate().is_err());
+        let mut config = Config::local("/tmp/x".into());
+        config.slash_fraction_ppm = 1_000_001;
         assert!(config.validate().is_err());
         assert!(secs("x", -1.0).is_err());
     }

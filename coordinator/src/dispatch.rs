@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::CoordinatorError;
+use crate::ledger::Ledger;
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
 use crate::verify::check_result;
@@ -41,11 +42,16 @@ pub struct VerifiedResult {
 pub struct JobDispatcher {
     pool: Arc<WorkerPool>,
     config: Arc<Config>,
+    ledger: Arc<Ledger>,
 }
 
 impl JobDispatcher {
-    pub fn new(pool: Arc<WorkerPool>, config: Arc<Config>) -> Self {
-        Self { pool, config }
+    pub fn new(pool: Arc<WorkerPool>, config: Arc<Config>, ledger: Arc<Ledger>) -> Self {
+        Self {
+            pool,
+            config,
+            ledger,
+        }
     }
 
     pub async fn run(&self, spec: JobSpec) -> Result<VerifiedResult, CoordinatorError> {
@@ -131,14 +137,17 @@ impl JobDispatcher {
         })
     }
 
-    /// Waits up to `worker_wait` for an eligible worker.
+    /// Waits for an eligible worker: up to `worker_wait` while none could take the job at all, and up to
+    /// `job_timeout` while the only ones that could are busy (the job is queued behind theirs).
     async fn assign(
         &self,
         job: &TranscodeJob,
         needs: Requirements,
         excluded: &HashSet<PublicId>,
     ) -> Result<crate::pool::Assignment, crate::pool::Shortage> {
-        let deadline = tokio::time::Instant::now() + self.config.worker_wait;
+        let started = tokio::time::Instant::now();
+        let absent_deadline = started + self.config.worker_wait;
+        let busy_deadline = started + self.config.job_timeout.max(self.config.worker_wait);
         loop {
             let changed = self.pool.changed();
             tokio::pin!(changed);
@@ -146,6 +155,11 @@ impl JobDispatcher {
             match self.pool.try_assign(job, needs, excluded) {
                 Ok(a) => return Ok(a),
                 Err(shortage) => {
+                    let deadline = if shortage.busy > 0 {
+                        busy_deadline
+                    } else {
+                        absent_deadline
+                    };
                     if tokio::time::timeout_at(deadline, changed).await.is_err() {
                         return Err(shortage);
                     }

@@ -292,3 +292,50 @@ async fn a_result_that_fails_verification_is_redone_elsewhere() {
     honest.kill().await;
     coordinator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_queues_behind_a_busy_worker_instead_of_failing() {
+    let media = tempfile::tempdir().expect("tempdir");
+    let segment = segment_of(media.path());
+    let coordinator =
+        RunningCoordinator::start(|c| c.worker_wait = Duration::from_millis(300)).await;
+    let client = coordinator.client().await;
+
+    let mut holder = HoldingWorker::attach(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let profiles = Profile::parse_list("240p").expect("ladder");
+    let submit = |label: &'static str| {
+        let client = client.clone();
+        let profiles = profiles.clone();
+        let segment = segment.clone();
+        tokio::spawn(async move { client.transcode_segment(segment, &profiles, label).await })
+    };
+    let first = submit("first");
+    tokio::time::timeout(Duration::from_secs(60), holder.next_job())
+        .await
+        .expect("the only worker gets the first job");
+    let second = submit("second");
+    // Well past worker_wait: the second job must still be waiting in line, not refused.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !second.is_finished(),
+        "a queued job was refused while its worker was busy"
+    );
+
+    let honest = RunningWorker::start(&coordinator.url).await;
+    let second = tokio::time::timeout(Duration::from_secs(120), second)
+        .await
+        .expect("nothing hangs")
+        .expect("task")
+        .expect("the queued job runs once a worker frees up");
+    assert_eq!(second.worker_id, honest.id.as_bytes().to_vec());
+    holder.die();
+    let first = tokio::time::timeout(Duration::from_secs(120), first)
+        .await
+        .expect("nothing hangs")
+        .expect("task")
+        .expect("the held job moves on");
+    assert_eq!(first.worker_id, honest.id.as_bytes().to_vec());
+    honest.kill().await;
+    coordinator.stop().await;
+}
