@@ -2,17 +2,19 @@
 //! adaptive-bitrate ladder, written out as HLS.
 //!
 //! [`DualrigClient`] speaks the wire; [`ladder`] cuts a video into segments, runs them through the network
-//! several at a time, and [`hls`] writes the playlists.
+//! several at a time, and [`hls`] writes the playlists. [`DualrigClient::execute`] signs ledger requests
+//! (deposits, stake, transfers) with the account's key; [`DualrigClient::account`] reads an account.
 
 pub mod hls;
 pub mod ladder;
 
-use dualrig_proto::identity::PublicId;
+use dualrig_proto::identity::{Identity, PublicId};
+use dualrig_proto::ledger_request::{Operation, SignedRequest};
 use dualrig_proto::profile::Profile;
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 use dualrig_proto::v1::{
-    ListWorkersRequest, TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerInfo,
-    transcode_upload,
+    AccountInfo, AccountRequest, LedgerReceipt, LedgerRequest, ListWorkersRequest, TranscodeHeader,
+    TranscodeResponse, TranscodeUpload, WorkerInfo, transcode_upload,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -123,6 +125,52 @@ impl DualrigClient {
             .await?
             .into_inner()
             .workers)
+    }
+
+    /// Signs `operation` as `identity` with the nonce after the account's last one, and has the
+    /// coordinator's ledger apply it.
+    ///
+    /// Two requests from one key at once may pick the same nonce; the later is refused with `Aborted`
+    /// and can be sent again.
+    pub async fn execute(
+        &self,
+        identity: &Identity,
+        operation: Operation,
+    ) -> Result<LedgerReceipt, ClientError> {
+        let last = self.account(identity.id()).await?.nonce;
+        let nonce = last.checked_add(1).ok_or_else(|| {
+            ClientError::Unverified(format!("account {} has used every nonce", identity.id()))
+        })?;
+        self.execute_signed(&SignedRequest::sign(identity, nonce, &operation))
+            .await
+    }
+
+    /// Sends a request signed elsewhere, as it is.
+    pub async fn execute_signed(
+        &self,
+        request: &SignedRequest,
+    ) -> Result<LedgerReceipt, ClientError> {
+        let mut api = self.api.clone();
+        Ok(api
+            .execute(LedgerRequest {
+                account: request.account.as_bytes().to_vec(),
+                nonce: request.nonce,
+                operation: request.operation.clone(),
+                sig: request.sig.to_vec(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// `account`'s balances, stake, unbonding entries and last nonce.
+    pub async fn account(&self, account: PublicId) -> Result<AccountInfo, ClientError> {
+        let mut api = self.api.clone();
+        Ok(api
+            .account(AccountRequest {
+                account: account.as_bytes().to_vec(),
+            })
+            .await?
+            .into_inner())
     }
 
     /// The generated gRPC client, for calls this library does not wrap.

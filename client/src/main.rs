@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dualrig_client::{DualrigClient, LadderOptions};
+use dualrig_proto::amount::{format_tokens, parse_tokens};
+use dualrig_proto::identity::{Identity, PublicId};
+use dualrig_proto::ledger_request::Operation;
 use dualrig_proto::profile::{DEFAULT_LADDER, Profile};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -20,6 +23,9 @@ struct Cli {
         default_value = "http://127.0.0.1:7300"
     )]
     coordinator: String,
+    /// The account's ed25519 key file, created (0600) on first use [default: ~/.dualrig/client.key].
+    #[arg(long, global = true, env = "DUALRIG_KEY")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +51,94 @@ enum Command {
     },
     /// List the workers connected to the coordinator.
     Workers,
+    /// Show an account: balance, deposit and reserve, stake, unbonding, nonce (yours by default).
+    Account {
+        /// The account's id (64 hex digits).
+        #[arg(value_parser = parse_id)]
+        id: Option<PublicId>,
+    },
+    /// Move tokens from your balance to your deposit, which pays the workers' winning tickets.
+    Deposit {
+        /// Tokens, up to 6 decimals (1.5 = 1,500,000 base units).
+        #[arg(value_parser = parse_tokens)]
+        amount: u64,
+    },
+    /// Move tokens from your balance to your reserve, the guarantee behind your deposit.
+    Reserve {
+        #[arg(value_parser = parse_tokens)]
+        amount: u64,
+    },
+    /// Start the wait after which deposit and reserve can be withdrawn.
+    Unlock,
+    /// Take deposit and reserve back into your balance once the unlock wait is over.
+    Withdraw,
+    /// Send tokens from your balance to another account.
+    Transfer {
+        #[arg(value_parser = parse_id)]
+        to: PublicId,
+        #[arg(value_parser = parse_tokens)]
+        amount: u64,
+    },
+    /// Bond, delegate or unbond stake, or withdraw unbonded stake.
+    #[command(subcommand)]
+    Stake(StakeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StakeCommand {
+    /// Bond tokens to yourself as a worker (run with the worker's key file).
+    Bond {
+        #[arg(value_parser = parse_tokens)]
+        amount: u64,
+    },
+    /// Delegate tokens to a worker.
+    Delegate {
+        #[arg(value_parser = parse_id)]
+        worker: PublicId,
+        #[arg(value_parser = parse_tokens)]
+        amount: u64,
+    },
+    /// Start unbonding stake from a worker (your own id for self-stake).
+    Unbond {
+        #[arg(value_parser = parse_id)]
+        worker: PublicId,
+        #[arg(value_parser = parse_tokens)]
+        amount: u64,
+    },
+    /// Take released unbonded stake back into your balance.
+    Withdraw,
+}
+
+fn parse_id(text: &str) -> Result<PublicId, String> {
+    let bytes = hex::decode(text)
+        .map_err(|e| format!("'{text}' is not an account id (64 hex digits): {e}"))?;
+    PublicId::from_slice("account id", &bytes).map_err(|e| e.to_string())
+}
+
+fn load_key(path: Option<PathBuf>) -> anyhow::Result<Identity> {
+    let path = match path {
+        Some(p) => p,
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".dualrig").join("client.key"))
+            .context("HOME is not set; pass --key PATH")?,
+    };
+    Identity::load_or_create(&path).with_context(|| format!("key file {}", path.display()))
+}
+
+/// Signs and sends one ledger operation, then says what it did.
+async fn execute(cli_url: &str, key: Option<PathBuf>, operation: Operation) -> anyhow::Result<()> {
+    let identity = load_key(key)?;
+    let client = DualrigClient::connect(cli_url).await?;
+    let receipt = client.execute(&identity, operation).await?;
+    print!("done in round {} (nonce {})", receipt.round, receipt.nonce);
+    if receipt.amount > 0 {
+        print!(
+            "; {} tokens back in the balance",
+            format_tokens(receipt.amount)
+        );
+    }
+    println!();
+    Ok(())
 }
 
 #[tokio::main]
@@ -126,6 +220,61 @@ async fn main() -> anyhow::Result<()> {
                     caps.hasher
                 );
             }
+        }
+        Command::Account { id } => {
+            let id = match id {
+                Some(id) => id,
+                None => load_key(cli.key)?.id(),
+            };
+            let client = DualrigClient::connect(&cli.coordinator).await?;
+            let info = client.account(id).await?;
+            println!("account   {id}");
+            println!("round     {}", info.round);
+            println!("balance   {}", format_tokens(info.balance));
+            println!("deposit   {}", format_tokens(info.deposit));
+            println!("reserve   {}", format_tokens(info.reserve));
+            if info.withdraw_round > 0 {
+                println!("unlocking: may withdraw at round {}", info.withdraw_round);
+            }
+            println!("self-bond {}", format_tokens(info.bonded_to_self));
+            println!("stake     {} (as a worker)", format_tokens(info.stake));
+            for u in &info.unbonding {
+                println!(
+                    "unbonding {} from {} at round {}",
+                    format_tokens(u.amount),
+                    hex::encode(&u.worker),
+                    u.release_round
+                );
+            }
+            if info.suspended_until > 0 {
+                println!("suspended through round {}", info.suspended_until);
+            }
+            println!("nonce     {}", info.nonce);
+        }
+        Command::Deposit { amount } => {
+            execute(&cli.coordinator, cli.key, Operation::Deposit { amount }).await?
+        }
+        Command::Reserve { amount } => {
+            execute(&cli.coordinator, cli.key, Operation::Reserve { amount }).await?
+        }
+        Command::Unlock => execute(&cli.coordinator, cli.key, Operation::Unlock).await?,
+        Command::Withdraw => execute(&cli.coordinator, cli.key, Operation::Withdraw).await?,
+        Command::Transfer { to, amount } => {
+            execute(
+                &cli.coordinator,
+                cli.key,
+                Operation::Transfer { to, amount },
+            )
+            .await?
+        }
+        Command::Stake(stake) => {
+            let operation = match stake {
+                StakeCommand::Bond { amount } => Operation::Bond { amount },
+                StakeCommand::Delegate { worker, amount } => Operation::Delegate { worker, amount },
+                StakeCommand::Unbond { worker, amount } => Operation::Unbond { worker, amount },
+                StakeCommand::Withdraw => Operation::WithdrawUnbonded,
+            };
+            execute(&cli.coordinator, cli.key, operation).await?
         }
     }
     Ok(())

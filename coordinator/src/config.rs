@@ -44,6 +44,8 @@ pub struct FileConfig {
     pub unlock_rounds: Option<u64>,
     pub suspend_rounds: Option<u64>,
     pub slash_fraction_ppm: Option<u32>,
+    pub content_check_share: Option<f64>,
+    pub content_check_first_jobs: Option<u64>,
 }
 
 impl FileConfig {
@@ -87,6 +89,10 @@ pub struct Config {
     pub suspend_rounds: u64,
     /// Share of a worker's stake a failed verification moves to the pool, in parts per million.
     pub slash_fraction_ppm: u32,
+    /// Share of jobs, in [0, 1], whose renditions also get the content check (DESIGN §5).
+    pub content_check_share: f64,
+    /// A worker's first this many verified jobs always get the content check.
+    pub content_check_first_jobs: u64,
 }
 
 /// Default share of stake slashed for a failed verification: 10 %.
@@ -112,6 +118,8 @@ impl Config {
             unlock_rounds: ledger.unlock_rounds,
             suspend_rounds: ledger.suspend_rounds,
             slash_fraction_ppm: DEFAULT_SLASH_FRACTION_PPM,
+            content_check_share: 0.1,
+            content_check_first_jobs: 3,
         }
     }
 
@@ -177,6 +185,12 @@ impl Config {
         if let Some(v) = file.slash_fraction_ppm {
             self.slash_fraction_ppm = v;
         }
+        if let Some(v) = file.content_check_share {
+            self.content_check_share = v;
+        }
+        if let Some(v) = file.content_check_first_jobs {
+            self.content_check_first_jobs = v;
+        }
         Ok(())
     }
 
@@ -207,6 +221,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "round_secs = {} is too short; a round lasts at least 0.01 s",
                 self.round.as_secs_f64()
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.content_check_share) {
+            return Err(ConfigError::Invalid(format!(
+                "content_check_share = {} must be between 0 and 1",
+                self.content_check_share
             )));
         }
         if SlashFraction::from_ppm(self.slash_fraction_ppm).is_err() {
@@ -279,6 +299,9 @@ mod tests {
         assert!(config.validate().is_err());
         let mut config = Config::local("/tmp/x".into());
         config.slash_fraction_ppm = 1_000_001;
+        assert!(config.validate().is_err());
+        let mut config = Config::local("/tmp/x".into());
+        config.content_check_share = 1.5;
         assert!(config.validate().is_err());
         assert!(secs("x", -1.0).is_err());
     }

@@ -1,6 +1,8 @@
 //! Runs one transcode job to a verified result: draw a worker, hand it the job, wait for its outcome, verify,
 //! and on any failure (refused result, worker error, timeout, disconnect) try another worker, up to
-//! `max_attempts`, never the same worker twice for one job.
+//! `max_attempts`, never the same worker twice for one job. A result that fails verification slashes
+//! the worker's stake (the signed result is the evidence) and suspends it; a timeout lowers its score
+//! only.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::CoordinatorError;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, SlashFraction};
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
 use crate::verify::check_result;
@@ -101,9 +103,12 @@ impl JobDispatcher {
                                 attempts: attempt,
                             });
                         }
-                        Err(why) => {
+                        Err((result, why)) => {
                             metrics::attempt("rejected");
                             self.pool.record_verdict(worker, false);
+                            if let Some(result) = result {
+                                self.slash(worker, &result, &why).await;
+                            }
                             format!("worker {} returned a bad result: {why}", worker.short())
                         }
                     }
@@ -168,33 +173,85 @@ impl JobDispatcher {
         }
     }
 
+    /// Moves `slash_fraction` of `worker`'s stake to the pool with `result` as evidence; the ledger
+    /// suspends it, and the pool hears of both before the next attempt is drawn.
+    async fn slash(&self, worker: PublicId, result: &JobResult, why: &str) {
+        let evidence = prost::Message::encode_to_vec(result);
+        let fraction = SlashFraction::from_ppm(self.config.slash_fraction_ppm);
+        let slashed = match fraction {
+            Ok(fraction) => {
+                self.ledger
+                    .call(move |l| {
+                        let record = l.slash(&worker, fraction, &evidence)?;
+                        Ok((record, l.suspended_until(&worker)?))
+                    })
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match slashed {
+            Ok((record, suspended_until)) => {
+                metrics::slashed(record.amount);
+                if suspended_until.is_some() {
+                    metrics::suspended();
+                }
+                warn!(
+                    worker = %worker.short(),
+                    slashed = record.amount,
+                    round = record.round,
+                    suspended_until = suspended_until.unwrap_or(0),
+                    %why,
+                    "worker slashed for a result that failed verification"
+                );
+            }
+            Err(e) => {
+                tracing::error!(worker = %worker.short(), error = %e, "cannot slash a worker whose result failed verification");
+            }
+        }
+        crate::stakes::refresh(&self.ledger, &self.pool).await;
+    }
+
+    /// Whether this result also gets the content check: always for a worker's first
+    /// `content_check_first_jobs` verified jobs, otherwise on `content_check_share` of jobs.
+    fn wants_content_check(&self, worker: &PublicId) -> bool {
+        self.pool.jobs_done(worker) < self.config.content_check_first_jobs
+            || rand::random::<f64>() < self.config.content_check_share
+    }
+
     async fn verify(
         &self,
         spec: &Arc<JobSpec>,
         worker: PublicId,
         result: JobResult,
-    ) -> Result<JobResult, String> {
+    ) -> Result<JobResult, (Option<Box<JobResult>>, String)> {
         let spec = Arc::clone(spec);
         let scratch: PathBuf = self.config.scratch_dir();
+        let content = self.wants_content_check(&worker);
         let started = Instant::now();
         let checked = tokio::task::spawn_blocking(move || {
-            check_result(
+            match check_result(
                 &worker,
                 &spec.job_id,
                 &spec.source,
                 &spec.profiles,
                 &result,
                 &scratch,
-            )
-            .map(|()| result)
+                content.then_some(&spec.segment[..]),
+            ) {
+                Ok(()) => Ok(result),
+                Err(e) => Err((Some(Box::new(result)), e.to_string())),
+            }
         })
-        .await
-        .map_err(|e| format!("verifier crashed: {e}"))?;
+        .await;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "verified"
         );
-        checked.map_err(|e| e.to_string())
+        match checked {
+            Ok(checked) => checked,
+            // The verifier itself broke: the result is lost with it, and nobody is slashed for that.
+            Err(e) => Err((None, format!("verifier crashed: {e}"))),
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! The coordinator's errors and the one place they become gRPC statuses.
 
 use dualrig_proto::identity::IdentityError;
+use dualrig_proto::ledger_request::RequestError;
 use dualrig_proto::profile::ProfileError;
-use tonic::Status;
+use tonic::{Code, Status};
+
+use crate::ledger::LedgerError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -57,6 +60,42 @@ impl From<CoordinatorError> for Status {
     }
 }
 
+impl From<LedgerError> for Status {
+    fn from(e: LedgerError) -> Self {
+        let code = match &e {
+            LedgerError::BadSignature { .. }
+            | LedgerError::Request(RequestError::BadSignature { .. }) => Code::Unauthenticated,
+            LedgerError::Request(_)
+            | LedgerError::InvalidAccount { .. }
+            | LedgerError::ZeroAmount
+            | LedgerError::Overflow { .. }
+            | LedgerError::BadFraction { .. } => Code::InvalidArgument,
+            LedgerError::StaleNonce { .. } => Code::Aborted,
+            LedgerError::InsufficientBalance { .. }
+            | LedgerError::InsufficientBond { .. }
+            | LedgerError::InsufficientPool { .. }
+            | LedgerError::NothingUnbonded { .. }
+            | LedgerError::NothingToUnlock { .. }
+            | LedgerError::AlreadyUnlocking { .. }
+            | LedgerError::NotUnlocking { .. }
+            | LedgerError::UnlockPending { .. }
+            | LedgerError::SenderCannotPay { .. } => Code::FailedPrecondition,
+            LedgerError::NotRecipient { .. } => Code::PermissionDenied,
+            LedgerError::Ticket(t) => t.code(),
+            LedgerError::AlreadyRedeemed { .. } => Code::AlreadyExists,
+            LedgerError::Genesis(_)
+            | LedgerError::Corrupt(_)
+            | LedgerError::Storage(_)
+            | LedgerError::Task(_) => Code::Internal,
+        };
+        let msg = match code {
+            Code::Internal => format!("{e}; the coordinator's ledger needs its operator"),
+            _ => e.to_string(),
+        };
+        Status::new(code, msg)
+    }
+}
+
 /// Why the coordinator could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -69,6 +108,11 @@ pub enum StartError {
     },
     #[error("coordinator key: {0}")]
     Identity(#[from] IdentityError),
+    #[error("ledger {path}: {source}")]
+    Ledger {
+        path: std::path::PathBuf,
+        source: LedgerError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -78,4 +122,60 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use dualrig_proto::identity::PublicId;
+
+    use super::*;
+
+    #[test]
+    fn ledger_refusals_map_to_codes_a_person_can_act_on() {
+        let account = PublicId([1; 32]);
+        let cases = [
+            (LedgerError::BadSignature { account }, Code::Unauthenticated),
+            (
+                LedgerError::InsufficientBalance {
+                    account,
+                    available: 1,
+                    needed: 2,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                LedgerError::UnlockPending {
+                    sender: account,
+                    withdraw_round: 3,
+                    current_round: 1,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                LedgerError::AlreadyRedeemed {
+                    ticket_hash: [0; 32],
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                LedgerError::StaleNonce {
+                    account,
+                    nonce: 1,
+                    last: 1,
+                },
+                Code::Aborted,
+            ),
+            (
+                LedgerError::Request(RequestError::Empty),
+                Code::InvalidArgument,
+            ),
+            (LedgerError::Corrupt("x".into()), Code::Internal),
+        ];
+        for (error, code) in cases {
+            let text = error.to_string();
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{text}");
+            assert!(status.message().contains(&text), "{}", status.message());
+        }
+    }
 }

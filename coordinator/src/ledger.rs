@@ -19,7 +19,6 @@ mod broker;
 mod draw;
 mod error;
 mod genesis;
-mod request;
 mod schema;
 mod snapshot;
 mod stake;
@@ -37,9 +36,11 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use broker::{Redemption, SenderAccount};
 pub use draw::{Candidate, draw_weighted, weight};
+pub use dualrig_proto::ledger_request::{
+    Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message,
+};
 pub use error::LedgerError;
 pub use genesis::{Genesis, GenesisAccount, GenesisError};
-pub use request::{Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message};
 pub use snapshot::LedgerSnapshot;
 pub use stake::{SlashFraction, SlashRecord, UnbondingEntry};
 
@@ -81,6 +82,22 @@ pub enum Receipt {
     Withdrawn { amount: u64 },
     /// A winning ticket was redeemed.
     Redeemed(Redemption),
+}
+
+/// One account's state, read in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    pub balance: u64,
+    /// Last request nonce accepted from the account (0 before its first).
+    pub last_nonce: u64,
+    pub sender: SenderAccount,
+    /// Stake the account bonded to itself as a worker.
+    pub bonded_to_self: u64,
+    /// Bonded plus delegated stake on the account as a worker.
+    pub stake: u64,
+    pub unbonding: Vec<UnbondingEntry>,
+    pub round: u64,
+    pub suspended_until: Option<u64>,
 }
 
 /// A handle on the ledger database. `Send + Sync`; share it in an `Arc`.
@@ -261,6 +278,22 @@ impl Ledger {
 
     pub fn round(&self) -> Result<u64, LedgerError> {
         self.read(|tx, _| store::round(tx))
+    }
+
+    /// Everything about `account` that its owner may want to see, consistently.
+    pub fn account(&self, account: &PublicId) -> Result<AccountState, LedgerError> {
+        self.read(|tx, _| {
+            Ok(AccountState {
+                balance: store::balance(tx, account)?,
+                last_nonce: store::last_nonce(tx, account)?,
+                sender: broker::sender(tx, account)?,
+                bonded_to_self: stake::bonded(tx, account, account)?,
+                stake: stake::total_stake(tx, account)?,
+                unbonding: stake::unbonding(tx, account)?,
+                round: store::round(tx)?,
+                suspended_until: stake::suspended_until(tx, account)?,
+            })
+        })
     }
 
     /// Spendable balance of `account`.

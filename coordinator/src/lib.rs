@@ -3,7 +3,8 @@
 //!
 //! Workers dial in (they sit behind NAT): [`service`] handles their Hello/Register/Attach calls and the
 //! clients' Transcode calls, [`pool`] tracks who is connected and what each holds, [`dispatch`] runs a job
-//! through attempts on workers, and [`verify`] decides whether a result is what was asked for.
+//! through attempts on workers, and [`verify`] decides whether a result is what was asked for. The
+//! [`ledger`] holds accounts and stake; [`stakes`] carries stake to the pool, which draws workers by it.
 
 pub mod config;
 pub mod dispatch;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod pool;
 pub mod server;
 pub mod service;
+pub mod stakes;
 pub mod verify;
 
 pub use config::Config;

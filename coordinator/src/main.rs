@@ -14,7 +14,7 @@ struct Args {
     /// Address to serve gRPC on.
     #[arg(long, env = "DUALRIG_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Directory for the coordinator's key and staged files.
+    /// Directory for the coordinator's key, its ledger (`ledger.db`) and staged files.
     #[arg(long, env = "DUALRIG_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Address to serve Prometheus metrics on (off when absent).
@@ -38,6 +38,27 @@ struct Args {
     /// Seconds between worker heartbeats.
     #[arg(long, env = "DUALRIG_HEARTBEAT_INTERVAL_SECS")]
     heartbeat_interval_secs: Option<f64>,
+    /// Genesis TOML (`[[accounts]] id, balance`) applied when the ledger is first created.
+    #[arg(long, env = "DUALRIG_GENESIS")]
+    genesis: Option<PathBuf>,
+    /// Seconds in a ledger round.
+    #[arg(long, env = "DUALRIG_ROUND_SECS")]
+    round_secs: Option<f64>,
+    /// Least stake, in base units, that makes a worker eligible (0: every attached worker is).
+    #[arg(long, env = "DUALRIG_MIN_STAKE")]
+    min_stake: Option<u64>,
+    /// Rounds an unbond waits before its stake can be withdrawn.
+    #[arg(long, env = "DUALRIG_UNBONDING_ROUNDS")]
+    unbonding_rounds: Option<u64>,
+    /// Rounds a sender's unlock waits before deposit and reserve can be withdrawn.
+    #[arg(long, env = "DUALRIG_UNLOCK_ROUNDS")]
+    unlock_rounds: Option<u64>,
+    /// Rounds a slashed worker is suspended.
+    #[arg(long, env = "DUALRIG_SUSPEND_ROUNDS")]
+    suspend_rounds: Option<u64>,
+    /// Share of stake a failed verification slashes, in parts per million.
+    #[arg(long, env = "DUALRIG_SLASH_FRACTION_PPM")]
+    slash_fraction_ppm: Option<u32>,
 }
 
 impl Args {
@@ -69,6 +90,27 @@ impl Args {
         }
         if let Some(v) = self.heartbeat_interval_secs {
             config.heartbeat_interval = secs("--heartbeat-interval-secs", v)?;
+        }
+        if self.genesis.is_some() {
+            config.genesis = self.genesis;
+        }
+        if let Some(v) = self.round_secs {
+            config.round = secs("--round-secs", v)?;
+        }
+        if let Some(v) = self.min_stake {
+            config.min_stake = v;
+        }
+        if let Some(v) = self.unbonding_rounds {
+            config.unbonding_rounds = v;
+        }
+        if let Some(v) = self.unlock_rounds {
+            config.unlock_rounds = v;
+        }
+        if let Some(v) = self.suspend_rounds {
+            config.suspend_rounds = v;
+        }
+        if let Some(v) = self.slash_fraction_ppm {
+            config.slash_fraction_ppm = v;
         }
         config.validate()?;
         Ok(config)

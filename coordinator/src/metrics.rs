@@ -13,6 +13,11 @@ pub const BYTES_IN: &str = "dualrig_bytes_in_total";
 pub const BYTES_OUT: &str = "dualrig_bytes_out_total";
 pub const VERIFICATIONS: &str = "dualrig_verifications_total";
 pub const REGISTRATIONS: &str = "dualrig_registrations_total";
+pub const LEDGER_REQUESTS: &str = "dualrig_ledger_requests_total";
+pub const LEDGER_ROUND: &str = "dualrig_ledger_round";
+pub const SLASHES: &str = "dualrig_slashes_total";
+pub const SLASHED_UNITS: &str = "dualrig_slashed_units_total";
+pub const SUSPENSIONS: &str = "dualrig_suspensions_total";
 
 /// Starts the Prometheus endpoint on `addr` and describes every metric.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
@@ -50,6 +55,14 @@ fn describe() {
     );
     describe_counter!(VERIFICATIONS, "Result verifications, by kind and outcome");
     describe_counter!(REGISTRATIONS, "Worker registrations, by outcome");
+    describe_counter!(
+        LEDGER_REQUESTS,
+        "Signed ledger requests, by operation and outcome"
+    );
+    describe_gauge!(LEDGER_ROUND, "The ledger's current round");
+    describe_counter!(SLASHES, "Workers slashed for failed verification");
+    describe_counter!(SLASHED_UNITS, "Stake units moved to the pool by slashes");
+    describe_counter!(SUSPENSIONS, "Workers suspended after a slash");
 }
 
 pub fn job_finished(outcome: &'static str, elapsed: Duration) {
@@ -79,4 +92,21 @@ pub fn verification(kind: &'static str, outcome: &'static str) {
 
 pub fn registration(outcome: &'static str) {
     counter!(REGISTRATIONS, "outcome" => outcome).increment(1);
+}
+
+pub fn ledger_request(operation: &'static str, outcome: &'static str) {
+    counter!(LEDGER_REQUESTS, "operation" => operation, "outcome" => outcome).increment(1);
+}
+
+pub fn ledger_round(round: u64) {
+    gauge!(LEDGER_ROUND).set(round as f64);
+}
+
+pub fn slashed(units: u64) {
+    counter!(SLASHES).increment(1);
+    counter!(SLASHED_UNITS).increment(units);
+}
+
+pub fn suspended() {
+    counter!(SUSPENSIONS).increment(1);
 }

@@ -1,5 +1,9 @@
-//! The worker pool: registration nonces and sessions, the workers attached right now, and the jobs each
-//! one holds. Every change that could make a waiting job assignable wakes the waiters.
+//! The worker pool: registration nonces and sessions, the workers attached right now, the jobs each
+//! one holds, and what assignment weighs them by (stake cached from the ledger, a score of recent
+//! success). Every change that could make a waiting job assignable wakes the waiters.
+//!
+//! The pool never touches the ledger: [`crate::stakes`] reads it off the pool's lock and hands the
+//! result to [`WorkerPool::set_stakes`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -9,12 +13,17 @@ use dualrig_proto::identity::{PublicId, registration_message};
 use dualrig_proto::v1::{
     CancelJob, Capabilities, JobResult, TranscodeJob, WorkerCommand, WorkerInfo, worker_command,
 };
-use rand::Rng;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::Status;
 
 use crate::error::CoordinatorError;
+use crate::ledger::{Candidate, draw_weighted};
 use crate::metrics;
+
+#[cfg(test)]
+mod tests;
 
 /// How long a Hello nonce stays valid.
 const NONCE_TTL: Duration = Duration::from_secs(30);
@@ -22,6 +31,12 @@ const NONCE_TTL: Duration = Duration::from_secs(30);
 const SESSION_TTL: Duration = Duration::from_secs(60);
 /// Commands queued to one worker before it counts as unable to take more.
 const COMMAND_QUEUE: usize = 16;
+/// A worker's score when nothing is known against it.
+const FULL_SCORE: f64 = 1.0;
+/// The lowest a score goes, so a worker that recovers can be drawn again.
+const MIN_SCORE: f64 = 0.01;
+/// What a success adds back to a score.
+const SCORE_RECOVERY: f64 = 0.1;
 
 pub type CommandSender = mpsc::Sender<Result<WorkerCommand, Status>>;
 pub type CommandReceiver = mpsc::Receiver<Result<WorkerCommand, Status>>;
@@ -65,13 +80,21 @@ impl ConnectedWorker {
     }
 }
 
+/// A worker's stake as the ledger last said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StakeView {
+    /// Bonded plus delegated stake.
+    pub stake: u64,
+    /// Suspended after a slash; not eligible until the suspension ends.
+    pub suspended: bool,
+}
+
 struct PendingJob {
     worker: PublicId,
     connection: u64,
     reply: oneshot::Sender<AttemptOutcome>,
 }
 
-#[derive(Default)]
 struct PoolState {
     nonces: HashMap<[u8; 32], (PublicId, Instant)>,
     registrations: HashMap<String, Registration>,
@@ -79,6 +102,32 @@ struct PoolState {
     pending: HashMap<String, PendingJob>,
     next_connection: u64,
     closed: bool,
+    /// Stake per worker from the ledger; kept by id, so a reconnect keeps it.
+    stakes: HashMap<PublicId, StakeView>,
+    /// Recent success in [MIN_SCORE, 1], by id; absent means FULL_SCORE.
+    scores: HashMap<PublicId, f64>,
+    rng: StdRng,
+}
+
+impl PoolState {
+    fn score(&self, id: &PublicId) -> f64 {
+        self.scores.get(id).copied().unwrap_or(FULL_SCORE)
+    }
+
+    /// The stake assignment weighs `id` by, or `None` when it may not be drawn. With `min_stake`
+    /// 0 every worker that is not suspended counts, with at least 1 so unstaked ones can be drawn.
+    fn weight_stake(&self, id: &PublicId, min_stake: u64) -> Option<u64> {
+        let view = self.stakes.get(id).copied().unwrap_or_default();
+        if view.suspended {
+            None
+        } else if min_stake == 0 {
+            Some(view.stake.max(1))
+        } else if view.stake >= min_stake {
+            Some(view.stake)
+        } else {
+            None
+        }
+    }
 }
 
 /// A job handed to a worker; the receiver yields how the attempt ended.
@@ -95,22 +144,25 @@ pub struct Shortage {
     pub busy: usize,
     pub excluded: usize,
     pub too_small: usize,
+    /// Free workers without enough stake, or suspended.
+    pub unstaked: usize,
 }
 
 impl std::fmt::Display for Shortage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} worker(s) connected: {} busy, {} already failed this job, {} cannot output this size",
-            self.connected, self.busy, self.excluded, self.too_small
+            "{} worker(s) connected: {} busy, {} already failed this job, {} cannot output this size, {} below the minimum stake or suspended",
+            self.connected, self.busy, self.excluded, self.too_small, self.unstaked
         )
     }
 }
 
-#[derive(Default)]
 pub struct WorkerPool {
     state: Mutex<PoolState>,
     changed: Notify,
+    /// Least stake to be drawn; 0 opens the pool to every attached worker.
+    min_stake: u64,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -120,8 +172,59 @@ impl std::fmt::Debug for WorkerPool {
 }
 
 impl WorkerPool {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(min_stake: u64) -> Self {
+        Self::with_rng(min_stake, StdRng::from_entropy())
+    }
+
+    /// A pool that draws workers from `rng`: seeded, a sequence of draws is reproducible.
+    pub fn with_rng(min_stake: u64, rng: StdRng) -> Self {
+        Self {
+            state: Mutex::new(PoolState {
+                nonces: HashMap::new(),
+                registrations: HashMap::new(),
+                workers: HashMap::new(),
+                pending: HashMap::new(),
+                next_connection: 0,
+                closed: false,
+                stakes: HashMap::new(),
+                scores: HashMap::new(),
+                rng,
+            }),
+            changed: Notify::new(),
+            min_stake,
+        }
+    }
+
+    pub fn min_stake(&self) -> u64 {
+        self.min_stake
+    }
+
+    /// Replaces the stake the pool weighs workers by with the ledger's latest word.
+    pub fn set_stakes(&self, stakes: HashMap<PublicId, StakeView>) {
+        self.lock().stakes = stakes;
+        self.changed.notify_waiters();
+    }
+
+    /// Ids of the workers attached now.
+    pub fn attached(&self) -> Vec<PublicId> {
+        self.lock().workers.keys().copied().collect()
+    }
+
+    /// `id`'s score of recent success, in (0, 1].
+    pub fn score(&self, id: &PublicId) -> f64 {
+        self.lock().score(id)
+    }
+
+    /// Halves `id`'s score (a timeout or a failed verification), down to the floor.
+    pub fn lower_score(&self, id: PublicId) {
+        let mut state = self.lock();
+        let score = (state.score(&id) * 0.5).max(MIN_SCORE);
+        state.scores.insert(id, score);
+    }
+
+    fn raise_score(state: &mut PoolState, id: PublicId) {
+        let score = (state.score(&id) + SCORE_RECOVERY).min(FULL_SCORE);
+        state.scores.insert(id, score);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -308,18 +411,26 @@ impl WorkerPool {
         true
     }
 
-    /// Records the verifier's verdict on a result a worker returned.
+    /// Records the verifier's verdict on a result a worker returned, and moves its score.
     pub fn record_verdict(&self, id: PublicId, accepted: bool) {
-        if let Some(w) = self.lock().workers.get_mut(&id) {
+        let mut state = self.lock();
+        if let Some(w) = state.workers.get_mut(&id) {
             if accepted {
                 w.jobs_done += 1;
             } else {
                 w.jobs_failed += 1;
             }
         }
+        if accepted {
+            Self::raise_score(&mut state, id);
+        } else {
+            drop(state);
+            self.lower_score(id);
+        }
     }
 
-    /// Hands `job` to a uniformly drawn eligible worker, or says why none is eligible.
+    /// Hands `job` to an eligible worker drawn with weight `stake × score`, or says why none is
+    /// eligible.
     pub fn try_assign(
         &self,
         job: &TranscodeJob,
@@ -331,7 +442,7 @@ impl WorkerPool {
             connected: state.workers.len(),
             ..Shortage::default()
         };
-        let eligible: Vec<PublicId> = state
+        let mut eligible: Vec<Candidate> = state
             .workers
             .iter()
             .filter(|(id, w)| {
@@ -347,16 +458,26 @@ impl WorkerPool {
                         shortage.busy += 1;
                     }
                     false
+                } else if state.weight_stake(id, self.min_stake).is_none() {
+                    shortage.unstaked += 1;
+                    false
                 } else {
                     true
                 }
             })
-            .map(|(id, _)| *id)
+            .filter_map(|(id, _)| {
+                Some(Candidate {
+                    worker: *id,
+                    stake: state.weight_stake(id, self.min_stake)?,
+                    score: state.score(id),
+                })
+            })
             .collect();
-        if eligible.is_empty() {
+        // HashMap order varies from run to run; a fixed order makes a seeded draw reproducible.
+        eligible.sort_by(|a, b| a.worker.as_bytes().cmp(b.worker.as_bytes()));
+        let Some(id) = draw_weighted(&eligible, &mut state.rng).map(|c| c.worker) else {
             return Err(shortage);
-        }
-        let id = eligible[rand::thread_rng().gen_range(0..eligible.len())];
+        };
         let Some(worker) = state.workers.get_mut(&id) else {
             return Err(shortage);
         };
@@ -385,14 +506,17 @@ impl WorkerPool {
         })
     }
 
-    /// Takes a job back from the worker that holds it (timeout): the worker is told to drop it and any
-    /// late result is discarded.
+    /// Takes a job back from the worker that holds it (timeout): the worker is told to drop it, any
+    /// late result is discarded, and its score is halved.
     pub fn cancel(&self, job_id: &str) {
         let mut state = self.lock();
         let Some(pending) = state.pending.remove(job_id) else {
             return;
         };
-        if let Some(w) = state.workers.get_mut(&pending.worker) {
+        let worker = pending.worker;
+        let score = (state.score(&worker) * 0.5).max(MIN_SCORE);
+        state.scores.insert(worker, score);
+        if let Some(w) = state.workers.get_mut(&worker) {
             w.in_flight.remove(job_id);
             w.jobs_failed += 1;
             let _ = w.commands.try_send(Ok(WorkerCommand {
@@ -413,6 +537,11 @@ impl WorkerPool {
 
     pub fn connected(&self) -> usize {
         self.lock().workers.len()
+    }
+
+    /// Results of `id` that passed verification since it connected (0 for a worker not connected).
+    pub fn jobs_done(&self, id: &PublicId) -> u64 {
+        self.lock().workers.get(id).map_or(0, |w| w.jobs_done)
     }
 
     pub fn snapshot(&self) -> Vec<WorkerInfo> {

@@ -1,5 +1,5 @@
-//! Assembles the coordinator: its identity, the gRPC router (dualrig.v1, health, reflection) with message
-//! limits raised for segments, and graceful shutdown.
+//! Assembles the coordinator: its identity, its ledger and the round clock, the gRPC router (dualrig.v1,
+//! health, reflection) with message limits raised for segments, and graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,10 +8,12 @@ use std::sync::Arc;
 use dualrig_proto::identity::Identity;
 use dualrig_proto::v1::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
 use crate::error::StartError;
+use crate::ledger::{Genesis, Ledger, LedgerError};
 use crate::pool::WorkerPool;
 use crate::service::CoordinatorService;
 
@@ -25,6 +27,8 @@ pub struct Coordinator {
     service: CoordinatorService,
     pool: Arc<WorkerPool>,
     identity: Arc<Identity>,
+    ledger: Arc<Ledger>,
+    round: std::time::Duration,
 }
 
 impl Coordinator {
@@ -40,6 +44,7 @@ impl Coordinator {
         let identity = Arc::new(Identity::load_or_create(
             &config.data_dir.join("coordinator.key"),
         )?);
+        let ledger = open_ledger(&config).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -47,14 +52,21 @@ impl Coordinator {
                     addr: config.listen,
                     source,
                 })?;
-        let pool = Arc::new(WorkerPool::new());
-        let service =
-            CoordinatorService::new(Arc::clone(&identity), Arc::new(config), Arc::clone(&pool));
+        let pool = Arc::new(WorkerPool::new(config.min_stake));
+        let round = config.round;
+        let service = CoordinatorService::new(
+            Arc::clone(&identity),
+            Arc::new(config),
+            Arc::clone(&pool),
+            Arc::clone(&ledger),
+        );
         Ok(Self {
             listener,
             service,
             pool,
             identity,
+            ledger,
+            round,
         })
     }
 
@@ -70,6 +82,10 @@ impl Coordinator {
         self.identity.id()
     }
 
+    pub fn ledger(&self) -> Arc<Ledger> {
+        Arc::clone(&self.ledger)
+    }
+
     /// Serves until `shutdown` completes.
     pub async fn serve(
         self,
@@ -83,21 +99,31 @@ impl Coordinator {
             .register_encoded_file_descriptor_set(dualrig_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
+        let (stop_rounds, rounds_stopped) = oneshot::channel();
+        let rounds = tokio::spawn(run_rounds(
+            Arc::clone(&self.ledger),
+            Arc::clone(&self.pool),
+            self.round,
+            rounds_stopped,
+        ));
         let pool = Arc::clone(&self.pool);
         let shutdown = async move {
             shutdown.await;
             pool.close();
+            let _ = stop_rounds.send(());
         };
         let api = CoordinatorServer::new(self.service)
             .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
-        tonic::transport::Server::builder()
+        let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(api)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
-            .await?;
+            .await;
+        rounds.abort();
+        served?;
         Ok(())
     }
 }
@@ -131,5 +157,51 @@ fn clean_scratch(config: &Config) {
         for entry in entries.flatten() {
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+}
+
+/// Opens `DATA_DIR/ledger.db`, applying the genesis file only when the ledger is new.
+async fn open_ledger(config: &Config) -> Result<Arc<Ledger>, StartError> {
+    let path = config.ledger_path();
+    let genesis = config.genesis.clone();
+    let rules = config.ledger_config();
+    let at = path.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let genesis = match &genesis {
+            Some(file) => Genesis::load(file)?,
+            None => Genesis::empty(),
+        };
+        Ledger::open(&at, rules, &genesis)
+    })
+    .await
+    .map_err(|e| LedgerError::Task(e.to_string()))
+    .and_then(|opened| opened);
+    opened
+        .map(Arc::new)
+        .map_err(|source| StartError::Ledger { path, source })
+}
+
+/// Advances the ledger one round every `round` until `stop`, and refreshes the pool's view of stake.
+async fn run_rounds(
+    ledger: Arc<Ledger>,
+    pool: Arc<WorkerPool>,
+    round: std::time::Duration,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + round, round);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticks.tick() => {}
+        }
+        match ledger.call(|l| l.advance_round()).await {
+            Ok(n) => {
+                crate::metrics::ledger_round(n);
+                tracing::debug!(round = n, "ledger round");
+            }
+            Err(e) => tracing::error!(error = %e, "ledger round did not advance"),
+        }
+        crate::stakes::refresh(&ledger, &pool).await;
     }
 }

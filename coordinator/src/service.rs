@@ -10,9 +10,9 @@ use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::profile::ladder_from_wire;
 use dualrig_proto::v1::coordinator_server::Coordinator as CoordinatorApi;
 use dualrig_proto::v1::{
-    HelloRequest, HelloResponse, ListWorkersRequest, ListWorkersResponse, RegisterRequest,
-    RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand,
-    WorkerEvent, transcode_upload, worker_event,
+    AccountInfo, AccountRequest, HelloRequest, HelloResponse, LedgerReceipt, LedgerRequest,
+    ListWorkersRequest, ListWorkersResponse, RegisterRequest, RegisterResponse, TranscodeHeader,
+    TranscodeResponse, TranscodeUpload, WorkerCommand, WorkerEvent, transcode_upload, worker_event,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,6 +22,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::Config;
 use crate::dispatch::{JobDispatcher, JobSpec};
 use crate::error::CoordinatorError;
+use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
 use crate::pool::{AttemptOutcome, WorkerPool};
 
@@ -30,17 +31,28 @@ pub struct CoordinatorService {
     identity: Arc<Identity>,
     config: Arc<Config>,
     pool: Arc<WorkerPool>,
+    ledger: Arc<Ledger>,
     dispatcher: JobDispatcher,
     next_job: AtomicU64,
 }
 
 impl CoordinatorService {
-    pub fn new(identity: Arc<Identity>, config: Arc<Config>, pool: Arc<WorkerPool>) -> Self {
+    pub fn new(
+        identity: Arc<Identity>,
+        config: Arc<Config>,
+        pool: Arc<WorkerPool>,
+        ledger: Arc<Ledger>,
+    ) -> Self {
         Self {
-            dispatcher: JobDispatcher::new(Arc::clone(&pool), Arc::clone(&config)),
+            dispatcher: JobDispatcher::new(
+                Arc::clone(&pool),
+                Arc::clone(&config),
+                Arc::clone(&ledger),
+            ),
             identity,
             config,
             pool,
+            ledger,
             next_job: AtomicU64::new(1),
         }
     }
@@ -254,6 +266,7 @@ impl CoordinatorApi for CoordinatorService {
             .to_owned();
         let (worker, connection, commands) = self.pool.attach(&token)?;
         info!(worker = %worker.short(), "worker attached");
+        crate::stakes::refresh(&self.ledger, &self.pool).await;
         let mut events = request.into_inner();
         let pool = Arc::clone(&self.pool);
         let silence = self.config.heartbeat_interval * 3;
@@ -342,6 +355,83 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(outcome?))
     }
 
+    async fn execute(
+        &self,
+        request: Request<LedgerRequest>,
+    ) -> Result<Response<LedgerReceipt>, Status> {
+        let req = request.into_inner();
+        let account = PublicId::from_slice("account", &req.account)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let signed = SignedRequest::from_parts(account, req.nonce, req.operation, &req.sig)
+            .map_err(LedgerError::from)?;
+        let operation = Operation::decode(&signed.operation).ok();
+        let name = operation.as_ref().map_or("malformed", operation_name);
+        let outcome = self
+            .ledger
+            .call(move |l| {
+                let receipt = l.execute(&signed)?;
+                Ok((receipt, l.last_nonce(&account)?, l.round()?))
+            })
+            .await;
+        let (receipt, nonce, round) = match outcome {
+            Ok(done) => {
+                metrics::ledger_request(name, "applied");
+                done
+            }
+            Err(e) => {
+                metrics::ledger_request(name, "refused");
+                info!(account = %account.short(), operation = name, error = %e, "ledger request refused");
+                return Err(e.into());
+            }
+        };
+        if matches!(
+            operation,
+            Some(Operation::Bond { .. } | Operation::Delegate { .. } | Operation::Unbond { .. })
+        ) {
+            crate::stakes::refresh(&self.ledger, &self.pool).await;
+        }
+        let amount = match receipt {
+            Receipt::Done => 0,
+            Receipt::Withdrawn { amount } => amount,
+            Receipt::Redeemed(r) => r.paid(),
+        };
+        Ok(Response::new(LedgerReceipt {
+            amount,
+            nonce,
+            round,
+        }))
+    }
+
+    async fn account(
+        &self,
+        request: Request<AccountRequest>,
+    ) -> Result<Response<AccountInfo>, Status> {
+        let account = PublicId::from_slice("account", &request.get_ref().account)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let state = self.ledger.call(move |l| l.account(&account)).await?;
+        Ok(Response::new(AccountInfo {
+            account: account.as_bytes().to_vec(),
+            balance: state.balance,
+            nonce: state.last_nonce,
+            deposit: state.sender.deposit,
+            reserve: state.sender.reserve,
+            withdraw_round: state.sender.withdraw_round.unwrap_or(0),
+            bonded_to_self: state.bonded_to_self,
+            stake: state.stake,
+            unbonding: state
+                .unbonding
+                .iter()
+                .map(|u| dualrig_proto::v1::UnbondingEntry {
+                    worker: u.worker.as_bytes().to_vec(),
+                    amount: u.amount,
+                    release_round: u.release_round,
+                })
+                .collect(),
+            round: state.round,
+            suspended_until: state.suspended_until.unwrap_or(0),
+        }))
+    }
+
     async fn list_workers(
         &self,
         _request: Request<ListWorkersRequest>,
@@ -349,5 +439,22 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(ListWorkersResponse {
             workers: self.pool.snapshot(),
         }))
+    }
+}
+
+/// A label for metrics and logs.
+fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Transfer { .. } => "transfer",
+        Operation::Bond { .. } => "bond",
+        Operation::Delegate { .. } => "delegate",
+        Operation::Unbond { .. } => "unbond",
+        Operation::WithdrawUnbonded => "withdraw_unbonded",
+        Operation::Deposit { .. } => "deposit",
+        Operation::Reserve { .. } => "reserve",
+        Operation::Unlock => "unlock",
+        Operation::CancelUnlock => "cancel_unlock",
+        Operation::Withdraw => "withdraw",
+        Operation::RedeemTicket { .. } => "redeem_ticket",
     }
 }

@@ -1,6 +1,8 @@
 //! Structural verification of a worker's result (DESIGN §5): the signature and hashes hold, exactly the
 //! asked renditions came back, and each one decodes with the asked codec and size, the source's frame count
-//! (±1) and the source's timestamps.
+//! (±1) and the source's timestamps. On the jobs the dispatcher picks, a content check follows: a few
+//! random frames of each rendition against the source's (`dualrig_media::content_check`), so a blank,
+//! swapped or foreign video with the right shape is refused too.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,6 +14,9 @@ use dualrig_proto::result::verify_result;
 use dualrig_proto::v1::JobResult;
 
 use crate::metrics;
+
+/// Frames of each rendition the content check compares with the source.
+pub const CONTENT_SAMPLES: usize = 4;
 
 /// Why a result was refused; kept as the reason the job moved to another worker.
 #[derive(Debug, thiserror::Error)]
@@ -26,11 +31,19 @@ pub enum Rejection {
     Duplicate(String),
     #[error("{0}")]
     Structure(#[from] dualrig_media::VerifyError),
+    /// The seed picks the compared frames again, so the verdict can be replayed.
+    #[error("{error} (content check seed {seed})")]
+    Content {
+        error: dualrig_media::VerifyError,
+        seed: u64,
+    },
     #[error("cannot stage rendition for checking: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Checks `result` from `worker` against the job's source and ladder. Blocking: decodes every rendition.
+/// Checks `result` from `worker` against the job's source and ladder. With `content`, the job's source
+/// segment, every rendition also gets the content check once it passes the structural one. Blocking:
+/// decodes every rendition (and, for the content check, the source once per rendition).
 pub fn check_result(
     worker: &PublicId,
     job_id: &str,
@@ -38,10 +51,11 @@ pub fn check_result(
     profiles: &[Profile],
     result: &JobResult,
     scratch: &Path,
+    content: Option<&[u8]>,
 ) -> Result<(), Rejection> {
-    let outcome = check(worker, job_id, source, profiles, result, scratch);
+    let outcome = check(worker, job_id, source, profiles, result, scratch, content);
     let label = match &outcome {
-        Ok(()) => "pass",
+        Ok(()) | Err(Rejection::Content { .. }) => "pass",
         Err(Rejection::Attribution(_)) => "bad_signature",
         Err(Rejection::Structure(_)) => "bad_structure",
         Err(Rejection::Io(_)) => "error",
@@ -58,6 +72,7 @@ fn check(
     profiles: &[Profile],
     result: &JobResult,
     scratch: &Path,
+    content: Option<&[u8]>,
 ) -> Result<(), Rejection> {
     verify_result(worker, job_id, &result.renditions, &result.signature)?;
     for (i, r) in result.renditions.iter().enumerate() {
@@ -71,6 +86,7 @@ fn check(
             return Err(Rejection::Duplicate(r.profile.clone()));
         }
     }
+    let mut staged_renditions = Vec::with_capacity(profiles.len());
     for profile in profiles {
         let rendition = result
             .renditions
@@ -84,6 +100,52 @@ fn check(
         staged.write_all(&rendition.data)?;
         staged.flush()?;
         dualrig_media::verify_rendition(source, staged.path(), profile)?;
+        staged_renditions.push((profile, staged));
+    }
+    if let Some(segment) = content {
+        let outcome = check_content(segment, &staged_renditions, scratch);
+        let label = match &outcome {
+            Ok(()) => "pass",
+            Err(Rejection::Content { .. }) => "mismatch",
+            Err(_) => "error",
+        };
+        metrics::verification("content", label);
+        outcome?;
+    }
+    Ok(())
+}
+
+/// Compares [`CONTENT_SAMPLES`] random frames of every rendition with the source segment's.
+fn check_content(
+    segment: &[u8],
+    renditions: &[(&Profile, tempfile::NamedTempFile)],
+    scratch: &Path,
+) -> Result<(), Rejection> {
+    let mut staged = tempfile::Builder::new()
+        .prefix("source-")
+        .tempfile_in(scratch)?;
+    staged.write_all(segment)?;
+    staged.flush()?;
+    // Unpredictable, so a worker cannot know which frames will be looked at.
+    let seed = rand::random::<u64>();
+    for (profile, rendition) in renditions {
+        let content_error = |error| Rejection::Content { error, seed };
+        let score = dualrig_media::content_check(
+            staged.path(),
+            rendition.path(),
+            profile,
+            CONTENT_SAMPLES,
+            seed,
+        )
+        .map_err(content_error)?;
+        tracing::debug!(
+            rendition = %profile.name,
+            min_block_psnr_db = score.min_block_psnr_db,
+            "content check"
+        );
+        score
+            .check(&profile.name, dualrig_media::CONTENT_THRESHOLD_DB)
+            .map_err(content_error)?;
     }
     Ok(())
 }

@@ -90,6 +90,16 @@ pub enum VerifyError {
         "rendition {rendition} does not start with a keyframe, so a player cannot switch to it at the segment boundary"
     )]
     NoLeadingKeyframe { rendition: String },
+    #[error(
+        "rendition {rendition} does not show its source: frame {index} (at {pts_secs:.3} s) scores {psnr_db:.1} dB against the source, under the {threshold_db:.1} dB threshold"
+    )]
+    Content {
+        rendition: String,
+        index: u64,
+        pts_secs: f64,
+        psnr_db: f64,
+        threshold_db: f64,
+    },
 }
 
 impl VerifyError {
@@ -102,6 +112,7 @@ impl VerifyError {
             | VerifyError::FrameCount { rendition, .. }
             | VerifyError::ConvertedFrameCount { rendition, .. }
             | VerifyError::Start { rendition, .. }
+            | VerifyError::Content { rendition, .. }
             | VerifyError::NoLeadingKeyframe { rendition } => rendition,
         }
     }

@@ -9,6 +9,7 @@
 //! `mpegts_copyts=1`, so renditions of consecutive segments line up for adaptive streaming.
 
 mod cli;
+mod content;
 mod decode;
 mod encoder;
 mod error;
@@ -19,12 +20,16 @@ mod inspect;
 mod ladder;
 mod mux;
 mod segment;
+#[cfg(feature = "fault-injection")]
+mod tamper;
+mod sessions;
 mod transcode;
 mod vaapi;
 
 use std::sync::Once;
 
 pub use cli::ffmpeg_cli_ladder_args;
+pub use content::{CONTENT_THRESHOLD_DB, ContentScore, FrameScore, content_check};
 pub use encoder::{
     EncoderChoice, EncoderChoiceError, EncoderProbe, EncoderSelection, HARDWARE_ENCODERS,
     SOFTWARE_ENCODER, probe_encoders, select_encoder,
@@ -33,6 +38,9 @@ pub use error::{MediaError, VerifyError};
 pub use inspect::{StreamInfo, inspect, verify_rendition};
 pub use ladder::KEYFRAME_INTERVAL_SECS;
 pub use segment::{Segment, segment_file_name, split_segments};
+#[cfg(feature = "fault-injection")]
+pub use tamper::{Tamper, transcode_tampered};
+pub use sessions::probe_sessions;
 pub use transcode::{RenditionOutput, rendition_file_name, transcode_segment};
 
 /// Sets FFmpeg up once per process: registers what needs registering and routes FFmpeg's own log

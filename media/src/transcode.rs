@@ -65,6 +65,18 @@ pub fn transcode_segment(
     encoder: &EncoderSelection,
     out_dir: &Path,
 ) -> Result<Vec<RenditionOutput>, MediaError> {
+    transcode_edited(input, profiles, encoder, out_dir, &mut |_, frame| Some(frame))
+}
+
+/// [`transcode_segment`] with every decoded source frame (numbered from 0 in presentation order) passed
+/// through `edit` first, which may replace it or, by returning `None`, drop it.
+pub(crate) fn transcode_edited(
+    input: &Path,
+    profiles: &[Profile],
+    encoder: &EncoderSelection,
+    out_dir: &Path,
+    edit: &mut dyn FnMut(u64, frame::Video) -> Option<frame::Video>,
+) -> Result<Vec<RenditionOutput>, MediaError> {
     validate_ladder(profiles)?;
     let paths = profiles
         .iter()
@@ -121,8 +133,13 @@ pub fn transcode_segment(
             }
         }
         let gone = || MediaError::Internal(RENDITION_GONE.to_owned());
+        let mut index = 0u64;
         let decoded = source.decode(
             |frame| {
+                index += 1;
+                let Some(frame) = edit(index - 1, frame) else {
+                    return Ok(());
+                };
                 let frame = Arc::new(frame);
                 for tx in &senders {
                     tx.send(Feed::Video(Arc::clone(&frame)))

@@ -1,14 +1,13 @@
 //! What an account signs to move its own funds: an operation in a canonical byte form, a nonce above the
 //! last one the ledger accepted from it, and an ed25519 signature bound to this purpose.
 //!
-//! This module depends on nothing but the shared identity and ticket rules, so clients can build
-//! requests with exactly the code the ledger checks them with.
+//! It lives beside the identity and ticket rules so clients build requests with exactly the code the
+//! ledger checks them with.
 
-use dualrig_proto::identity::{Identity, PublicId};
-use dualrig_proto::ticket::{SignedTicket, TICKET_LEN, Ticket};
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use super::LedgerError;
+use crate::identity::{Identity, PublicId};
+use crate::ticket::{SignedTicket, TICKET_LEN, Ticket};
 
 /// Key-derivation context of the digest an account signs for a ledger request.
 pub const REQUEST_CONTEXT: &str = "dualrig 2026-11 ledger request v1";
@@ -28,6 +27,10 @@ pub enum RequestError {
     },
     #[error("signature is {len} bytes; an ed25519 signature is 64")]
     SignatureLength { len: usize },
+    #[error(
+        "request signature does not verify under account {account}; only an account's key moves its funds"
+    )]
+    BadSignature { account: PublicId },
 }
 
 /// A state change an account asks for. Amounts are base units.
@@ -232,15 +235,15 @@ impl SignedRequest {
 
     /// Checks the signature (strictly: no small-order keys, canonical signatures only) and decodes the
     /// operation. The nonce is the ledger's to check.
-    pub fn verify(&self) -> Result<Operation, LedgerError> {
-        let bad = || LedgerError::BadSignature {
+    pub fn verify(&self) -> Result<Operation, RequestError> {
+        let bad = || RequestError::BadSignature {
             account: self.account,
         };
         let key = VerifyingKey::from_bytes(self.account.as_bytes()).map_err(|_| bad())?;
         let message = request_message(&self.account, self.nonce, &self.operation);
         key.verify_strict(&message, &Signature::from_bytes(&self.sig))
             .map_err(|_| bad())?;
-        Ok(Operation::decode(&self.operation)?)
+        Operation::decode(&self.operation)
     }
 }
 
@@ -333,7 +336,7 @@ mod tests {
         for bad in [other_nonce, other_op, stolen] {
             assert!(matches!(
                 bad.verify(),
-                Err(LedgerError::BadSignature { .. })
+                Err(RequestError::BadSignature { .. })
             ));
         }
     }

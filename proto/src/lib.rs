@@ -1,8 +1,12 @@
 //! dualrig's wire types (`dualrig.v1`) and the rules every side must agree on: identities and their
-//! signatures, the rendition ladder, and what a worker signs when it returns a result.
+//! signatures, the rendition ladder, what a worker signs when it returns a result, tickets, and what an
+//! account signs to ask the ledger to move its funds.
 
+pub mod amount;
 pub mod identity;
+pub mod ledger_request;
 pub mod profile;
+pub mod proof;
 pub mod result;
 pub mod ticket;
 

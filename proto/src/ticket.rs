@@ -6,6 +6,7 @@
 //! client side builds tickets with a [`TicketPayer`]. [`wire`] holds the message forms.
 
 mod payer;
+mod status;
 mod validator;
 pub mod wire;
 

@@ -1,7 +1,15 @@
 //! `dualrig-worker bench`: measures this rig's rates next to the reference tools run on the same
-//! input in the same process (`b3sum` for hashing), so the figures can be compared on any machine.
+//! input in the same process (`b3sum` for hashing, the ffmpeg CLI for transcoding), so the figures can be
+//! compared on any machine.
 
+pub mod dual;
+pub mod encode;
 pub mod hash;
+pub mod plot;
+pub mod report;
+
+use std::io::Write as _;
+use std::path::PathBuf;
 
 use crate::hash::{GpuMode, HashError};
 
@@ -48,6 +56,23 @@ pub struct BenchArgs {
     /// Timed runs of each measurement; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
+    /// Seconds of the generated 1080p30 test clip the encode and dual benchmarks transcode.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub clip_secs: u32,
+    /// Most concurrent ladder sessions the encode benchmark tries (it doubles from 1 and stops once a
+    /// session falls below real time).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub sessions_max: u32,
+    /// Ladder sessions the dual benchmark runs while hashing.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub dual_sessions: Option<u32>,
+    /// Most share of the time the dual benchmark's hashing may keep its device busy, in (0, 1], as the
+    /// worker's `--gpu-hash-share`.
+    #[arg(long, default_value_t = 1.0, value_parser = crate::hash::share::parse_share)]
+    pub gpu_hash_share: f64,
+    /// Also write an SVG chart of encode rate against concurrent sessions to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Why a benchmark could not run.
@@ -69,21 +94,62 @@ pub enum BenchError {
     Json(#[from] serde_json::Error),
 }
 
-/// Runs the benchmarks `args` asks for.
+/// Runs the benchmarks `args` asks for. `bench hash` prints `bench hash`'s own document; every other
+/// choice prints one [`report::BenchReport`] (or the tables of its parts).
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
-    let kinds: &[BenchKind] = match args.what.unwrap_or(BenchKind::All) {
-        BenchKind::All => &[BenchKind::Hash, BenchKind::Encode, BenchKind::Dual],
-        BenchKind::Hash => &[BenchKind::Hash],
-        BenchKind::Encode => &[BenchKind::Encode],
-        BenchKind::Dual => &[BenchKind::Dual],
-    };
-    for kind in kinds {
-        match kind {
-            BenchKind::Hash => hash::run(args)?,
-            other => return Err(BenchError::NotImplemented(*other)),
-        }
+    let what = args.what.unwrap_or(BenchKind::All);
+    let with_encode = matches!(what, BenchKind::Encode | BenchKind::All);
+    if args.plot.is_some() && !with_encode {
+        return Err(BenchError::Mismatch(format!(
+            "--plot charts the encode benchmark; run `bench encode` or `bench all`, not `bench {what}`"
+        )));
     }
-    Ok(())
+    if what == BenchKind::Hash {
+        return hash::run(args);
+    }
+    let mut report = report::BenchReport {
+        schema: report::SCHEMA,
+        hash: None,
+        encode: None,
+        dual: None,
+    };
+    if what == BenchKind::All {
+        report.hash = Some(hash::measure(args)?);
+    }
+    if with_encode {
+        report.encode = Some(encode::measure(args)?);
+    }
+    if matches!(what, BenchKind::Dual | BenchKind::All) {
+        report.dual = Some(dual::measure(args)?);
+    }
+    if let (Some(path), Some(encode)) = (&args.plot, &report.encode) {
+        std::fs::write(path, plot::encode_svg(encode)).map_err(|source| BenchError::Io {
+            what: format!("cannot write the chart to {}", path.display()),
+            source,
+        })?;
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)
+    } else {
+        let mut tables = Vec::new();
+        if let Some(hash) = &report.hash {
+            tables.push(hash::render_table(hash));
+        }
+        if let Some(encode) = &report.encode {
+            tables.push(encode::render_table(encode));
+        }
+        if let Some(dual) = &report.dual {
+            tables.push(dual::render_table(dual));
+        }
+        out.write_all(tables.join("\n").as_bytes())
+    };
+    written.map_err(|source| BenchError::Io {
+        what: "writing the report".to_owned(),
+        source,
+    })
 }
 
 /// Parses `4096`, `512KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all binary).

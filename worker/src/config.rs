@@ -18,9 +18,14 @@ pub struct WorkerConfig {
     /// Jobs run at once; `None` picks from the encoder (1 for libx264, which already uses every core).
     pub sessions: Option<u32>,
     pub gpu: GpuMode,
+    /// Most share of the time hashing may keep the GPU busy, in (0, 1] (`--gpu-hash-share`).
+    pub gpu_hash_share: f64,
     pub metrics_addr: Option<SocketAddr>,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// Cheat on every job this way (`--fault`), for tests of verification.
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<crate::job::Fault>,
 }
 
 impl WorkerConfig {
@@ -32,8 +37,11 @@ impl WorkerConfig {
             encoder: EncoderChoice::Auto,
             sessions: None,
             gpu: GpuMode::Auto,
+            gpu_hash_share: 1.0,
             metrics_addr: None,
             max_backoff: Duration::from_secs(10),
+            #[cfg(feature = "fault-injection")]
+            fault: None,
         }
     }
 
@@ -52,9 +60,33 @@ impl WorkerConfig {
                 self.coordinator
             ));
         }
+        if !(self.gpu_hash_share > 0.0 && self.gpu_hash_share <= 1.0) {
+            return Err(format!(
+                "--gpu-hash-share must be above 0 and at most 1 (got {})",
+                self.gpu_hash_share
+            ));
+        }
         if self.sessions == Some(0) {
             return Err("--sessions must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_share_outside_the_unit_interval_is_refused() {
+        let mut config = WorkerConfig::new("http://127.0.0.1:7300", PathBuf::from("data"));
+        assert_eq!(config.validate(), Ok(()));
+        for bad in [0.0, -0.5, 1.5, f64::NAN] {
+            config.gpu_hash_share = bad;
+            let err = config.validate().expect_err("refused");
+            assert!(err.contains("--gpu-hash-share"), "{err}");
+        }
+        config.gpu_hash_share = 0.25;
+        assert_eq!(config.validate(), Ok(()));
     }
 }

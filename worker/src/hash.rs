@@ -11,6 +11,7 @@ pub mod cli;
 mod cpu;
 mod gpu;
 mod outboard;
+pub mod share;
 mod source;
 mod tree;
 
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 pub use cpu::CpuHasher;
 pub use gpu::{AdapterPolicy, GpuHasher, GpuOptions, ResidentInput};
-pub use outboard::Outboard;
+pub use outboard::{Outboard, OutboardFormatError};
 
 /// BLAKE3's chunk length: the unit of parallelism on both backends.
 pub const CHUNK_LEN: usize = 1024;

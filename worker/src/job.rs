@@ -1,5 +1,6 @@
 //! One transcode job: stage the segment, run the ladder with the selected encoder, hash and sign the
-//! renditions.
+//! renditions. A build with the `fault-injection` feature can be told to cheat in one of several ways
+//! ([`Fault`]), so tests can check that the coordinator catches each.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,6 +20,42 @@ pub enum JobError {
     Media(#[from] dualrig_media::MediaError),
     #[error("scratch space: {0}")]
     Io(#[from] std::io::Error),
+    #[cfg(feature = "fault-injection")]
+    #[error("stalled on purpose until the job's deadline")]
+    Stalled,
+}
+
+/// A way to cheat or misbehave on every job, for tests of verification.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Black renditions with the right size, frame count and timestamps.
+    Blank,
+    /// Renditions of another picture with the right size, frame count and timestamps.
+    OtherVideo,
+    /// Renditions 16 pixels narrower and shorter than asked.
+    WrongSize,
+    /// Every 10th frame left out.
+    DropFrames,
+    /// Random bytes in place of each rendition (hashed and signed correctly).
+    Garbage,
+    /// No answer until the job's deadline has passed.
+    Stall,
+    /// Honest renditions signed with a key that is not the worker's.
+    WrongSignature,
+}
+
+/// The fault a job is told to inject; empty in a build without the `fault-injection` feature.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Injection(#[cfg(feature = "fault-injection")] Option<Fault>);
+
+impl Injection {
+    pub fn from_config(_config: &crate::WorkerConfig) -> Self {
+        Injection(
+            #[cfg(feature = "fault-injection")]
+            _config.fault,
+        )
+    }
 }
 
 /// Transcodes `job` and returns the signed result. Blocking: run it off the async runtime.
@@ -27,6 +64,7 @@ pub fn run_transcode(
     encoder: &EncoderSelection,
     identity: &Identity,
     scratch: &Path,
+    _injection: Injection,
 ) -> Result<JobResult, JobError> {
     let started = Instant::now();
     let profiles = ladder_from_wire(&job.profiles)?;
@@ -39,11 +77,12 @@ pub fn run_transcode(
     file.sync_data()?;
     drop(file);
 
+    #[cfg(feature = "fault-injection")]
+    if let Some(fault) = _injection.0 {
+        return faulty::run(job, fault, &input, &profiles, encoder, identity, work.path());
+    }
     let outputs = dualrig_media::transcode_segment(&input, &profiles, encoder, work.path())?;
-    let renditions = outputs
-        .iter()
-        .map(|out| Ok(rendition(&out.profile.name, std::fs::read(&out.path)?)))
-        .collect::<Result<Vec<_>, std::io::Error>>()?;
+    let renditions = read_renditions(&outputs)?;
     let signature = sign_result(identity, &job.job_id, &renditions);
     let elapsed = started.elapsed();
     let bytes_out = renditions.iter().map(|r| r.data.len()).sum();
@@ -55,4 +94,93 @@ pub fn run_transcode(
         encoder: encoder.name.clone(),
         transcode_ms: elapsed.as_millis() as u64,
     })
+}
+
+fn read_renditions(
+    outputs: &[dualrig_media::RenditionOutput],
+) -> Result<Vec<dualrig_proto::v1::Rendition>, std::io::Error> {
+    outputs
+        .iter()
+        .map(|out| Ok(rendition(&out.profile.name, std::fs::read(&out.path)?)))
+        .collect()
+}
+
+/// The cheating half of [`run_transcode`].
+#[cfg(feature = "fault-injection")]
+mod faulty {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use dualrig_media::{EncoderSelection, Tamper, transcode_segment, transcode_tampered};
+    use dualrig_proto::identity::Identity;
+    use dualrig_proto::profile::Profile;
+    use dualrig_proto::result::{rendition, sign_result};
+    use dualrig_proto::v1::{JobResult, TranscodeJob};
+    use rand::RngCore;
+
+    use super::{Fault, JobError, read_renditions};
+
+    pub(super) fn run(
+        job: &TranscodeJob,
+        fault: Fault,
+        input: &Path,
+        profiles: &[Profile],
+        encoder: &EncoderSelection,
+        identity: &Identity,
+        out_dir: &Path,
+    ) -> Result<JobResult, JobError> {
+        tracing::warn!(?fault, job = %job.job_id, "injecting a fault");
+        let tampered = |t| transcode_tampered(input, profiles, encoder, out_dir, t);
+        let outputs = match fault {
+            Fault::Stall => {
+                // Bounded, so a test's runtime can still shut down; the coordinator has moved on long
+                // before, and drops the late failure.
+                let deadline = std::time::UNIX_EPOCH + Duration::from_millis(job.deadline_unix_ms);
+                while std::time::SystemTime::now() < deadline + Duration::from_secs(1) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                return Err(JobError::Stalled);
+            }
+            Fault::Blank => tampered(Tamper::Blank)?,
+            Fault::OtherVideo => tampered(Tamper::OtherPicture)?,
+            Fault::DropFrames => tampered(Tamper::DropEveryNth(10))?,
+            Fault::WrongSize => {
+                let shrunk: Vec<Profile> = profiles
+                    .iter()
+                    .map(|p| Profile {
+                        width: p.width.saturating_sub(16).max(16),
+                        height: p.height.saturating_sub(16).max(16),
+                        ..p.clone()
+                    })
+                    .collect();
+                transcode_segment(input, &shrunk, encoder, out_dir)?
+            }
+            Fault::Garbage | Fault::WrongSignature => {
+                transcode_segment(input, profiles, encoder, out_dir)?
+            }
+        };
+        let mut renditions = read_renditions(&outputs)?;
+        if fault == Fault::Garbage {
+            for r in &mut renditions {
+                let mut noise = vec![0u8; r.data.len()];
+                rand::thread_rng().fill_bytes(&mut noise);
+                *r = rendition(&r.profile, noise);
+            }
+        }
+        let stranger;
+        let signer = if fault == Fault::WrongSignature {
+            stranger = Identity::generate();
+            &stranger
+        } else {
+            identity
+        };
+        let signature = sign_result(signer, &job.job_id, &renditions);
+        Ok(JobResult {
+            job_id: job.job_id.clone(),
+            renditions,
+            signature: signature.to_vec(),
+            encoder: encoder.name.clone(),
+            transcode_ms: 0,
+        })
+    }
 }

@@ -11,6 +11,7 @@ pub mod hash;
 pub mod job;
 pub mod metrics;
 pub mod session;
+pub mod store;
 
 pub use config::WorkerConfig;
 pub use session::Worker;

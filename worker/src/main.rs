@@ -62,15 +62,29 @@ struct RunArgs {
     /// `auto` (a hardware encoder that opens, else libx264) or an FFmpeg encoder name.
     #[arg(long, env = "DUALRIG_ENCODER", default_value = "auto")]
     encoder: EncoderChoice,
-    /// Jobs to run at once (default: 1 for libx264, 2 for a hardware encoder).
+    /// Jobs to run at once (default: 1 for libx264; for a hardware encoder, the encoder sessions it
+    /// opens at 1080p divided by the default ladder's renditions, at least 1).
     #[arg(long, env = "DUALRIG_SESSIONS")]
     sessions: Option<u32>,
     /// Where hashing runs: a hardware GPU if present (auto), any adapter (require), or the CPU (off).
     #[arg(long, env = "DUALRIG_GPU", value_enum, default_value = "auto")]
     gpu: GpuMode,
+    /// Most share of the time hashing may keep the GPU busy, above 0 and at most 1, so a miner beside
+    /// the worker keeps the rest.
+    #[arg(
+        long,
+        env = "DUALRIG_GPU_HASH_SHARE",
+        default_value_t = 1.0,
+        value_parser = dualrig_worker::hash::share::parse_share
+    )]
+    gpu_hash_share: f64,
     /// Address to serve Prometheus metrics on (off when absent).
     #[arg(long, env = "DUALRIG_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Cheat on every job this way, to test that the coordinator catches it (fault-injection builds).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, value_enum)]
+    fault: Option<dualrig_worker::job::Fault>,
 }
 
 impl RunArgs {
@@ -79,7 +93,12 @@ impl RunArgs {
         config.encoder = self.encoder;
         config.sessions = self.sessions;
         config.gpu = self.gpu;
+        config.gpu_hash_share = self.gpu_hash_share;
         config.metrics_addr = self.metrics_addr;
+        #[cfg(feature = "fault-injection")]
+        {
+            config.fault = self.fault;
+        }
         config
     }
 }

@@ -65,6 +65,22 @@ enum SessionError {
     Closed,
 }
 
+/// Most 1080p encoder sessions probed at start-up.
+const SESSION_PROBE_CAP: u32 = 32;
+
+/// Jobs to run at once when `--sessions` is absent: libx264 already uses every core, so 1; a hardware
+/// encoder, as many jobs as its probed sessions hold, each job opening one session per rendition of the
+/// default ladder; at least 1.
+fn default_sessions(encoder: &EncoderSelection) -> u32 {
+    if !encoder.hardware {
+        return 1;
+    }
+    let renditions = dualrig_proto::profile::DEFAULT_LADDER.len() as u32;
+    let probed = dualrig_media::probe_sessions(encoder, SESSION_PROBE_CAP);
+    info!(encoder = %encoder.name, probed, "encoder sessions probed");
+    (probed / renditions).max(1)
+}
+
 /// A worker ready to serve: its key, its encoder, what it tells the coordinator it can do.
 #[derive(Debug)]
 pub struct Worker {
@@ -91,10 +107,14 @@ impl Worker {
             reason = %encoder.reason,
             "encoder selected"
         );
-        let hasher = crate::hash::select_hasher(config.gpu)?;
+        let hasher = crate::hash::share::SharedHasher::wrap(
+            crate::hash::select_hasher(config.gpu)?,
+            config.gpu_hash_share,
+        )
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
         let sessions = config
             .sessions
-            .unwrap_or(if encoder.hardware { 2 } else { 1 });
+            .unwrap_or_else(|| default_sessions(&encoder));
         let capabilities = Capabilities {
             encoders: encoder.available.clone(),
             selected_encoder: encoder.name.clone(),
@@ -263,6 +283,7 @@ impl Worker {
         let encoder = Arc::clone(&self.encoder);
         let identity = Arc::clone(&self.identity);
         let scratch = self.config.scratch_dir();
+        let injection = crate::job::Injection::from_config(&self.config);
         async move {
             let Ok(_permit) = sessions.acquire_owned().await else {
                 return;
@@ -274,7 +295,7 @@ impl Worker {
                 "transcoding"
             );
             let outcome = tokio::task::spawn_blocking(move || {
-                run_transcode(&job, &encoder, &identity, &scratch)
+                run_transcode(&job, &encoder, &identity, &scratch, injection)
             })
             .await;
             let event = match outcome {

@@ -4,12 +4,12 @@ use dualrig_proto::identity::PublicId;
 use dualrig_proto::ticket::TicketError;
 
 use super::genesis::GenesisError;
-use super::request::RequestError;
+use dualrig_proto::ledger_request::RequestError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("request: {0}")]
-    Request(#[from] RequestError),
+    Request(RequestError),
     #[error(
         "request signature does not verify under account {account}; only an account's key moves its funds"
     )]
@@ -91,4 +91,14 @@ pub enum LedgerError {
     Storage(#[from] rusqlite::Error),
     #[error("ledger task failed: {0}")]
     Task(String),
+}
+
+impl From<RequestError> for LedgerError {
+    /// A bad signature is the ledger's own refusal, whoever found it.
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::BadSignature { account } => Self::BadSignature { account },
+            other => Self::Request(other),
+        }
+    }
 }

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::support::{RunningCoordinator, RunningWorker, make_clip, wait_for_workers};
+use crate::support::{
+    RunningCoordinator, RunningWorker, make_clip, wait_for_workers, write_genesis,
+};
 
 /// A protocol-level worker the test controls: it registers honestly, takes a job, and answers nothing.
 pub struct HoldingWorker {
@@ -25,10 +27,14 @@ pub struct HoldingWorker {
 
 impl HoldingWorker {
     pub async fn attach(url: &str) -> Self {
+        Self::attach_as(url, Identity::generate()).await
+    }
+
+    /// Attaches under a key the test chose, so it can give that worker stake first.
+    pub async fn attach_as(url: &str, identity: Identity) -> Self {
         let mut api = CoordinatorClient::<Channel>::connect(url.to_owned())
             .await
             .expect("connect");
-        let identity = Identity::generate();
         let id = identity.id();
         let hello = api
             .hello(HelloRequest {
@@ -290,6 +296,92 @@ async fn a_result_that_fails_verification_is_redone_elsewhere() {
     assert_eq!((cheat_record.jobs_done, cheat_record.jobs_failed), (0, 1));
     cheat.die();
     honest.kill().await;
+    coordinator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_staked_worker_whose_result_fails_verification_is_slashed_and_suspended() {
+    let media = tempfile::tempdir().expect("tempdir");
+    let segment = segment_of(media.path());
+    let cheat_key = Identity::from_secret([31; 32]);
+    let cheat_id = cheat_key.id();
+    let genesis = media.path().join("genesis.toml");
+    write_genesis(&genesis, &[(cheat_id, 10_000_000)]);
+    let coordinator = RunningCoordinator::start(|c| {
+        c.worker_wait = Duration::from_secs(20);
+        c.genesis = Some(genesis.clone());
+        c.slash_fraction_ppm = 250_000;
+        c.suspend_rounds = 5;
+    })
+    .await;
+    let client = coordinator.client().await;
+    client
+        .execute(
+            &cheat_key,
+            dualrig_proto::ledger_request::Operation::Bond { amount: 8_000_000 },
+        )
+        .await
+        .expect("the cheat bonds");
+
+    let mut cheat = HoldingWorker::attach_as(&coordinator.url, cheat_key).await;
+    wait_for_workers(&client, 1).await;
+    let profiles = Profile::parse_list("360p,240p").expect("ladder");
+    let job = {
+        let client = client.clone();
+        let profiles = profiles.clone();
+        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "cheat").await })
+    };
+    let job_id = tokio::time::timeout(Duration::from_secs(60), cheat.next_job())
+        .await
+        .expect("the only worker gets the job");
+    let honest = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 2).await;
+    cheat.answer_with_garbage(&job_id, &profiles).await;
+
+    let response = tokio::time::timeout(Duration::from_secs(120), job)
+        .await
+        .expect("nothing hangs")
+        .expect("task")
+        .expect("job completes on the honest worker");
+    assert_eq!(response.worker_id, honest.id.as_bytes().to_vec());
+    assert_eq!(response.attempts, 2);
+
+    // A quarter of the bond went to the pool, with the signed result as evidence.
+    let account = client.account(cheat_id).await.expect("account");
+    assert_eq!(
+        (account.stake, account.bonded_to_self),
+        (6_000_000, 6_000_000)
+    );
+    assert_eq!(account.suspended_until, account.round + 5);
+    assert_eq!(coordinator.ledger.pool_balance().expect("pool"), 2_000_000);
+    let slashes = coordinator.ledger.slashes(&cheat_id).expect("slashes");
+    assert_eq!(slashes.len(), 1);
+    let evidence: dualrig_proto::v1::JobResult =
+        prost::Message::decode(slashes[0].evidence.as_slice()).expect("evidence is a JobResult");
+    assert_eq!(evidence.job_id, job_id);
+    dualrig_proto::result::verify_result(
+        &cheat_id,
+        &evidence.job_id,
+        &evidence.renditions,
+        &evidence.signature,
+    )
+    .expect("the evidence carries the cheat's own signature");
+
+    // Suspended, it is passed over even when it is the only free worker left.
+    honest.kill().await;
+    wait_for_workers(&client, 1).await;
+    let refused = client
+        .transcode_segment(segment_of(media.path()), &profiles, "after")
+        .await
+        .expect_err("no eligible worker");
+    assert_eq!(refused.code(), Some(tonic::Code::Unavailable), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("1 below the minimum stake or suspended"),
+        "{refused}"
+    );
+    cheat.die();
     coordinator.stop().await;
 }
 

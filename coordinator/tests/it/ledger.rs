@@ -1,5 +1,6 @@
 //! The ledger and tickets through their public API only, as the coordinator, a client and a worker use
-//! them: genesis from a TOML file, stake, a paid job stream, redemption from async code, a restart.
+//! them: genesis from a TOML file, stake, a paid job stream, redemption from async code, a restart; and
+//! the same accounts over gRPC against a running coordinator.
 
 use std::sync::Arc;
 
@@ -11,8 +12,12 @@ use dualrig_proto::identity::Identity;
 use dualrig_proto::ticket::{
     TicketError, TicketPayer, TicketTerms, TicketValidator, win_prob_one_in,
 };
+use dualrig_proto::v1::AccountInfo;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tonic::Code;
+
+use crate::support::{RunningCoordinator, write_genesis};
 
 const CONFIG: LedgerConfig = LedgerConfig {
     unbonding_rounds: 2,
@@ -177,4 +182,113 @@ async fn clients_pay_workers_with_tickets_across_a_restart() {
         500_000_000 - paid
     );
     assert_eq!(ledger.supply().expect("supply"), 502_000_000);
+}
+
+const TOKEN: u64 = 1_000_000;
+
+/// An account as the coordinator reports it, without the round (which moves on its own).
+fn without_round(mut info: AccountInfo) -> AccountInfo {
+    info.round = 0;
+    info
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_move_their_own_funds_over_grpc_and_keep_them_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = Identity::from_secret([21; 32]);
+    let mallory = Identity::from_secret([22; 32]);
+    let genesis = dir.path().join("genesis.toml");
+    write_genesis(
+        &genesis,
+        &[(alice.id(), 100 * TOKEN), (mallory.id(), TOKEN)],
+    );
+    let data = dir.path().join("data");
+    let tweak = |c: &mut dualrig_coordinator::Config| {
+        c.genesis = Some(genesis.clone());
+        c.unbonding_rounds = 2;
+    };
+    let coordinator = RunningCoordinator::start_at(&data, tweak).await;
+    let client = coordinator.client().await;
+
+    // Deposit, bond, unbond part of it: each request signed with the next nonce.
+    for op in [
+        Operation::Deposit { amount: 10 * TOKEN },
+        Operation::Bond { amount: 5 * TOKEN },
+        Operation::Unbond {
+            worker: alice.id(),
+            amount: 2 * TOKEN,
+        },
+    ] {
+        client.execute(&alice, op).await.expect("alice's request");
+    }
+    let info = client.account(alice.id()).await.expect("account");
+    assert_eq!(info.balance, 85 * TOKEN);
+    assert_eq!(info.deposit, 10 * TOKEN);
+    assert_eq!((info.bonded_to_self, info.stake), (3 * TOKEN, 3 * TOKEN));
+    assert_eq!(info.unbonding.len(), 1);
+    assert_eq!(info.unbonding[0].amount, 2 * TOKEN);
+    assert_eq!(info.unbonding[0].release_round, info.round + 2);
+    assert_eq!(info.nonce, 3);
+
+    // Mallory signs a transfer out of Alice's account with her own key.
+    let mut forged = SignedRequest::sign(
+        &mallory,
+        4,
+        &Operation::Transfer {
+            to: mallory.id(),
+            amount: 50 * TOKEN,
+        },
+    );
+    forged.account = alice.id();
+    let refused = client.execute_signed(&forged).await.expect_err("forged");
+    assert_eq!(refused.code(), Some(Code::Unauthenticated), "{refused}");
+
+    // A request seen once is refused the second time.
+    let pay = SignedRequest::sign(
+        &alice,
+        4,
+        &Operation::Transfer {
+            to: mallory.id(),
+            amount: TOKEN,
+        },
+    );
+    client.execute_signed(&pay).await.expect("first time");
+    let replayed = client.execute_signed(&pay).await.expect_err("replay");
+    assert_eq!(replayed.code(), Some(Code::Aborted), "{replayed}");
+    let broke = client
+        .execute(&mallory, Operation::Deposit { amount: 3 * TOKEN })
+        .await
+        .expect_err("mallory has 2 tokens");
+    assert_eq!(broke.code(), Some(Code::FailedPrecondition), "{broke}");
+
+    let before = [
+        without_round(client.account(alice.id()).await.expect("alice")),
+        without_round(client.account(mallory.id()).await.expect("mallory")),
+    ];
+    assert_eq!(before[1].balance, 2 * TOKEN);
+    coordinator.stop().await;
+
+    // Same data dir: the genesis is not applied again and every balance is as it was.
+    let coordinator = RunningCoordinator::start_at(&data, tweak).await;
+    let client = coordinator.client().await;
+    let after = [
+        without_round(client.account(alice.id()).await.expect("alice")),
+        without_round(client.account(mallory.id()).await.expect("mallory")),
+    ];
+    assert_eq!(after, before);
+    assert_eq!(
+        coordinator.ledger.supply().expect("supply"),
+        101 * u128::from(TOKEN)
+    );
+    client
+        .execute(
+            &alice,
+            Operation::Transfer {
+                to: mallory.id(),
+                amount: TOKEN,
+            },
+        )
+        .await
+        .expect("nonces carry on after the restart");
+    coordinator.stop().await;
 }

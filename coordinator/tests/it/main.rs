@@ -3,5 +3,6 @@ mod bad_input;
 mod binary;
 mod e2e;
 mod failover;
+mod faults;
 mod ledger;
 mod support;

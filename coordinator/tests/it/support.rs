@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dualrig_client::DualrigClient;
+use dualrig_coordinator::ledger::Ledger;
 use dualrig_coordinator::{Config, Coordinator};
 use dualrig_worker::{Worker, WorkerConfig};
 use tokio::sync::oneshot;
@@ -94,9 +96,11 @@ pub fn probe_video(path: &Path) -> (u64, u32, u32) {
     )
 }
 
-/// Settings for fast tests: short waits, quick heartbeats.
+/// Settings for fast tests: short waits, quick heartbeats, and every attached worker eligible
+/// whatever its stake (`min_stake = 0`).
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::local(data_dir.to_owned());
+    config.min_stake = 0;
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.worker_wait = Duration::from_secs(2);
     config.job_timeout = Duration::from_secs(120);
@@ -107,17 +111,28 @@ pub fn test_config(data_dir: &Path) -> Config {
 pub struct RunningCoordinator {
     pub url: String,
     pub addr: std::net::SocketAddr,
+    /// The coordinator's own ledger handle, for checks no client can make.
+    pub ledger: Arc<Ledger>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    /// Held so the data dir lives as long as the coordinator (when the coordinator made it).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl RunningCoordinator {
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = test_config(dir.path());
+        let mut running = Self::start_at(dir.path(), tweak).await;
+        running.dir = Some(dir);
+        running
+    }
+
+    /// A coordinator on `data_dir`, which outlives it: a later one on the same dir is a restart.
+    pub async fn start_at(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(data_dir);
         tweak(&mut config);
         let coordinator = Coordinator::bind(config).await.expect("coordinator binds");
+        let ledger = coordinator.ledger();
         let addr = coordinator.local_addr().expect("addr");
         let url = format!("http://{addr}");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -132,9 +147,10 @@ impl RunningCoordinator {
         Self {
             url,
             addr,
+            ledger,
             stop: Some(stop),
             task: Some(task),
-            _dir: dir,
+            dir: None,
         }
     }
 
@@ -154,6 +170,9 @@ impl RunningCoordinator {
                 .expect("coordinator shuts down with workers attached")
                 .expect("coordinator task");
         }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
     }
 }
 
@@ -166,8 +185,14 @@ pub struct RunningWorker {
 
 impl RunningWorker {
     pub async fn start(url: &str) -> Self {
+        Self::start_with(url, |_| {}).await
+    }
+
+    /// A worker whose settings `tweak` changes first.
+    pub async fn start_with(url: &str, tweak: impl FnOnce(&mut WorkerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = WorkerConfig::new(url, dir.path().to_owned());
+        let mut config = WorkerConfig::new(url, dir.path().to_owned());
+        tweak(&mut config);
         let worker = tokio::task::spawn_blocking(move || Worker::prepare(config))
             .await
             .expect("prepare task")
@@ -209,4 +234,13 @@ pub async fn wait_for_workers(client: &DualrigClient, n: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("coordinator never listed {n} workers");
+}
+
+/// Writes a genesis file that gives each account its balance in base units.
+pub fn write_genesis(path: &Path, accounts: &[(dualrig_proto::identity::PublicId, u64)]) {
+    let text: String = accounts
+        .iter()
+        .map(|(id, balance)| format!("[[accounts]]\nid = \"{id}\"\nbalance = {balance}\n\n"))
+        .collect();
+    std::fs::write(path, text).expect("write genesis");
 }

@@ -1,5 +1,6 @@
 //! Tests of dualrig-media against real video made with the ffmpeg CLI, with ffprobe as a second opinion.
 mod cli;
+mod content;
 mod encoders;
 mod inspect;
 mod segments;

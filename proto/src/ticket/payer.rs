@@ -6,8 +6,8 @@ use crate::identity::Identity;
 /// Numbers and signs a sender's tickets.
 ///
 /// One counter serves every params: a nonce never repeats for this payer, so it is new under every
-/// `recipient_rand_hash`. A new payer starts at a random point in the upper half of the u64 range
-/// (`starting_at` fixes it) so a restarted sender does not replay nonces it already used.
+/// `recipient_rand_hash`. A new payer starts at a random multiple of 2^32 (`starting_at` fixes it), so
+/// a restarted sender is unlikely to land on nonces it already used under params still live.
 #[derive(Debug, Clone)]
 pub struct TicketPayer {
     next_nonce: u64,

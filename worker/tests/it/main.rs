@@ -1,3 +1,4 @@
 //! Integration tests of dualrig-worker: real kernels on a real (or software) adapter, real binaries.
+mod bench;
 mod hash;
 mod shaders;
