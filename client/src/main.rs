@@ -279,3 +279,36 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_and_subcommands_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ledger_commands_parse_tokens_and_ids() {
+        let worker_id = Identity::from_secret([5; 32]).id();
+        let id = worker_id.to_hex();
+        let cli =
+            Cli::try_parse_from(["dualrig", "stake", "delegate", &id, "1.5"]).expect("parses");
+        match cli.command {
+            Command::Stake(StakeCommand::Delegate { worker, amount }) => {
+                assert_eq!(worker, worker_id);
+                assert_eq!(amount, 1_500_000);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["dualrig", "deposit", "1.0000001"]).is_err());
+        assert!(Cli::try_parse_from(["dualrig", "deposit", "99999999999999999"]).is_err());
+        assert!(Cli::try_parse_from(["dualrig", "transfer", "abc", "1"]).is_err());
+        // 32 bytes, but not a point on the curve.
+        let not_a_key = "ab".repeat(32);
+        assert!(Cli::try_parse_from(["dualrig", "transfer", &not_a_key, "1"]).is_err());
+    }
+}

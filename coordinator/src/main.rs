@@ -159,3 +159,32 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_consistent_and_reach_the_config() {
+        Args::command().debug_assert();
+        let config = Args::try_parse_from([
+            "dualrig-coordinator",
+            "--round-secs",
+            "2.5",
+            "--min-stake",
+            "0",
+            "--slash-fraction-ppm",
+            "50000",
+            "--suspend-rounds",
+            "3",
+        ])
+        .expect("parses")
+        .into_config()
+        .expect("valid");
+        assert_eq!(config.round, std::time::Duration::from_millis(2500));
+        assert_eq!((config.min_stake, config.suspend_rounds), (0, 3));
+        assert_eq!(config.slash_fraction_ppm, 50_000);
+    }
+}

@@ -52,3 +52,56 @@ pub fn read(
     }
     Ok(stakes)
 }
+
+#[cfg(test)]
+mod tests {
+    use dualrig_proto::identity::Identity;
+
+    use super::*;
+    use crate::ledger::{
+        Genesis, GenesisAccount, LedgerConfig, Operation, SignedRequest, SlashFraction,
+    };
+
+    #[test]
+    fn attached_workers_below_the_minimum_or_suspended_are_seen_as_such() {
+        let (rich, poor, cheat) = (
+            Identity::from_secret([1; 32]),
+            Identity::from_secret([2; 32]),
+            Identity::from_secret([3; 32]),
+        );
+        let genesis = Genesis::new(
+            [&rich, &poor, &cheat]
+                .iter()
+                .map(|k| GenesisAccount {
+                    id: k.id(),
+                    balance: 10_000_000,
+                })
+                .collect(),
+        )
+        .expect("genesis");
+        let config = LedgerConfig {
+            min_stake: 1_000_000,
+            ..LedgerConfig::default()
+        };
+        let ledger = Ledger::open_in_memory(config, &genesis).expect("ledger");
+        for (key, amount) in [(&rich, 5_000_000), (&poor, 10), (&cheat, 2_000_000)] {
+            ledger
+                .execute(&SignedRequest::sign(key, 1, &Operation::Bond { amount }))
+                .expect("bond");
+        }
+        ledger
+            .slash(
+                &cheat.id(),
+                SlashFraction::from_ppm(500_000).expect("half"),
+                b"evidence",
+            )
+            .expect("slash");
+        let unknown = PublicId([9; 32]);
+        let view = read(&ledger, &[poor.id(), cheat.id(), unknown]).expect("read");
+        let staked = |stake, suspended| StakeView { stake, suspended };
+        assert_eq!(view[&rich.id()], staked(5_000_000, false));
+        assert_eq!(view[&poor.id()], staked(10, false));
+        assert_eq!(view[&cheat.id()], staked(1_000_000, true));
+        assert_eq!(view[&unknown], staked(0, false));
+    }
+}

@@ -29,15 +29,19 @@ pub fn transcode_tampered(
     out_dir: &Path,
     tamper: Tamper,
 ) -> Result<Vec<RenditionOutput>, MediaError> {
-    transcode_edited(input, profiles, encoder, out_dir, &mut |index, source| {
-        match tamper {
+    transcode_edited(
+        input,
+        profiles,
+        encoder,
+        out_dir,
+        &mut |index, source| match tamper {
             Tamper::Blank => Some(painted(&source, |_, _| 16)),
             Tamper::OtherPicture => Some(painted(&source, |x, y| {
                 ((x + y + 8 * index as usize) % 256) as u8
             })),
             Tamper::DropEveryNth(n) => (n == 0 || (index + 1) % n != 0).then_some(source),
-        }
-    })
+        },
+    )
 }
 
 /// A new frame of `like`'s format, size and pts whose luma is `luma(x, y)` and whose chroma is neutral.

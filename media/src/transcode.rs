@@ -65,7 +65,9 @@ pub fn transcode_segment(
     encoder: &EncoderSelection,
     out_dir: &Path,
 ) -> Result<Vec<RenditionOutput>, MediaError> {
-    transcode_edited(input, profiles, encoder, out_dir, &mut |_, frame| Some(frame))
+    transcode_edited(input, profiles, encoder, out_dir, &mut |_, frame| {
+        Some(frame)
+    })
 }
 
 /// [`transcode_segment`] with every decoded source frame (numbered from 0 in presentation order) passed

@@ -104,7 +104,7 @@ pub enum ProofError {
     #[error(
         "proof for chunk {index} does not hash to blob {root}: the chunk or a sibling is wrong"
     )]
-    RootMismatch { index: u64, root: String },
+    RootMismatch { index: u64, root: blake3::Hash },
     #[error("outboard is not usable: {0}")]
     Outboard(&'static str),
     #[error("outboard has no parent node {pre_order} (it holds {parents})")]
@@ -254,7 +254,7 @@ impl ChunkProof {
         } else {
             Err(ProofError::RootMismatch {
                 index: self.index,
-                root: root.to_hex().to_string(),
+                root: *root,
             })
         }
     }

@@ -79,7 +79,15 @@ pub fn run_transcode(
 
     #[cfg(feature = "fault-injection")]
     if let Some(fault) = _injection.0 {
-        return faulty::run(job, fault, &input, &profiles, encoder, identity, work.path());
+        return faulty::run(
+            job,
+            fault,
+            &input,
+            &profiles,
+            encoder,
+            identity,
+            work.path(),
+        );
     }
     let outputs = dualrig_media::transcode_segment(&input, &profiles, encoder, work.path())?;
     let renditions = read_renditions(&outputs)?;

@@ -104,3 +104,31 @@ async fn a_forged_signature_is_refused() {
 async fn a_stalled_job_moves_on_after_the_job_timeout() {
     cheat_is_caught_and_the_job_redone(Fault::Stall, Duration::from_secs(4)).await;
 }
+
+/// The control for the two content-check tests: with the content check off, blank renditions pass the
+/// structural check, so it is the content check that refuses them above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_the_content_check_blank_renditions_get_through() {
+    let media = tempfile::tempdir().expect("tempdir");
+    let segment = std::fs::read(make_clip(media.path(), "seg.ts", 2, "640x360")).expect("clip");
+    let coordinator = RunningCoordinator::start(|c| {
+        c.content_check_share = 0.0;
+        c.content_check_first_jobs = 0;
+    })
+    .await;
+    let client = coordinator.client().await;
+    let cheat = RunningWorker::start_with(&coordinator.url, |c| c.fault = Some(Fault::Blank)).await;
+    wait_for_workers(&client, 1).await;
+    let profiles = Profile::parse_list("240p").expect("ladder");
+    let response = tokio::time::timeout(
+        Duration::from_secs(120),
+        client.transcode_segment(segment, &profiles, "unchecked"),
+    )
+    .await
+    .expect("nothing hangs")
+    .expect("the structural check alone accepts it");
+    assert_eq!(response.worker_id, cheat.id.as_bytes().to_vec());
+    assert_eq!(response.attempts, 1);
+    cheat.kill().await;
+    coordinator.stop().await;
+}

@@ -89,7 +89,12 @@ fn half_second_swap() -> String {
 fn an_honest_rendition_passes_and_blank_or_other_video_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let source = generated(dir.path(), "bars", &["testsrc2=size=640x360:rate=30"], None);
-    let other = generated(dir.path(), "pan", &["mandelbrot=size=640x360:rate=30"], None);
+    let other = generated(
+        dir.path(),
+        "pan",
+        &["mandelbrot=size=640x360:rate=30"],
+        None,
+    );
     let p240 = Profile::standard("240p").expect("240p");
     let ladder = [p240.clone()];
     let good = &honest(dir.path(), &source, "bars", &ladder)[0];
@@ -105,7 +110,10 @@ fn an_honest_rendition_passes_and_blank_or_other_video_fails() {
     let honest_score = score(&source, good, &p240, 4);
     assert_eq!(honest_score.frames.len(), 4);
     assert!(
-        honest_score.frames.windows(2).all(|w| w[0].index < w[1].index),
+        honest_score
+            .frames
+            .windows(2)
+            .all(|w| w[0].index < w[1].index),
         "{honest_score:?}"
     );
     honest_score
@@ -117,10 +125,26 @@ fn an_honest_rendition_passes_and_blank_or_other_video_fails() {
             .check("240p", CONTENT_THRESHOLD_DB)
             .expect_err("a cheat fails");
         assert!(matches!(err, VerifyError::Content { .. }), "{err}");
-        assert!(err.to_string().contains("does not show its source"), "{err}");
+        assert!(
+            err.to_string().contains("does not show its source"),
+            "{err}"
+        );
     }
     // The same seed samples the same frames.
     assert_eq!(score(&source, good, &p240, 4), honest_score);
+}
+
+#[test]
+fn a_rendition_at_its_own_frame_rate_is_compared_with_the_nearest_source_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = generated(dir.path(), "bars", &["testsrc2=size=640x360:rate=30"], None);
+    let mut p240 = Profile::standard("240p").expect("240p");
+    p240.fps = 24;
+    let converted = &honest(dir.path(), &source, "bars24", std::slice::from_ref(&p240))[0];
+    let s = score(&source, converted, &p240, 6);
+    assert_eq!(s.frames.len(), 6);
+    s.check("240p", CONTENT_THRESHOLD_DB)
+        .expect("an honest converted rendition passes");
 }
 
 #[test]
