@@ -293,6 +293,30 @@ mod tests {
     }
 
     #[test]
+    fn the_content_check_share_comes_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "content_check_share = 0.25\ncontent_check_first_jobs = 5\n",
+        )
+        .expect("write");
+        let mut config = Config::local(dir.path().into());
+        assert_eq!(
+            (config.content_check_share, config.content_check_first_jobs),
+            (0.1, 3)
+        );
+        config
+            .merge_file(FileConfig::load(&path).expect("parse"))
+            .expect("merge");
+        assert_eq!(
+            (config.content_check_share, config.content_check_first_jobs),
+            (0.25, 5)
+        );
+        config.validate().expect("valid");
+    }
+
+    #[test]
     fn nonsense_is_refused() {
         let mut config = Config::local("/tmp/x".into());
         config.max_attempts = 0;

@@ -59,6 +59,12 @@ struct Args {
     /// Share of stake a failed verification slashes, in parts per million.
     #[arg(long, env = "DUALRIG_SLASH_FRACTION_PPM")]
     slash_fraction_ppm: Option<u32>,
+    /// Share of jobs, from 0 to 1, whose renditions also get the content check (default 0.1).
+    #[arg(long, env = "DUALRIG_CONTENT_CHECK_SHARE")]
+    content_check_share: Option<f64>,
+    /// A worker's first this many jobs always get the content check (default 3).
+    #[arg(long, env = "DUALRIG_CONTENT_CHECK_FIRST_JOBS")]
+    content_check_first_jobs: Option<u64>,
 }
 
 impl Args {
@@ -111,6 +117,12 @@ impl Args {
         }
         if let Some(v) = self.slash_fraction_ppm {
             config.slash_fraction_ppm = v;
+        }
+        if let Some(v) = self.content_check_share {
+            config.content_check_share = v;
+        }
+        if let Some(v) = self.content_check_first_jobs {
+            config.content_check_first_jobs = v;
         }
         config.validate()?;
         Ok(config)

@@ -20,9 +20,9 @@ mod inspect;
 mod ladder;
 mod mux;
 mod segment;
+mod sessions;
 #[cfg(feature = "fault-injection")]
 mod tamper;
-mod sessions;
 mod transcode;
 mod vaapi;
 
@@ -38,9 +38,9 @@ pub use error::{MediaError, VerifyError};
 pub use inspect::{StreamInfo, inspect, verify_rendition};
 pub use ladder::KEYFRAME_INTERVAL_SECS;
 pub use segment::{Segment, segment_file_name, split_segments};
+pub use sessions::probe_sessions;
 #[cfg(feature = "fault-injection")]
 pub use tamper::{Tamper, transcode_tampered};
-pub use sessions::probe_sessions;
 pub use transcode::{RenditionOutput, rendition_file_name, transcode_segment};
 
 /// Sets FFmpeg up once per process: registers what needs registering and routes FFmpeg's own log
