@@ -16,6 +16,8 @@ pub struct LadderOptions {
     pub jobs: usize,
     /// Segment length the cutter aims for; cuts fall on the next keyframe.
     pub segment_secs: f64,
+    /// Pay each segment's worker with tickets; `None` asks for free work.
+    pub payment: Option<crate::Payment>,
 }
 
 impl Default for LadderOptions {
@@ -23,6 +25,7 @@ impl Default for LadderOptions {
         Self {
             jobs: 4,
             segment_secs: 2.0,
+            payment: None,
         }
     }
 }
@@ -83,6 +86,7 @@ pub async fn transcode_file(
         let profiles = Arc::clone(&profiles);
         let label = format!("{label}#{}", segment.index);
         let out_dir = out_dir.to_owned();
+        let payment = options.payment.clone();
         async move {
             let data = tokio::fs::read(&segment.path)
                 .await
@@ -90,7 +94,14 @@ pub async fn transcode_file(
                     "cannot read {}",
                     segment.path.display()
                 )))?;
-            let response = client.transcode_segment(data, &profiles, &label).await?;
+            let response = match &payment {
+                Some(payment) => {
+                    client
+                        .transcode_segment_paid(data, &profiles, &label, payment)
+                        .await?
+                }
+                None => client.transcode_segment(data, &profiles, &label).await?,
+            };
             let name = segment_name(segment.index);
             let mut sizes = Vec::with_capacity(response.renditions.len());
             for r in &response.renditions {

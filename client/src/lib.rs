@@ -11,10 +11,11 @@ pub mod ladder;
 use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::ledger_request::{Operation, SignedRequest};
 use dualrig_proto::profile::Profile;
+use dualrig_proto::ticket::{TicketParams, TicketPayer};
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 use dualrig_proto::v1::{
-    AccountInfo, AccountRequest, LedgerReceipt, LedgerRequest, ListWorkersRequest, TranscodeHeader,
-    TranscodeResponse, TranscodeUpload, WorkerInfo, transcode_upload,
+    AccountInfo, AccountRequest, LedgerReceipt, LedgerRequest, ListWorkersRequest, QuoteRequest,
+    TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerInfo, transcode_upload,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -58,6 +59,34 @@ impl ClientError {
     }
 }
 
+/// How a client pays for its jobs: its key, the numbering of its tickets, and the most it pays per
+/// output pixel.
+/// Clones share the ticket numbering.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub sender: std::sync::Arc<Identity>,
+    pub payer: std::sync::Arc<std::sync::Mutex<TicketPayer>>,
+    pub max_price: Option<u64>,
+}
+
+impl Payment {
+    /// Pays as `sender` with a fresh ticket numbering.
+    pub fn new(sender: Identity, max_price: Option<u64>) -> Self {
+        Self {
+            sender: std::sync::Arc::new(sender),
+            payer: std::sync::Arc::default(),
+            max_price,
+        }
+    }
+}
+
+/// Frames in a segment, counted by decoding its header the way the coordinator inspects it.
+fn segment_frames(segment: &[u8]) -> Result<u64, ClientError> {
+    let mut file = tempfile::NamedTempFile::new().map_err(ClientError::io("staging a segment"))?;
+    std::io::Write::write_all(&mut file, segment).map_err(ClientError::io("staging a segment"))?;
+    Ok(dualrig_media::inspect(file.path())?.frames)
+}
+
 /// A connection to one coordinator. Cheap to clone: clones share the connection.
 #[derive(Debug, Clone)]
 pub struct DualrigClient {
@@ -95,10 +124,87 @@ impl DualrigClient {
             profiles: profiles.iter().map(Profile::to_wire).collect(),
             segment_size: segment.len() as u64,
             label: label.to_owned(),
+            ..TranscodeHeader::default()
         };
         let response = self.transcode_raw(header, segment).await?;
         check_response(&response, profiles)?;
         Ok(response)
+    }
+
+    /// Like [`Self::transcode_segment`], paying the worker with tickets from `payer`, signed by
+    /// `sender`: a Quote draws the worker and gives its params, the job's units (output pixels:
+    /// `Σ width × height × frames`, frames counted here) set how many tickets, and the header carries
+    /// them. A quoted worker that cannot finish the job costs a new quote (`Aborted`), tried once
+    /// more. `max_price` refuses a worker asking more per output pixel.
+    pub async fn transcode_segment_paid(
+        &self,
+        segment: Vec<u8>,
+        profiles: &[Profile],
+        label: &str,
+        payment: &Payment,
+    ) -> Result<TranscodeResponse, ClientError> {
+        let staged = segment.clone();
+        let frames = tokio::task::spawn_blocking(move || segment_frames(&staged))
+            .await
+            .map_err(|e| ClientError::Unverified(format!("frame count crashed: {e}")))??;
+        let units = profiles
+            .iter()
+            .map(|p| u64::from(p.width) * u64::from(p.height))
+            .fold(0u64, u64::saturating_add)
+            .saturating_mul(frames);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut api = self.api.clone();
+            let quote = api
+                .quote(QuoteRequest {
+                    profiles: profiles.iter().map(Profile::to_wire).collect(),
+                    segment_size: segment.len() as u64,
+                })
+                .await?
+                .into_inner();
+            let params = quote
+                .params
+                .as_ref()
+                .ok_or_else(|| ClientError::Unverified("quote carries no ticket params".into()))
+                .and_then(|p| {
+                    TicketParams::try_from(p).map_err(|e| ClientError::Unverified(e.to_string()))
+                })?;
+            if params.recipient.as_bytes()[..] != quote.worker_id[..] {
+                return Err(ClientError::Unverified(
+                    "quoted params are not the quoted worker's".into(),
+                ));
+            }
+            if let Some(max) = payment.max_price
+                && params.price_per_unit > max
+            {
+                return Err(ClientError::Unverified(format!(
+                    "worker asks {} per output pixel, above --max-price {max}",
+                    params.price_per_unit
+                )));
+            }
+            let tickets = payment
+                .payer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pay_for_units(&payment.sender, &params, units)
+                .map_err(|e| ClientError::Unverified(format!("cannot pay: {e}")))?;
+            let header = TranscodeHeader {
+                profiles: profiles.iter().map(Profile::to_wire).collect(),
+                segment_size: segment.len() as u64,
+                label: label.to_owned(),
+                quote_id: quote.quote_id,
+                payment: tickets.iter().map(Into::into).collect(),
+            };
+            match self.transcode_raw(header, segment.clone()).await {
+                Err(e) if e.code() == Some(tonic::Code::Aborted) && tries < 2 => continue,
+                Err(e) => return Err(e),
+                Ok(response) => {
+                    check_response(&response, profiles)?;
+                    return Ok(response);
+                }
+            }
+        }
     }
 
     /// Uploads a header and bytes as given, with no checks: for tools and tests that need to send what a

@@ -48,6 +48,12 @@ enum Command {
         /// Target segment length in seconds (cuts fall on keyframes).
         #[arg(long, default_value_t = 2.0)]
         segment_secs: f64,
+        /// Pay each segment's worker with tickets signed by --key.
+        #[arg(long)]
+        pay: bool,
+        /// Most base units per output pixel to pay a worker; implies --pay.
+        #[arg(long)]
+        max_price: Option<u64>,
     },
     /// List the workers connected to the coordinator.
     Workers,
@@ -158,6 +164,8 @@ async fn main() -> anyhow::Result<()> {
             profiles,
             jobs,
             segment_secs,
+            pay,
+            max_price,
         } => {
             let profiles = Profile::parse_list(&profiles)?;
             anyhow::ensure!(
@@ -173,7 +181,16 @@ async fn main() -> anyhow::Result<()> {
                 .progress_chars("=> "),
             );
             bar.set_message(format!("transcoding {}", input.display()));
-            let options = LadderOptions { jobs, segment_secs };
+            let payment = if pay || max_price.is_some() {
+                Some(dualrig_client::Payment::new(load_key(cli.key)?, max_price))
+            } else {
+                None
+            };
+            let options = LadderOptions {
+                jobs,
+                segment_secs,
+                payment,
+            };
             let summary = dualrig_client::transcode_file(
                 &client,
                 &input,

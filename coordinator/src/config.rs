@@ -46,6 +46,7 @@ pub struct FileConfig {
     pub slash_fraction_ppm: Option<u32>,
     pub content_check_share: Option<f64>,
     pub content_check_first_jobs: Option<u64>,
+    pub require_payment: Option<bool>,
 }
 
 impl FileConfig {
@@ -93,6 +94,9 @@ pub struct Config {
     pub content_check_share: f64,
     /// A worker's first this many verified jobs always get the content check.
     pub content_check_first_jobs: u64,
+    /// Refuse jobs that come without a quote and tickets (operators set it; local runs default to
+    /// free work).
+    pub require_payment: bool,
 }
 
 /// Default share of stake slashed for a failed verification: 10 %.
@@ -120,6 +124,7 @@ impl Config {
             slash_fraction_ppm: DEFAULT_SLASH_FRACTION_PPM,
             content_check_share: 0.1,
             content_check_first_jobs: 3,
+            require_payment: false,
         }
     }
 
@@ -190,6 +195,9 @@ impl Config {
         }
         if let Some(v) = file.content_check_first_jobs {
             self.content_check_first_jobs = v;
+        }
+        if let Some(v) = file.require_payment {
+            self.require_payment = v;
         }
         Ok(())
     }

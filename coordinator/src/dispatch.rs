@@ -30,6 +30,19 @@ pub struct JobSpec {
     pub segment: Bytes,
     pub source: StreamInfo,
     pub profiles: Vec<Profile>,
+    /// Output pixels the job produces (what a payment must cover).
+    pub units: u64,
+    /// The ledger's round, for the worker's ticket checks.
+    pub round: u64,
+    /// The quoted worker and the client's tickets for it; `None` for free work.
+    pub payment: Option<JobPayment>,
+}
+
+/// A paid job goes to the worker its quote drew, and to that worker only: the tickets name it.
+#[derive(Debug, Clone)]
+pub struct JobPayment {
+    pub worker: PublicId,
+    pub tickets: Vec<dualrig_proto::v1::SignedTicket>,
 }
 
 /// A result that passed verification.
@@ -66,11 +79,39 @@ impl JobDispatcher {
             segment: spec.segment.clone(),
             profiles: spec.profiles.iter().map(Profile::to_wire).collect(),
             deadline_unix_ms: unix_ms_after(self.config.job_timeout),
+            payment: spec
+                .payment
+                .as_ref()
+                .map(|p| p.tickets.clone())
+                .unwrap_or_default(),
+            units: spec.units,
+            round: spec.round,
         };
+        let paid_to = spec.payment.as_ref().map(|p| p.worker);
         let spec = Arc::new(spec);
-        let mut excluded = HashSet::new();
+        // A paid job may only go to its payee; a free one only to workers that work for free.
+        let mut excluded: HashSet<PublicId> = match paid_to {
+            Some(payee) => self
+                .pool
+                .attached()
+                .into_iter()
+                .filter(|w| *w != payee)
+                .collect(),
+            None => self.pool.priced_workers(),
+        };
         let mut reasons: Vec<String> = Vec::new();
+        let mut tried = 0u32;
         for attempt in 1..=self.config.max_attempts {
+            if attempt > 1
+                && let Some(payee) = paid_to
+            {
+                return Err(CoordinatorError::QuoteLost(format!(
+                    "job {} was paid to worker {}, which could not finish it ({}); ask for a new quote and pay again",
+                    spec.job_id,
+                    payee.short(),
+                    reasons.join("; ")
+                )));
+            }
             let assignment = match self.assign(&job, needs, &excluded).await {
                 Ok(a) => a,
                 Err(shortage) if reasons.is_empty() => {
@@ -86,6 +127,7 @@ impl JobDispatcher {
                 }
             };
             let worker = assignment.worker;
+            tried += 1;
             metrics::bytes_out("job", job.segment.len());
             info!(job = %spec.job_id, attempt, worker = %worker.short(), "job assigned");
             let outcome = tokio::time::timeout(self.config.job_timeout, assignment.outcome).await;
@@ -113,6 +155,14 @@ impl JobDispatcher {
                         }
                     }
                 }
+                Ok(Ok(AttemptOutcome::PaymentRefused(why))) => {
+                    // The client's payment, not the worker, is at fault: no retry, no penalty.
+                    metrics::attempt("payment_refused");
+                    return Err(CoordinatorError::Payment(format!(
+                        "worker {} refused the job's payment: {why}",
+                        worker.short()
+                    )));
+                }
                 Ok(Ok(AttemptOutcome::Failed(why))) => {
                     metrics::attempt("worker_error");
                     format!("worker {} failed: {why}", worker.short())
@@ -137,7 +187,7 @@ impl JobDispatcher {
         }
         Err(CoordinatorError::Exhausted {
             job_id: spec.job_id.clone(),
-            attempts: excluded.len() as u32,
+            attempts: tried,
             reasons: reasons.join("; "),
         })
     }

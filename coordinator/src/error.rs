@@ -37,6 +37,12 @@ pub enum CoordinatorError {
     Io(#[from] std::io::Error),
     #[error("coordinator is shutting down")]
     ShuttingDown,
+    /// The job's payment does not pay the worker it goes to (missing, short, or refused by it).
+    #[error("{0}")]
+    Payment(String),
+    /// A paid job whose quoted worker cannot run it; the client asks for a new quote.
+    #[error("{0}")]
+    QuoteLost(String),
 }
 
 impl From<CoordinatorError> for Status {
@@ -56,6 +62,8 @@ impl From<CoordinatorError> for Status {
                 Status::unauthenticated(msg)
             }
             CoordinatorError::Io(_) => Status::internal(msg),
+            CoordinatorError::Payment(_) => Status::failed_precondition(msg),
+            CoordinatorError::QuoteLost(_) => Status::aborted(msg),
         }
     }
 }

@@ -18,6 +18,8 @@ pub const LEDGER_ROUND: &str = "dualrig_ledger_round";
 pub const SLASHES: &str = "dualrig_slashes_total";
 pub const SLASHED_UNITS: &str = "dualrig_slashed_units_total";
 pub const SUSPENSIONS: &str = "dualrig_suspensions_total";
+pub const PAYMENTS: &str = "dualrig_payments_total";
+pub const PAID_VALUE: &str = "dualrig_paid_expected_value_total";
 
 /// Starts the Prometheus endpoint on `addr` and describes every metric.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
@@ -35,6 +37,11 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
 }
 
 fn describe() {
+    describe_counter!(PAYMENTS, "Job payments checked at upload, by outcome");
+    describe_counter!(
+        PAID_VALUE,
+        "Expected value of the tickets of accepted job payments"
+    );
     describe_counter!(JOBS, "Transcode jobs finished, by outcome");
     describe_histogram!(
         JOB_SECONDS,
@@ -109,4 +116,9 @@ pub fn slashed(units: u64) {
 
 pub fn suspended() {
     counter!(SUSPENSIONS).increment(1);
+}
+
+pub fn payment(outcome: &'static str, expected_value: u64) {
+    counter!(PAYMENTS, "outcome" => outcome).increment(1);
+    counter!(PAID_VALUE).increment(expected_value);
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use dualrig_proto::identity::{PublicId, registration_message};
 use dualrig_proto::v1::{
-    CancelJob, Capabilities, JobResult, TranscodeJob, WorkerCommand, WorkerInfo, worker_command,
+    CancelJob, Capabilities, JobResult, TicketParams, TranscodeJob, WorkerCommand, WorkerInfo,
+    worker_command,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -46,6 +47,9 @@ pub type CommandReceiver = mpsc::Receiver<Result<WorkerCommand, Status>>;
 pub enum AttemptOutcome {
     Result(Box<JobResult>),
     Failed(String),
+    /// The worker refused the job's payment: not its fault, so neither its score nor its failure
+    /// count moves.
+    PaymentRefused(String),
     WorkerLost,
 }
 
@@ -366,6 +370,61 @@ impl WorkerPool {
         self.changed.notify_waiters();
     }
 
+    /// Replaces the ticket params a worker published (after a win retired the old ones).
+    pub fn set_ticket_params(&self, id: PublicId, connection: u64, params: TicketParams) {
+        let mut state = self.lock();
+        if let Some(w) = state.workers.get_mut(&id)
+            && w.connection == connection
+        {
+            w.capabilities.ticket_params = Some(params);
+        }
+    }
+
+    /// Attached workers that charge for their work (a price above zero).
+    pub fn priced_workers(&self) -> HashSet<PublicId> {
+        self.lock()
+            .workers
+            .iter()
+            .filter(|(_, w)| {
+                w.capabilities
+                    .ticket_params
+                    .as_ref()
+                    .is_some_and(|p| p.price_per_unit > 0)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The ticket params a worker attached now publishes, if any.
+    pub fn ticket_params(&self, id: &PublicId) -> Option<TicketParams> {
+        self.lock()
+            .workers
+            .get(id)
+            .and_then(|w| w.capabilities.ticket_params.clone())
+    }
+
+    /// Draws the worker a paid job will go to, weighted like an assignment (`stake × score`), among
+    /// attached workers big enough for it, busy or not: the job queues behind the worker's others.
+    pub fn draw_for_quote(&self, needs: Requirements) -> Option<PublicId> {
+        let mut state = self.lock();
+        let mut eligible: Vec<Candidate> = state
+            .workers
+            .iter()
+            .filter(|(_, w)| {
+                needs.width <= w.capabilities.max_width && needs.height <= w.capabilities.max_height
+            })
+            .filter_map(|(id, _)| {
+                Some(Candidate {
+                    worker: *id,
+                    stake: state.weight_stake(id, self.min_stake)?,
+                    score: state.score(id),
+                })
+            })
+            .collect();
+        eligible.sort_by(|a, b| a.worker.as_bytes().cmp(b.worker.as_bytes()));
+        draw_weighted(&eligible, &mut state.rng).map(|c| c.worker)
+    }
+
     /// Sets how many jobs a worker takes at once.
     pub fn set_capacity(&self, id: PublicId, connection: u64, sessions: u32) {
         let mut state = self.lock();
@@ -400,7 +459,10 @@ impl WorkerPool {
         };
         if let Some(w) = state.workers.get_mut(&id) {
             w.in_flight.remove(job_id);
-            if !matches!(outcome, AttemptOutcome::Result(_)) {
+            if !matches!(
+                outcome,
+                AttemptOutcome::Result(_) | AttemptOutcome::PaymentRefused(_)
+            ) {
                 w.jobs_failed += 1;
             }
         }

@@ -11,8 +11,9 @@ use dualrig_proto::profile::ladder_from_wire;
 use dualrig_proto::v1::coordinator_server::Coordinator as CoordinatorApi;
 use dualrig_proto::v1::{
     AccountInfo, AccountRequest, HelloRequest, HelloResponse, LedgerReceipt, LedgerRequest,
-    ListWorkersRequest, ListWorkersResponse, RegisterRequest, RegisterResponse, TranscodeHeader,
-    TranscodeResponse, TranscodeUpload, WorkerCommand, WorkerEvent, transcode_upload, worker_event,
+    ListWorkersRequest, ListWorkersResponse, QuoteRequest, QuoteResponse, RegisterRequest,
+    RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand,
+    WorkerEvent, transcode_upload, worker_event,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,11 +21,14 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
-use crate::dispatch::{JobDispatcher, JobSpec};
+use crate::dispatch::{JobDispatcher, JobPayment, JobSpec};
 use crate::error::CoordinatorError;
 use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
-use crate::pool::{AttemptOutcome, WorkerPool};
+use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
+
+/// How long a quote holds its draw.
+const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug)]
 pub struct CoordinatorService {
@@ -34,6 +38,8 @@ pub struct CoordinatorService {
     ledger: Arc<Ledger>,
     dispatcher: JobDispatcher,
     next_job: AtomicU64,
+    /// Open quotes: id → (drawn worker, when).
+    quotes: std::sync::Mutex<std::collections::HashMap<String, (PublicId, Instant)>>,
 }
 
 impl CoordinatorService {
@@ -54,6 +60,7 @@ impl CoordinatorService {
             pool,
             ledger,
             next_job: AtomicU64::new(1),
+            quotes: std::sync::Mutex::default(),
         }
     }
 
@@ -157,6 +164,15 @@ impl CoordinatorService {
             "segment accepted"
         );
 
+        let units = job_units(&profiles, source.frames);
+        let payment = self.payment_for(&header, units)?;
+        let round = match self.ledger.call(|l| l.round()).await {
+            Ok(round) => round,
+            Err(e) => {
+                warn!(error = %e, "cannot read the ledger round; the job goes out without it");
+                0
+            }
+        };
         let verified = self
             .dispatcher
             .run(JobSpec {
@@ -164,6 +180,9 @@ impl CoordinatorService {
                 segment,
                 source,
                 profiles,
+                units,
+                round,
+                payment,
             })
             .await?;
         let bytes: usize = verified
@@ -182,6 +201,133 @@ impl CoordinatorService {
             attempts: verified.attempts,
         })
     }
+}
+
+impl CoordinatorService {
+    /// Checks a job's payment against its quote and its size before any worker sees it: the quote
+    /// must be open, and the tickets' expected values must cover the quoted worker's price for
+    /// `units`. The worker checks the tickets themselves again.
+    fn payment_for(
+        &self,
+        header: &TranscodeHeader,
+        units: u64,
+    ) -> Result<Option<JobPayment>, CoordinatorError> {
+        let checked = self.check_payment(header, units);
+        match &checked {
+            Ok(Some((_, offered))) => metrics::payment("accepted", *offered),
+            Ok(None) => {}
+            Err(CoordinatorError::QuoteLost(_)) => metrics::payment("quote_lost", 0),
+            Err(_) => metrics::payment("refused", 0),
+        }
+        Ok(checked?.map(|(payment, _)| payment))
+    }
+
+    fn check_payment(
+        &self,
+        header: &TranscodeHeader,
+        units: u64,
+    ) -> Result<Option<(JobPayment, u64)>, CoordinatorError> {
+        if header.quote_id.is_empty() {
+            if self.config.require_payment {
+                return Err(CoordinatorError::Payment(format!(
+                    "this coordinator takes paid jobs only: call Quote, then send tickets covering the job's {units} units (output pixels) with its quote_id"
+                )));
+            }
+            return Ok(None);
+        }
+        let quoted = self
+            .quotes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&header.quote_id);
+        let Some((worker, _)) = quoted.filter(|(_, at)| at.elapsed() < QUOTE_TTL) else {
+            return Err(CoordinatorError::QuoteLost(format!(
+                "quote {} is unknown, used or expired; ask for a new quote",
+                header.quote_id
+            )));
+        };
+        let params = self
+            .pool
+            .ticket_params(&worker)
+            .and_then(|p| dualrig_proto::ticket::TicketParams::try_from(&p).ok())
+            .ok_or_else(|| {
+                CoordinatorError::QuoteLost(format!(
+                    "quoted worker {} is gone; ask for a new quote",
+                    worker.short()
+                ))
+            })?;
+        let mut offered = 0u64;
+        for wire in &header.payment {
+            let ticket = dualrig_proto::ticket::SignedTicket::try_from(wire)
+                .map_err(|e| CoordinatorError::Payment(format!("payment refused: {e}")))?;
+            if ticket.ticket.recipient != worker {
+                return Err(CoordinatorError::Payment(format!(
+                    "payment refused: a ticket is made out to {}, not the quoted worker {}",
+                    ticket.ticket.recipient.short(),
+                    worker.short()
+                )));
+            }
+            offered = offered.saturating_add(ticket.ticket.expected_value());
+        }
+        let covered = offered
+            .checked_div(params.price_per_unit)
+            .unwrap_or(u64::MAX);
+        if covered < units {
+            return Err(CoordinatorError::Payment(format!(
+                "payment covers {covered} units, job is {units} (price {} per output pixel)",
+                params.price_per_unit
+            )));
+        }
+        Ok(Some((
+            JobPayment {
+                worker,
+                tickets: header.payment.clone(),
+            },
+            offered,
+        )))
+    }
+
+    async fn quote(&self, request: QuoteRequest) -> Result<QuoteResponse, CoordinatorError> {
+        let profiles = ladder_from_wire(&request.profiles)?;
+        let needs = Requirements {
+            width: profiles.iter().map(|p| p.width).max().unwrap_or(0),
+            height: profiles.iter().map(|p| p.height).max().unwrap_or(0),
+        };
+        let worker = self.pool.draw_for_quote(needs).ok_or_else(|| {
+            CoordinatorError::NoWorker(
+                "no worker can take this ladder now; start a worker or retry later".into(),
+            )
+        })?;
+        let params = self.pool.ticket_params(&worker).unwrap_or_default();
+        let round = self
+            .ledger
+            .call(|l| l.round())
+            .await
+            .map_err(|e| CoordinatorError::NoWorker(format!("ledger unavailable: {e}")))?;
+        let quote_id = hex::encode(rand::random::<[u8; 16]>());
+        let mut quotes = self
+            .quotes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        quotes.retain(|_, (_, at)| at.elapsed() < QUOTE_TTL);
+        quotes.insert(quote_id.clone(), (worker, Instant::now()));
+        Ok(QuoteResponse {
+            quote_id,
+            worker_id: worker.as_bytes().to_vec(),
+            params: Some(params),
+            round,
+        })
+    }
+}
+
+/// A job's units of work: output pixels, `Σ width × height × frames` over its profiles, with the
+/// source's frame count.
+pub fn job_units(profiles: &[dualrig_proto::profile::Profile], frames: u64) -> u64 {
+    profiles
+        .iter()
+        .map(|p| u64::from(p.width) * u64::from(p.height))
+        .fold(0u64, u64::saturating_add)
+        .saturating_mul(frames)
 }
 
 impl CoordinatorError {
@@ -308,12 +454,15 @@ impl CoordinatorApi for CoordinatorService {
                             }
                         }
                         Some(worker_event::Event::Failure(f)) => {
-                            pool.complete(
-                                worker,
-                                connection,
-                                &f.job_id,
-                                AttemptOutcome::Failed(f.reason),
-                            );
+                            let outcome = if f.payment_refused {
+                                AttemptOutcome::PaymentRefused(f.reason)
+                            } else {
+                                AttemptOutcome::Failed(f.reason)
+                            };
+                            pool.complete(worker, connection, &f.job_id, outcome);
+                        }
+                        Some(worker_event::Event::Params(params)) => {
+                            pool.set_ticket_params(worker, connection, params)
                         }
                     }
                 }
@@ -353,6 +502,13 @@ impl CoordinatorApi for CoordinatorService {
             Err(e) => warn!(error = %e, "job not done"),
         });
         Ok(Response::new(outcome?))
+    }
+
+    async fn quote(
+        &self,
+        request: Request<QuoteRequest>,
+    ) -> Result<Response<QuoteResponse>, Status> {
+        Ok(Response::new(self.quote(request.into_inner()).await?))
     }
 
     async fn execute(

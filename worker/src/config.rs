@@ -23,6 +23,11 @@ pub struct WorkerConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// What clients pay this worker per output pixel; 0 works for free and takes no tickets.
+    pub price_per_unit: u64,
+    /// Face value of the worker's tickets, and one in how many wins.
+    pub ticket_face_value: u64,
+    pub ticket_win_prob_one_in: u64,
     /// Cheat on every job this way (`--fault`), for tests of verification.
     #[cfg(feature = "fault-injection")]
     pub fault: Option<crate::job::Fault>,
@@ -40,6 +45,9 @@ impl WorkerConfig {
             gpu_hash_share: 1.0,
             metrics_addr: None,
             max_backoff: Duration::from_secs(10),
+            price_per_unit: 0,
+            ticket_face_value: 1_000_000,
+            ticket_win_prob_one_in: 100,
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -47,6 +55,12 @@ impl WorkerConfig {
 
     pub fn key_path(&self) -> PathBuf {
         self.data_dir.join("worker.key")
+    }
+
+    /// The secret the worker's ticket params derive from; it outlives restarts so winning tickets
+    /// of params issued before one still redeem.
+    pub fn ticket_secret_path(&self) -> PathBuf {
+        self.data_dir.join("ticket.secret")
     }
 
     pub fn scratch_dir(&self) -> PathBuf {
@@ -65,6 +79,13 @@ impl WorkerConfig {
                 "--gpu-hash-share must be above 0 and at most 1 (got {})",
                 self.gpu_hash_share
             ));
+        }
+        if self.price_per_unit > 0
+            && (self.ticket_face_value == 0 || self.ticket_win_prob_one_in == 0)
+        {
+            return Err(
+                "--ticket-face-value and --ticket-win-prob-one-in must be above 0 when --price-per-unit is".into(),
+            );
         }
         if self.sessions == Some(0) {
             return Err("--sessions must be at least 1".into());

@@ -10,6 +10,7 @@ pub mod config;
 pub mod hash;
 pub mod job;
 pub mod metrics;
+pub mod payment;
 pub mod session;
 pub mod store;
 

@@ -40,6 +40,17 @@ enum Command {
         input: PathBuf,
         out_dir: PathBuf,
     },
+    /// Print what this worker has earned: its ledger balance (redeemed tickets land there) and stake.
+    Earnings {
+        #[arg(
+            long,
+            env = "DUALRIG_COORDINATOR",
+            default_value = "http://127.0.0.1:7300"
+        )]
+        coordinator: String,
+        #[arg(long, env = "DUALRIG_DATA_DIR", default_value = "dualrig-worker-data")]
+        data_dir: PathBuf,
+    },
     /// Print this worker's id (creating its key on first use).
     Id {
         #[arg(long, env = "DUALRIG_DATA_DIR", default_value = "dualrig-worker-data")]
@@ -81,6 +92,15 @@ struct RunArgs {
     /// Address to serve Prometheus metrics on (off when absent).
     #[arg(long, env = "DUALRIG_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Price per output pixel clients pay in tickets; 0 (the default) works for free.
+    #[arg(long, env = "DUALRIG_PRICE_PER_UNIT", default_value_t = 0)]
+    price_per_unit: u64,
+    /// Face value of this worker's tickets.
+    #[arg(long, default_value_t = 1_000_000)]
+    ticket_face_value: u64,
+    /// One ticket in this many wins.
+    #[arg(long, default_value_t = 100)]
+    ticket_win_prob_one_in: u64,
     /// Cheat on every job this way, to test that the coordinator catches it (fault-injection builds).
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_enum)]
@@ -95,6 +115,9 @@ impl RunArgs {
         config.gpu = self.gpu;
         config.gpu_hash_share = self.gpu_hash_share;
         config.metrics_addr = self.metrics_addr;
+        config.price_per_unit = self.price_per_unit;
+        config.ticket_face_value = self.ticket_face_value;
+        config.ticket_win_prob_one_in = self.ticket_win_prob_one_in;
         #[cfg(feature = "fault-injection")]
         {
             config.fault = self.fault;
@@ -133,6 +156,10 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(Command::Earnings {
+            coordinator,
+            data_dir,
+        }) => earnings(coordinator, &data_dir),
         Some(Command::Id { data_dir }) => {
             let identity =
                 dualrig_proto::identity::Identity::load_or_create(&data_dir.join("worker.key"))?;
@@ -140,6 +167,42 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn earnings(coordinator: String, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let key = data_dir.join("worker.key");
+    let identity = dualrig_proto::identity::Identity::load_or_create(&key)
+        .with_context(|| format!("worker key {}", key.display()))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let info = runtime.block_on(async {
+        let mut api =
+            dualrig_proto::v1::coordinator_client::CoordinatorClient::connect(coordinator.clone())
+                .await
+                .with_context(|| format!("cannot reach the coordinator at {coordinator}"))?;
+        let info = api
+            .account(dualrig_proto::v1::AccountRequest {
+                account: identity.id().as_bytes().to_vec(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("Account refused: {}", s.message()))?
+            .into_inner();
+        anyhow::Ok(info)
+    })?;
+    println!("worker   {}", identity.id());
+    println!(
+        "balance  {}",
+        dualrig_proto::amount::format_tokens(info.balance)
+    );
+    println!(
+        "bonded   {}",
+        dualrig_proto::amount::format_tokens(info.bonded_to_self)
+    );
+    println!(
+        "stake    {}",
+        dualrig_proto::amount::format_tokens(info.stake)
+    );
+    println!("round    {}", info.round);
+    Ok(())
 }
 
 fn serve(args: RunArgs) -> anyhow::Result<()> {

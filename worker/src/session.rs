@@ -22,6 +22,9 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::WorkerConfig;
 use crate::job::run_transcode;
 use crate::metrics;
+use crate::payment::{Payments, redeem_forever};
+use dualrig_proto::ticket::WinningTicket;
+use dualrig_proto::v1::AccountRequest;
 
 /// Largest 4:2:0 frame any encoder here is asked to produce.
 const MAX_WIDTH: u32 = dualrig_proto::profile::MAX_WIDTH;
@@ -88,6 +91,8 @@ pub struct Worker {
     identity: Arc<Identity>,
     encoder: Arc<EncoderSelection>,
     capabilities: Capabilities,
+    payments: Arc<Payments>,
+    winners: std::sync::Mutex<Option<mpsc::UnboundedReceiver<WinningTicket>>>,
 }
 
 impl Worker {
@@ -99,6 +104,11 @@ impl Worker {
             source,
         })?;
         let identity = Identity::load_or_create(&config.key_path())?;
+        let (payments, winners) =
+            Payments::new(&config, &identity).map_err(|source| WorkerError::DataDir {
+                path: config.ticket_secret_path(),
+                source,
+            })?;
         dualrig_media::init();
         let encoder = dualrig_media::select_encoder(&config.encoder)?;
         info!(
@@ -123,12 +133,15 @@ impl Worker {
             max_width: MAX_WIDTH,
             max_height: MAX_HEIGHT,
             hasher: hasher.describe(),
+            ticket_params: None,
         };
         Ok(Self {
             config,
             identity: Arc::new(identity),
             encoder: Arc::new(encoder),
             capabilities,
+            payments: Arc::new(payments),
+            winners: std::sync::Mutex::new(Some(winners)),
         })
     }
 
@@ -143,8 +156,25 @@ impl Worker {
     /// Serves the coordinator until `shutdown` completes, reconnecting with backoff.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let span = info_span!("worker", id = %self.identity.id().short());
+        let winners = self
+            .winners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let redeem = async {
+            if let Some(winners) = winners {
+                redeem_forever(
+                    self.config.coordinator.clone(),
+                    Arc::clone(&self.identity),
+                    winners,
+                )
+                .await;
+            }
+            std::future::pending::<()>().await
+        };
         tokio::select! {
-            () = self.serve_forever().instrument(span) => {}
+            () = self.serve_forever().instrument(span.clone()) => {}
+            () = redeem.instrument(span) => {}
             () = shutdown => info!("worker stopping"),
         }
     }
@@ -206,13 +236,24 @@ impl Worker {
                 status,
             })?
             .into_inner();
+        // The ledger's round dates the params published below; without it they keep their dates.
+        if let Ok(account) = client
+            .account(AccountRequest {
+                account: id.as_bytes().to_vec(),
+            })
+            .await
+        {
+            self.payments.set_round(account.into_inner().round);
+        }
+        let mut capabilities = self.capabilities.clone();
+        capabilities.ticket_params = Some((&self.payments.current()).into());
         let signature = self.identity.sign(&registration_message(&hello.nonce, &id));
         let registered = client
             .register(RegisterRequest {
                 worker_id: id.as_bytes().to_vec(),
                 nonce: hello.nonce,
                 signature: signature.to_vec(),
-                capabilities: Some(self.capabilities.clone()),
+                capabilities: Some(capabilities),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             })
             .await
@@ -284,7 +325,28 @@ impl Worker {
         let identity = Arc::clone(&self.identity);
         let scratch = self.config.scratch_dir();
         let injection = crate::job::Injection::from_config(&self.config);
+        let payments = Arc::clone(&self.payments);
         async move {
+            // Nothing is transcoded for a job whose payment does not hold.
+            match payments.accept(&job) {
+                Ok(None) => {}
+                Ok(Some(params)) => {
+                    let event = worker_event::Event::Params((&params).into());
+                    let _ = events.send(WorkerEvent { event: Some(event) }).await;
+                }
+                Err(refused) => {
+                    metrics::job("payment_refused");
+                    warn!(error = %refused, "job refused");
+                    let failure = JobFailure {
+                        job_id: job.job_id.clone(),
+                        reason: refused.to_string(),
+                        payment_refused: true,
+                    };
+                    let event = worker_event::Event::Failure(failure);
+                    let _ = events.send(WorkerEvent { event: Some(event) }).await;
+                    return;
+                }
+            }
             let Ok(_permit) = sessions.acquire_owned().await else {
                 return;
             };
@@ -310,6 +372,7 @@ impl Worker {
                     worker_event::Event::Failure(JobFailure {
                         job_id,
                         reason: e.to_string(),
+                        payment_refused: false,
                     })
                 }
                 Err(e) => {
@@ -317,6 +380,7 @@ impl Worker {
                     worker_event::Event::Failure(JobFailure {
                         job_id,
                         reason: format!("transcoder crashed: {e}"),
+                        payment_refused: false,
                     })
                 }
             };

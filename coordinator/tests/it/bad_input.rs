@@ -24,6 +24,7 @@ fn header(profiles: Vec<dualrig_proto::v1::Profile>, size: usize) -> TranscodeHe
         profiles,
         segment_size: size as u64,
         label: "bad-input".into(),
+        ..TranscodeHeader::default()
     }
 }
 

@@ -28,21 +28,24 @@ impl Drop for Killed {
 fn start(dir: &Path, genesis: &Path) -> (Killed, String) {
     let addr_file = dir.join(dualrig_coordinator::server::ADDR_FILE);
     let _ = std::fs::remove_file(&addr_file);
-    let child = Command::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
-        .args(["--listen", "127.0.0.1:0", "--round-secs", "3600"])
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--genesis")
-        .arg(genesis)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn coordinator");
+    // Wrapped at once so every path kills and reaps it.
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
+            .args(["--listen", "127.0.0.1:0", "--round-secs", "3600"])
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--genesis")
+            .arg(genesis)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn coordinator"),
+    );
     for _ in 0..200 {
         if let Ok(text) = std::fs::read_to_string(&addr_file)
             && !text.trim().is_empty()
         {
-            return (Killed(child), format!("http://{}", text.trim()));
+            return (child, format!("http://{}", text.trim()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -87,7 +90,7 @@ async fn kill_9_during_redemptions_loses_nothing_and_pays_nothing_twice() {
             &worker,
             nonce,
             &Operation::RedeemTicket {
-                ticket: ticket.clone(),
+                ticket: *ticket,
                 recipient_rand: rand,
             },
         )

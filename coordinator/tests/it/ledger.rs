@@ -292,3 +292,75 @@ async fn accounts_move_their_own_funds_over_grpc_and_keep_them_across_a_restart(
         .expect("nonces carry on after the restart");
     coordinator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_job_pays_its_worker_through_redeemed_tickets() {
+    const FACE: u64 = 1_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payer_key = Identity::from_secret([31; 32]);
+    let genesis = dir.path().join("genesis.toml");
+    write_genesis(&genesis, &[(payer_key.id(), 1_000 * TOKEN)]);
+    let coordinator = RunningCoordinator::start_at(&dir.path().join("data"), |c| {
+        c.genesis = Some(genesis.clone());
+        c.require_payment = true;
+    })
+    .await;
+    let client = coordinator.client().await;
+    client
+        .execute(
+            &payer_key,
+            Operation::Deposit {
+                amount: 500 * TOKEN,
+            },
+        )
+        .await
+        .expect("deposit");
+    // Every ticket wins, so what the worker earns is exactly the tickets' face values.
+    let worker = crate::support::RunningWorker::start_with(&coordinator.url, |w| {
+        w.price_per_unit = 1;
+        w.ticket_face_value = FACE;
+        w.ticket_win_prob_one_in = 1;
+    })
+    .await;
+    crate::support::wait_for_workers(&client, 1).await;
+
+    let clip = crate::support::make_clip(dir.path(), "paid.ts", 1, "320x240");
+    let segment = std::fs::read(&clip).expect("read clip");
+    let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("standard profile");
+
+    // Without payment the coordinator refuses the job before any worker sees it.
+    let unpaid = client
+        .transcode_segment(segment.clone(), &profiles, "unpaid")
+        .await
+        .expect_err("payment is required");
+    assert_eq!(unpaid.code(), Some(Code::FailedPrecondition), "{unpaid}");
+    assert!(unpaid.to_string().contains("paid jobs only"), "{unpaid}");
+
+    let payment = dualrig_client::Payment::new(Identity::from_secret([31; 32]), Some(1));
+    let payer = std::sync::Arc::clone(&payment.payer);
+    let first_nonce = payer.lock().expect("payer").next_nonce();
+    let done = client
+        .transcode_segment_paid(segment, &profiles, "paid", &payment)
+        .await
+        .expect("the paid job is transcoded");
+    assert_eq!(done.worker_id, worker.id.as_bytes().to_vec());
+
+    // All tickets won; the worker redeems them in the background. Its balance must reach exactly their
+    // face values, taken from the payer's deposit.
+    let tickets = payer.lock().expect("payer").next_nonce() - first_nonce;
+    assert!(tickets >= 1);
+    let owed = tickets * FACE;
+    let mut earned = 0;
+    for _ in 0..300 {
+        earned = client.account(worker.id).await.expect("worker").balance;
+        if earned >= owed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(earned, owed, "{tickets} winning tickets of {FACE}");
+    let paid = client.account(payer_key.id()).await.expect("payer");
+    assert_eq!(paid.deposit, 500 * TOKEN - owed);
+    worker.kill().await;
+    coordinator.stop().await;
+}

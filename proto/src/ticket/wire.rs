@@ -165,6 +165,76 @@ impl TryFrom<&WinningTicketMsg> for super::WinningTicket {
     }
 }
 
+// Generated `dualrig.v1` forms, through the message forms above.
+
+impl From<&TicketParams> for crate::v1::TicketParams {
+    fn from(p: &TicketParams) -> Self {
+        let m = TicketParamsMsg::from(p);
+        Self {
+            recipient: m.recipient,
+            face_value: m.face_value,
+            win_prob: m.win_prob,
+            recipient_rand_hash: m.recipient_rand_hash,
+            seed: m.seed,
+            expiration_round: m.expiration_round,
+            price_per_unit: m.price_per_unit,
+        }
+    }
+}
+
+impl TryFrom<&crate::v1::TicketParams> for TicketParams {
+    type Error = TicketError;
+
+    fn try_from(p: &crate::v1::TicketParams) -> Result<Self, TicketError> {
+        TicketParams::try_from(&TicketParamsMsg {
+            recipient: p.recipient.clone(),
+            face_value: p.face_value,
+            win_prob: p.win_prob,
+            recipient_rand_hash: p.recipient_rand_hash.clone(),
+            seed: p.seed.clone(),
+            expiration_round: p.expiration_round,
+            price_per_unit: p.price_per_unit,
+        })
+    }
+}
+
+impl From<&SignedTicket> for crate::v1::SignedTicket {
+    fn from(s: &SignedTicket) -> Self {
+        let t = TicketMsg::from(&s.ticket);
+        Self {
+            ticket: Some(crate::v1::Ticket {
+                recipient: t.recipient,
+                sender: t.sender,
+                face_value: t.face_value,
+                win_prob: t.win_prob,
+                sender_nonce: t.sender_nonce,
+                recipient_rand_hash: t.recipient_rand_hash,
+                expiration_round: t.expiration_round,
+            }),
+            sig: s.sig.to_vec(),
+        }
+    }
+}
+
+impl TryFrom<&crate::v1::SignedTicket> for SignedTicket {
+    type Error = TicketError;
+
+    fn try_from(s: &crate::v1::SignedTicket) -> Result<Self, TicketError> {
+        SignedTicket::try_from(&SignedTicketMsg {
+            ticket: s.ticket.as_ref().map(|t| TicketMsg {
+                recipient: t.recipient.clone(),
+                sender: t.sender.clone(),
+                face_value: t.face_value,
+                win_prob: t.win_prob,
+                sender_nonce: t.sender_nonce,
+                recipient_rand_hash: t.recipient_rand_hash.clone(),
+                expiration_round: t.expiration_round,
+            }),
+            sig: s.sig.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

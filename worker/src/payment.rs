@@ -1,0 +1,357 @@
+//! Getting paid (DESIGN §3): the worker's ticket params, the check of each job's tickets before it is
+//! transcoded, and the redemption of winning tickets at the coordinator's ledger.
+//!
+//! The params derive from a secret kept in the data dir (`ticket.secret`, 0600), so a winning ticket
+//! received before a restart still redeems after it. A worker whose price is 0 issues params all the
+//! same (clients see it works for free) and takes jobs without tickets.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use dualrig_proto::identity::Identity;
+use dualrig_proto::ledger_request::{Operation, SignedRequest};
+use dualrig_proto::ticket::{
+    SignedTicket, TicketParams, TicketTerms, TicketValidator, WinningTicket, win_prob_one_in,
+};
+use dualrig_proto::v1::coordinator_client::CoordinatorClient;
+use dualrig_proto::v1::{AccountRequest, LedgerRequest, TranscodeJob};
+use tokio::sync::mpsc;
+use tonic::Code;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use crate::config::WorkerConfig;
+use crate::metrics;
+
+/// Rounds a params stays valid after it is issued.
+const PARAMS_ROUNDS: u64 = 10_000;
+/// Tries per winning ticket before it is given up (the sender may never refill its deposit).
+const REDEEM_TRIES: u32 = 40;
+const REDEEM_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Reads the ticket secret, or creates it (32 random bytes, owner-only) on first use.
+pub fn load_or_create_secret(path: &Path) -> std::io::Result<[u8; 32]> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds {} bytes, not a 32-byte ticket secret",
+                    path.display(),
+                    bytes.len()
+                ),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret: [u8; 32] = rand::random();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path)?;
+            std::io::Write::write_all(&mut file, &secret)?;
+            file.sync_all()?;
+            Ok(secret)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a job's payment was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("payment short: {0}")]
+pub struct PaymentRefused(String);
+
+struct State {
+    validator: TicketValidator,
+    current: TicketParams,
+}
+
+/// The worker's side of payments: its live params, the ticket check, the redemption queue.
+pub struct Payments {
+    price_per_unit: u64,
+    face_value: u64,
+    win_prob: u64,
+    state: Mutex<State>,
+    winners: mpsc::UnboundedSender<WinningTicket>,
+}
+
+impl std::fmt::Debug for Payments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payments")
+            .field("price_per_unit", &self.price_per_unit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Payments {
+    /// Loads the secret and issues the first params. The receiver yields the winning tickets to
+    /// redeem; hand it to [`redeem_forever`].
+    pub fn new(
+        config: &WorkerConfig,
+        identity: &Identity,
+    ) -> std::io::Result<(Self, mpsc::UnboundedReceiver<WinningTicket>)> {
+        let secret = load_or_create_secret(&config.ticket_secret_path())?;
+        let mut validator = TicketValidator::new(identity.id(), secret, 0);
+        let win_prob = win_prob_one_in(config.ticket_win_prob_one_in.max(1));
+        let terms = terms(config.price_per_unit, config.ticket_face_value, win_prob, 0);
+        let current = validator
+            .issue_random(terms)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (winners, queue) = mpsc::unbounded_channel();
+        Ok((
+            Self {
+                price_per_unit: config.price_per_unit,
+                face_value: config.ticket_face_value,
+                win_prob,
+                state: Mutex::new(State { validator, current }),
+                winners,
+            },
+            queue,
+        ))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The params clients pay under now.
+    pub fn current(&self) -> TicketParams {
+        self.lock().current
+    }
+
+    /// Moves to the ledger's `round`; re-issues the params when they are past half their life.
+    /// Returns the new params when it did.
+    pub fn set_round(&self, round: u64) -> Option<TicketParams> {
+        let mut state = self.lock();
+        if round <= state.validator.current_round() && round != 0 {
+            return None;
+        }
+        state.validator.set_round(round);
+        if state.current.expiration_round >= round.saturating_add(PARAMS_ROUNDS / 2) {
+            return None;
+        }
+        self.reissue(&mut state, round)
+    }
+
+    fn reissue(&self, state: &mut State, round: u64) -> Option<TicketParams> {
+        let terms = terms(self.price_per_unit, self.face_value, self.win_prob, round);
+        match state.validator.issue_random(terms) {
+            Ok(params) => {
+                state.current = params;
+                Some(params)
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot issue ticket params");
+                None
+            }
+        }
+    }
+
+    /// Checks `job`'s tickets before any work: a free worker takes every job; a priced one takes a
+    /// job only when its tickets are good and cover `price × units`. Winners go to the redemption
+    /// queue. Returns new params to publish when a win retired the old ones.
+    pub fn accept(&self, job: &TranscodeJob) -> Result<Option<TicketParams>, PaymentRefused> {
+        let mut published = self.set_round(job.round);
+        if self.price_per_unit == 0 {
+            return Ok(published);
+        }
+        let tickets = job
+            .payment
+            .iter()
+            .map(SignedTicket::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                metrics::tickets("refused", job.payment.len());
+                PaymentRefused(e.to_string())
+            })?;
+        let mut state = self.lock();
+        let accepted = match state.validator.validate(&tickets, job.units) {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                metrics::tickets("refused", tickets.len());
+                return Err(PaymentRefused(format!("{e} (job is {} units)", job.units)));
+            }
+        };
+        metrics::tickets("received", tickets.len());
+        metrics::tickets("won", accepted.winners.len());
+        if accepted
+            .retired
+            .contains(&state.current.recipient_rand_hash)
+        {
+            let round = state.validator.current_round();
+            published = self.reissue(&mut state, round).or(published);
+        }
+        drop(state);
+        for winner in accepted.winners {
+            info!(
+                face_value = winner.ticket.ticket.face_value,
+                "winning ticket; queued for redemption"
+            );
+            // The receiver lives as long as the worker runs.
+            let _ = self.winners.send(winner);
+        }
+        Ok(published)
+    }
+}
+
+fn terms(price_per_unit: u64, face_value: u64, win_prob: u64, round: u64) -> TicketTerms {
+    TicketTerms {
+        face_value,
+        win_prob,
+        expiration_round: round.saturating_add(PARAMS_ROUNDS),
+        price_per_unit,
+    }
+}
+
+/// Redeems winning tickets one by one through the coordinator's `Execute(RedeemTicket)`, signed with
+/// the worker's key, retrying with backoff while the ledger cannot pay yet or cannot be reached.
+pub async fn redeem_forever(
+    coordinator: String,
+    identity: Arc<Identity>,
+    mut queue: mpsc::UnboundedReceiver<WinningTicket>,
+) {
+    let channel = match tonic::transport::Endpoint::from_shared(coordinator) {
+        Ok(endpoint) => endpoint.connect_lazy(),
+        Err(e) => {
+            warn!(error = %e, "cannot redeem tickets: bad coordinator URL");
+            return;
+        }
+    };
+    let mut api = CoordinatorClient::new(channel);
+    while let Some(winner) = queue.recv().await {
+        let face_value = winner.ticket.ticket.face_value;
+        let mut backoff = Duration::from_millis(500);
+        for attempt in 1..=REDEEM_TRIES {
+            match redeem(&mut api, &identity, &winner).await {
+                Ok(amount) => {
+                    metrics::redeemed("paid", amount);
+                    info!(amount, "ticket redeemed");
+                    break;
+                }
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::AlreadyExists
+                            | Code::InvalidArgument
+                            | Code::PermissionDenied
+                            | Code::Unauthenticated
+                    ) =>
+                {
+                    metrics::redeemed("refused", 0);
+                    warn!(face_value, error = %status.message(), "ticket not redeemable; dropped");
+                    break;
+                }
+                Err(status) if attempt == REDEEM_TRIES => {
+                    metrics::redeemed("given_up", 0);
+                    warn!(face_value, error = %status.message(), "ticket redemption given up");
+                }
+                Err(status) => {
+                    metrics::redeemed("retry", 0);
+                    info!(face_value, error = %status.message(), "ticket redemption will be retried");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(REDEEM_MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+async fn redeem(
+    api: &mut CoordinatorClient<Channel>,
+    identity: &Identity,
+    winner: &WinningTicket,
+) -> Result<u64, tonic::Status> {
+    let id = identity.id();
+    let last = api
+        .account(AccountRequest {
+            account: id.as_bytes().to_vec(),
+        })
+        .await?
+        .into_inner()
+        .nonce;
+    let request = SignedRequest::sign(
+        identity,
+        last.saturating_add(1),
+        &Operation::RedeemTicket {
+            ticket: winner.ticket,
+            recipient_rand: winner.recipient_rand,
+        },
+    );
+    let receipt = api
+        .execute(LedgerRequest {
+            account: request.account.as_bytes().to_vec(),
+            nonce: request.nonce,
+            operation: request.operation,
+            sig: request.sig.to_vec(),
+        })
+        .await?
+        .into_inner();
+    Ok(receipt.amount)
+}
+
+#[cfg(test)]
+mod tests {
+    use dualrig_proto::ticket::TicketPayer;
+
+    use super::*;
+
+    fn priced(dir: &Path) -> (Payments, mpsc::UnboundedReceiver<WinningTicket>) {
+        let mut config = WorkerConfig::new("http://127.0.0.1:1", dir.to_owned());
+        config.price_per_unit = 2;
+        config.ticket_face_value = 100;
+        config.ticket_win_prob_one_in = 1;
+        Payments::new(&config, &Identity::from_secret([7; 32])).expect("payments")
+    }
+
+    fn job(tickets: &[SignedTicket], units: u64) -> TranscodeJob {
+        TranscodeJob {
+            job_id: "j".into(),
+            payment: tickets.iter().map(Into::into).collect(),
+            units,
+            round: 1,
+            ..TranscodeJob::default()
+        }
+    }
+
+    #[test]
+    fn short_payment_is_refused_and_a_win_queues_and_reissues() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (payments, mut winners) = priced(dir.path());
+        let params = payments.current();
+        let sender = Identity::from_secret([8; 32]);
+        let mut payer = TicketPayer::starting_at(1);
+        // 100 units at 2 each owe 200: one ticket of EV 100 is short.
+        let short = payer.pay(&sender, &params, 100).expect("tickets");
+        let refused = payments.accept(&job(&short, 100)).expect_err("short");
+        assert!(
+            refused.to_string().starts_with("payment short"),
+            "{refused}"
+        );
+        assert!(payments.accept(&job(&[], 100)).is_err(), "no tickets");
+
+        let enough = payer.pay(&sender, &params, 200).expect("tickets");
+        let published = payments.accept(&job(&enough, 100)).expect("paid");
+        let new = published.expect("a win retires the params");
+        assert_ne!(new.recipient_rand_hash, params.recipient_rand_hash);
+        assert_eq!(payments.current(), new);
+        assert_eq!(winners.try_recv().map(|w| w.ticket), Ok(enough[0]));
+        // The same tickets again are refused: their params are retired.
+        assert!(payments.accept(&job(&enough, 100)).is_err());
+    }
+
+    #[test]
+    fn the_secret_outlives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ticket.secret");
+        let first = load_or_create_secret(&path).expect("created");
+        assert_eq!(load_or_create_secret(&path).expect("read"), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
