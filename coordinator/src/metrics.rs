@@ -20,6 +20,7 @@ pub const SLASHED_UNITS: &str = "dualrig_slashed_units_total";
 pub const SUSPENSIONS: &str = "dualrig_suspensions_total";
 pub const PAYMENTS: &str = "dualrig_payments_total";
 pub const PAID_VALUE: &str = "dualrig_paid_expected_value_total";
+pub const WORKER_STAKE: &str = "dualrig_worker_stake_units";
 
 /// Starts the Prometheus endpoint on `addr` and describes every metric.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
@@ -50,6 +51,10 @@ fn describe() {
     );
     describe_counter!(JOB_ATTEMPTS, "Job attempts on workers, by outcome");
     describe_gauge!(WORKERS_CONNECTED, "Workers attached right now");
+    describe_gauge!(
+        WORKER_STAKE,
+        "Stake bonded on each worker (self-bond plus delegations), base units"
+    );
     describe_counter!(
         BYTES_IN,
         metrics::Unit::Bytes,
@@ -79,6 +84,11 @@ pub fn job_finished(outcome: &'static str, elapsed: Duration) {
 
 pub fn attempt(outcome: &'static str) {
     counter!(JOB_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+/// Stake bonded on a worker (self-bond plus delegations), by worker id.
+pub fn worker_stake(worker: &dualrig_proto::identity::PublicId, units: u64) {
+    gauge!(WORKER_STAKE, "worker" => worker.to_hex()).set(units as f64);
 }
 
 pub fn workers_connected(n: usize) {

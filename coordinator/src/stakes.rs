@@ -14,7 +14,12 @@ use crate::pool::{StakeView, WorkerPool};
 pub async fn refresh(ledger: &Arc<Ledger>, pool: &WorkerPool) {
     let attached = pool.attached();
     match ledger.call(move |l| read(l, &attached)).await {
-        Ok(stakes) => pool.set_stakes(stakes),
+        Ok(stakes) => {
+            for (id, view) in &stakes {
+                crate::metrics::worker_stake(id, view.stake);
+            }
+            pool.set_stakes(stakes)
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot read stake from the ledger; keeping the last view")
         }
