@@ -25,17 +25,34 @@ ffmpeg -hide_banner -loglevel error -y \
     -t 10 -c:v libx264 -preset veryfast -g 60 -pix_fmt yuv420p -c:a aac -shortest \
     "$out/demo.mp4"
 
+echo "== keys and a genesis file: the client and both workers start with tokens"
+client_key="$work/client/worker.key"
+"$bin/dualrig-worker" id --data-dir "$work/client" >/dev/null
+client_id=$("$bin/dualrig-worker" id --data-dir "$work/client")
+worker_ids=()
+for n in 1 2; do worker_ids+=("$("$bin/dualrig-worker" id --data-dir "$work/worker$n")"); done
+{
+    printf '[[accounts]]\nid = "%s"\nbalance = 10_000_000_000\n\n' "$client_id"
+    for id in "${worker_ids[@]}"; do printf '[[accounts]]\nid = "%s"\nbalance = 100_000_000\n\n' "$id"; done
+} >"$work/genesis.toml"
+
 echo "== starting a coordinator and two workers on 127.0.0.1"
 metrics="127.0.0.1:$((20000 + RANDOM % 20000))"
 "$bin/dualrig-coordinator" --listen 127.0.0.1:0 --data-dir "$work/coordinator" \
-    --metrics-addr "$metrics" >"$out/coordinator.log" 2>&1 &
+    --genesis "$work/genesis.toml" --metrics-addr "$metrics" >"$out/coordinator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/coordinator/coordinator.addr" ] && break; sleep 0.1; done
 [ -s "$work/coordinator/coordinator.addr" ] || { cat "$out/coordinator.log"; exit 1; }
 url="http://$(cat "$work/coordinator/coordinator.addr")"
 export DUALRIG_COORDINATOR="$url"
 for n in 1 2; do
-    "$bin/dualrig-worker" --data-dir "$work/worker$n" >"$out/worker$n.log" 2>&1 &
+    "$bin/dualrig" --key "$work/worker$n/worker.key" stake bond 50 >/dev/null
+done
+"$bin/dualrig" --key "$client_key" deposit 5000 >/dev/null
+for n in 1 2; do
+    # Priced at 1 base unit per output pixel, paid with tickets that win one time in four.
+    "$bin/dualrig-worker" --data-dir "$work/worker$n" --price-per-unit 1 \
+        --ticket-face-value 400000000 --ticket-win-prob-one-in 4 >"$out/worker$n.log" 2>&1 &
     pids+=($!)
 done
 for _ in $(seq 200); do
@@ -46,7 +63,7 @@ done
 
 echo "== dualrig transcode through the network ($profiles)"
 start=$(date +%s.%N)
-"$bin/dualrig" transcode "$out/demo.mp4" --out "$out/hls" --profiles "$profiles"
+"$bin/dualrig" --key "$client_key" transcode "$out/demo.mp4" --out "$out/hls" --profiles "$profiles" --pay
 network=$(echo "$(date +%s.%N) - $start" | bc)
 
 echo "== the same ladder with the ffmpeg CLI and the same encoder settings"
@@ -61,6 +78,12 @@ echo
 echo "== what each worker did"
 "$bin/dualrig" workers
 grep -h "transcoded" "$out"/worker*.log | sed 's/^/  /' | tail -n 20 || true
+echo
+echo "== who paid whom (winning tickets are redeemed in the background; amounts in tokens)"
+sleep 2
+summary() { "$bin/dualrig" account "$1" | grep -E '^(balance|deposit|stake) ' | tr -s ' ' | paste -sd';' -; }
+echo "  client:  $(summary "$client_id")"
+for n in 1 2; do echo "  worker$n: $(summary "${worker_ids[$((n - 1))]}")"; done
 echo
 echo "== metrics ($metrics/metrics)"
 curl -fsS "http://$metrics/metrics" 2>/dev/null | grep -E '^dualrig_(jobs_total|workers_connected|bytes_)' || true
