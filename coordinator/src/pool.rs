@@ -132,6 +132,23 @@ impl PoolState {
             None
         }
     }
+
+    /// Draws one of `ids` with weight stake × score; ids that may not be drawn are skipped. The ids are
+    /// sorted first: map order varies from run to run, and a fixed order makes a seeded draw repeat.
+    fn draw(&mut self, ids: Vec<PublicId>, min_stake: u64) -> Option<PublicId> {
+        let mut candidates: Vec<Candidate> = ids
+            .into_iter()
+            .filter_map(|id| {
+                Some(Candidate {
+                    worker: id,
+                    stake: self.weight_stake(&id, min_stake)?,
+                    score: self.score(&id),
+                })
+            })
+            .collect();
+        candidates.sort_by(|a, b| a.worker.as_bytes().cmp(b.worker.as_bytes()));
+        draw_weighted(&candidates, &mut self.rng).map(|c| c.worker)
+    }
 }
 
 /// A job handed to a worker; the receiver yields how the attempt ended.
@@ -407,22 +424,15 @@ impl WorkerPool {
     /// attached workers big enough for it, busy or not: the job queues behind the worker's others.
     pub fn draw_for_quote(&self, needs: Requirements) -> Option<PublicId> {
         let mut state = self.lock();
-        let mut eligible: Vec<Candidate> = state
+        let big_enough: Vec<PublicId> = state
             .workers
             .iter()
             .filter(|(_, w)| {
                 needs.width <= w.capabilities.max_width && needs.height <= w.capabilities.max_height
             })
-            .filter_map(|(id, _)| {
-                Some(Candidate {
-                    worker: *id,
-                    stake: state.weight_stake(id, self.min_stake)?,
-                    score: state.score(id),
-                })
-            })
+            .map(|(id, _)| *id)
             .collect();
-        eligible.sort_by(|a, b| a.worker.as_bytes().cmp(b.worker.as_bytes()));
-        draw_weighted(&eligible, &mut state.rng).map(|c| c.worker)
+        state.draw(big_enough, self.min_stake)
     }
 
     /// Sets how many jobs a worker takes at once.
@@ -504,7 +514,7 @@ impl WorkerPool {
             connected: state.workers.len(),
             ..Shortage::default()
         };
-        let mut eligible: Vec<Candidate> = state
+        let eligible: Vec<PublicId> = state
             .workers
             .iter()
             .filter(|(id, w)| {
@@ -527,17 +537,9 @@ impl WorkerPool {
                     true
                 }
             })
-            .filter_map(|(id, _)| {
-                Some(Candidate {
-                    worker: *id,
-                    stake: state.weight_stake(id, self.min_stake)?,
-                    score: state.score(id),
-                })
-            })
+            .map(|(id, _)| *id)
             .collect();
-        // HashMap order varies from run to run; a fixed order makes a seeded draw reproducible.
-        eligible.sort_by(|a, b| a.worker.as_bytes().cmp(b.worker.as_bytes()));
-        let Some(id) = draw_weighted(&eligible, &mut state.rng).map(|c| c.worker) else {
+        let Some(id) = state.draw(eligible, self.min_stake) else {
             return Err(shortage);
         };
         let Some(worker) = state.workers.get_mut(&id) else {
