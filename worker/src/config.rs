@@ -8,6 +8,9 @@ use dualrig_media::EncoderChoice;
 
 use crate::hash::GpuMode;
 
+/// The worker's key file inside its data dir.
+pub const KEY_FILE: &str = "worker.key";
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// The coordinator's gRPC URL, e.g. `http://127.0.0.1:7300`.
@@ -54,7 +57,7 @@ impl WorkerConfig {
     }
 
     pub fn key_path(&self) -> PathBuf {
-        self.data_dir.join("worker.key")
+        self.data_dir.join(KEY_FILE)
     }
 
     /// The secret the worker's ticket params derive from; it outlives restarts so winning tickets

@@ -42,24 +42,21 @@ enum Command {
     },
     /// Print what this worker has earned: its ledger balance (redeemed tickets land there) and stake.
     Earnings {
-        #[arg(
-            long,
-            env = "DUALRIG_COORDINATOR",
-            default_value = "http://127.0.0.1:7300"
-        )]
-        coordinator: String,
-        #[arg(long, env = "DUALRIG_DATA_DIR", default_value = "dualrig-worker-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        coordinator: CoordinatorArg,
+        #[command(flatten)]
+        data_dir: DataDirArg,
     },
     /// Print this worker's id (creating its key on first use).
     Id {
-        #[arg(long, env = "DUALRIG_DATA_DIR", default_value = "dualrig-worker-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDirArg,
     },
 }
 
+/// The coordinator this worker serves.
 #[derive(Debug, Args)]
-struct RunArgs {
+struct CoordinatorArg {
     /// The coordinator's gRPC URL.
     #[arg(
         long,
@@ -67,9 +64,28 @@ struct RunArgs {
         default_value = "http://127.0.0.1:7300"
     )]
     coordinator: String,
+}
+
+/// Where the worker keeps its key and scratch files.
+#[derive(Debug, Args)]
+struct DataDirArg {
     /// Directory for the worker's key and scratch files.
     #[arg(long, env = "DUALRIG_DATA_DIR", default_value = "dualrig-worker-data")]
     data_dir: PathBuf,
+}
+
+impl DataDirArg {
+    fn key_path(&self) -> PathBuf {
+        self.data_dir.join(dualrig_worker::config::KEY_FILE)
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+    #[command(flatten)]
+    data_dir: DataDirArg,
     /// `auto` (a hardware encoder that opens, else libx264) or an FFmpeg encoder name.
     #[arg(long, env = "DUALRIG_ENCODER", default_value = "auto")]
     encoder: EncoderChoice,
@@ -109,7 +125,7 @@ struct RunArgs {
 
 impl RunArgs {
     fn into_config(self) -> WorkerConfig {
-        let mut config = WorkerConfig::new(self.coordinator, self.data_dir);
+        let mut config = WorkerConfig::new(self.coordinator.coordinator, self.data_dir.data_dir);
         config.encoder = self.encoder;
         config.sessions = self.sessions;
         config.gpu = self.gpu;
@@ -159,19 +175,17 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Earnings {
             coordinator,
             data_dir,
-        }) => earnings(coordinator, &data_dir),
+        }) => earnings(coordinator.coordinator, &data_dir.key_path()),
         Some(Command::Id { data_dir }) => {
-            let identity =
-                dualrig_proto::identity::Identity::load_or_create(&data_dir.join("worker.key"))?;
+            let identity = dualrig_proto::identity::Identity::load_or_create(&data_dir.key_path())?;
             println!("{}", identity.id());
             Ok(())
         }
     }
 }
 
-fn earnings(coordinator: String, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let key = data_dir.join("worker.key");
-    let identity = dualrig_proto::identity::Identity::load_or_create(&key)
+fn earnings(coordinator: String, key: &std::path::Path) -> anyhow::Result<()> {
+    let identity = dualrig_proto::identity::Identity::load_or_create(key)
         .with_context(|| format!("worker key {}", key.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
     let info = runtime.block_on(async {

@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::support::{
-    RunningCoordinator, RunningWorker, make_clip, wait_for_workers, write_genesis,
+    RunningCoordinator, RunningWorker, make_clip, outcome, submit, wait_for_workers, write_genesis,
 };
 
 /// A protocol-level worker the test controls: it registers honestly, takes a job, and answers nothing.
@@ -159,15 +159,7 @@ async fn a_job_moves_on_when_its_worker_dies_holding_it() {
     let mut holder = HoldingWorker::attach(&coordinator.url).await;
     wait_for_workers(&client, 1).await;
     let profiles = Profile::parse_list("360p,240p").expect("ladder");
-    let job = {
-        let client = client.clone();
-        let profiles = profiles.clone();
-        tokio::spawn(async move {
-            client
-                .transcode_segment(segment, &profiles, "failover")
-                .await
-        })
-    };
+    let job = submit(&client, &segment, &profiles, "failover");
     let _job_id = tokio::time::timeout(Duration::from_secs(60), holder.next_job())
         .await
         .expect("the only worker gets the job");
@@ -176,10 +168,8 @@ async fn a_job_moves_on_when_its_worker_dies_holding_it() {
     wait_for_workers(&client, 2).await;
     holder.die();
 
-    let response = tokio::time::timeout(Duration::from_secs(120), job)
+    let response = outcome(job)
         .await
-        .expect("nothing hangs")
-        .expect("task")
         .expect("job completes on the other worker");
     assert_eq!(response.worker_id, honest.id.as_bytes().to_vec());
     assert_eq!(response.attempts, 2);
@@ -199,20 +189,15 @@ async fn a_job_moves_on_when_its_worker_goes_silent() {
     let mut silent = HoldingWorker::attach(&coordinator.url).await;
     wait_for_workers(&client, 1).await;
     let profiles = Profile::parse_list("240p").expect("ladder");
-    let job = {
-        let client = client.clone();
-        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "silent").await })
-    };
+    let job = submit(&client, &segment, &profiles, "silent");
     tokio::time::timeout(Duration::from_secs(60), silent.next_job())
         .await
         .expect("the only worker gets the job");
     silent.go_silent();
     let honest = RunningWorker::start(&coordinator.url).await;
 
-    let response = tokio::time::timeout(Duration::from_secs(120), job)
+    let response = outcome(job)
         .await
-        .expect("nothing hangs")
-        .expect("task")
         .expect("job completes on the other worker");
     assert_eq!(response.worker_id, honest.id.as_bytes().to_vec());
     drop(silent);
@@ -269,11 +254,7 @@ async fn a_result_that_fails_verification_is_redone_elsewhere() {
     let mut cheat = HoldingWorker::attach(&coordinator.url).await;
     wait_for_workers(&client, 1).await;
     let profiles = Profile::parse_list("360p,240p").expect("ladder");
-    let job = {
-        let client = client.clone();
-        let profiles = profiles.clone();
-        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "cheat").await })
-    };
+    let job = submit(&client, &segment, &profiles, "cheat");
     let job_id = tokio::time::timeout(Duration::from_secs(60), cheat.next_job())
         .await
         .expect("the only worker gets the job");
@@ -281,10 +262,8 @@ async fn a_result_that_fails_verification_is_redone_elsewhere() {
     wait_for_workers(&client, 2).await;
     cheat.answer_with_garbage(&job_id, &profiles).await;
 
-    let response = tokio::time::timeout(Duration::from_secs(120), job)
+    let response = outcome(job)
         .await
-        .expect("nothing hangs")
-        .expect("task")
         .expect("job completes on the honest worker");
     assert_eq!(response.worker_id, honest.id.as_bytes().to_vec());
     assert_eq!(response.attempts, 2);
@@ -326,11 +305,7 @@ async fn a_staked_worker_whose_result_fails_verification_is_slashed_and_suspende
     let mut cheat = HoldingWorker::attach_as(&coordinator.url, cheat_key).await;
     wait_for_workers(&client, 1).await;
     let profiles = Profile::parse_list("360p,240p").expect("ladder");
-    let job = {
-        let client = client.clone();
-        let profiles = profiles.clone();
-        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "cheat").await })
-    };
+    let job = submit(&client, &segment, &profiles, "cheat");
     let job_id = tokio::time::timeout(Duration::from_secs(60), cheat.next_job())
         .await
         .expect("the only worker gets the job");
@@ -338,10 +313,8 @@ async fn a_staked_worker_whose_result_fails_verification_is_slashed_and_suspende
     wait_for_workers(&client, 2).await;
     cheat.answer_with_garbage(&job_id, &profiles).await;
 
-    let response = tokio::time::timeout(Duration::from_secs(120), job)
+    let response = outcome(job)
         .await
-        .expect("nothing hangs")
-        .expect("task")
         .expect("job completes on the honest worker");
     assert_eq!(response.worker_id, honest.id.as_bytes().to_vec());
     assert_eq!(response.attempts, 2);
@@ -396,17 +369,11 @@ async fn a_job_queues_behind_a_busy_worker_instead_of_failing() {
     let mut holder = HoldingWorker::attach(&coordinator.url).await;
     wait_for_workers(&client, 1).await;
     let profiles = Profile::parse_list("240p").expect("ladder");
-    let submit = |label: &'static str| {
-        let client = client.clone();
-        let profiles = profiles.clone();
-        let segment = segment.clone();
-        tokio::spawn(async move { client.transcode_segment(segment, &profiles, label).await })
-    };
-    let first = submit("first");
+    let first = submit(&client, &segment, &profiles, "first");
     tokio::time::timeout(Duration::from_secs(60), holder.next_job())
         .await
         .expect("the only worker gets the first job");
-    let second = submit("second");
+    let second = submit(&client, &segment, &profiles, "second");
     // Well past worker_wait: the second job must still be waiting in line, not refused.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -415,18 +382,12 @@ async fn a_job_queues_behind_a_busy_worker_instead_of_failing() {
     );
 
     let honest = RunningWorker::start(&coordinator.url).await;
-    let second = tokio::time::timeout(Duration::from_secs(120), second)
+    let second = outcome(second)
         .await
-        .expect("nothing hangs")
-        .expect("task")
         .expect("the queued job runs once a worker frees up");
     assert_eq!(second.worker_id, honest.id.as_bytes().to_vec());
     holder.die();
-    let first = tokio::time::timeout(Duration::from_secs(120), first)
-        .await
-        .expect("nothing hangs")
-        .expect("task")
-        .expect("the held job moves on");
+    let first = outcome(first).await.expect("the held job moves on");
     assert_eq!(first.worker_id, honest.id.as_bytes().to_vec());
     honest.kill().await;
     coordinator.stop().await;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use dualrig_proto::profile::Profile;
 use dualrig_worker::job::Fault;
 
-use crate::support::{RunningCoordinator, RunningWorker, make_clip, wait_for_workers};
+use crate::support::{
+    RunningCoordinator, RunningWorker, make_clip, outcome, submit, wait_for_workers,
+};
 
 /// Runs one job whose first attempt goes to a worker with `fault`, and checks that the honest worker
 /// that attaches afterwards delivers it on the second attempt.
@@ -24,11 +26,7 @@ async fn cheat_is_caught_and_the_job_redone(fault: Fault, job_timeout: Duration)
     let cheat = RunningWorker::start_with(&coordinator.url, |c| c.fault = Some(fault)).await;
     wait_for_workers(&client, 1).await;
     let profiles = Profile::parse_list("360p,240p").expect("ladder");
-    let job = {
-        let client = client.clone();
-        let profiles = profiles.clone();
-        tokio::spawn(async move { client.transcode_segment(segment, &profiles, "fault").await })
-    };
+    let job = submit(&client, &segment, &profiles, "fault");
     // The only worker gets the job; the honest one attaches once the cheat holds it (or already failed).
     let mut taken = false;
     for _ in 0..3000 {
@@ -45,10 +43,8 @@ async fn cheat_is_caught_and_the_job_redone(fault: Fault, job_timeout: Duration)
     assert!(taken, "the cheat never took the job");
     let honest = RunningWorker::start(&coordinator.url).await;
 
-    let response = tokio::time::timeout(Duration::from_secs(120), job)
+    let response = outcome(job)
         .await
-        .expect("nothing hangs")
-        .expect("task")
         .unwrap_or_else(|e| panic!("{fault:?}: the job completes on the honest worker: {e}"));
     assert_eq!(
         response.worker_id,

@@ -5,9 +5,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dualrig_client::DualrigClient;
+use dualrig_client::{ClientError, DualrigClient};
 use dualrig_coordinator::ledger::Ledger;
 use dualrig_coordinator::{Config, Coordinator};
+use dualrig_proto::profile::Profile;
+use dualrig_proto::v1::TranscodeResponse;
 use dualrig_worker::{Worker, WorkerConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -243,4 +245,28 @@ pub fn write_genesis(path: &Path, accounts: &[(dualrig_proto::identity::PublicId
         .map(|(id, balance)| format!("[[accounts]]\nid = \"{id}\"\nbalance = {balance}\n\n"))
         .collect();
     std::fs::write(path, text).expect("write genesis");
+}
+
+/// A job submitted in the background, as a client waiting for its ladder.
+pub type SubmittedJob = JoinHandle<Result<TranscodeResponse, ClientError>>;
+
+/// Submits `segment` for `profiles` without waiting, so the test can act on workers meanwhile.
+pub fn submit(
+    client: &DualrigClient,
+    segment: &[u8],
+    profiles: &[Profile],
+    label: &'static str,
+) -> SubmittedJob {
+    let client = client.clone();
+    let profiles = profiles.to_vec();
+    let segment = segment.to_vec();
+    tokio::spawn(async move { client.transcode_segment(segment, &profiles, label).await })
+}
+
+/// Waits for a submitted job: a hang or a task failure fails the test; the job's own outcome is returned.
+pub async fn outcome(job: SubmittedJob) -> Result<TranscodeResponse, ClientError> {
+    tokio::time::timeout(Duration::from_secs(120), job)
+        .await
+        .expect("nothing hangs")
+        .expect("task")
 }
