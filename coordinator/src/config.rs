@@ -47,6 +47,12 @@ pub struct FileConfig {
     pub content_check_share: Option<f64>,
     pub content_check_first_jobs: Option<u64>,
     pub require_payment: Option<bool>,
+    pub replicas: Option<u32>,
+    pub max_blob_bytes: Option<u64>,
+    pub challenge_interval_secs: Option<f64>,
+    pub challenge_deadline_secs: Option<f64>,
+    pub challenge_k: Option<u32>,
+    pub challenge_blobs: Option<u32>,
 }
 
 impl FileConfig {
@@ -97,7 +103,22 @@ pub struct Config {
     /// Refuse jobs that come without a quote and tickets (operators set it; local runs default to
     /// free work).
     pub require_payment: bool,
+    /// Distinct workers a blob is kept on unless its Put asks otherwise (DESIGN §6).
+    pub replicas: u32,
+    /// Largest blob a client may Put.
+    pub max_blob_bytes: u64,
+    /// Time between the starts of two challenge rounds.
+    pub challenge_interval: Duration,
+    /// How long a worker has to answer a challenge.
+    pub challenge_deadline: Duration,
+    /// Chunks proved per challenged blob.
+    pub challenge_k: u32,
+    /// Blobs challenged per worker per round (all of them when it hosts fewer).
+    pub challenge_blobs: u32,
 }
+
+/// Most copies of one blob a Put may ask for.
+pub const MAX_REPLICAS: u32 = 16;
 
 /// Default share of stake slashed for a failed verification: 10 %.
 pub const DEFAULT_SLASH_FRACTION_PPM: u32 = 100_000;
@@ -125,6 +146,12 @@ impl Config {
             content_check_share: 0.1,
             content_check_first_jobs: 3,
             require_payment: false,
+            replicas: 3,
+            max_blob_bytes: 64 << 30,
+            challenge_interval: Duration::from_secs(300),
+            challenge_deadline: Duration::from_secs(30),
+            challenge_k: 16,
+            challenge_blobs: 32,
         }
     }
 
@@ -199,6 +226,24 @@ impl Config {
         if let Some(v) = file.require_payment {
             self.require_payment = v;
         }
+        if let Some(v) = file.replicas {
+            self.replicas = v;
+        }
+        if let Some(v) = file.max_blob_bytes {
+            self.max_blob_bytes = v;
+        }
+        if let Some(v) = file.challenge_interval_secs {
+            self.challenge_interval = secs("challenge_interval_secs", v)?;
+        }
+        if let Some(v) = file.challenge_deadline_secs {
+            self.challenge_deadline = secs("challenge_deadline_secs", v)?;
+        }
+        if let Some(v) = file.challenge_k {
+            self.challenge_k = v;
+        }
+        if let Some(v) = file.challenge_blobs {
+            self.challenge_blobs = v;
+        }
         Ok(())
     }
 
@@ -237,6 +282,25 @@ impl Config {
                 self.content_check_share
             )));
         }
+        if !(1..=MAX_REPLICAS).contains(&self.replicas) {
+            return Err(ConfigError::Invalid(format!(
+                "replicas = {} must be between 1 and {MAX_REPLICAS}",
+                self.replicas
+            )));
+        }
+        if self.challenge_k == 0 || self.challenge_blobs == 0 {
+            return Err(ConfigError::Invalid(
+                "challenge_k and challenge_blobs must be at least 1".into(),
+            ));
+        }
+        if self.challenge_interval < Duration::from_millis(10)
+            || self.challenge_deadline.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "challenge_interval_secs must be at least 0.01 and challenge_deadline_secs above zero"
+                    .into(),
+            ));
+        }
         if SlashFraction::from_ppm(self.slash_fraction_ppm).is_err() {
             return Err(ConfigError::Invalid(format!(
                 "slash_fraction_ppm = {} is above 1000000 (the whole stake)",
@@ -244,6 +308,11 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Where the blob index (root → holders) lives.
+    pub fn blob_index_path(&self) -> PathBuf {
+        self.data_dir.join("blobs.db")
     }
 
     /// Where uploads and renditions are staged while they are checked.

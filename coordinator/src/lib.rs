@@ -9,12 +9,14 @@
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod evidence;
 pub mod ledger;
 pub mod metrics;
 pub mod pool;
 pub mod server;
 pub mod service;
 pub mod stakes;
+pub mod storage;
 pub mod verify;
 
 pub use config::Config;

@@ -65,6 +65,24 @@ struct Args {
     /// A worker's first this many jobs always get the content check (default 3).
     #[arg(long, env = "DUALRIG_CONTENT_CHECK_FIRST_JOBS")]
     content_check_first_jobs: Option<u64>,
+    /// Distinct workers a blob is kept on when its Put does not say (default 3).
+    #[arg(long, env = "DUALRIG_REPLICAS")]
+    replicas: Option<u32>,
+    /// Largest blob a client may store, in bytes.
+    #[arg(long, env = "DUALRIG_MAX_BLOB_BYTES")]
+    max_blob_bytes: Option<u64>,
+    /// Seconds between storage challenge rounds (default 300).
+    #[arg(long, env = "DUALRIG_CHALLENGE_INTERVAL_SECS")]
+    challenge_interval_secs: Option<f64>,
+    /// Seconds a worker has to answer a challenge (default 30).
+    #[arg(long, env = "DUALRIG_CHALLENGE_DEADLINE_SECS")]
+    challenge_deadline_secs: Option<f64>,
+    /// Chunks proved per challenged blob (default 16).
+    #[arg(long, env = "DUALRIG_CHALLENGE_K")]
+    challenge_k: Option<u32>,
+    /// Blobs challenged per worker per round (default 32).
+    #[arg(long, env = "DUALRIG_CHALLENGE_BLOBS")]
+    challenge_blobs: Option<u32>,
 }
 
 impl Args {
@@ -123,6 +141,24 @@ impl Args {
         }
         if let Some(v) = self.content_check_first_jobs {
             config.content_check_first_jobs = v;
+        }
+        if let Some(v) = self.replicas {
+            config.replicas = v;
+        }
+        if let Some(v) = self.max_blob_bytes {
+            config.max_blob_bytes = v;
+        }
+        if let Some(v) = self.challenge_interval_secs {
+            config.challenge_interval = secs("--challenge-interval-secs", v)?;
+        }
+        if let Some(v) = self.challenge_deadline_secs {
+            config.challenge_deadline = secs("--challenge-deadline-secs", v)?;
+        }
+        if let Some(v) = self.challenge_k {
+            config.challenge_k = v;
+        }
+        if let Some(v) = self.challenge_blobs {
+            config.challenge_blobs = v;
         }
         config.validate()?;
         Ok(config)

@@ -16,6 +16,7 @@ use crate::error::StartError;
 use crate::ledger::{Genesis, Ledger, LedgerError};
 use crate::pool::WorkerPool;
 use crate::service::CoordinatorService;
+use crate::storage::BlobService;
 
 /// File in the data dir that holds the address the coordinator is serving on.
 pub const ADDR_FILE: &str = "coordinator.addr";
@@ -28,6 +29,7 @@ pub struct Coordinator {
     pool: Arc<WorkerPool>,
     identity: Arc<Identity>,
     ledger: Arc<Ledger>,
+    storage: Arc<BlobService>,
     round: std::time::Duration,
 }
 
@@ -54,11 +56,18 @@ impl Coordinator {
                 })?;
         let pool = Arc::new(WorkerPool::new(config.min_stake));
         let round = config.round;
-        let service = CoordinatorService::new(
-            Arc::clone(&identity),
-            Arc::new(config),
+        let config = Arc::new(config);
+        let storage = Arc::new(BlobService::new(
+            Arc::clone(&config),
             Arc::clone(&pool),
             Arc::clone(&ledger),
+        ));
+        let service = CoordinatorService::new(
+            Arc::clone(&identity),
+            config,
+            Arc::clone(&pool),
+            Arc::clone(&ledger),
+            Arc::clone(&storage),
         );
         Ok(Self {
             listener,
@@ -66,6 +75,7 @@ impl Coordinator {
             pool,
             identity,
             ledger,
+            storage,
             round,
         })
     }
@@ -84,6 +94,10 @@ impl Coordinator {
 
     pub fn ledger(&self) -> Arc<Ledger> {
         Arc::clone(&self.ledger)
+    }
+
+    pub fn storage(&self) -> Arc<BlobService> {
+        Arc::clone(&self.storage)
     }
 
     /// Serves until `shutdown` completes.

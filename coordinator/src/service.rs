@@ -10,7 +10,8 @@ use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::profile::ladder_from_wire;
 use dualrig_proto::v1::coordinator_server::Coordinator as CoordinatorApi;
 use dualrig_proto::v1::{
-    AccountInfo, AccountRequest, HelloRequest, HelloResponse, LedgerReceipt, LedgerRequest,
+    AccountInfo, AccountRequest, GetRequest, HelloRequest, ListBlobsRequest, ListBlobsResponse,
+    ListSlashesRequest, ListSlashesResponse, PutResponse, PutUpload, HelloResponse, LedgerReceipt, LedgerRequest,
     ListWorkersRequest, ListWorkersResponse, QuoteRequest, QuoteResponse, RegisterRequest,
     RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand,
     WorkerEvent, transcode_upload, worker_event,
@@ -26,6 +27,7 @@ use crate::error::CoordinatorError;
 use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
+use crate::storage::{BlobService, GetStream};
 
 /// How long a quote holds its draw.
 const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -37,6 +39,7 @@ pub struct CoordinatorService {
     pool: Arc<WorkerPool>,
     ledger: Arc<Ledger>,
     dispatcher: JobDispatcher,
+    storage: Arc<BlobService>,
     next_job: AtomicU64,
     /// Open quotes: id → (drawn worker, when).
     quotes: std::sync::Mutex<std::collections::HashMap<String, (PublicId, Instant)>>,
@@ -48,8 +51,10 @@ impl CoordinatorService {
         config: Arc<Config>,
         pool: Arc<WorkerPool>,
         ledger: Arc<Ledger>,
+        storage: Arc<BlobService>,
     ) -> Self {
         Self {
+            storage,
             dispatcher: JobDispatcher::new(
                 Arc::clone(&pool),
                 Arc::clone(&config),
@@ -415,6 +420,7 @@ impl CoordinatorApi for CoordinatorService {
         crate::stakes::refresh(&self.ledger, &self.pool).await;
         let mut events = request.into_inner();
         let pool = Arc::clone(&self.pool);
+        let storage = Arc::clone(&self.storage);
         let silence = self.config.heartbeat_interval * 3;
         tokio::spawn(
             async move {
@@ -464,6 +470,7 @@ impl CoordinatorApi for CoordinatorService {
                         Some(worker_event::Event::Params(params)) => {
                             pool.set_ticket_params(worker, connection, params)
                         }
+                        Some(other) => storage.on_event(worker, connection, other).await,
                     }
                 }
                 pool.detach(worker, connection);
@@ -595,6 +602,34 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(ListWorkersResponse {
             workers: self.pool.snapshot(),
         }))
+    }
+
+    async fn list_slashes(
+        &self,
+        request: Request<ListSlashesRequest>,
+    ) -> Result<Response<ListSlashesResponse>, Status> {
+        let slashes = crate::evidence::list_slashes(&self.ledger, request.into_inner()).await?;
+        Ok(Response::new(slashes))
+    }
+
+    async fn put(
+        &self,
+        request: Request<Streaming<PutUpload>>,
+    ) -> Result<Response<PutResponse>, Status> {
+        Ok(Response::new(self.storage.put(request.into_inner()).await?))
+    }
+
+    type GetStream = GetStream;
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<Self::GetStream>, Status> {
+        Ok(Response::new(self.storage.get(request.into_inner()).await?))
+    }
+
+    async fn list_blobs(
+        &self,
+        _request: Request<ListBlobsRequest>,
+    ) -> Result<Response<ListBlobsResponse>, Status> {
+        Ok(Response::new(self.storage.list().await?))
     }
 }
 

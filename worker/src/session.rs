@@ -309,7 +309,7 @@ impl Worker {
                     // result; the transcode in progress finishes and is dropped.
                     info!(job = %cancel.job_id, "job cancelled by the coordinator");
                 }
-                None => {}
+                Some(_) | None => {}
             }
             while tasks.try_join_next().is_some() {}
         }
