@@ -3,8 +3,10 @@
 //!
 //! [`DualrigClient`] speaks the wire; [`ladder`] cuts a video into segments, runs them through the network
 //! several at a time, and [`hls`] writes the playlists. [`DualrigClient::execute`] signs ledger requests
-//! (deposits, stake, transfers) with the account's key; [`DualrigClient::account`] reads an account.
+//! (deposits, stake, transfers) with the account's key; [`DualrigClient::account`] reads an account;
+//! [`blobs`] stores files on the network and fetches them back verified.
 
+pub mod blobs;
 pub mod hls;
 pub mod ladder;
 
@@ -19,6 +21,7 @@ use dualrig_proto::v1::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+pub use blobs::{GetSummary, PutSummary, parse_root};
 pub use ladder::{LadderOptions, LadderSummary, transcode_file};
 
 /// Bytes per upload message: small enough to interleave, large enough to keep per-message cost low.

@@ -55,6 +55,28 @@ enum Command {
         #[arg(long)]
         max_price: Option<u64>,
     },
+    /// Store files on the network; prints each file's root (the same as b3sum) and its holders.
+    Put {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Distinct workers to keep each file on (0: the coordinator's default, 3).
+        #[arg(long, default_value_t = 3)]
+        replicas: u32,
+    },
+    /// Fetch a blob (or a byte range of it), verified against its root before anything is written.
+    Get {
+        /// The blob's root, 64 hex digits.
+        #[arg(value_parser = dualrig_client::parse_root)]
+        root: [u8; 32],
+        /// The file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Only bytes START..END (END exclusive; either may be left out).
+        #[arg(long, value_parser = parse_range)]
+        range: Option<(Option<u64>, Option<u64>)>,
+    },
+    /// List the blobs the network keeps, with size and holders.
+    Ls,
     /// List the workers connected to the coordinator.
     Workers,
     /// Show an account: balance, deposit and reserve, stake, unbonding, nonce (yours by default).
@@ -113,6 +135,29 @@ enum StakeCommand {
     },
     /// Take released unbonded stake back into your balance.
     Withdraw,
+}
+
+/// `START..END`, either side optional.
+fn parse_range(text: &str) -> Result<(Option<u64>, Option<u64>), String> {
+    let (start, end) = text
+        .split_once("..")
+        .ok_or_else(|| format!("'{text}' is not a range such as 0..1024, 4096.. or ..100"))?;
+    let bound = |s: &str| -> Result<Option<u64>, String> {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            s.parse()
+                .map(Some)
+                .map_err(|e| format!("'{s}' in range '{text}' is not a byte offset: {e}"))
+        }
+    };
+    let (start, end) = (bound(start)?, bound(end)?);
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        return Err(format!("range '{text}' ends before it starts"));
+    }
+    Ok((start, end))
 }
 
 fn parse_id(text: &str) -> Result<PublicId, String> {
@@ -216,6 +261,58 @@ async fn main() -> anyhow::Result<()> {
             }
             if summary.retried > 0 {
                 println!("  {} segments needed another worker", summary.retried);
+            }
+        }
+        Command::Put { files, replicas } => {
+            let client = DualrigClient::connect(&cli.coordinator).await?;
+            for file in files {
+                let put = client
+                    .put_file(&file, replicas)
+                    .await
+                    .with_context(|| format!("storing {}", file.display()))?;
+                println!("{}  {}", put.root.to_hex(), file.display());
+                let holders: Vec<String> = put.holders.iter().map(|h| h.short()).collect();
+                eprintln!("  {} bytes on {}", put.size, holders.join(", "));
+            }
+        }
+        Command::Get { root, out, range } => {
+            let client = DualrigClient::connect(&cli.coordinator).await?;
+            let (start, end) = range.unwrap_or((None, None));
+            let got = client
+                .get_to_file(root, start.unwrap_or(0), end, &out)
+                .await?;
+            eprintln!(
+                "{} bytes ({}..{} of {}) verified -> {}",
+                got.end - got.start,
+                got.start,
+                got.end,
+                got.size,
+                out.display()
+            );
+            for holder in got.skipped {
+                eprintln!("  skipped holder {} (bad bytes or failure)", holder.short());
+            }
+        }
+        Command::Ls => {
+            let client = DualrigClient::connect(&cli.coordinator).await?;
+            let blobs = client.list_blobs().await?;
+            if blobs.is_empty() {
+                println!("no blobs stored");
+            }
+            for blob in blobs {
+                let holders: Vec<String> = blob
+                    .holders
+                    .iter()
+                    .map(|h| hex::encode(&h[..h.len().min(8)]))
+                    .collect();
+                println!(
+                    "{}  {:>14}  {}/{}  {}",
+                    hex::encode(&blob.root),
+                    blob.size,
+                    blob.holders.len(),
+                    blob.replicas,
+                    holders.join(",")
+                );
             }
         }
         Command::Workers => {

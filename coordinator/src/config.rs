@@ -293,8 +293,7 @@ impl Config {
                 "challenge_k and challenge_blobs must be at least 1".into(),
             ));
         }
-        if self.challenge_interval < Duration::from_millis(10)
-            || self.challenge_deadline.is_zero()
+        if self.challenge_interval < Duration::from_millis(10) || self.challenge_deadline.is_zero()
         {
             return Err(ConfigError::Invalid(
                 "challenge_interval_secs must be at least 0.01 and challenge_deadline_secs above zero"

@@ -121,6 +121,11 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: LedgerError,
     },
+    #[error("blob index {path}: {source}")]
+    BlobIndex {
+        path: std::path::PathBuf,
+        source: crate::storage::index::IndexError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

@@ -387,6 +387,33 @@ impl WorkerPool {
         self.changed.notify_waiters();
     }
 
+    /// The command queue of an attached worker, with its connection number.
+    pub fn commands(&self, id: &PublicId) -> Option<(u64, CommandSender)> {
+        self.lock()
+            .workers
+            .get(id)
+            .map(|w| (w.connection, w.commands.clone()))
+    }
+
+    /// Whether `id` is attached on `connection` right now.
+    pub fn is_attached(&self, id: &PublicId, connection: u64) -> bool {
+        self.lock()
+            .workers
+            .get(id)
+            .is_some_and(|w| w.connection == connection)
+    }
+
+    /// Draws one of `ids` that is attached and eligible, with weight stake × score (storage placement).
+    pub fn draw_among(&self, ids: &[PublicId]) -> Option<PublicId> {
+        let mut state = self.lock();
+        let attached: Vec<PublicId> = ids
+            .iter()
+            .filter(|id| state.workers.contains_key(id))
+            .copied()
+            .collect();
+        state.draw(attached, self.min_stake)
+    }
+
     /// Replaces the ticket params a worker published (after a win retired the old ones).
     pub fn set_ticket_params(&self, id: PublicId, connection: u64, params: TicketParams) {
         let mut state = self.lock();

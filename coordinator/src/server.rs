@@ -57,11 +57,13 @@ impl Coordinator {
         let pool = Arc::new(WorkerPool::new(config.min_stake));
         let round = config.round;
         let config = Arc::new(config);
-        let storage = Arc::new(BlobService::new(
-            Arc::clone(&config),
-            Arc::clone(&pool),
-            Arc::clone(&ledger),
-        ));
+        let storage = Arc::new(
+            BlobService::open(Arc::clone(&config), Arc::clone(&pool), Arc::clone(&ledger))
+                .map_err(|source| StartError::BlobIndex {
+                    path: config.blob_index_path(),
+                    source,
+                })?,
+        );
         let service = CoordinatorService::new(
             Arc::clone(&identity),
             config,
@@ -120,6 +122,8 @@ impl Coordinator {
             self.round,
             rounds_stopped,
         ));
+        let challenges = tokio::spawn(Arc::clone(&self.storage).challenge_forever());
+        let repairs = tokio::spawn(Arc::clone(&self.storage).repair_forever());
         let pool = Arc::clone(&self.pool);
         let shutdown = async move {
             shutdown.await;
@@ -137,6 +141,8 @@ impl Coordinator {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await;
         rounds.abort();
+        challenges.abort();
+        repairs.abort();
         served?;
         Ok(())
     }

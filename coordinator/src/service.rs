@@ -10,11 +10,11 @@ use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::profile::ladder_from_wire;
 use dualrig_proto::v1::coordinator_server::Coordinator as CoordinatorApi;
 use dualrig_proto::v1::{
-    AccountInfo, AccountRequest, GetRequest, HelloRequest, ListBlobsRequest, ListBlobsResponse,
-    ListSlashesRequest, ListSlashesResponse, PutResponse, PutUpload, HelloResponse, LedgerReceipt, LedgerRequest,
-    ListWorkersRequest, ListWorkersResponse, QuoteRequest, QuoteResponse, RegisterRequest,
-    RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand,
-    WorkerEvent, transcode_upload, worker_event,
+    AccountInfo, AccountRequest, GetRequest, HelloRequest, HelloResponse, LedgerReceipt,
+    LedgerRequest, ListBlobsRequest, ListBlobsResponse, ListSlashesRequest, ListSlashesResponse,
+    ListWorkersRequest, ListWorkersResponse, PutResponse, PutUpload, QuoteRequest, QuoteResponse,
+    RegisterRequest, RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload,
+    WorkerCommand, WorkerEvent, transcode_upload, worker_event,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;

@@ -1,55 +1,489 @@
-//! Hosted blobs (DESIGN §6): Put spreads a blob over distinct workers, Get streams a verifiable slice of
-//! it back from a holder, the index remembers who holds what, and challenge rounds check that they
-//! still do.
+//! Hosted blobs (DESIGN §6). Put stages the client's upload in the data dir while hashing it, checks it
+//! against the root the client named, and pushes it to `replicas` distinct workers drawn by stake ×
+//! score among those with room; Get streams a range from a holder as a bao slice that the client
+//! verifies against the root; the [`index`] remembers who holds what across restarts; [`challenge`]
+//! rounds check that they still do, and [`repair`] brings a blob back to its copies after a holder
+//! fails or loses it. Workers dial out, so every byte between clients and workers passes through here,
+//! streamed: nothing holds a whole blob in memory.
+
+pub mod challenge;
+pub mod index;
+pub mod links;
+mod repair;
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use dualrig_proto::v1::{GetChunk, GetRequest, ListBlobsResponse, PutResponse, PutUpload};
-use futures::Stream;
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::v1::{
+    BlobListing, GetChunk, GetHeader, GetRequest, ListBlobsResponse, PutHeader, PutResponse,
+    PutUpload, get_chunk, put_upload, worker_event,
+};
+use futures::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 use tonic::{Status, Streaming};
+use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, MAX_REPLICAS};
 use crate::ledger::Ledger;
+use crate::metrics;
 use crate::pool::WorkerPool;
+use index::{BlobIndex, IndexError};
+use links::{Links, Room};
+
+pub use challenge::check_blob_answer;
 
 /// The stream a Get answers with.
 pub type GetStream = Pin<Box<dyn Stream<Item = Result<GetChunk, Status>> + Send + 'static>>;
+
+/// How long a worker gets to confirm a pushed blob: a floor plus 4 MiB/s.
+fn push_timeout(size: u64) -> Duration {
+    Duration::from_secs(30) + Duration::from_secs(size / (4 << 20))
+}
+
+/// A blob id from its wire form.
+fn parse_root(bytes: &[u8]) -> Result<[u8; 32], Status> {
+    bytes.try_into().map_err(|_| {
+        Status::invalid_argument(format!(
+            "a blob root is 32 bytes (64 hex digits, as b3sum prints it); got {} bytes",
+            bytes.len()
+        ))
+    })
+}
 
 #[derive(Debug)]
 pub struct BlobService {
     config: Arc<Config>,
     pool: Arc<WorkerPool>,
     ledger: Arc<Ledger>,
+    index: Arc<BlobIndex>,
+    links: Arc<Links>,
+    /// Challenge rounds run so far.
+    rounds: AtomicU64,
+    /// Wakes the repair task.
+    repair_wanted: Notify,
+    /// Workers that failed a challenge on a blob or reported losing it: repair does not hand it back
+    /// to them.
+    lost_by: std::sync::Mutex<std::collections::HashMap<[u8; 32], Vec<PublicId>>>,
 }
 
 impl BlobService {
-    pub fn new(config: Arc<Config>, pool: Arc<WorkerPool>, ledger: Arc<Ledger>) -> Self {
-        Self {
+    pub fn open(
+        config: Arc<Config>,
+        pool: Arc<WorkerPool>,
+        ledger: Arc<Ledger>,
+    ) -> Result<Self, IndexError> {
+        let index = Arc::new(BlobIndex::open(&config.blob_index_path())?);
+        Ok(Self {
             config,
             pool,
             ledger,
+            index,
+            links: Arc::default(),
+            rounds: AtomicU64::new(0),
+            repair_wanted: Notify::new(),
+            lost_by: std::sync::Mutex::default(),
+        })
+    }
+
+    /// The index, for operators' tools and tests.
+    pub fn index(&self) -> Arc<BlobIndex> {
+        Arc::clone(&self.index)
+    }
+
+    /// Challenge rounds completed or in progress.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Remembers that `worker` lost `root`.
+    fn note_loss(&self, root: [u8; 32], worker: PublicId) {
+        let mut lost = self.lost_by.lock().unwrap_or_else(|p| p.into_inner());
+        let workers = lost.entry(root).or_default();
+        if !workers.contains(&worker) {
+            workers.push(worker);
         }
     }
 
-    pub async fn put(&self, _upload: Streaming<PutUpload>) -> Result<PutResponse, Status> {
-        Err(Status::unimplemented("put"))
+    /// Workers not to place `root` on: its holders and those that lost it before.
+    fn not_for(&self, root: &[u8; 32], holders: &[PublicId]) -> Vec<PublicId> {
+        let lost = self.lost_by.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = holders.to_vec();
+        out.extend(lost.get(root).into_iter().flatten().copied());
+        out
     }
 
-    pub async fn get(&self, _request: GetRequest) -> Result<GetStream, Status> {
-        Err(Status::unimplemented("get"))
+    /// The attached workers with room for a blob of `size`, except those in `exclude`.
+    fn with_room(&self, size: u64, exclude: &[PublicId]) -> Vec<PublicId> {
+        let needed = size.saturating_add(dualrig_proto::proof::outboard_len(size));
+        self.pool
+            .attached()
+            .into_iter()
+            .filter(|w| !exclude.contains(w) && self.links.room(w).free >= needed)
+            .collect()
     }
 
-    /// A storage event from an attached worker's stream.
-    pub async fn on_event(
+    /// Pushes the staged blob to distinct workers, drawn by stake × score among those with room, until
+    /// `wanted` of them (counting `holders`) hold it or nobody is left to try. Returns the new holders.
+    async fn place(
         &self,
-        _worker: dualrig_proto::identity::PublicId,
-        _connection: u64,
-        _event: dualrig_proto::v1::worker_event::Event,
-    ) {
+        staged: &std::path::Path,
+        root: &[u8; 32],
+        size: u64,
+        holders: &[PublicId],
+        wanted: usize,
+    ) -> Vec<PublicId> {
+        let mut tried = self.not_for(root, holders);
+        let mut placed = Vec::new();
+        while holders.len() + placed.len() < wanted {
+            let missing = wanted - holders.len() - placed.len();
+            let mut batch = Vec::new();
+            for _ in 0..missing {
+                let candidates = self.with_room(size, &tried);
+                let Some(worker) = self.pool.draw_among(&candidates) else {
+                    break;
+                };
+                tried.push(worker);
+                batch.push(worker);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let pushes = batch.iter().map(|worker| async move {
+                let pushed = self
+                    .links
+                    .push(&self.pool, worker, staged, root, size, push_timeout(size))
+                    .await;
+                (*worker, pushed)
+            });
+            for (worker, pushed) in futures::future::join_all(pushes).await {
+                match pushed {
+                    Ok(()) => {
+                        let root = *root;
+                        if let Err(e) = self
+                            .index
+                            .call(move |ix| ix.add_holder(&root, &worker))
+                            .await
+                        {
+                            tracing::error!(error = %e, "cannot record a holder");
+                            continue;
+                        }
+                        metrics::blob_placed("stored");
+                        placed.push(worker);
+                    }
+                    Err(why) => {
+                        metrics::blob_placed("refused");
+                        warn!(worker = %worker.short(), %why, "blob not placed");
+                    }
+                }
+            }
+        }
+        placed
+    }
+
+    /// Receives a Put upload into a staging file, hashing it on the way; checks size and root.
+    async fn stage(
+        &self,
+        header: &PutHeader,
+        upload: &mut Streaming<PutUpload>,
+    ) -> Result<tempfile::TempPath, Status> {
+        let scratch = self.config.scratch_dir();
+        let staged = tempfile::NamedTempFile::new_in(&scratch)
+            .map_err(|e| Status::internal(format!("cannot stage the upload: {e}")))?
+            .into_temp_path();
+        let mut file = tokio::fs::File::create(&staged)
+            .await
+            .map_err(|e| Status::internal(format!("cannot stage the upload: {e}")))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut received = 0u64;
+        while let Some(message) = upload.message().await.map_err(|s| {
+            Status::cancelled(format!(
+                "upload broke after {received} of {} bytes: {}",
+                header.size,
+                s.message()
+            ))
+        })? {
+            let Some(put_upload::Part::Chunk(chunk)) = message.part else {
+                return Err(Status::invalid_argument(
+                    "only one header per Put; the rest must be chunks",
+                ));
+            };
+            received += chunk.len() as u64;
+            if received > header.size {
+                return Err(Status::invalid_argument(format!(
+                    "upload carries more than the {} bytes its header announced",
+                    header.size
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| Status::internal(format!("cannot stage the upload: {e}")))?;
+        }
+        if received < header.size {
+            return Err(Status::invalid_argument(format!(
+                "upload ended after {received} of the {} bytes its header announced",
+                header.size
+            )));
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| Status::internal(format!("cannot stage the upload: {e}")))?;
+        let hash = hasher.finalize();
+        if hash.as_bytes().as_slice() != header.root.as_slice() {
+            return Err(Status::invalid_argument(format!(
+                "the uploaded bytes hash to {hash}, not to the root the header names ({})",
+                hex::encode(&header.root)
+            )));
+        }
+        metrics::bytes_in("blob", received as usize);
+        Ok(staged)
+    }
+
+    pub async fn put(&self, mut upload: Streaming<PutUpload>) -> Result<PutResponse, Status> {
+        let first = upload
+            .message()
+            .await
+            .map_err(|s| Status::cancelled(format!("upload broke: {}", s.message())))?
+            .ok_or_else(|| Status::invalid_argument("empty Put; send a header first"))?;
+        let Some(put_upload::Part::Header(header)) = first.part else {
+            return Err(Status::invalid_argument(
+                "the first message of a Put must be the header (root, size, replicas)",
+            ));
+        };
+        let root = parse_root(&header.root)?;
+        if header.size > self.config.max_blob_bytes {
+            return Err(Status::invalid_argument(format!(
+                "blob of {} bytes is above this network's limit of {} bytes",
+                header.size, self.config.max_blob_bytes
+            )));
+        }
+        let wanted = match header.replicas {
+            0 => self.config.replicas,
+            n if n > MAX_REPLICAS => {
+                return Err(Status::invalid_argument(format!(
+                    "--replicas {n} is above the most this network keeps ({MAX_REPLICAS})"
+                )));
+            }
+            n => n,
+        };
+        let known = self.index.call(move |ix| ix.blob(&root)).await?;
+        if let Some(known) = &known
+            && known.size != header.size
+        {
+            return Err(Status::invalid_argument(format!(
+                "blob {} is known with {} bytes, the header says {}",
+                hex::encode(root),
+                known.size,
+                header.size
+            )));
+        }
+        let holders = known.map(|b| b.holders).unwrap_or_default();
+        if holders.len() >= wanted as usize {
+            // Already kept: nothing to upload.
+            self.index
+                .call(move |ix| ix.add_blob(&root, header.size, wanted))
+                .await?;
+            return Ok(PutResponse {
+                root: root.to_vec(),
+                size: header.size,
+                holders: holders.iter().map(|w| w.as_bytes().to_vec()).collect(),
+            });
+        }
+        let room = self.with_room(header.size, &holders).len();
+        if holders.len() + room < wanted as usize {
+            return Err(Status::failed_precondition(format!(
+                "{wanted} copies asked, but only {room} attached workers have room for {} bytes{}; \
+                 ask for fewer replicas or try again when more workers are attached",
+                header.size,
+                if holders.is_empty() {
+                    String::new()
+                } else {
+                    format!(" besides the {} already holding it", holders.len())
+                }
+            )));
+        }
+        let staged = self.stage(&header, &mut upload).await?;
+        let size = header.size;
+        self.index
+            .call(move |ix| ix.add_blob(&root, size, wanted))
+            .await?;
+        let placed = self
+            .place(&staged, &root, size, &holders, wanted as usize)
+            .await;
+        let mut all = holders;
+        all.extend(placed);
+        if all.len() < wanted as usize {
+            if all.is_empty() {
+                let _ = self.index.call(move |ix| ix.drop_if_unheld(&root)).await;
+            } else {
+                // What was placed stays; repair adds the rest when workers with room appear.
+                self.repair_wanted.notify_one();
+            }
+            return Err(Status::unavailable(format!(
+                "only {} of {wanted} workers stored blob {}; the others failed or left. Put again to retry",
+                all.len(),
+                hex::encode(root)
+            )));
+        }
+        info!(blob = %hex::encode(root), size, holders = all.len(), "blob stored");
+        Ok(PutResponse {
+            root: root.to_vec(),
+            size,
+            holders: all.iter().map(|w| w.as_bytes().to_vec()).collect(),
+        })
+    }
+
+    pub async fn get(&self, request: GetRequest) -> Result<GetStream, Status> {
+        let root = parse_root(&request.root)?;
+        let blob = self
+            .index
+            .call(move |ix| ix.blob(&root))
+            .await?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no blob {} is stored on this network",
+                    hex::encode(root)
+                ))
+            })?;
+        let end = request.end.unwrap_or(blob.size);
+        if request.start > end || end > blob.size {
+            return Err(Status::out_of_range(format!(
+                "range {}..{end} does not lie within blob {} of {} bytes",
+                request.start,
+                hex::encode(root),
+                blob.size
+            )));
+        }
+        let excluded: Vec<PublicId> = request
+            .exclude
+            .iter()
+            .filter_map(|w| PublicId::from_slice("exclude", w).ok())
+            .collect();
+        let online: Vec<PublicId> = blob
+            .holders
+            .iter()
+            .filter(|w| !excluded.contains(w) && self.pool.commands(w).is_some())
+            .copied()
+            .collect();
+        let holder = self
+            .pool
+            .draw_among(&online)
+            .or(online.first().copied())
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "blob {} has {} known holders, none of them online{}; try again later",
+                    hex::encode(root),
+                    blob.holders.len(),
+                    if excluded.is_empty() {
+                        ""
+                    } else {
+                        " and not excluded"
+                    }
+                ))
+            })?;
+        let fetch = self
+            .links
+            .fetch(&self.pool, &holder, &root, request.start, end)
+            .await
+            .map_err(Status::unavailable)?;
+        metrics::blob_served();
+        let header = GetChunk {
+            part: Some(get_chunk::Part::Header(GetHeader {
+                root: root.to_vec(),
+                size: blob.size,
+                start: request.start,
+                end,
+                holder: holder.as_bytes().to_vec(),
+            })),
+        };
+        let pieces = futures::stream::unfold(fetch, move |mut fetch| async move {
+            let piece = fetch.pieces.recv().await?;
+            let item = piece
+                .map(|data| GetChunk {
+                    part: Some(get_chunk::Part::Slice(data.to_vec())),
+                })
+                .map_err(|why| {
+                    Status::unavailable(format!(
+                        "holder {} failed mid-stream: {why}; ask again excluding it",
+                        holder.short()
+                    ))
+                });
+            Some((item, fetch))
+        });
+        Ok(Box::pin(
+            futures::stream::once(async move { Ok(header) }).chain(pieces),
+        ))
     }
 
     pub async fn list(&self) -> Result<ListBlobsResponse, Status> {
-        Err(Status::unimplemented("list"))
+        let blobs = self.index.call(|ix| ix.blobs()).await?;
+        Ok(ListBlobsResponse {
+            blobs: blobs
+                .into_iter()
+                .map(|b| BlobListing {
+                    root: b.root.to_vec(),
+                    size: b.size,
+                    holders: b.holders.iter().map(|w| w.as_bytes().to_vec()).collect(),
+                    replicas: b.replicas,
+                })
+                .collect(),
+        })
+    }
+
+    /// A storage event from an attached worker's stream.
+    pub async fn on_event(&self, worker: PublicId, _connection: u64, event: worker_event::Event) {
+        match event {
+            worker_event::Event::Holdings(report) => {
+                self.links.set_room(
+                    worker,
+                    Room {
+                        free: report.free_bytes,
+                        capacity: report.capacity_bytes,
+                    },
+                );
+                let added: Vec<([u8; 32], u64)> = report
+                    .added
+                    .iter()
+                    .filter_map(|b| Some((b.root.as_slice().try_into().ok()?, b.size)))
+                    .collect();
+                let removed: Vec<[u8; 32]> = report
+                    .removed
+                    .iter()
+                    .filter_map(|r| r.as_slice().try_into().ok())
+                    .collect();
+                if !report.corrupt.is_empty() {
+                    metrics::scrub_reported(report.corrupt.len());
+                    warn!(worker = %worker.short(), blobs = report.corrupt.len(), "worker's scrub dropped damaged blobs");
+                }
+                let full = report.full;
+                match self
+                    .index
+                    .call(move |ix| ix.apply_report(&worker, full, &added, &removed))
+                    .await
+                {
+                    Ok(lost) if !lost.is_empty() => {
+                        info!(worker = %worker.short(), blobs = lost.len(), "worker no longer holds blobs");
+                        for root in lost {
+                            self.note_loss(root, worker);
+                        }
+                        self.repair_wanted.notify_one();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot apply a holdings report"),
+                }
+            }
+            worker_event::Event::Stored(stored) => self.links.on_stored(stored),
+            worker_event::Event::Piece(piece) => {
+                self.links
+                    .on_piece(&piece.fetch_id, piece.data, piece.last, piece.error)
+                    .await;
+            }
+            worker_event::Event::Answer(answer) => self.links.on_answer(answer),
+            _ => {}
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! account signs to ask the ledger to move its funds.
 
 pub mod amount;
+pub mod chunk_reader;
 pub mod identity;
 pub mod ledger_request;
 pub mod profile;

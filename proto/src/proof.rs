@@ -13,6 +13,7 @@
 //! from it with [`build_proof`] or [`ChunkProof::from_outboard`], without rehashing the blob.
 
 mod challenge;
+pub mod slice;
 mod wire;
 
 #[cfg(test)]

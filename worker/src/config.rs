@@ -11,6 +11,9 @@ use crate::hash::GpuMode;
 /// The worker's key file inside its data dir.
 pub const KEY_FILE: &str = "worker.key";
 
+/// Blob store capacity when `--storage-capacity` is absent: 10 GiB.
+pub const DEFAULT_STORAGE_CAPACITY: u64 = 10 << 30;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// The coordinator's gRPC URL, e.g. `http://127.0.0.1:7300`.
@@ -31,6 +34,10 @@ pub struct WorkerConfig {
     /// Face value of the worker's tickets, and one in how many wins.
     pub ticket_face_value: u64,
     pub ticket_win_prob_one_in: u64,
+    /// Most bytes the blob store may occupy, outboards included (`--storage-capacity`).
+    pub storage_capacity: u64,
+    /// Time between scrubs of the blob store.
+    pub scrub_interval: Duration,
     /// Cheat on every job this way (`--fault`), for tests of verification.
     #[cfg(feature = "fault-injection")]
     pub fault: Option<crate::job::Fault>,
@@ -51,6 +58,8 @@ impl WorkerConfig {
             price_per_unit: 0,
             ticket_face_value: 1_000_000,
             ticket_win_prob_one_in: 100,
+            storage_capacity: DEFAULT_STORAGE_CAPACITY,
+            scrub_interval: Duration::from_secs(6 * 3600),
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -89,6 +98,9 @@ impl WorkerConfig {
             return Err(
                 "--ticket-face-value and --ticket-win-prob-one-in must be above 0 when --price-per-unit is".into(),
             );
+        }
+        if self.scrub_interval < Duration::from_millis(10) {
+            return Err("--scrub-interval-secs must be at least 0.01".into());
         }
         if self.sessions == Some(0) {
             return Err("--sessions must be at least 1".into());

@@ -3,11 +3,13 @@
 //! cores (or the CPU) to prove it still holds what it hosts.
 //!
 //! [`session`] keeps the outbound connection to the coordinator alive, [`job`] turns one transcode job
-//! into a signed result, [`hash`] is the GPU/CPU BLAKE3 hasher, and [`bench`] measures the rig.
+//! into a signed result, [`hash`] is the GPU/CPU BLAKE3 hasher, [`store`] keeps hosted blobs with their
+//! outboards, [`hosting`] serves them (pushes, fetches, challenges, scrubs), and [`bench`] measures the rig.
 
 pub mod bench;
 pub mod config;
 pub mod hash;
+pub mod hosting;
 pub mod job;
 pub mod metrics;
 pub mod payment;

@@ -117,14 +117,27 @@ struct RunArgs {
     /// One ticket in this many wins.
     #[arg(long, default_value_t = 100)]
     ticket_win_prob_one_in: u64,
+    /// Most space the blob store may take, outboards included (e.g. `500GiB`, `2TB`, or bytes).
+    #[arg(long, env = "DUALRIG_STORAGE_CAPACITY", default_value = "10GiB", value_parser = parse_size)]
+    storage_capacity: u64,
+    /// Seconds between rehashes of the whole blob store (default six hours).
+    #[arg(long, env = "DUALRIG_SCRUB_INTERVAL_SECS", default_value_t = 21_600.0)]
+    scrub_interval_secs: f64,
     /// Cheat on every job this way, to test that the coordinator catches it (fault-injection builds).
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_enum)]
     fault: Option<dualrig_worker::job::Fault>,
 }
 
+/// A size with an optional unit (`10GiB`, `500 MB`, `4096`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("{text:?} is not a size such as 500GiB or 2TB: {e}"))
+}
+
 impl RunArgs {
-    fn into_config(self) -> WorkerConfig {
+    fn into_config(self) -> anyhow::Result<WorkerConfig> {
         let mut config = WorkerConfig::new(self.coordinator.coordinator, self.data_dir.data_dir);
         config.encoder = self.encoder;
         config.sessions = self.sessions;
@@ -134,11 +147,19 @@ impl RunArgs {
         config.price_per_unit = self.price_per_unit;
         config.ticket_face_value = self.ticket_face_value;
         config.ticket_win_prob_one_in = self.ticket_win_prob_one_in;
+        config.storage_capacity = self.storage_capacity;
+        config.scrub_interval = std::time::Duration::try_from_secs_f64(self.scrub_interval_secs)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--scrub-interval-secs {} is not a duration in seconds",
+                    self.scrub_interval_secs
+                )
+            })?;
         #[cfg(feature = "fault-injection")]
         {
             config.fault = self.fault;
         }
-        config
+        Ok(config)
     }
 }
 
@@ -220,7 +241,7 @@ fn earnings(coordinator: String, key: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn serve(args: RunArgs) -> anyhow::Result<()> {
-    let config = args.into_config();
+    let config = args.into_config()?;
     let metrics_addr = config.metrics_addr;
     let worker = Worker::prepare(config).context("worker cannot start")?;
     println!("worker {}", worker.id());

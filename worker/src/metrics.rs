@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 pub const JOBS: &str = "dualrig_worker_jobs_total";
 pub const TRANSCODE_SECONDS: &str = "dualrig_worker_transcode_seconds";
@@ -13,6 +13,12 @@ pub const CONNECTIONS: &str = "dualrig_worker_connections_total";
 pub const TICKETS: &str = "dualrig_worker_tickets_total";
 pub const REDEMPTIONS: &str = "dualrig_worker_redemptions_total";
 pub const REDEEMED_VALUE: &str = "dualrig_worker_redeemed_value_total";
+pub const BLOBS: &str = "dualrig_worker_blobs_total";
+pub const STORE_BYTES: &str = "dualrig_worker_store_bytes";
+pub const STORE_BLOBS: &str = "dualrig_worker_store_blobs";
+pub const PROOFS: &str = "dualrig_worker_proofs_total";
+pub const CHALLENGE_SECONDS: &str = "dualrig_worker_challenge_seconds";
+pub const SCRUBBED: &str = "dualrig_worker_scrubbed_blobs_total";
 
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -36,6 +42,26 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
     describe_counter!(
         REDEEMED_VALUE,
         "Units paid to the worker by redeemed tickets"
+    );
+    describe_counter!(
+        BLOBS,
+        "Blob transfers, by outcome (stored, refused, served)"
+    );
+    describe_gauge!(
+        STORE_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes the blob store occupies, outboards included"
+    );
+    describe_gauge!(STORE_BLOBS, "Blobs in the store");
+    describe_counter!(PROOFS, "Chunk proofs produced for challenges");
+    describe_histogram!(
+        CHALLENGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to answer one challenge"
+    );
+    describe_counter!(
+        SCRUBBED,
+        "Blobs rehashed by scrubs, by outcome (sound, dropped)"
     );
     Ok(())
 }
@@ -61,4 +87,23 @@ pub fn tickets(outcome: &'static str, count: usize) {
 pub fn redeemed(outcome: &'static str, amount: u64) {
     counter!(REDEMPTIONS, "outcome" => outcome).increment(1);
     counter!(REDEEMED_VALUE).increment(amount);
+}
+
+pub fn blob(outcome: &'static str) {
+    counter!(BLOBS, "outcome" => outcome).increment(1);
+}
+
+pub fn store_usage(bytes: u64, blobs: usize) {
+    gauge!(STORE_BYTES).set(bytes as f64);
+    gauge!(STORE_BLOBS).set(blobs as f64);
+}
+
+pub fn challenge_answered(proofs: usize, elapsed: Duration) {
+    counter!(PROOFS).increment(proofs as u64);
+    histogram!(CHALLENGE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub fn scrubbed(checked: usize, dropped: usize) {
+    counter!(SCRUBBED, "outcome" => "sound").increment(checked.saturating_sub(dropped) as u64);
+    counter!(SCRUBBED, "outcome" => "dropped").increment(dropped as u64);
 }

@@ -20,9 +20,11 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::WorkerConfig;
+use crate::hosting::Hosting;
 use crate::job::run_transcode;
 use crate::metrics;
 use crate::payment::{Payments, redeem_forever};
+use crate::store::BlobStore;
 use dualrig_proto::ticket::WinningTicket;
 use dualrig_proto::v1::AccountRequest;
 
@@ -42,6 +44,8 @@ pub enum WorkerError {
     Encoder(#[from] dualrig_media::MediaError),
     #[error("hasher: {0}")]
     Hash(#[from] crate::hash::HashError),
+    #[error("blob store: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("data dir {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -92,6 +96,7 @@ pub struct Worker {
     encoder: Arc<EncoderSelection>,
     capabilities: Capabilities,
     payments: Arc<Payments>,
+    hosting: Arc<Hosting>,
     winners: std::sync::Mutex<Option<mpsc::UnboundedReceiver<WinningTicket>>>,
 }
 
@@ -115,6 +120,7 @@ impl Worker {
             encoder = %encoder.name,
             hardware = encoder.hardware,
             reason = %encoder.reason,
+            decoders = %encoder.decoders.reason,
             "encoder selected"
         );
         let hasher = crate::hash::share::SharedHasher::wrap(
@@ -122,13 +128,25 @@ impl Worker {
             config.gpu_hash_share,
         )
         .map_err(|e| WorkerError::Config(e.to_string()))?;
+        let store = BlobStore::open(
+            &config.data_dir,
+            config.storage_capacity,
+            Arc::clone(&hasher),
+        )?;
+        info!(
+            blobs = store.list().len(),
+            used = store.used_bytes(),
+            capacity = store.capacity_bytes(),
+            "blob store open"
+        );
+        let hosting = Arc::new(Hosting::new(identity.id(), Arc::new(store)));
         let sessions = config
             .sessions
             .unwrap_or_else(|| default_sessions(&encoder));
         let capabilities = Capabilities {
             encoders: encoder.available.clone(),
             selected_encoder: encoder.name.clone(),
-            encoder_reason: encoder.reason.clone(),
+            encoder_reason: format!("{}; decoding: {}", encoder.reason, encoder.decoders.reason),
             sessions,
             max_width: MAX_WIDTH,
             max_height: MAX_HEIGHT,
@@ -141,6 +159,7 @@ impl Worker {
             encoder: Arc::new(encoder),
             capabilities,
             payments: Arc::new(payments),
+            hosting,
             winners: std::sync::Mutex::new(Some(winners)),
         })
     }
@@ -151,6 +170,11 @@ impl Worker {
 
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// The worker's blob store.
+    pub fn store(&self) -> &Arc<BlobStore> {
+        self.hosting.store()
     }
 
     /// Serves the coordinator until `shutdown` completes, reconnecting with backoff.
@@ -172,8 +196,10 @@ impl Worker {
             }
             std::future::pending::<()>().await
         };
+        let scrub = Arc::clone(&self.hosting).scrub_forever(self.config.scrub_interval);
         tokio::select! {
             () = self.serve_forever().instrument(span.clone()) => {}
+            () = scrub.instrument(span.clone()) => {}
             () = redeem.instrument(span) => {}
             () = shutdown => info!("worker stopping"),
         }
@@ -290,6 +316,7 @@ impl Worker {
         let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(100)));
         tasks.spawn(heartbeats(events.clone(), interval));
         let sessions = Arc::new(Semaphore::new(self.capabilities.sessions as usize));
+        self.hosting.attached(&events).await;
         loop {
             let command = commands
                 .message()
@@ -309,7 +336,19 @@ impl Worker {
                     // result; the transcode in progress finishes and is dropped.
                     info!(job = %cancel.job_id, "job cancelled by the coordinator");
                 }
-                Some(_) | None => {}
+                Some(worker_command::Command::Store(piece)) => {
+                    self.hosting.on_store(piece, &events).await;
+                }
+                Some(worker_command::Command::Fetch(fetch)) => {
+                    self.hosting.on_fetch(fetch, &events)
+                }
+                Some(worker_command::Command::CancelFetch(cancel)) => {
+                    self.hosting.on_cancel_fetch(&cancel.fetch_id);
+                }
+                Some(worker_command::Command::Challenge(challenge)) => {
+                    self.hosting.on_challenge(challenge, &events);
+                }
+                None => {}
             }
             while tasks.try_join_next().is_some() {}
         }

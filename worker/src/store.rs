@@ -321,6 +321,36 @@ impl BlobStore {
         Ok(file.take(end - start))
     }
 
+    /// Bytes `start..end` of a blob as a verifiable slice (see [`dualrig_proto::proof::slice`]), read
+    /// from the blob and its outboard as the caller reads.
+    pub fn slice(
+        &self,
+        root: &blake3::Hash,
+        start: u64,
+        end: u64,
+    ) -> Result<impl Read + Send + use<>, StoreError> {
+        let info = self.get(root).ok_or(StoreError::NotFound { root: *root })?;
+        if start > end || end > info.len {
+            return Err(StoreError::RangeOutOfBounds {
+                root: *root,
+                start,
+                end,
+                len: info.len,
+            });
+        }
+        let blob_path = self.blob_path(root);
+        let outboard_path = self.outboard_path(root);
+        let blob = File::open(&blob_path).map_err(StoreError::io("open", &blob_path))?;
+        let outboard =
+            File::open(&outboard_path).map_err(StoreError::io("open", &outboard_path))?;
+        Ok(dualrig_proto::proof::slice::extract(
+            blob,
+            outboard,
+            start,
+            end - start,
+        ))
+    }
+
     /// The proof for chunk `index` of a blob: the chunk read from the blob, the siblings from the
     /// outboard (only the parents on the chunk's path are read). The proof is checked before it is
     /// returned, so damage on disk shows up here as [`StoreError::Corrupt`], not as a failed challenge.

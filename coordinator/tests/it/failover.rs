@@ -142,6 +142,22 @@ impl HoldingWorker {
         self.heartbeats.abort();
         self.events.take();
     }
+
+    /// Its id, its event sender and its command stream, for tests that script other exchanges; the
+    /// heartbeats go on.
+    pub fn parts(
+        &mut self,
+    ) -> (
+        dualrig_proto::identity::PublicId,
+        mpsc::Sender<WorkerEvent>,
+        &mut tonic::Streaming<WorkerCommand>,
+    ) {
+        (
+            self.identity.id(),
+            self.events.clone().expect("attached"),
+            &mut self.commands,
+        )
+    }
 }
 
 fn segment_of(dir: &std::path::Path) -> Vec<u8> {
@@ -329,8 +345,13 @@ async fn a_staked_worker_whose_result_fails_verification_is_slashed_and_suspende
     assert_eq!(coordinator.ledger.pool_balance().expect("pool"), 2_000_000);
     let slashes = coordinator.ledger.slashes(&cheat_id).expect("slashes");
     assert_eq!(slashes.len(), 1);
-    let evidence: dualrig_proto::v1::JobResult =
-        prost::Message::decode(slashes[0].evidence.as_slice()).expect("evidence is a JobResult");
+    let evidence: dualrig_proto::v1::SlashEvidence =
+        prost::Message::decode(slashes[0].evidence.as_slice())
+            .expect("evidence is a SlashEvidence");
+    let Some(dualrig_proto::v1::slash_evidence::Kind::Transcode(evidence)) = evidence.kind else {
+        panic!("transcode evidence");
+    };
+    let evidence = evidence.result.expect("the signed result");
     assert_eq!(evidence.job_id, job_id);
     dualrig_proto::result::verify_result(
         &cheat_id,

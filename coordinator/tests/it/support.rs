@@ -115,6 +115,8 @@ pub struct RunningCoordinator {
     pub addr: std::net::SocketAddr,
     /// The coordinator's own ledger handle, for checks no client can make.
     pub ledger: Arc<Ledger>,
+    /// Its storage side: the blob index, challenge rounds and repair.
+    pub storage: Arc<dualrig_coordinator::storage::BlobService>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     /// Held so the data dir lives as long as the coordinator (when the coordinator made it).
@@ -135,6 +137,7 @@ impl RunningCoordinator {
         tweak(&mut config);
         let coordinator = Coordinator::bind(config).await.expect("coordinator binds");
         let ledger = coordinator.ledger();
+        let storage = coordinator.storage();
         let addr = coordinator.local_addr().expect("addr");
         let url = format!("http://{addr}");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -150,6 +153,7 @@ impl RunningCoordinator {
             url,
             addr,
             ledger,
+            storage,
             stop: Some(stop),
             task: Some(task),
             dir: None,
@@ -180,9 +184,11 @@ impl RunningCoordinator {
 
 pub struct RunningWorker {
     pub id: dualrig_proto::identity::PublicId,
+    /// The worker's blob store, for tests that damage or inspect it.
+    pub store: Arc<dualrig_worker::store::BlobStore>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl RunningWorker {
@@ -205,16 +211,23 @@ impl RunningWorker {
             eprintln!("hardware encode path not exercised: worker uses {selected} ({reason})");
         }
         let id = worker.id();
+        let store = Arc::clone(worker.store());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(worker.run(async {
             let _ = stopped.await;
         }));
         Self {
             id,
+            store,
             stop: Some(stop),
             task,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Where the worker keeps blob `root` on disk.
+    pub fn blob_path(&self, root: &blake3::Hash) -> PathBuf {
+        self.dir.path().join("blobs").join(root.to_hex().as_str())
     }
 
     /// Stops the worker at once, as a crash would: its connection closes and it answers nothing more.
@@ -269,4 +282,78 @@ pub async fn outcome(job: SubmittedJob) -> Result<TranscodeResponse, ClientError
         .await
         .expect("nothing hangs")
         .expect("task")
+}
+
+/// A clip from any lavfi filtergraph (`graph` yields the video), `secs` long at its own rate, H.264 with
+/// a keyframe every 30 frames and no audio, as MPEG-TS.
+pub fn make_lavfi_clip(dir: &Path, name: &str, graph: &str, secs: f64) -> PathBuf {
+    let path = dir.join(name);
+    let duration = secs.to_string();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        graph,
+        "-t",
+        &duration,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    path
+}
+
+/// A small H.264 rung that keeps the source's frame rate.
+pub fn small_profile(name: &str, width: u32, height: u32, bitrate: u64) -> Profile {
+    Profile {
+        name: name.to_owned(),
+        width,
+        height,
+        fps: 0,
+        bitrate,
+        codec: dualrig_proto::profile::Codec::H264,
+    }
+}
+
+/// Every slash the coordinator at `url` lists (one worker's with `worker`), through `ListSlashes`.
+pub async fn list_slashes(
+    url: &str,
+    worker: Option<dualrig_proto::identity::PublicId>,
+) -> Vec<dualrig_proto::v1::SlashEntry> {
+    let mut api = dualrig_proto::v1::coordinator_client::CoordinatorClient::connect(url.to_owned())
+        .await
+        .expect("connect")
+        .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
+    api.list_slashes(dualrig_proto::v1::ListSlashesRequest {
+        worker: worker.map(|w| w.as_bytes().to_vec()).unwrap_or_default(),
+    })
+    .await
+    .expect("ListSlashes")
+    .into_inner()
+    .slashes
+}
+
+/// Waits until `worker` holds a job (no free session), so the test can act on it mid-job.
+pub async fn wait_until_holding(
+    client: &DualrigClient,
+    worker: &dualrig_proto::identity::PublicId,
+) {
+    for _ in 0..3000 {
+        let listed = client.list_workers().await.expect("list workers");
+        if listed
+            .iter()
+            .any(|w| w.worker_id == worker.as_bytes() && w.free_sessions == 0)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("worker {} never took a job", worker.short());
 }

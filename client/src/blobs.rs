@@ -1,0 +1,299 @@
+//! Blobs on the network: `put` hashes a file (the root is what `b3sum` prints) and streams it to the
+//! coordinator, which keeps it on several workers; `get` streams a range back as a bao slice and
+//! verifies every chunk against the root before a byte of it is written, switching to another holder
+//! (from where the last one's verified bytes ended) when one serves bad bytes or fails.
+
+use std::io::Write;
+use std::path::Path;
+
+use dualrig_proto::chunk_reader::ChunkReader;
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::proof::slice::verified_reader;
+use dualrig_proto::v1::{
+    BlobListing, GetRequest, ListBlobsRequest, PutHeader, PutUpload, get_chunk, put_upload,
+};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use crate::{ClientError, DualrigClient, UPLOAD_CHUNK};
+
+/// Holders a Get tries before giving up.
+const MAX_HOLDERS_TRIED: usize = 8;
+
+/// A blob id from its hex form (as `b3sum` prints it).
+pub fn parse_root(text: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(text.trim())
+        .map_err(|e| format!("'{text}' is not a blob root (64 hex digits): {e}"))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        format!(
+            "'{text}' is not a blob root: {} bytes where a root has 32 (64 hex digits)",
+            b.len()
+        )
+    })
+}
+
+/// What a Put did.
+#[derive(Debug, Clone)]
+pub struct PutSummary {
+    pub root: blake3::Hash,
+    pub size: u64,
+    pub holders: Vec<PublicId>,
+}
+
+/// What a Get did.
+#[derive(Debug, Clone)]
+pub struct GetSummary {
+    pub size: u64,
+    /// The range written.
+    pub start: u64,
+    pub end: u64,
+    /// Holders that served bad bytes or failed, skipped for the next.
+    pub skipped: Vec<PublicId>,
+}
+
+impl DualrigClient {
+    /// Stores the file at `path` on `replicas` workers (0: the coordinator's default).
+    pub async fn put_file(&self, path: &Path, replicas: u32) -> Result<PutSummary, ClientError> {
+        let what = || format!("reading {}", path.display());
+        let hashed_path = path.to_owned();
+        let root = tokio::task::spawn_blocking(move || {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_mmap_rayon(&hashed_path).map(|h| h.finalize())
+        })
+        .await
+        .map_err(|e| ClientError::Unverified(format!("hashing task failed: {e}")))?
+        .map_err(ClientError::io(what()))?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(ClientError::io(what()))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(ClientError::io(what()))?
+            .len();
+        let (tx, rx) = mpsc::channel::<PutUpload>(4);
+        let header = PutUpload {
+            part: Some(put_upload::Part::Header(PutHeader {
+                root: root.as_bytes().to_vec(),
+                size,
+                replicas,
+            })),
+        };
+        let path_text = path.display().to_string();
+        let feeder = tokio::spawn(async move {
+            if tx.send(header).await.is_err() {
+                return Ok(());
+            }
+            let mut sent = 0u64;
+            while sent < size {
+                let mut chunk = vec![0u8; UPLOAD_CHUNK.min((size - sent) as usize)];
+                file.read_exact(&mut chunk)
+                    .await
+                    .map_err(|e| ClientError::Io {
+                        what: format!("reading {path_text} (did it change while being stored?)"),
+                        source: e,
+                    })?;
+                sent += chunk.len() as u64;
+                let message = PutUpload {
+                    part: Some(put_upload::Part::Chunk(chunk)),
+                };
+                if tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), ClientError>(())
+        });
+        let answer = self
+            .api()
+            .put(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await;
+        let fed = feeder
+            .await
+            .map_err(|e| ClientError::Unverified(format!("upload task failed: {e}")))?;
+        let answer = answer?.into_inner();
+        fed?;
+        if answer.root != root.as_bytes() || answer.size != size {
+            return Err(ClientError::Unverified(format!(
+                "asked to store {root} ({size} bytes), the coordinator stored {} ({} bytes)",
+                hex::encode(&answer.root),
+                answer.size
+            )));
+        }
+        let holders = answer
+            .holders
+            .iter()
+            .map(|h| PublicId::from_slice("holder", h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Unverified(e.to_string()))?;
+        Ok(PutSummary {
+            root,
+            size,
+            holders,
+        })
+    }
+
+    /// Writes bytes `start..end` (`end` absent: to the blob's end) of blob `root` to `out`, verified.
+    /// The file appears only when every byte has checked out.
+    pub async fn get_to_file(
+        &self,
+        root: [u8; 32],
+        start: u64,
+        end: Option<u64>,
+        out: &Path,
+    ) -> Result<GetSummary, ClientError> {
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let staged = tempfile::NamedTempFile::new_in(&dir).map_err(ClientError::io(format!(
+            "creating a file in {}",
+            dir.display()
+        )))?;
+        let hash = blake3::Hash::from_bytes(root);
+        let mut skipped = Vec::new();
+        let mut written = 0u64;
+        let mut bounds: Option<(u64, u64, u64)> = None; // start, end, size
+        loop {
+            let (start, end) = match bounds {
+                Some((s, e, _)) => (s + written, Some(e)),
+                None => (start, end),
+            };
+            let request = GetRequest {
+                root: root.to_vec(),
+                start,
+                end,
+                exclude: skipped
+                    .iter()
+                    .map(|h: &PublicId| h.as_bytes().to_vec())
+                    .collect(),
+            };
+            let mut stream = self.api().get(request).await?.into_inner();
+            let header = match stream.message().await?.and_then(|m| m.part) {
+                Some(get_chunk::Part::Header(h)) => h,
+                _ => {
+                    return Err(ClientError::Unverified(
+                        "the coordinator's answer did not start with a header".into(),
+                    ));
+                }
+            };
+            let holder = PublicId::from_slice("holder", &header.holder)
+                .map_err(|e| ClientError::Unverified(e.to_string()))?;
+            if bounds.is_none() {
+                bounds = Some((header.start, header.end, header.size));
+            }
+            let len = header.end.saturating_sub(header.start);
+            let (tx, rx) = mpsc::channel(16);
+            let mut file = staged
+                .reopen()
+                .map_err(ClientError::io("reopening the output"))?;
+            let offset = written;
+            let decode = tokio::task::spawn_blocking(move || {
+                use std::io::{Seek, SeekFrom};
+                file.seek(SeekFrom::Start(offset))?;
+                let mut verified = verified_reader(ChunkReader::new(rx), &hash, header.start, len);
+                let mut copied = 0u64;
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    match std::io::Read::read(&mut verified, &mut buf) {
+                        Ok(0) => return Ok::<_, std::io::Error>((copied, None)),
+                        Ok(n) => {
+                            file.write_all(&buf[..n])?;
+                            copied += n as u64;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Ok((copied, Some(e.to_string()))),
+                    }
+                }
+            });
+            loop {
+                match stream.message().await {
+                    Ok(Some(message)) => {
+                        if let Some(get_chunk::Part::Slice(data)) = message.part
+                            && tx.send(Ok(data.into())).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = tx.send(Err(status.message().to_owned())).await;
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let (copied, failure) = decode
+                .await
+                .map_err(|e| ClientError::Unverified(format!("verification task failed: {e}")))?
+                .map_err(ClientError::io(format!("writing {}", out.display())))?;
+            written += copied;
+            match failure {
+                None if copied == len => break,
+                failure => {
+                    let why = failure.unwrap_or_else(|| format!("sent {copied} of {len} bytes"));
+                    tracing::warn!(holder = %holder.short(), %why, "holder skipped");
+                    skipped.push(holder);
+                    if skipped.len() >= MAX_HOLDERS_TRIED {
+                        return Err(ClientError::Unverified(format!(
+                            "{} holders in a row served bytes that do not verify against {hash}; last: {why}",
+                            skipped.len()
+                        )));
+                    }
+                }
+            }
+        }
+        let (start, end, size) = bounds.unwrap_or_default();
+        staged
+            .as_file()
+            .sync_all()
+            .map_err(ClientError::io(format!("writing {}", out.display())))?;
+        staged
+            .persist(out)
+            .map_err(|e| ClientError::io(format!("writing {}", out.display()))(e.error))?;
+        Ok(GetSummary {
+            size,
+            start,
+            end,
+            skipped,
+        })
+    }
+
+    /// Every blob the network keeps, with its holders.
+    pub async fn list_blobs(&self) -> Result<Vec<BlobListing>, ClientError> {
+        Ok(self
+            .api()
+            .list_blobs(ListBlobsRequest {})
+            .await?
+            .into_inner()
+            .blobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_parse_from_b3sum_hex_only() {
+        let hex = blake3::hash(b"x").to_hex();
+        assert_eq!(
+            parse_root(&hex).expect("root"),
+            *blake3::hash(b"x").as_bytes()
+        );
+        assert!(
+            parse_root("abc")
+                .expect_err("short")
+                .contains("not a blob root")
+        );
+        assert!(
+            parse_root(&"zz".repeat(32))
+                .expect_err("not hex")
+                .contains("64 hex digits")
+        );
+        assert!(
+            parse_root(&"ab".repeat(33))
+                .expect_err("long")
+                .contains("33 bytes")
+        );
+    }
+}

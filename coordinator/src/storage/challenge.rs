@@ -1,0 +1,267 @@
+//! Challenge rounds (DESIGN §6): every round a fresh seed; per attached worker, up to
+//! `challenge_blobs` of the blobs it holds, each to be proved on the `challenge_k` chunks that
+//! blake3-XOF(seed ‖ worker ‖ blob) picks, before the deadline. Answers are checked against the blob id
+//! and the size the index recorded, nothing else. A blob whose answer is missing, late, wrong or
+//! refused is a fault: its holder is struck from the index, the fault is recorded with its evidence
+//! and slashed, and the blob is queued for repair.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::proof::{ChunkProof, challenge_indices};
+use dualrig_proto::v1::{
+    BlobProofs, BlobRef, Challenge, SlashEvidence, StorageEvidence, slash_evidence,
+};
+use rand::seq::SliceRandom;
+use tracing::{info, warn};
+
+use super::BlobService;
+use super::index::FaultRecord;
+use crate::ledger::SlashFraction;
+use crate::metrics;
+
+/// Checks one blob's answer: exactly one proof per challenged index, in order, each verifying against
+/// `root` and `size`. `Err` says what was wrong, for the evidence and the logs.
+pub fn check_blob_answer(
+    seed: &[u8; 32],
+    worker: &PublicId,
+    root: &[u8; 32],
+    size: u64,
+    k: u32,
+    answer: Option<&BlobProofs>,
+) -> Result<(), String> {
+    let answer = answer.ok_or("no proofs for this blob in the answer")?;
+    if !answer.error.is_empty() {
+        return Err(format!("the worker could not prove it: {}", answer.error));
+    }
+    let indices = challenge_indices(seed, worker, root, size, k as usize);
+    if answer.proofs.len() != indices.len() {
+        return Err(format!(
+            "{} proofs for {} challenged chunks",
+            answer.proofs.len(),
+            indices.len()
+        ));
+    }
+    let hash = blake3::Hash::from_bytes(*root);
+    for (bytes, &index) in answer.proofs.iter().zip(&indices) {
+        let proof = ChunkProof::from_bytes(bytes)
+            .map_err(|e| format!("proof for chunk {index} is malformed: {e}"))?;
+        if proof.index != index {
+            return Err(format!(
+                "a proof for chunk {} where chunk {index} was asked",
+                proof.index
+            ));
+        }
+        proof
+            .verify(&hash, size)
+            .map_err(|e| format!("proof for chunk {index} does not verify: {e}"))?;
+    }
+    Ok(())
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A challenged blob that failed.
+struct Failure {
+    root: [u8; 32],
+    size: u64,
+    answer: Option<BlobProofs>,
+    late: bool,
+    why: String,
+}
+
+impl BlobService {
+    /// Runs challenge rounds every `challenge_interval` until the task is dropped.
+    pub async fn challenge_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.challenge_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.challenge_round().await;
+        }
+    }
+
+    /// One round over every attached worker that holds something; returns its number.
+    pub async fn challenge_round(self: &Arc<Self>) -> u64 {
+        let round = self
+            .rounds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let seed: [u8; 32] = rand::random();
+        let workers = self.pool.attached();
+        let challenged = workers.into_iter().map(|worker| {
+            let service = Arc::clone(self);
+            async move { service.challenge_worker(round, seed, worker).await }
+        });
+        futures::future::join_all(challenged).await;
+        self.repair_wanted.notify_one();
+        round
+    }
+
+    async fn challenge_worker(self: &Arc<Self>, round: u64, seed: [u8; 32], worker: PublicId) {
+        let held = match self.index.call(move |ix| ix.held_by(&worker)).await {
+            Ok(held) => held,
+            Err(e) => {
+                warn!(error = %e, "cannot read the blob index; challenge skipped");
+                return;
+            }
+        };
+        if held.is_empty() {
+            return;
+        }
+        let mut sampled = held;
+        sampled.shuffle(&mut rand::thread_rng());
+        sampled.truncate(self.config.challenge_blobs as usize);
+        let k = self.config.challenge_k;
+        let deadline_at = SystemTime::now() + self.config.challenge_deadline;
+        let challenge = Challenge {
+            challenge_id: format!("{round}-{}", hex::encode(rand::random::<[u8; 6]>())),
+            seed: seed.to_vec(),
+            k,
+            blobs: sampled
+                .iter()
+                .map(|(root, size)| BlobRef {
+                    root: root.to_vec(),
+                    size: *size,
+                })
+                .collect(),
+            deadline_unix_ms: unix_ms(deadline_at),
+        };
+        let started = Instant::now();
+        let answer = self
+            .links
+            .challenge(
+                &self.pool,
+                &worker,
+                challenge,
+                self.config.challenge_deadline,
+            )
+            .await;
+        let latency = started.elapsed();
+        let late = answer.is_none();
+        if !late {
+            metrics::proof_latency(latency);
+        }
+        let checked = tokio::task::spawn_blocking(move || {
+            let mut failures = Vec::new();
+            let mut proven = 0u64;
+            for (root, size) in sampled {
+                let blob_answer = answer
+                    .as_ref()
+                    .and_then(|a| a.blobs.iter().find(|b| b.root.as_slice() == root));
+                let verdict = if late {
+                    Err("no answer before the deadline".to_owned())
+                } else {
+                    check_blob_answer(&seed, &worker, &root, size, k, blob_answer)
+                };
+                match verdict {
+                    Ok(()) => {
+                        metrics::challenge("passed");
+                        proven += size;
+                    }
+                    Err(why) => {
+                        metrics::challenge(if late { "late" } else { "failed" });
+                        failures.push(Failure {
+                            root,
+                            size,
+                            answer: blob_answer.cloned(),
+                            late,
+                            why,
+                        });
+                    }
+                }
+            }
+            (failures, proven)
+        })
+        .await;
+        let Ok((failures, proven)) = checked else {
+            return;
+        };
+        metrics::bytes_proven(&worker, proven);
+        if failures.is_empty() {
+            self.pool.record_verdict(worker, true);
+            return;
+        }
+        for failure in failures {
+            self.fault(round, seed, worker, k, deadline_at, failure)
+                .await;
+        }
+    }
+
+    /// Strikes the holder, records the evidence, slashes, and queues the blob for repair.
+    async fn fault(
+        self: &Arc<Self>,
+        round: u64,
+        seed: [u8; 32],
+        worker: PublicId,
+        k: u32,
+        deadline_at: SystemTime,
+        failure: Failure,
+    ) {
+        warn!(
+            round,
+            worker = %worker.short(),
+            blob = %hex::encode(failure.root),
+            why = %failure.why,
+            "storage challenge failed"
+        );
+        let evidence = SlashEvidence {
+            kind: Some(slash_evidence::Kind::Storage(StorageEvidence {
+                worker: worker.as_bytes().to_vec(),
+                root: failure.root.to_vec(),
+                size: failure.size,
+                seed: seed.to_vec(),
+                k,
+                answer: failure.answer,
+                late: failure.late,
+                deadline_unix_ms: unix_ms(deadline_at),
+            })),
+            reason: failure.why,
+        };
+        let evidence = prost::Message::encode_to_vec(&evidence);
+        let record = FaultRecord {
+            root: failure.root,
+            worker,
+            kind: if failure.late { "late" } else { "failed" }.to_owned(),
+            round,
+            evidence: evidence.clone(),
+        };
+        let root = failure.root;
+        self.note_loss(root, worker);
+        if let Err(e) = self
+            .index
+            .call(move |ix| {
+                ix.remove_holder(&root, &worker)?;
+                ix.record_fault(&record)
+            })
+            .await
+        {
+            tracing::error!(error = %e, "cannot record a storage fault");
+        }
+        self.pool.record_verdict(worker, false);
+        match SlashFraction::from_ppm(self.config.slash_fraction_ppm) {
+            Ok(fraction) => match self
+                .ledger
+                .call(move |l| l.slash(&worker, fraction, &evidence))
+                .await
+            {
+                Ok(record) => {
+                    metrics::slashed(record.amount);
+                    info!(worker = %worker.short(), slashed = record.amount, "worker slashed for lost data");
+                }
+                Err(e) => {
+                    warn!(worker = %worker.short(), error = %e, "cannot slash for a storage fault")
+                }
+            },
+            Err(e) => warn!(error = %e, "slash fraction is invalid"),
+        }
+        crate::stakes::refresh(&self.ledger, &self.pool).await;
+        self.repair_wanted.notify_one();
+    }
+}

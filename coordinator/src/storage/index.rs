@@ -1,0 +1,355 @@
+//! The blob index: which blobs the network keeps, how many copies of each it maintains, who holds
+//! them, and every storage fault with its evidence. SQLite in the data dir (`blobs.db`, WAL,
+//! synchronous=FULL), so a restarted coordinator knows what it knew; workers' full reports on attach
+//! reconcile it with what they really hold.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dualrig_proto::identity::PublicId;
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("blob index: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("blob index task failed: {0}")]
+    Task(String),
+    #[error("blob index holds a malformed {what}")]
+    Corrupt { what: &'static str },
+}
+
+impl From<IndexError> for tonic::Status {
+    fn from(e: IndexError) -> Self {
+        tonic::Status::internal(e.to_string())
+    }
+}
+
+/// One blob as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedBlob {
+    pub root: [u8; 32],
+    pub size: u64,
+    /// Copies the coordinator keeps; 0 for blobs a worker hosts of its own accord.
+    pub replicas: u32,
+    pub holders: Vec<PublicId>,
+}
+
+/// A storage fault as recorded.
+#[derive(Debug, Clone)]
+pub struct FaultRecord {
+    pub root: [u8; 32],
+    pub worker: PublicId,
+    pub kind: String,
+    pub round: u64,
+    /// An encoded `SlashEvidence`.
+    pub evidence: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct BlobIndex {
+    conn: Mutex<Connection>,
+}
+
+fn root_of(bytes: Vec<u8>) -> Result<[u8; 32], IndexError> {
+    bytes
+        .try_into()
+        .map_err(|_| IndexError::Corrupt { what: "root" })
+}
+
+fn worker_of(bytes: &[u8]) -> Result<PublicId, IndexError> {
+    PublicId::from_slice("worker", bytes).map_err(|_| IndexError::Corrupt { what: "worker id" })
+}
+
+impl BlobIndex {
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS blobs (
+                 root BLOB PRIMARY KEY,
+                 size INTEGER NOT NULL,
+                 replicas INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS holders (
+                 root BLOB NOT NULL REFERENCES blobs(root),
+                 worker BLOB NOT NULL,
+                 PRIMARY KEY (root, worker)
+             );
+             CREATE INDEX IF NOT EXISTS holders_by_worker ON holders(worker);
+             CREATE TABLE IF NOT EXISTS faults (
+                 id INTEGER PRIMARY KEY,
+                 root BLOB NOT NULL,
+                 worker BLOB NOT NULL,
+                 kind TEXT NOT NULL,
+                 round INTEGER NOT NULL,
+                 evidence BLOB NOT NULL
+             );",
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on a blocking thread, for async callers.
+    pub async fn call<T, F>(self: &Arc<Self>, f: F) -> Result<T, IndexError>
+    where
+        F: FnOnce(&BlobIndex) -> Result<T, IndexError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let index = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&index))
+            .await
+            .map_err(|e| IndexError::Task(e.to_string()))?
+    }
+
+    /// The blob `root`, if the index knows it.
+    pub fn blob(&self, root: &[u8; 32]) -> Result<Option<IndexedBlob>, IndexError> {
+        let conn = self.lock();
+        let found: Option<(i64, i64)> = conn
+            .query_row(
+                "SELECT size, replicas FROM blobs WHERE root = ?1",
+                params![&root[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((size, replicas)) = found else {
+            return Ok(None);
+        };
+        let holders = holders_of(&conn, root)?;
+        Ok(Some(IndexedBlob {
+            root: *root,
+            size: size as u64,
+            replicas: replicas as u32,
+            holders,
+        }))
+    }
+
+    /// Every blob, ordered by root.
+    pub fn blobs(&self) -> Result<Vec<IndexedBlob>, IndexError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT root, size, replicas FROM blobs ORDER BY root")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(root, size, replicas)| {
+                let root = root_of(root)?;
+                Ok(IndexedBlob {
+                    holders: holders_of(&conn, &root)?,
+                    root,
+                    size: size as u64,
+                    replicas: replicas as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// The blobs `worker` holds, with their sizes.
+    pub fn held_by(&self, worker: &PublicId) -> Result<Vec<([u8; 32], u64)>, IndexError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT b.root, b.size FROM holders h JOIN blobs b ON b.root = h.root
+             WHERE h.worker = ?1 ORDER BY b.root",
+        )?;
+        let rows = stmt
+            .query_map(params![worker.as_bytes().as_slice()], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(root, size)| Ok((root_of(root)?, size as u64)))
+            .collect()
+    }
+
+    /// Records a blob the network keeps `replicas` copies of (raising an existing blob's count).
+    pub fn add_blob(&self, root: &[u8; 32], size: u64, replicas: u32) -> Result<(), IndexError> {
+        self.lock().execute(
+            "INSERT INTO blobs (root, size, replicas) VALUES (?1, ?2, ?3)
+             ON CONFLICT(root) DO UPDATE SET replicas = MAX(replicas, excluded.replicas)",
+            params![&root[..], size as i64, replicas],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a blob nobody holds (a Put that stored no copy).
+    pub fn drop_if_unheld(&self, root: &[u8; 32]) -> Result<(), IndexError> {
+        self.lock().execute(
+            "DELETE FROM blobs WHERE root = ?1
+             AND NOT EXISTS (SELECT 1 FROM holders WHERE root = ?1)",
+            params![&root[..]],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_holder(&self, root: &[u8; 32], worker: &PublicId) -> Result<(), IndexError> {
+        self.lock().execute(
+            "INSERT OR IGNORE INTO holders (root, worker) VALUES (?1, ?2)",
+            params![&root[..], worker.as_bytes().as_slice()],
+        )?;
+        Ok(())
+    }
+
+    /// Removes `worker` as a holder of `root`; returns whether it was one.
+    pub fn remove_holder(&self, root: &[u8; 32], worker: &PublicId) -> Result<bool, IndexError> {
+        let n = self.lock().execute(
+            "DELETE FROM holders WHERE root = ?1 AND worker = ?2",
+            params![&root[..], worker.as_bytes().as_slice()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Applies a worker's report: blobs it added (recorded, with 0 maintained copies, when the index
+    /// did not know them; ignored when their size contradicts the index) and removed, or with `full`,
+    /// makes the reported set its whole holding. Returns the roots it stopped holding.
+    pub fn apply_report(
+        &self,
+        worker: &PublicId,
+        full: bool,
+        added: &[([u8; 32], u64)],
+        removed: &[[u8; 32]],
+    ) -> Result<Vec<[u8; 32]>, IndexError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let w = worker.as_bytes().as_slice();
+        let mut lost = Vec::new();
+        if full {
+            let mut stmt = tx.prepare_cached("SELECT root FROM holders WHERE worker = ?1")?;
+            let held = stmt
+                .query_map(params![w], |r| r.get::<_, Vec<u8>>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(stmt);
+            for root in held {
+                let root = root_of(root)?;
+                if !added.iter().any(|(r, _)| *r == root) {
+                    lost.push(root);
+                }
+            }
+        }
+        lost.extend(removed.iter().copied());
+        for root in &lost {
+            tx.execute(
+                "DELETE FROM holders WHERE root = ?1 AND worker = ?2",
+                params![&root[..], w],
+            )?;
+        }
+        for (root, size) in added {
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs (root, size, replicas) VALUES (?1, ?2, 0)",
+                params![&root[..], *size as i64],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO holders (root, worker)
+                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM blobs WHERE root = ?1 AND size = ?3)",
+                params![&root[..], w, *size as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(lost)
+    }
+
+    pub fn record_fault(&self, fault: &FaultRecord) -> Result<(), IndexError> {
+        self.lock().execute(
+            "INSERT INTO faults (root, worker, kind, round, evidence) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                &fault.root[..],
+                fault.worker.as_bytes().as_slice(),
+                fault.kind,
+                fault.round as i64,
+                fault.evidence
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every recorded fault, oldest first.
+    pub fn faults(&self) -> Result<Vec<FaultRecord>, IndexError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT root, worker, kind, round, evidence FROM faults ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(root, worker, kind, round, evidence)| {
+                Ok(FaultRecord {
+                    root: root_of(root)?,
+                    worker: worker_of(&worker)?,
+                    kind,
+                    round: round as u64,
+                    evidence,
+                })
+            })
+            .collect()
+    }
+}
+
+fn holders_of(conn: &Connection, root: &[u8; 32]) -> Result<Vec<PublicId>, IndexError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT worker FROM holders WHERE root = ?1 ORDER BY worker")?;
+    let rows = stmt
+        .query_map(params![&root[..]], |r| r.get::<_, Vec<u8>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.iter().map(|w| worker_of(w)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(n: u8) -> PublicId {
+        dualrig_proto::identity::Identity::from_secret([n; 32]).id()
+    }
+
+    #[test]
+    fn reports_reconcile_holders_and_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blobs.db");
+        let (a, b) = (worker(1), worker(2));
+        {
+            let index = BlobIndex::open(&path).expect("open");
+            index.add_blob(&[1; 32], 100, 3).expect("add");
+            index.add_holder(&[1; 32], &a).expect("holder");
+            index.add_holder(&[1; 32], &b).expect("holder");
+            // A full report without blob 1 and with an unknown blob 2.
+            let lost = index
+                .apply_report(&a, true, &[([2; 32], 7)], &[])
+                .expect("report");
+            assert_eq!(lost, vec![[1; 32]]);
+            // A size that contradicts the index is not believed.
+            index
+                .apply_report(&b, false, &[([2; 32], 8)], &[])
+                .expect("report");
+        }
+        let index = BlobIndex::open(&path).expect("reopen");
+        let one = index.blob(&[1; 32]).expect("read").expect("known");
+        assert_eq!((one.size, one.replicas, one.holders), (100, 3, vec![b]));
+        let two = index.blob(&[2; 32]).expect("read").expect("known");
+        assert_eq!((two.size, two.replicas, two.holders), (7, 0, vec![a]));
+        assert_eq!(index.held_by(&a).expect("held"), vec![([2; 32], 7)]);
+        assert!(index.remove_holder(&[1; 32], &b).expect("remove"));
+        index.drop_if_unheld(&[1; 32]).expect("drop");
+        assert!(index.blob(&[1; 32]).expect("read").is_none());
+    }
+}

@@ -1,0 +1,131 @@
+//! Repair: a blob with fewer holders than the copies it is kept at gets new ones. The coordinator
+//! fetches the whole blob from a holder that is online, verifying it against the root as it arrives
+//! (a bad holder is skipped for the next), stages it, and pushes it to workers with room that do not
+//! hold it yet. Holders that are only offline still count: they come back with their data, and a
+//! challenge strikes them if they do not.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use dualrig_proto::chunk_reader::ChunkReader;
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::proof::slice::verified_reader;
+use tracing::{info, warn};
+
+use super::BlobService;
+use super::index::IndexedBlob;
+use crate::metrics;
+
+impl BlobService {
+    /// Repairs whenever a fault or a lost blob asks for it, and once a challenge interval anyway (for
+    /// blobs that waited on workers with room).
+    pub async fn repair_forever(self: Arc<Self>) {
+        loop {
+            let _ = tokio::time::timeout(
+                self.config.challenge_interval,
+                self.repair_wanted.notified(),
+            )
+            .await;
+            self.repair_pass().await;
+        }
+    }
+
+    /// One pass over the index; returns the copies made.
+    pub async fn repair_pass(&self) -> usize {
+        let blobs = match self.index.call(|ix| ix.blobs()).await {
+            Ok(blobs) => blobs,
+            Err(e) => {
+                warn!(error = %e, "cannot read the blob index; repair skipped");
+                return 0;
+            }
+        };
+        let mut made = 0;
+        for blob in &blobs {
+            if blob.replicas == 0 || blob.holders.len() >= blob.replicas as usize {
+                continue;
+            }
+            made += self.repair(blob).await;
+        }
+        let blobs = self.index.call(|ix| ix.blobs()).await.unwrap_or(blobs);
+        metrics::replication(
+            blobs
+                .iter()
+                .filter(|b| b.replicas > 0)
+                .map(|b| (b.holders.len(), b.replicas as usize)),
+        );
+        made
+    }
+
+    async fn repair(&self, blob: &IndexedBlob) -> usize {
+        let root = hex::encode(blob.root);
+        if self
+            .with_room(blob.size, &self.not_for(&blob.root, &blob.holders))
+            .is_empty()
+        {
+            return 0;
+        }
+        let sources: Vec<PublicId> = blob
+            .holders
+            .iter()
+            .filter(|w| self.pool.commands(w).is_some())
+            .copied()
+            .collect();
+        for source in sources {
+            let staged = match self.fetch_verified(&source, blob).await {
+                Ok(staged) => staged,
+                Err(why) => {
+                    warn!(blob = %root, source = %source.short(), %why, "cannot copy from this holder");
+                    continue;
+                }
+            };
+            let placed = self
+                .place(
+                    &staged,
+                    &blob.root,
+                    blob.size,
+                    &blob.holders,
+                    blob.replicas as usize,
+                )
+                .await;
+            info!(blob = %root, copies = placed.len(), "blob repaired");
+            metrics::repaired(placed.len());
+            return placed.len();
+        }
+        0
+    }
+
+    /// The whole blob from `source`, verified against its root, in a staging file.
+    async fn fetch_verified(
+        &self,
+        source: &PublicId,
+        blob: &IndexedBlob,
+    ) -> Result<tempfile::TempPath, String> {
+        let mut fetch = self
+            .links
+            .fetch(&self.pool, source, &blob.root, 0, blob.size)
+            .await?;
+        let pieces = fetch.take_pieces();
+        let scratch = self.config.scratch_dir();
+        let (root, size) = (blake3::Hash::from_bytes(blob.root), blob.size);
+        let staged = tokio::task::spawn_blocking(move || {
+            let mut staged = tempfile::NamedTempFile::new_in(&scratch)
+                .map_err(|e| format!("cannot stage a copy: {e}"))?;
+            let mut verified = verified_reader(ChunkReader::new(pieces), &root, 0, size);
+            let copied = std::io::copy(&mut verified, staged.as_file_mut())
+                .map_err(|e| format!("the holder's bytes do not verify: {e}"))?;
+            if copied != size {
+                return Err(format!("the holder sent {copied} of {size} bytes"));
+            }
+            staged
+                .as_file_mut()
+                .flush()
+                .and_then(|()| staged.as_file().sync_all())
+                .map_err(|e| format!("cannot stage a copy: {e}"))?;
+            Ok(staged.into_temp_path())
+        })
+        .await
+        .map_err(|e| format!("copy task failed: {e}"))?;
+        drop(fetch);
+        staged
+    }
+}

@@ -1,0 +1,376 @@
+//! The worker's side of hosting (DESIGN §6) on the Attach stream: blobs the coordinator pushes go into
+//! the [`BlobStore`] as they arrive (hashed on the way in, kept only when they hash to the root they
+//! were sent under), ranges are served as verifiable slices, challenges are answered with chunk proofs
+//! from the outboards, and the store is scrubbed on a schedule. Every change to what the worker holds
+//! goes up as a `Holdings` report; the first report on each stream is the full list.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dualrig_proto::chunk_reader::{ChunkReader, Piece};
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::proof::challenge_indices;
+use dualrig_proto::v1::{
+    BlobPiece, BlobProofs, BlobRef, BlobStored, Challenge, ChallengeAnswer, FetchBlob, Holdings,
+    StoreBlob, WorkerEvent, worker_event,
+};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::metrics;
+use crate::store::{BlobInfo, BlobStore, StoreError};
+
+/// Bytes of slice per BlobPiece sent up the stream.
+const PIECE_BYTES: usize = 256 << 10;
+/// Pieces of an incoming transfer buffered ahead of the store.
+const TRANSFER_QUEUE: usize = 8;
+
+/// What the worker hosts and the transfers in progress.
+#[derive(Debug)]
+pub struct Hosting {
+    id: PublicId,
+    store: Arc<BlobStore>,
+    /// Incoming transfers: id → the feed into the store's put.
+    transfers: Mutex<HashMap<String, mpsc::Sender<Piece>>>,
+    /// Outgoing fetches: id → set when the coordinator cancels.
+    fetches: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// The stream of the current session, for reports that do not answer a command (scrubs).
+    events: Mutex<Option<mpsc::Sender<WorkerEvent>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn blob_ref(info: &BlobInfo) -> BlobRef {
+    BlobRef {
+        root: info.root.as_bytes().to_vec(),
+        size: info.len,
+    }
+}
+
+fn event(event: worker_event::Event) -> WorkerEvent {
+    WorkerEvent { event: Some(event) }
+}
+
+impl Hosting {
+    pub fn new(id: PublicId, store: Arc<BlobStore>) -> Self {
+        Self {
+            id,
+            store,
+            transfers: Mutex::default(),
+            fetches: Arc::default(),
+            events: Mutex::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<BlobStore> {
+        &self.store
+    }
+
+    /// A report of every blob held, for the start of a session.
+    pub fn full_report(&self) -> Holdings {
+        Holdings {
+            full: true,
+            added: self.store.list().iter().map(blob_ref).collect(),
+            ..self.delta(Vec::new(), Vec::new(), Vec::new())
+        }
+    }
+
+    fn delta(
+        &self,
+        added: Vec<BlobRef>,
+        removed: Vec<blake3::Hash>,
+        corrupt: Vec<blake3::Hash>,
+    ) -> Holdings {
+        metrics::store_usage(self.store.used_bytes(), self.store.list().len());
+        Holdings {
+            full: false,
+            added,
+            removed: removed.iter().map(|r| r.as_bytes().to_vec()).collect(),
+            free_bytes: self.store.free_bytes(),
+            capacity_bytes: self.store.capacity_bytes(),
+            corrupt: corrupt.iter().map(|r| r.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    /// Starts a session on `events`: sends the full report and keeps the sender for later reports.
+    pub async fn attached(&self, events: &mpsc::Sender<WorkerEvent>) {
+        *lock(&self.events) = Some(events.clone());
+        let report = self.full_report();
+        info!(
+            blobs = report.added.len(),
+            free = report.free_bytes,
+            "reporting hosted blobs"
+        );
+        let _ = events
+            .send(event(worker_event::Event::Holdings(report)))
+            .await;
+    }
+
+    /// One piece of a pushed blob. Pieces arrive in order on the command stream, so feeding them in
+    /// here (waiting when the store falls behind) keeps them in order.
+    pub async fn on_store(self: &Arc<Self>, piece: StoreBlob, events: &mpsc::Sender<WorkerEvent>) {
+        if piece.offset == 0 && !lock(&self.transfers).contains_key(&piece.transfer_id) {
+            self.begin_transfer(&piece, events);
+        }
+        let feed = lock(&self.transfers).get(&piece.transfer_id).cloned();
+        let Some(feed) = feed else {
+            // A transfer that already failed (its put ended early): the coordinator has its answer.
+            return;
+        };
+        if !piece.data.is_empty() {
+            let _ = feed.send(Ok(Bytes::from(piece.data))).await;
+        }
+        if piece.last {
+            lock(&self.transfers).remove(&piece.transfer_id);
+        }
+    }
+
+    fn begin_transfer(self: &Arc<Self>, first: &StoreBlob, events: &mpsc::Sender<WorkerEvent>) {
+        let (feed, pieces) = mpsc::channel(TRANSFER_QUEUE);
+        lock(&self.transfers).insert(first.transfer_id.clone(), feed);
+        let hosting = Arc::clone(self);
+        let events = events.clone();
+        let transfer_id = first.transfer_id.clone();
+        let expected = first.root.clone();
+        let size = first.size;
+        tokio::spawn(async move {
+            let store = Arc::clone(&hosting.store);
+            let had_it = <[u8; 32]>::try_from(expected.as_slice())
+                .is_ok_and(|r| store.get(&blake3::Hash::from_bytes(r)).is_some());
+            let put = tokio::task::spawn_blocking(move || {
+                store.put_reader(ChunkReader::new(pieces), size)
+            })
+            .await;
+            lock(&hosting.transfers).remove(&transfer_id);
+            let outcome = match put {
+                Ok(Ok(info)) if info.root.as_bytes().as_slice() == expected.as_slice() => Ok(info),
+                Ok(Ok(info)) => {
+                    if !had_it {
+                        let _ = hosting.store.remove(&info.root);
+                    }
+                    Err(format!(
+                        "the bytes received hash to {}, not to the root they were sent under",
+                        info.root
+                    ))
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("store task failed: {e}")),
+            };
+            let stored = BlobStored {
+                transfer_id,
+                root: expected,
+                error: outcome.as_ref().err().cloned().unwrap_or_default(),
+            };
+            match &outcome {
+                Ok(info) => {
+                    metrics::blob("stored");
+                    info!(blob = %info.root, bytes = info.len, "blob stored");
+                }
+                Err(why) => {
+                    metrics::blob("refused");
+                    warn!(error = %why, "blob not stored");
+                }
+            }
+            let _ = events
+                .send(event(worker_event::Event::Stored(stored)))
+                .await;
+            if let Ok(info) = outcome {
+                let report = hosting.delta(vec![blob_ref(&info)], Vec::new(), Vec::new());
+                let _ = events
+                    .send(event(worker_event::Event::Holdings(report)))
+                    .await;
+            }
+        });
+    }
+
+    /// Serves a range as a slice, piece by piece, until done, failed or cancelled.
+    pub fn on_fetch(&self, fetch: FetchBlob, events: &mpsc::Sender<WorkerEvent>) {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        lock(&self.fetches).insert(fetch.fetch_id.clone(), Arc::clone(&cancelled));
+        let store = Arc::clone(&self.store);
+        let fetches = Arc::clone(&self.fetches);
+        let events = events.clone();
+        tokio::task::spawn_blocking(move || {
+            let piece = |data: Vec<u8>, last: bool, error: String| {
+                event(worker_event::Event::Piece(BlobPiece {
+                    fetch_id: fetch.fetch_id.clone(),
+                    data,
+                    last,
+                    error,
+                }))
+            };
+            if let Err(error) = serve_slice(&store, &fetch, &cancelled, |data, last| {
+                events
+                    .blocking_send(piece(data, last, String::new()))
+                    .is_ok()
+            }) {
+                warn!(fetch = %fetch.fetch_id, %error, "fetch failed");
+                let _ = events.blocking_send(piece(Vec::new(), true, error));
+            }
+            lock(&fetches).remove(&fetch.fetch_id);
+        });
+    }
+
+    pub fn on_cancel_fetch(&self, fetch_id: &str) {
+        if let Some(flag) = lock(&self.fetches).remove(fetch_id) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Answers a challenge with the proofs for every blob it names.
+    pub fn on_challenge(&self, challenge: Challenge, events: &mpsc::Sender<WorkerEvent>) {
+        let store = Arc::clone(&self.store);
+        let events = events.clone();
+        let id = self.id;
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let seed: Option<[u8; 32]> = challenge.seed.as_slice().try_into().ok();
+            let blobs = challenge
+                .blobs
+                .iter()
+                .map(|blob| prove_blob(&store, &id, seed.as_ref(), challenge.k, blob))
+                .collect::<Vec<_>>();
+            let proofs: usize = blobs.iter().map(|b| b.proofs.len()).sum();
+            metrics::challenge_answered(proofs, started.elapsed());
+            let answer = ChallengeAnswer {
+                challenge_id: challenge.challenge_id,
+                blobs,
+            };
+            let _ = events.blocking_send(event(worker_event::Event::Answer(answer)));
+        });
+    }
+
+    /// Rehashes the store every `interval` and reports what it dropped.
+    pub async fn scrub_forever(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let store = Arc::clone(&self.store);
+            let report = match tokio::task::spawn_blocking(move || store.scrub()).await {
+                Ok(Ok(report)) => report,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "scrub stopped");
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "scrub task failed");
+                    continue;
+                }
+            };
+            metrics::scrubbed(report.checked, report.corrupt.len() + report.missing.len());
+            if report.corrupt.is_empty() && report.missing.is_empty() {
+                continue;
+            }
+            warn!(
+                corrupt = report.corrupt.len(),
+                missing = report.missing.len(),
+                "scrub dropped damaged blobs"
+            );
+            let mut removed = report.corrupt.clone();
+            removed.extend(report.missing.iter().copied());
+            let delta = self.delta(Vec::new(), removed, report.corrupt);
+            let events = lock(&self.events).clone();
+            if let Some(events) = events {
+                let _ = events
+                    .send(event(worker_event::Event::Holdings(delta)))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Reads the slice of `fetch`'s range and hands it to `send` in pieces (`send` returns false once
+/// nobody listens); stops early when `cancelled` is set.
+fn serve_slice(
+    store: &BlobStore,
+    fetch: &FetchBlob,
+    cancelled: &AtomicBool,
+    mut send: impl FnMut(Vec<u8>, bool) -> bool,
+) -> Result<(), String> {
+    let root = <[u8; 32]>::try_from(fetch.root.as_slice())
+        .map(blake3::Hash::from_bytes)
+        .map_err(|_| "the root is not 32 bytes".to_owned())?;
+    let mut slice = store
+        .slice(&root, fetch.start, fetch.end)
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; PIECE_BYTES];
+    while !cancelled.load(Ordering::Relaxed) {
+        let n = read_full(&mut slice, &mut buf)
+            .map_err(|e| format!("cannot read blob {root}: {e}; a scrub will check it"))?;
+        let last = n < buf.len();
+        if !send(buf[..n].to_vec(), last) || last {
+            metrics::blob("served");
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The proofs for one challenged blob, or why there are none.
+fn prove_blob(
+    store: &BlobStore,
+    id: &PublicId,
+    seed: Option<&[u8; 32]>,
+    k: u32,
+    blob: &BlobRef,
+) -> BlobProofs {
+    let mut answer = BlobProofs {
+        root: blob.root.clone(),
+        proofs: Vec::new(),
+        error: String::new(),
+    };
+    let proved = (|| -> Result<Vec<Vec<u8>>, String> {
+        let seed = seed.ok_or("the challenge seed is not 32 bytes")?;
+        let root_bytes: [u8; 32] = blob
+            .root
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the root is not 32 bytes".to_owned())?;
+        let root = blake3::Hash::from_bytes(root_bytes);
+        let held = store
+            .get(&root)
+            .ok_or_else(|| StoreError::NotFound { root }.to_string())?;
+        if held.len != blob.size {
+            return Err(format!(
+                "blob {root} is {} bytes here, the challenge says {}",
+                held.len, blob.size
+            ));
+        }
+        challenge_indices(seed, id, &root_bytes, held.len, k as usize)
+            .into_iter()
+            .map(|index| {
+                store
+                    .prove(&root, index)
+                    .map_err(|e| e.to_string())?
+                    .to_bytes()
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    })();
+    match proved {
+        Ok(proofs) => answer.proofs = proofs,
+        Err(e) => answer.error = e,
+    }
+    answer
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
