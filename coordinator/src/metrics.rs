@@ -34,6 +34,7 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
     describe();
     workers_connected(0);
+    describe_storage();
     Ok(())
 }
 
@@ -131,4 +132,104 @@ pub fn suspended() {
 pub fn payment(outcome: &'static str, expected_value: u64) {
     counter!(PAYMENTS, "outcome" => outcome).increment(1);
     counter!(PAID_VALUE).increment(expected_value);
+}
+
+/// Lowest block PSNR, in dB, of a rendition that passed the content check since the coordinator started.
+pub const CONTENT_LOWEST_PASS: &str = "dualrig_content_check_lowest_pass_db";
+
+pub fn content_lowest_pass(score_db: f64) {
+    describe_gauge!(
+        CONTENT_LOWEST_PASS,
+        "Lowest block PSNR (dB) of a rendition that passed the content check since start"
+    );
+    gauge!(CONTENT_LOWEST_PASS).set(score_db);
+}
+
+pub const CHALLENGES: &str = "dualrig_storage_challenges_total";
+pub const BYTES_PROVEN: &str = "dualrig_storage_bytes_proven_total";
+pub const PROOF_SECONDS: &str = "dualrig_storage_proof_latency_seconds";
+pub const BLOBS_BY_REPLICATION: &str = "dualrig_storage_blobs";
+pub const FEWEST_COPIES: &str = "dualrig_storage_fewest_copies";
+pub const BLOB_PLACEMENTS: &str = "dualrig_storage_placements_total";
+pub const BLOB_REPAIRS: &str = "dualrig_storage_repaired_copies_total";
+pub const BLOB_GETS: &str = "dualrig_storage_gets_total";
+pub const SCRUB_DROPS: &str = "dualrig_storage_scrub_dropped_total";
+
+fn describe_storage() {
+    describe_counter!(
+        CHALLENGES,
+        "Challenged blobs, by outcome (passed, failed, late)"
+    );
+    describe_counter!(
+        BYTES_PROVEN,
+        metrics::Unit::Bytes,
+        "Bytes of blobs proven, by worker"
+    );
+    describe_histogram!(
+        PROOF_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from sending a challenge to its answer"
+    );
+    describe_gauge!(
+        BLOBS_BY_REPLICATION,
+        "Kept blobs by replication (replicated, under_replicated, lost)"
+    );
+    describe_gauge!(FEWEST_COPIES, "Fewest holders of any kept blob");
+    describe_counter!(BLOB_PLACEMENTS, "Blob copies pushed to workers, by outcome");
+    describe_counter!(
+        BLOB_REPAIRS,
+        "Copies made to bring blobs back to their replicas"
+    );
+    describe_counter!(BLOB_GETS, "Gets served");
+    describe_counter!(
+        SCRUB_DROPS,
+        "Blobs workers' scrubs found damaged and dropped"
+    );
+}
+
+pub fn challenge(outcome: &'static str) {
+    counter!(CHALLENGES, "outcome" => outcome).increment(1);
+}
+
+pub fn bytes_proven(worker: &dualrig_proto::identity::PublicId, bytes: u64) {
+    counter!(BYTES_PROVEN, "worker" => worker.to_string()).increment(bytes);
+}
+
+pub fn proof_latency(elapsed: Duration) {
+    histogram!(PROOF_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// Replication of every kept blob, as (holders, replicas) pairs.
+pub fn replication(blobs: impl Iterator<Item = (usize, usize)>) {
+    let (mut replicated, mut under, mut lost, mut fewest) = (0u64, 0u64, 0u64, usize::MAX);
+    for (holders, replicas) in blobs {
+        fewest = fewest.min(holders);
+        match holders {
+            0 => lost += 1,
+            h if h < replicas => under += 1,
+            _ => replicated += 1,
+        }
+    }
+    gauge!(BLOBS_BY_REPLICATION, "state" => "replicated").set(replicated as f64);
+    gauge!(BLOBS_BY_REPLICATION, "state" => "under_replicated").set(under as f64);
+    gauge!(BLOBS_BY_REPLICATION, "state" => "lost").set(lost as f64);
+    if fewest != usize::MAX {
+        gauge!(FEWEST_COPIES).set(fewest as f64);
+    }
+}
+
+pub fn blob_placed(outcome: &'static str) {
+    counter!(BLOB_PLACEMENTS, "outcome" => outcome).increment(1);
+}
+
+pub fn repaired(copies: usize) {
+    counter!(BLOB_REPAIRS).increment(copies as u64);
+}
+
+pub fn blob_served() {
+    counter!(BLOB_GETS).increment(1);
+}
+
+pub fn scrub_reported(blobs: usize) {
+    counter!(SCRUB_DROPS).increment(blobs as u64);
 }
