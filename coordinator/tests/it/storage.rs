@@ -680,3 +680,46 @@ fn the_catch_rate_matches_the_formula() {
     assert!((got - rounds * exact).abs() < 6.0 * sigma);
     assert!(got > rounds * bound - 6.0 * sigma);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_skips_a_holder_that_serves_bad_bytes_and_writes_only_verified_ones() {
+    let coordinator = RunningCoordinator::start(|_| {}).await;
+    let client = coordinator.client().await;
+    let workers = start_workers(&coordinator.url, 2).await;
+    wait_for_room(&client, &coordinator, 2).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let len = 300_000;
+    let file = random_file(dir.path(), "blob", len, 21);
+    let put = client.put_file(&file, 2).await.expect("put");
+    // The damage sits past the first chunks, so the bad holder has sent verified bytes before it.
+    let bad = &workers[0];
+    let mut blob = std::fs::OpenOptions::new()
+        .write(true)
+        .open(bad.blob_path(&put.root))
+        .expect("open");
+    blob.seek(SeekFrom::Start(200_000)).expect("seek");
+    blob.write_all(&[0x5A; 64]).expect("damage");
+    blob.sync_all().expect("sync");
+
+    // Each Get draws a holder at random; within 60 Gets the damaged one is drawn first at least once
+    // unless a 2^-60 chance says otherwise.
+    let mut skipped_bad = false;
+    for n in 0..60 {
+        let out = dir.path().join(format!("out-{n}"));
+        let got = client
+            .get_to_file(*put.root.as_bytes(), 0, None, &out)
+            .await
+            .expect("get completes from the good holder");
+        assert_eq!(file_hash(&out), put.root, "only verified bytes are written");
+        if !got.skipped.is_empty() {
+            assert_eq!(got.skipped, vec![bad.id]);
+            skipped_bad = true;
+            break;
+        }
+    }
+    assert!(skipped_bad, "the damaged holder was never drawn");
+    for w in workers {
+        w.kill().await;
+    }
+    coordinator.stop().await;
+}
