@@ -298,13 +298,8 @@ impl BlobStore {
             .saturating_sub(state.used.saturating_add(state.reserved))
     }
 
-    /// Bytes `start..end` of a blob, read from disk as the caller reads.
-    pub fn read_range(
-        &self,
-        root: &blake3::Hash,
-        start: u64,
-        end: u64,
-    ) -> Result<Take<File>, StoreError> {
+    /// Checks that the store holds `root` and that `start..end` lies within it.
+    fn check_range(&self, root: &blake3::Hash, start: u64, end: u64) -> Result<(), StoreError> {
         let info = self.get(root).ok_or(StoreError::NotFound { root: *root })?;
         if start > end || end > info.len {
             return Err(StoreError::RangeOutOfBounds {
@@ -314,6 +309,17 @@ impl BlobStore {
                 len: info.len,
             });
         }
+        Ok(())
+    }
+
+    /// Bytes `start..end` of a blob, read from disk as the caller reads.
+    pub fn read_range(
+        &self,
+        root: &blake3::Hash,
+        start: u64,
+        end: u64,
+    ) -> Result<Take<File>, StoreError> {
+        self.check_range(root, start, end)?;
         let path = self.blob_path(root);
         let mut file = File::open(&path).map_err(StoreError::io("open", &path))?;
         file.seek(SeekFrom::Start(start))
@@ -329,15 +335,7 @@ impl BlobStore {
         start: u64,
         end: u64,
     ) -> Result<impl Read + Send + use<>, StoreError> {
-        let info = self.get(root).ok_or(StoreError::NotFound { root: *root })?;
-        if start > end || end > info.len {
-            return Err(StoreError::RangeOutOfBounds {
-                root: *root,
-                start,
-                end,
-                len: info.len,
-            });
-        }
+        self.check_range(root, start, end)?;
         let blob_path = self.blob_path(root);
         let outboard_path = self.outboard_path(root);
         let blob = File::open(&blob_path).map_err(StoreError::io("open", &blob_path))?;
