@@ -6,7 +6,7 @@ use std::io::Write;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dualrig_coordinator::storage::check_blob_answer;
 use dualrig_proto::identity::Identity;
-use dualrig_proto::proof::{chunk_count, challenge_indices};
+use dualrig_proto::proof::{challenge_indices, chunk_count};
 use dualrig_proto::v1::BlobProofs;
 use dualrig_worker::hash::CpuHasher;
 use dualrig_worker::store::BlobStore;
@@ -53,10 +53,17 @@ fn proofs(c: &mut Criterion) {
     let answers: Vec<([u8; 32], BlobProofs)> = (0..64u64)
         .map(|s| {
             let seed = *blake3::hash(&s.to_le_bytes()).as_bytes();
-            let proofs = challenge_indices(&seed, &worker, info.root.as_bytes(), BLOB_LEN, K as usize)
-                .into_iter()
-                .map(|i| store.prove(&info.root, i).expect("prove").to_bytes().expect("encode"))
-                .collect();
+            let proofs =
+                challenge_indices(&seed, &worker, info.root.as_bytes(), BLOB_LEN, K as usize)
+                    .into_iter()
+                    .map(|i| {
+                        store
+                            .prove(&info.root, i)
+                            .expect("prove")
+                            .to_bytes()
+                            .expect("encode")
+                    })
+                    .collect();
             (
                 seed,
                 BlobProofs {
@@ -75,8 +82,15 @@ fn proofs(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % answers.len();
             let (seed, answer) = &answers[i];
-            check_blob_answer(seed, &worker, info.root.as_bytes(), BLOB_LEN, K, Some(answer))
-                .expect("verifies")
+            check_blob_answer(
+                seed,
+                &worker,
+                info.root.as_bytes(),
+                BLOB_LEN,
+                K,
+                Some(answer),
+            )
+            .expect("verifies")
         })
     });
     group.finish();

@@ -1,8 +1,9 @@
 //! Runs one transcode job to a verified result: draw a worker, hand it the job, wait for its outcome, verify,
 //! and on any failure (refused result, worker error, timeout, disconnect) try another worker, up to
 //! `max_attempts`, never the same worker twice for one job. A result that fails verification slashes
-//! the worker's stake (the signed result is the evidence) and suspends it; a timeout lowers its score
-//! only.
+//! the worker's stake and suspends it, with the job and the signed result as evidence anyone can check
+//! again (`evidence`); a timeout, or a result that does not carry the worker's signature, lowers its
+//! score only.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use crate::error::CoordinatorError;
 use crate::ledger::{Ledger, SlashFraction};
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
-use crate::verify::check_result;
+use crate::verify::{Rejection, check_result};
 
 /// A job whose source has been inspected and whose ladder is valid.
 #[derive(Debug, Clone)]
@@ -74,11 +75,12 @@ impl JobDispatcher {
             width: spec.profiles.iter().map(|p| p.width).max().unwrap_or(0),
             height: spec.profiles.iter().map(|p| p.height).max().unwrap_or(0),
         };
-        let job = TranscodeJob {
+        let mut job = TranscodeJob {
             job_id: spec.job_id.clone(),
             segment: spec.segment.clone(),
             profiles: spec.profiles.iter().map(Profile::to_wire).collect(),
-            deadline_unix_ms: unix_ms_after(self.config.job_timeout),
+            // Set again at each assignment.
+            deadline_unix_ms: 0,
             payment: spec
                 .payment
                 .as_ref()
@@ -112,7 +114,7 @@ impl JobDispatcher {
                     reasons.join("; ")
                 )));
             }
-            let assignment = match self.assign(&job, needs, &excluded).await {
+            let assignment = match self.assign(&mut job, needs, &excluded).await {
                 Ok(a) => a,
                 Err(shortage) if reasons.is_empty() => {
                     return Err(CoordinatorError::NoWorker(format!(
@@ -149,7 +151,7 @@ impl JobDispatcher {
                             metrics::attempt("rejected");
                             self.pool.record_verdict(worker, false);
                             if let Some(result) = result {
-                                self.slash(worker, &result, &why).await;
+                                self.slash(worker, &job, &result, &why).await;
                             }
                             format!("worker {} returned a bad result: {why}", worker.short())
                         }
@@ -193,10 +195,11 @@ impl JobDispatcher {
     }
 
     /// Waits for an eligible worker: up to `worker_wait` while none could take the job at all, and up to
-    /// `job_timeout` while the only ones that could are busy (the job is queued behind theirs).
+    /// `job_timeout` while the only ones that could are busy (the job is queued behind theirs). The
+    /// worker is told a deadline `job_timeout` from its assignment, so a later attempt gets its full time.
     async fn assign(
         &self,
-        job: &TranscodeJob,
+        job: &mut TranscodeJob,
         needs: Requirements,
         excluded: &HashSet<PublicId>,
     ) -> Result<crate::pool::Assignment, crate::pool::Shortage> {
@@ -207,6 +210,7 @@ impl JobDispatcher {
             let changed = self.pool.changed();
             tokio::pin!(changed);
             changed.as_mut().enable();
+            job.deadline_unix_ms = unix_ms_after(self.config.job_timeout);
             match self.pool.try_assign(job, needs, excluded) {
                 Ok(a) => return Ok(a),
                 Err(shortage) => {
@@ -223,10 +227,11 @@ impl JobDispatcher {
         }
     }
 
-    /// Moves `slash_fraction` of `worker`'s stake to the pool with `result` as evidence; the ledger
-    /// suspends it, and the pool hears of both before the next attempt is drawn.
-    async fn slash(&self, worker: PublicId, result: &JobResult, why: &str) {
-        let evidence = prost::Message::encode_to_vec(result);
+    /// Moves `slash_fraction` of `worker`'s stake to the pool with the job and its signed `result` as
+    /// evidence; the ledger suspends it, and the pool hears of both before the next attempt is drawn.
+    async fn slash(&self, worker: PublicId, job: &TranscodeJob, result: &JobResult, why: &str) {
+        let evidence =
+            prost::Message::encode_to_vec(&crate::evidence::transcode_evidence(job, result, why));
         let fraction = SlashFraction::from_ppm(self.config.slash_fraction_ppm);
         let slashed = match fraction {
             Ok(fraction) => {
@@ -268,6 +273,9 @@ impl JobDispatcher {
             || rand::random::<f64>() < self.config.content_check_share
     }
 
+    /// The verified result, or why it was refused together with the result when it is evidence
+    /// against the worker: a result that does not carry the worker's signature could be anyone's, and a
+    /// verifier that crashed or could not stage the files proves nothing.
     async fn verify(
         &self,
         spec: &Arc<JobSpec>,
@@ -289,6 +297,8 @@ impl JobDispatcher {
                 content.then_some(&spec.segment[..]),
             ) {
                 Ok(()) => Ok(result),
+                // The coordinator failing to stage files is not the worker's fault.
+                Err(e @ Rejection::Io(_)) => Err((None, e.to_string())),
                 Err(e) => Err((Some(Box::new(result)), e.to_string())),
             }
         })

@@ -349,6 +349,11 @@ impl Ledger {
         self.read(|tx, _| stake::slashes(tx, worker))
     }
 
+    /// Every slash of every worker, oldest first.
+    pub fn all_slashes(&self) -> Result<Vec<SlashRecord>, LedgerError> {
+        self.read(|tx, _| stake::all_slashes(tx))
+    }
+
     pub fn is_redeemed(&self, ticket_hash: &[u8; 32]) -> Result<bool, LedgerError> {
         self.read(|tx, _| broker::is_redeemed(tx, ticket_hash))
     }

@@ -1,15 +1,36 @@
-//! `dualrig-coordinator`: serves the dualrig network on one address.
+//! `dualrig-coordinator`: serves the dualrig network on one address (the default), or lists a running
+//! coordinator's slashes and checks their evidence again (`slashes`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use dualrig_coordinator::config::{Config, FileConfig, secs};
 
 /// The dualrig coordinator: takes jobs from clients, hands them to workers, verifies the results.
+///
+/// With no subcommand it serves, exactly as `serve` does.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the network (the default).
+    Serve(Box<Args>),
+    /// List a coordinator's slashes, and with --verify check each one's evidence again.
+    Slashes(SlashesArgs),
+}
+
+/// Settings of the serving coordinator.
+#[derive(Debug, Parser)]
+#[command(name = "dualrig-coordinator")]
 struct Args {
     /// Address to serve gRPC on.
     #[arg(long, env = "DUALRIG_LISTEN")]
@@ -173,7 +194,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = Args::parse().into_config()?;
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Slashes(args)) => return list_slashes(args).await,
+        Some(Command::Serve(args)) => *args,
+        None => cli.serve,
+    };
+    let config = args.into_config()?;
     if let Some(addr) = config.metrics_addr {
         dualrig_coordinator::metrics::install_exporter(addr).map_err(anyhow::Error::msg)?;
         tracing::info!(%addr, "metrics at /metrics");
@@ -182,6 +209,128 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("coordinator stopped")?;
     Ok(())
+}
+
+/// `dualrig-coordinator slashes`.
+#[derive(Debug, clap::Args)]
+struct SlashesArgs {
+    /// The coordinator to ask, e.g. http://127.0.0.1:7600.
+    #[arg(long, env = "DUALRIG_COORDINATOR")]
+    coordinator: String,
+    /// Only this worker's slashes (its id, 64 hex digits).
+    #[arg(long)]
+    worker: Option<String>,
+    /// Check each slash's evidence again here (signature, then the coordinator's own verification);
+    /// the exit status is 1 when any slash is not upheld.
+    #[arg(long)]
+    verify: bool,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn list_slashes(args: SlashesArgs) -> anyhow::Result<()> {
+    use dualrig_coordinator::evidence::{reverify, slash_reason};
+    use dualrig_proto::v1::ListSlashesRequest;
+    use dualrig_proto::v1::coordinator_client::CoordinatorClient;
+
+    let worker = match &args.worker {
+        Some(hex_id) => {
+            let bytes = hex::decode(hex_id.trim())
+                .with_context(|| format!("--worker {hex_id:?} is not hex"))?;
+            dualrig_proto::identity::PublicId::from_slice("--worker", &bytes)?
+                .as_bytes()
+                .to_vec()
+        }
+        None => Vec::new(),
+    };
+    let mut api = CoordinatorClient::connect(args.coordinator.clone())
+        .await
+        .with_context(|| format!("cannot reach the coordinator at {}", args.coordinator))?
+        .max_decoding_message_size(usize::MAX);
+    let slashes = api
+        .list_slashes(ListSlashesRequest { worker })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))
+        .context("listing slashes")?
+        .into_inner()
+        .slashes;
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let mut not_upheld = 0usize;
+    for entry in &slashes {
+        let reason = slash_reason(entry);
+        let verdict = if args.verify {
+            let (entry, dir) = (entry.clone(), scratch.path().to_owned());
+            let verdict = tokio::task::spawn_blocking(move || reverify(&entry, &dir))
+                .await
+                .context("re-verification task")??;
+            not_upheld += usize::from(!verdict.upheld);
+            Some(verdict)
+        } else {
+            None
+        };
+        let worker = hex::encode(&entry.worker);
+        if args.json {
+            let mut line = format!(
+                "{{\"worker\":{},\"round\":{},\"amount\":{},\"fraction_ppm\":{},\"reason\":{}",
+                json_string(&worker),
+                entry.round,
+                entry.amount,
+                entry.fraction_ppm,
+                json_string(&reason)
+            );
+            if let Some(v) = &verdict {
+                line += &format!(
+                    ",\"upheld\":{},\"verdict\":{}",
+                    v.upheld,
+                    json_string(&v.reason)
+                );
+            }
+            println!("{line}}}");
+        } else {
+            println!(
+                "worker {worker}  round {}  amount {}  ({} ppm)  reason: {reason}",
+                entry.round, entry.amount, entry.fraction_ppm
+            );
+            if let Some(v) = &verdict {
+                println!("  {v}");
+            }
+        }
+    }
+    if !args.json {
+        let upheld = if args.verify {
+            format!(", {} upheld", slashes.len() - not_upheld)
+        } else {
+            String::new()
+        };
+        println!("{} slashes{upheld}", slashes.len());
+    }
+    if not_upheld > 0 {
+        anyhow::bail!(
+            "{not_upheld} of {} slashes are not upheld by their evidence",
+            slashes.len()
+        );
+    }
+    Ok(())
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 async fn shutdown_signal() {
@@ -234,5 +383,52 @@ mod tests {
         assert_eq!(config.round, std::time::Duration::from_millis(2500));
         assert_eq!((config.min_stake, config.suspend_rounds), (0, 3));
         assert_eq!(config.slash_fraction_ppm, 50_000);
+    }
+
+    #[test]
+    fn serving_is_the_default_and_slashes_is_a_subcommand() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "dualrig-coordinator",
+            "--listen",
+            "127.0.0.1:7600",
+            "--max-attempts",
+            "4",
+        ])
+        .expect("plain serve flags parse");
+        assert!(cli.command.is_none());
+        let config = cli.serve.into_config().expect("valid");
+        assert_eq!(config.listen, "127.0.0.1:7600".parse().expect("addr"));
+        assert_eq!(config.max_attempts, 4);
+
+        let cli = Cli::try_parse_from(["dualrig-coordinator", "serve", "--max-attempts", "5"])
+            .expect("explicit serve parses");
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve subcommand");
+        };
+        assert_eq!(args.into_config().expect("valid").max_attempts, 5);
+
+        let cli = Cli::try_parse_from([
+            "dualrig-coordinator",
+            "slashes",
+            "--coordinator",
+            "http://127.0.0.1:7600",
+            "--verify",
+            "--json",
+        ])
+        .expect("slashes parses");
+        let Some(Command::Slashes(args)) = cli.command else {
+            panic!("slashes subcommand");
+        };
+        assert!(args.verify && args.json && args.worker.is_none());
+        assert_eq!(args.coordinator, "http://127.0.0.1:7600");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(
+            json_string("a \"b\" \\ c\nd\u{1}é"),
+            "\"a \\\"b\\\" \\\\ c\\nd\\u0001é\""
+        );
     }
 }

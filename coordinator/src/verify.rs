@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dualrig_media::StreamInfo;
 use dualrig_proto::identity::PublicId;
@@ -42,8 +43,9 @@ pub enum Rejection {
 }
 
 /// Checks `result` from `worker` against the job's source and ladder. With `content`, the job's source
-/// segment, every rendition also gets the content check once it passes the structural one. Blocking:
-/// decodes every rendition (and, for the content check, the source once per rendition).
+/// segment, every rendition also gets the content check once it passes the structural one, on frames
+/// drawn with a fresh random seed. Blocking: decodes every rendition (and, for the content check, the
+/// source once per rendition).
 pub fn check_result(
     worker: &PublicId,
     job_id: &str,
@@ -52,6 +54,22 @@ pub fn check_result(
     result: &JobResult,
     scratch: &Path,
     content: Option<&[u8]>,
+) -> Result<(), Rejection> {
+    // Unpredictable, so a worker cannot know which frames will be looked at.
+    let content = content.map(|segment| (segment, rand::random::<u64>()));
+    check_result_with_seed(worker, job_id, source, profiles, result, scratch, content)
+}
+
+/// [`check_result`] with the content check's frames drawn from a given seed: the seed a rejection
+/// reports picks the same frames again, so a verdict can be replayed.
+pub fn check_result_with_seed(
+    worker: &PublicId,
+    job_id: &str,
+    source: &StreamInfo,
+    profiles: &[Profile],
+    result: &JobResult,
+    scratch: &Path,
+    content: Option<(&[u8], u64)>,
 ) -> Result<(), Rejection> {
     let outcome = check(worker, job_id, source, profiles, result, scratch, content);
     let label = match &outcome {
@@ -72,7 +90,7 @@ fn check(
     profiles: &[Profile],
     result: &JobResult,
     scratch: &Path,
-    content: Option<&[u8]>,
+    content: Option<(&[u8], u64)>,
 ) -> Result<(), Rejection> {
     verify_result(worker, job_id, &result.renditions, &result.signature)?;
     for (i, r) in result.renditions.iter().enumerate() {
@@ -102,10 +120,13 @@ fn check(
         dualrig_media::verify_rendition(source, staged.path(), profile)?;
         staged_renditions.push((profile, staged));
     }
-    if let Some(segment) = content {
-        let outcome = check_content(segment, &staged_renditions, scratch);
+    if let Some((segment, seed)) = content {
+        let outcome = check_content(segment, &staged_renditions, scratch, seed);
         let label = match &outcome {
-            Ok(()) => "pass",
+            Ok(lowest) => {
+                record_passing_score(*lowest);
+                "pass"
+            }
             Err(Rejection::Content { .. }) => "mismatch",
             Err(_) => "error",
         };
@@ -115,19 +136,44 @@ fn check(
     Ok(())
 }
 
-/// Compares [`CONTENT_SAMPLES`] random frames of every rendition with the source segment's.
+/// Lowest block PSNR of any rendition that passed the content check in this process, as `f64` bits;
+/// starts at +∞.
+static LOWEST_PASSING_SCORE: AtomicU64 = AtomicU64::new(0x7ff0_0000_0000_0000);
+
+/// Keeps the lowest passing score and publishes it (`dualrig_content_check_lowest_pass_db`), so an
+/// operator sees how far honest work stays above the threshold.
+fn record_passing_score(score_db: f64) {
+    let mut seen = LOWEST_PASSING_SCORE.load(Ordering::Relaxed);
+    while score_db < f64::from_bits(seen) {
+        match LOWEST_PASSING_SCORE.compare_exchange_weak(
+            seen,
+            score_db.to_bits(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                metrics::content_lowest_pass(score_db);
+                return;
+            }
+            Err(now) => seen = now,
+        }
+    }
+}
+
+/// Compares [`CONTENT_SAMPLES`] frames of every rendition, drawn from `seed`, with the source
+/// segment's; returns the lowest block PSNR among the renditions when all pass.
 fn check_content(
     segment: &[u8],
     renditions: &[(&Profile, tempfile::NamedTempFile)],
     scratch: &Path,
-) -> Result<(), Rejection> {
+    seed: u64,
+) -> Result<f64, Rejection> {
     let mut staged = tempfile::Builder::new()
         .prefix("source-")
         .tempfile_in(scratch)?;
     staged.write_all(segment)?;
     staged.flush()?;
-    // Unpredictable, so a worker cannot know which frames will be looked at.
-    let seed = rand::random::<u64>();
+    let mut lowest = f64::INFINITY;
     for (profile, rendition) in renditions {
         let content_error = |error| Rejection::Content { error, seed };
         let score = dualrig_media::content_check(
@@ -146,6 +192,7 @@ fn check_content(
         score
             .check(&profile.name, dualrig_media::CONTENT_THRESHOLD_DB)
             .map_err(content_error)?;
+        lowest = lowest.min(score.min_block_psnr_db);
     }
-    Ok(())
+    Ok(lowest)
 }

@@ -20,9 +20,18 @@ fn malformed_roots_and_ranges_are_refused_before_anything_is_sent() {
     for (args, says) in [
         (vec!["get", "xyz", "-o", "out"], "not a blob root"),
         (vec!["get", &"ab".repeat(31), "-o", "out"], "31 bytes"),
-        (vec!["get", &root, "-o", "out", "--range", "9..3"], "ends before it starts"),
-        (vec!["get", &root, "-o", "out", "--range", "1-3"], "not a range"),
-        (vec!["get", &root, "-o", "out", "--range", "a..3"], "not a byte offset"),
+        (
+            vec!["get", &root, "-o", "out", "--range", "9..3"],
+            "ends before it starts",
+        ),
+        (
+            vec!["get", &root, "-o", "out", "--range", "1-3"],
+            "not a range",
+        ),
+        (
+            vec!["get", &root, "-o", "out", "--range", "a..3"],
+            "not a byte offset",
+        ),
         (vec!["put"], "required"),
     ] {
         let (ok, stderr) = dualrig(&args);
@@ -38,6 +47,9 @@ fn an_unreachable_coordinator_is_named() {
     std::fs::write(&file, b"hello").expect("write");
     let (ok, stderr) = dualrig(&["put", file.to_str().expect("utf-8")]);
     assert!(!ok);
-    assert!(stderr.contains("cannot reach the coordinator at http://127.0.0.1:9"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the coordinator at http://127.0.0.1:9"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("out").exists());
 }

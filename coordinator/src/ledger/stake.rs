@@ -350,27 +350,38 @@ pub(super) fn slashes(
     worker: &PublicId,
 ) -> Result<Vec<SlashRecord>, LedgerError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT round, fraction_ppm, amount, evidence FROM slashes WHERE worker = ?1 ORDER BY id",
+        "SELECT worker, round, fraction_ppm, amount, evidence FROM slashes WHERE worker = ?1
+         ORDER BY id",
     )?;
-    let rows = stmt.query_map(params![worker.as_bytes()], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, Vec<u8>>(3)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (round, ppm, amount, evidence) = row?;
-        let ppm = u32::try_from(ppm)
-            .map_err(|_| LedgerError::Corrupt(format!("slash fraction {ppm}")))?;
-        Ok(SlashRecord {
-            worker: *worker,
-            round: from_db("round", round)?,
-            fraction: SlashFraction::from_ppm(ppm)?,
-            amount: from_db("slash", amount)?,
-            evidence,
-        })
+    let rows = stmt.query_map(params![worker.as_bytes()], slash_row)?;
+    rows.map(|row| slash_record(row?)).collect()
+}
+
+/// Every slash of every worker, in the order they were recorded.
+pub(super) fn all_slashes(conn: &Connection) -> Result<Vec<SlashRecord>, LedgerError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT worker, round, fraction_ppm, amount, evidence FROM slashes ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], slash_row)?;
+    rows.map(|row| slash_record(row?)).collect()
+}
+
+type SlashRow = (Vec<u8>, i64, i64, i64, Vec<u8>);
+
+fn slash_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SlashRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn slash_record(
+    (worker, round, ppm, amount, evidence): SlashRow,
+) -> Result<SlashRecord, LedgerError> {
+    let ppm =
+        u32::try_from(ppm).map_err(|_| LedgerError::Corrupt(format!("slash fraction {ppm}")))?;
+    Ok(SlashRecord {
+        worker: id_from_db(worker)?,
+        round: from_db("round", round)?,
+        fraction: SlashFraction::from_ppm(ppm)?,
+        amount: from_db("slash", amount)?,
+        evidence,
     })
-    .collect()
 }

@@ -186,3 +186,20 @@ fn whole_slash_clears_the_stake() {
         LedgerError::InsufficientBond { .. }
     ));
 }
+
+#[test]
+fn all_slashes_lists_every_worker_in_the_order_slashed() {
+    let (a, b) = (actor(1), actor(2));
+    let h = Harness::in_memory(&[(&a, 1000), (&b, 1000)]);
+    h.ok(&a, Operation::Bond { amount: 1000 });
+    h.ok(&b, Operation::Bond { amount: 1000 });
+    let tenth = SlashFraction::from_ppm(100_000).expect("ppm");
+    let first = h.ledger.slash(&b.id(), tenth, b"b first").expect("slash");
+    let second = h.ledger.slash(&a.id(), tenth, b"then a").expect("slash");
+    let third = h.ledger.slash(&b.id(), tenth, b"b again").expect("slash");
+    assert_eq!(
+        h.ledger.all_slashes().expect("all"),
+        vec![first.clone(), second, third.clone()]
+    );
+    assert_eq!(h.ledger.slashes(&b.id()).expect("b's"), vec![first, third]);
+}

@@ -1,0 +1,166 @@
+//! What the coordinator's verification of one result costs next to the transcode that made it: for a few
+//! generated segments, the worker's ladder is transcoded with `dualrig_media` (the selected encoder), then
+//! the result is checked with the coordinator's own `check_result`, once structurally only and once with the
+//! content check. Prints the median of several runs of each and their ratio to the transcode.
+//!
+//! Run: `cargo bench -p dualrig-benches --bench verify` (`VERIFY_BENCH_RUNS` sets the runs, default 5).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dualrig_coordinator::verify::check_result;
+use dualrig_media::{EncoderChoice, inspect, select_encoder, transcode_segment};
+use dualrig_proto::identity::Identity;
+use dualrig_proto::profile::Profile;
+use dualrig_proto::result::{rendition, sign_result};
+use dualrig_proto::v1::JobResult;
+
+/// (name, lavfi graph, seconds, ladder).
+const SEGMENTS: &[(&str, &str, u32, &str)] = &[
+    (
+        "720p testsrc2",
+        "testsrc2=size=1280x720:rate=30",
+        2,
+        "720p,480p,360p,240p",
+    ),
+    (
+        "720p noise",
+        "nullsrc=size=1280x720:rate=30,format=yuv420p,geq=lum='random(1)*255':cb=128:cr=128",
+        2,
+        "720p,480p,360p,240p",
+    ),
+    (
+        "360p fast pan",
+        "testsrc2=size=1920x1080:rate=30,crop=640:360:x='mod(t*900,1280)':y='mod(t*500,720)'",
+        2,
+        "360p,240p",
+    ),
+];
+
+fn generate(dir: &Path, name: &str, graph: &str, secs: u32) -> PathBuf {
+    let path = dir.join(format!("{}.ts", name.replace(' ', "-")));
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(graph)
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+        ])
+        .args(["-g", "30", "-pix_fmt", "yuv420p", "-an"])
+        .arg(&path)
+        .output()
+        .expect("the ffmpeg CLI is installed");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn main() {
+    let runs: usize = std::env::var("VERIFY_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    dualrig_media::init();
+    let encoder = select_encoder(&EncoderChoice::Auto).expect("an H.264 encoder opens");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let worker = Identity::generate();
+    println!("encoder {}, {runs} runs each, medians in ms", encoder.name);
+    println!(
+        "{:<16} {:>9} {:>9} {:>11} {:>14} {:>10} {:>14}",
+        "segment", "transcode", "inspect", "structural", "+content", "struct/tx", "+content/tx"
+    );
+    for (name, graph, secs, ladder) in SEGMENTS {
+        let segment_path = generate(dir.path(), name, graph, *secs);
+        let segment = std::fs::read(&segment_path).expect("segment");
+        let profiles = Profile::parse_list(ladder).expect("ladder");
+        let out = dir.path().join("out");
+
+        let mut transcode = Vec::with_capacity(runs);
+        let mut outputs = Vec::new();
+        for _ in 0..runs {
+            let _ = std::fs::remove_dir_all(&out);
+            let started = Instant::now();
+            outputs =
+                transcode_segment(&segment_path, &profiles, &encoder, &out).expect("transcodes");
+            transcode.push(started.elapsed());
+        }
+        let renditions: Vec<_> = outputs
+            .iter()
+            .map(|o| rendition(&o.profile.name, std::fs::read(&o.path).expect("rendition")))
+            .collect();
+        let job_id = format!("bench-{name}");
+        let result = JobResult {
+            job_id: job_id.clone(),
+            signature: sign_result(&worker, &job_id, &renditions).to_vec(),
+            renditions,
+            encoder: encoder.name.clone(),
+            transcode_ms: 0,
+        };
+
+        let mut inspected = Vec::with_capacity(runs);
+        let mut source = None;
+        for _ in 0..runs {
+            let started = Instant::now();
+            source = Some(inspect(&segment_path).expect("inspects"));
+            inspected.push(started.elapsed());
+        }
+        let source = source.expect("at least one run");
+
+        let check = |content: Option<&[u8]>| {
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let started = Instant::now();
+                check_result(
+                    &worker.id(),
+                    &job_id,
+                    &source,
+                    &profiles,
+                    &result,
+                    &scratch,
+                    content,
+                )
+                .expect("an honest result passes");
+                times.push(started.elapsed());
+            }
+            median(times)
+        };
+        let structural = check(None);
+        let with_content = check(Some(&segment));
+        let transcode = median(transcode);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "{:<16} {:>9.0} {:>9.0} {:>11.0} {:>14.0} {:>10.3} {:>14.3}",
+            name,
+            ms(transcode),
+            ms(median(inspected)),
+            ms(structural),
+            ms(with_content),
+            ms(structural) / ms(transcode),
+            ms(with_content) / ms(transcode),
+        );
+    }
+}
