@@ -11,6 +11,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The GPU kernels run on Mesa's software Vulkan (lavapipe) where there is no GPU.
 export WGPU_BACKEND ?= vulkan
 export WGPU_ADAPTER_NAME ?= llvmpipe
+# Mesa's Vulkan loader complains on every process when there is no runtime dir (CI, containers).
+export XDG_RUNTIME_DIR ?= $(shell d=$${TMPDIR:-/tmp}/dualrig-runtime-$$(id -u); mkdir -p -m 0700 $$d && echo $$d)
 
 .PHONY: deps build release test fmt clippy demo bench
 
