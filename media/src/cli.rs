@@ -7,6 +7,7 @@ use dualrig_proto::profile::Profile;
 use ffmpeg_next::{format, media};
 
 use crate::decode::video_timing;
+use crate::encoder::EncoderSelection;
 use crate::ladder::{FALLBACK_FRAME_RATE, SourceTiming, pixel_format_name, rendition_settings};
 use crate::transcode::rendition_file_name;
 use crate::vaapi;
@@ -23,6 +24,42 @@ pub fn ffmpeg_cli_ladder_args(
     input: &Path,
     profiles: &[Profile],
     encoder: &str,
+    out_dir: &Path,
+) -> Vec<String> {
+    ladder_args(input, profiles, encoder, None, out_dir)
+}
+
+/// [`ffmpeg_cli_ladder_args`] for the encoder `selection` names, reading the input with the decoder the
+/// transcoder would use for its codec: `-c:v h264_cuvid` before `-i` where the selection has a hardware
+/// decoder for it (the transcoder falls back to software on a segment that decoder fails on; the CLI
+/// then fails instead).
+pub fn ffmpeg_cli_ladder_args_for(
+    input: &Path,
+    profiles: &[Profile],
+    selection: &EncoderSelection,
+    out_dir: &Path,
+) -> Vec<String> {
+    crate::init();
+    let codec = format::input(input).ok().and_then(|ictx| {
+        ictx.streams()
+            .best(media::Type::Video)
+            .map(|s| s.parameters().id().name().to_owned())
+    });
+    let decoder = codec.and_then(|c| selection.decoders.for_codec(&c).map(str::to_owned));
+    ladder_args(
+        input,
+        profiles,
+        &selection.name,
+        decoder.as_deref(),
+        out_dir,
+    )
+}
+
+fn ladder_args(
+    input: &Path,
+    profiles: &[Profile],
+    encoder: &str,
+    decoder: Option<&str>,
     out_dir: &Path,
 ) -> Vec<String> {
     crate::init();
@@ -42,6 +79,9 @@ pub fn ffmpeg_cli_ladder_args(
         .to_vec();
     if encoder == "h264_vaapi" {
         args.extend(["-vaapi_device".to_owned(), vaapi::RENDER_NODE.to_owned()]);
+    }
+    if let Some(decoder) = decoder {
+        args.extend(["-c:v".to_owned(), decoder.to_owned()]);
     }
     args.extend([
         "-copyts".to_owned(),
@@ -114,5 +154,36 @@ mod tests {
         assert!(joined.contains("-mpegts_copyts 1 out/720p.ts"));
         assert!(joined.ends_with("out/360p.ts"));
         assert_eq!(args.iter().filter(|a| *a == "-c:v").count(), 2);
+    }
+
+    #[test]
+    fn a_hardware_decoder_reads_the_input_only_for_its_own_codec() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("in.ts");
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=30",
+                "-t",
+                "0.2",
+            ])
+            .args(["-c:v", "libx264"])
+            .arg(&input)
+            .output()
+            .expect("the ffmpeg CLI is installed");
+        assert!(made.status.success());
+        let ladder = Profile::parse_list("240p").expect("ladder");
+        let mut selection = EncoderSelection::software();
+        selection.decoders = crate::DecoderSelection::forced("h264", "h264_cuvid");
+        let args = ffmpeg_cli_ladder_args_for(&input, &ladder, &selection, dir.path());
+        let joined = args.join(" ");
+        assert!(joined.contains("-c:v h264_cuvid -copyts -i"), "{joined}");
+
+        selection.decoders = crate::DecoderSelection::forced("hevc", "hevc_cuvid");
+        let args = ffmpeg_cli_ladder_args_for(&input, &ladder, &selection, dir.path());
+        assert!(!args.join(" ").contains("cuvid"), "{args:?}");
     }
 }

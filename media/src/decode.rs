@@ -8,6 +8,7 @@ use ffmpeg_next::{
     self as ffmpeg, Packet, Rational, codec, decoder, format, frame, media, picture, threading,
 };
 
+use crate::decoder::DecoderSelection;
 use crate::error::MediaError;
 use crate::ffmpeg_log;
 use crate::ladder::{FALLBACK_FRAME_RATE, SourceTiming};
@@ -28,6 +29,10 @@ pub(crate) struct VideoSource {
     pub container: String,
     pub video_codec: String,
     pub audio_codec: Option<String>,
+    /// The decoder reading the video, by FFmpeg's name: `h264` for the software one, `h264_cuvid` …
+    pub decoder_name: String,
+    /// Whether `decoder_name` is a hardware decoder.
+    pub hardware_decoder: bool,
     threads: usize,
 }
 
@@ -49,8 +54,19 @@ struct DecodeFault {
 }
 
 impl VideoSource {
-    /// Opens `path` and its best video stream, for decoding with `threads` frame threads (at least 1).
+    /// Opens `path` and its best video stream, for decoding in software with `threads` frame threads
+    /// (at least 1) and every error reported.
     pub(crate) fn open(path: &Path, threads: usize) -> Result<Self, MediaError> {
+        Self::open_with(path, threads, &DecoderSelection::software())
+    }
+
+    /// [`VideoSource::open`] with the hardware decoder `decoders` names for the stream's codec, when it
+    /// opens; a hardware decoder that does not open is logged and the software one used instead.
+    pub(crate) fn open_with(
+        path: &Path,
+        threads: usize,
+        decoders: &DecoderSelection,
+    ) -> Result<Self, MediaError> {
         crate::init();
         let len = std::fs::metadata(path)
             .map_err(|source| MediaError::Read {
@@ -87,6 +103,31 @@ impl VideoSource {
         let audio_index = audio.as_ref().map(|s| s.index());
         let audio_codec = audio.map(|s| s.parameters().id().name().to_owned());
 
+        if let Some(name) = decoders.for_codec(&video_codec) {
+            match crate::decoder::open_hardware(name, video.parameters(), video_time_base) {
+                Ok(decoder) => {
+                    return Ok(VideoSource {
+                        input,
+                        video_index,
+                        audio_index,
+                        decoder,
+                        video_time_base,
+                        frame_rate,
+                        container,
+                        video_codec,
+                        audio_codec,
+                        decoder_name: name.to_owned(),
+                        hardware_decoder: true,
+                        threads: 1,
+                    });
+                }
+                Err(reason) => tracing::warn!(
+                    decoder = name,
+                    %reason,
+                    "the hardware decoder does not open for this segment; decoding in software"
+                ),
+            }
+        }
         let mut context =
             codec::context::Context::from_parameters(video.parameters()).map_err(|e| {
                 MediaError::Undecodable {
@@ -110,6 +151,9 @@ impl VideoSource {
                 ffmpeg_log::explain(&msgs, e)
             ),
         })?;
+        let decoder_name = decoder
+            .codec()
+            .map_or_else(|| video_codec.clone(), |c| c.name().to_owned());
         Ok(VideoSource {
             input,
             video_index,
@@ -120,6 +164,8 @@ impl VideoSource {
             container,
             video_codec,
             audio_codec,
+            decoder_name,
+            hardware_decoder: false,
             threads,
         })
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use dualrig_proto::profile::{Codec, Profile};
 use ffmpeg_next::{Dictionary, Rational, codec, encoder};
 
+use crate::decoder::{DecoderSelection, select_decoders};
 use crate::error::MediaError;
 use crate::ffmpeg_log;
 use crate::ladder::{RenditionSettings, SourceTiming, rendition_settings};
@@ -73,7 +74,7 @@ pub struct EncoderProbe {
     pub detail: String,
 }
 
-/// The encoder a worker will use, and why.
+/// The encoder a worker will use, and why; with the decoders that read the segments it encodes.
 #[derive(Debug, Clone)]
 pub struct EncoderSelection {
     pub name: String,
@@ -81,16 +82,19 @@ pub struct EncoderSelection {
     pub reason: String,
     /// Every probed encoder that opened.
     pub available: Vec<String>,
+    /// Which decoder reads each source codec (hardware where one decodes here), and why.
+    pub decoders: DecoderSelection,
 }
 
 impl EncoderSelection {
-    /// libx264 without probing, for callers that know they want the software encoder.
+    /// libx264 and software decoding without probing, for callers that know they want software.
     pub fn software() -> Self {
         EncoderSelection {
             name: SOFTWARE_ENCODER.to_owned(),
             hardware: false,
             reason: "software encoder chosen by the caller".to_owned(),
             available: vec![SOFTWARE_ENCODER.to_owned()],
+            decoders: DecoderSelection::software(),
         }
     }
 }
@@ -106,7 +110,8 @@ pub fn probe_encoders() -> Vec<EncoderProbe> {
 }
 
 /// Picks the encoder: for `Auto` the first hardware encoder that opens (h264_nvenc, then h264_vaapi,
-/// then h264_qsv), else libx264; for a name, that encoder if it opens.
+/// then h264_qsv), else libx264; for a name, that encoder if it opens. The decoders are probed next to
+/// it ([`select_decoders`]).
 pub fn select_encoder(choice: &EncoderChoice) -> Result<EncoderSelection, MediaError> {
     let probes = probe_encoders();
     let available: Vec<String> = probes
@@ -142,6 +147,7 @@ pub fn select_encoder(choice: &EncoderChoice) -> Result<EncoderSelection, MediaE
                     hardware: true,
                     reason,
                     available,
+                    decoders: DecoderSelection::default(),
                 }
             } else if probes
                 .iter()
@@ -152,6 +158,7 @@ pub fn select_encoder(choice: &EncoderChoice) -> Result<EncoderSelection, MediaE
                     hardware: false,
                     reason: format!("{}; falling back to {SOFTWARE_ENCODER}", failures(&probes)),
                     available,
+                    decoders: DecoderSelection::default(),
                 }
             } else {
                 return Err(MediaError::NoEncoder {
@@ -179,11 +186,16 @@ pub fn select_encoder(choice: &EncoderChoice) -> Result<EncoderSelection, MediaE
                 hardware: probe.hardware,
                 reason: format!("{name} asked for by name and it opens"),
                 available,
+                decoders: DecoderSelection::default(),
             }
         }
     };
     tracing::info!(encoder = %selection.name, reason = %selection.reason, "encoder selected");
-    Ok(selection)
+    let decoders = select_decoders(&selection.name);
+    Ok(EncoderSelection {
+        decoders,
+        ..selection
+    })
 }
 
 /// Whether an encoder drives dedicated hardware rather than the CPU.

@@ -1,6 +1,6 @@
-//! Video work shared by the worker, the coordinator and the client (DESIGN §5): choosing an H.264 encoder,
-//! transcoding one segment into a rendition ladder, checking a rendition against its source, and cutting a
-//! whole video into segments.
+//! Video work shared by the worker, the coordinator and the client (DESIGN §5): choosing an H.264 encoder
+//! and the decoders that feed it, transcoding one segment into a rendition ladder, checking a rendition
+//! against its source, and cutting a whole video into segments.
 //!
 //! Everything here goes through FFmpeg's libraries (ffmpeg-next); nothing here touches the GPU's shader
 //! cores, so the coordinator can link this crate without linking wgpu.
@@ -11,6 +11,7 @@
 mod cli;
 mod content;
 mod decode;
+mod decoder;
 mod encoder;
 mod error;
 mod ffmpeg_log;
@@ -28,8 +29,12 @@ mod vaapi;
 
 use std::sync::Once;
 
-pub use cli::ffmpeg_cli_ladder_args;
+pub use cli::{ffmpeg_cli_ladder_args, ffmpeg_cli_ladder_args_for};
 pub use content::{CONTENT_THRESHOLD_DB, ContentScore, FrameScore, content_check};
+pub use decoder::{
+    DecoderProbe, DecoderSelection, HARDWARE_DECODER_FAMILIES, HardwareDecoder, probe_decoders,
+    select_decoders,
+};
 pub use encoder::{
     EncoderChoice, EncoderChoiceError, EncoderProbe, EncoderSelection, HARDWARE_ENCODERS,
     SOFTWARE_ENCODER, probe_encoders, select_encoder,

@@ -1,10 +1,14 @@
 //! Transcoding one segment into a rendition ladder (DESIGN §5): the source is decoded once, on the calling
-//! thread; each rendition scales and encodes on a thread of its own, fed the same reference-counted frames
-//! through a bounded channel, and copies the audio packets.
+//! thread (by a hardware decoder where one works here, see `decoder`); each rendition scales and encodes
+//! on a thread of its own, fed the same reference-counted frames through a bounded channel, and copies the
+//! audio packets. A hardware decoder that fails on a segment costs a second pass in software, not the job.
 //!
 //! Encoders pick their own thread counts, as the ffmpeg CLI lets them: renditions advance in lockstep
 //! (the queues are bounded), so the largest one sets the pace, and only the encoder's own frame threads
-//! let it use the cores the smaller renditions leave idle.
+//! let it use the cores the smaller renditions leave idle. (Fixed shares of the cores, one thread for each
+//! encoder on two cores, were measured: a little less CPU time, more wall time, as the largest rendition
+//! then encodes on one thread.) Each rendition scales into the same picture every frame when its encoder
+//! copies its input.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use dualrig_proto::profile::{Profile, validate_ladder};
 use ffmpeg_next::{self as ffmpeg, Packet, Rational, codec, encoder, frame, software::scaling};
 
 use crate::decode::{VideoSource, video_timing};
+use crate::decoder::DecoderSelection;
 use crate::encoder::{EncoderSelection, open_video_encoder};
 use crate::error::MediaError;
 use crate::frame_rate::FrameRateConverter;
@@ -36,6 +41,8 @@ pub struct RenditionOutput {
     pub path: PathBuf,
     /// Video frames written.
     pub frames: u64,
+    /// The decoder that read the source, by FFmpeg's name: `h264` (software), `h264_cuvid` …
+    pub decoder: String,
 }
 
 /// The file a rendition is written to, `<profile name>.ts`. Names that could leave the output folder or
@@ -88,9 +95,59 @@ pub(crate) fn transcode_edited(
         path: out_dir.to_owned(),
         detail: e.to_string(),
     })?;
+    let attempt =
+        |decoders: &DecoderSelection,
+         edit: &mut dyn FnMut(u64, frame::Video) -> Option<frame::Video>| {
+            transcode_once(input, profiles, &paths, encoder, decoders, edit)
+        };
+    match attempt(&encoder.decoders, edit) {
+        // A hardware decoder can fail on a stream its probe did not resemble (a profile or size NVDEC
+        // does not take, a driver fault): the segment is decoded again in software, from the start.
+        Err(Failed {
+            error,
+            hardware_decoder: Some(decoder),
+        }) => {
+            tracing::warn!(
+                input = %input.display(),
+                %decoder,
+                %error,
+                "transcoding with the hardware decoder failed; decoding the segment again in software"
+            );
+            attempt(&DecoderSelection::software(), edit).map_err(|f| f.error)
+        }
+        outcome => outcome.map_err(|f| f.error),
+    }
+}
+
+/// Why one attempt at a transcode failed, and whether a hardware decoder was reading the source.
+struct Failed {
+    error: MediaError,
+    hardware_decoder: Option<String>,
+}
+
+impl From<MediaError> for Failed {
+    fn from(error: MediaError) -> Self {
+        Failed {
+            error,
+            hardware_decoder: None,
+        }
+    }
+}
+
+/// One attempt at [`transcode_edited`], the source read with the decoder `decoders` names for it.
+fn transcode_once(
+    input: &Path,
+    profiles: &[Profile],
+    paths: &[PathBuf],
+    encoder: &EncoderSelection,
+    decoders: &DecoderSelection,
+    edit: &mut dyn FnMut(u64, frame::Video) -> Option<frame::Video>,
+) -> Result<Vec<RenditionOutput>, Failed> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
-    let mut source = VideoSource::open(input, cores.min(4))?;
+    let mut source = VideoSource::open_with(input, cores.min(4), decoders)?;
+    let decoder_name = source.decoder_name.clone();
+    let hardware_decoder = source.hardware_decoder.then(|| decoder_name.clone());
     let timing = source
         .input
         .stream(source.video_index)
@@ -106,8 +163,9 @@ pub(crate) fn transcode_edited(
         .map(|(profile, path)| RenditionJob {
             settings: rendition_settings(&encoder.name, profile, &timing),
             profile: profile.clone(),
-            path,
+            path: path.clone(),
             encoder: encoder.name.clone(),
+            decoder: decoder_name.clone(),
             time_base: source.video_time_base,
             source_frame_rate: source.frame_rate,
             frame_duration: source.frame_duration_ts(),
@@ -196,6 +254,7 @@ pub(crate) fn transcode_edited(
                     input = %input.display(),
                     renditions = outputs.len(),
                     encoder = %encoder.name,
+                    decoder = %decoder_name,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "segment transcoded"
                 );
@@ -204,13 +263,21 @@ pub(crate) fn transcode_edited(
             Err(e) => Some(e),
         },
     };
-    for profile in profiles {
-        if let Ok(name) = rendition_file_name(profile) {
-            let _ = std::fs::remove_file(out_dir.join(name));
-        }
+    for path in paths {
+        let _ = std::fs::remove_file(path);
     }
-    Err(failure
-        .unwrap_or_else(|| MediaError::Internal("a rendition failed without a reason".to_owned())))
+    Err(Failed {
+        error: failure.unwrap_or_else(|| {
+            MediaError::Internal("a rendition failed without a reason".to_owned())
+        }),
+        hardware_decoder,
+    })
+}
+
+/// Whether `encoder` is known to copy a picture in system memory before `send_frame` returns: x264
+/// copies it into its own frames. Others (h264_qsv, for one) may keep a reference to it instead.
+fn copies_input(encoder: &str) -> bool {
+    encoder == "libx264"
 }
 
 fn is_marker(e: &MediaError, marker: &str) -> bool {
@@ -227,6 +294,7 @@ struct RenditionJob {
     profile: Profile,
     path: PathBuf,
     encoder: String,
+    decoder: String,
     settings: RenditionSettings,
     time_base: Rational,
     source_frame_rate: f64,
@@ -240,6 +308,8 @@ struct RenditionWriter {
     out: ffmpeg::format::context::Output,
     encoder: encoder::video::Encoder,
     surfaces: Option<crate::vaapi::SurfacePool>,
+    /// The last scaled picture, once the encoder no longer needs it.
+    spare: Option<frame::Video>,
     scaler: Option<scaling::Context>,
     encoder_time_base: Rational,
     video_time_base_out: Rational,
@@ -318,6 +388,7 @@ impl RenditionWriter {
             out,
             encoder: opened.encoder,
             surfaces: opened.surfaces,
+            spare: None,
             scaler: None,
             encoder_time_base,
             video_time_base_out,
@@ -357,7 +428,10 @@ impl RenditionWriter {
             .map_err(|e| self.fail("cannot set up scaling", e))?;
             self.scaler = Some(scaler);
         }
-        let mut scaled = frame::Video::new(format, width, height);
+        let mut scaled = self
+            .spare
+            .take()
+            .unwrap_or_else(|| frame::Video::new(format, width, height));
         if let Some(scaler) = self.scaler.as_mut() {
             scaler
                 .run(source, &mut scaled)
@@ -367,16 +441,23 @@ impl RenditionWriter {
                 })?;
         }
         scaled.set_pts(Some(pts));
-        let frame = match &self.surfaces {
-            Some(pool) => pool
-                .upload(&scaled)
-                .map_err(|e| self.fail("uploading to a VAAPI surface failed", e))?,
-            None => scaled,
+        let sent = match &self.surfaces {
+            Some(pool) => {
+                let surface = pool
+                    .upload(&scaled)
+                    .map_err(|e| self.fail("uploading to a VAAPI surface failed", e))?;
+                self.encoder.send_frame(&surface)
+            }
+            None => self.encoder.send_frame(&scaled),
         };
-        self.encoder
-            .send_frame(&frame)
-            .map_err(|e| self.fail("the encoder refused a frame", e))?;
-        self.drain()
+        sent.map_err(|e| self.fail("the encoder refused a frame", e))?;
+        self.drain()?;
+        if self.surfaces.is_some() || copies_input(&self.job.encoder) {
+            // Nothing holds the picture any more: the next one is scaled into the same memory rather
+            // than into a fresh allocation the kernel must zero.
+            self.spare = Some(scaled);
+        }
+        Ok(())
     }
 
     fn drain(&mut self) -> Result<(), MediaError> {
@@ -423,6 +504,7 @@ impl RenditionWriter {
             profile: self.job.profile.clone(),
             path: self.job.path.clone(),
             frames: self.written,
+            decoder: self.job.decoder.clone(),
         })
     }
 }

@@ -32,6 +32,17 @@ fn probing_opens_libx264_and_says_why_each_hardware_encoder_did_not_open() {
 fn auto_prefers_hardware_and_otherwise_falls_back_to_libx264_naming_what_it_tried() {
     let selection = select_encoder(&EncoderChoice::Auto).expect("some encoder opens");
     eprintln!("auto: {} ({})", selection.name, selection.reason);
+    // The decoders are chosen with the encoder, and say which decoder reads each probed codec.
+    for codec in ["h264", "hevc"] {
+        assert!(
+            selection
+                .decoders
+                .reason
+                .contains(&format!("{codec} decoded")),
+            "{}",
+            selection.decoders.reason
+        );
+    }
     assert!(selection.available.contains(&SOFTWARE_ENCODER.to_owned()));
     if selection.hardware {
         assert!(HARDWARE_ENCODERS.contains(&selection.name.as_str()));

@@ -29,6 +29,7 @@ fn the_default_ladder_verifies_and_ffprobe_agrees() {
         assert_eq!(r.profile, *profile);
         assert_eq!(r.path, out.join(format!("{}.ts", profile.name)));
         assert_eq!(r.frames, 120, "{}", profile.name);
+        assert_eq!(r.decoder, "h264", "software decoding was asked for");
         let info = verify_rendition(&source_info, &r.path, profile).expect("verifies");
         assert!(same_time(info.first_pts_secs, source_info.first_pts_secs));
         let probe = ffprobe(&r.path);

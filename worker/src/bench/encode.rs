@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dualrig_media::{EncoderSelection, ffmpeg_cli_ladder_args, inspect, transcode_segment};
+use dualrig_media::{
+    EncoderSelection, ffmpeg_cli_ladder_args_for, inspect, select_decoders, transcode_segment,
+};
 use dualrig_proto::profile::{DEFAULT_LADDER, Profile};
 
 use super::report::{
@@ -100,14 +102,51 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
-/// A selection for measuring `name`, which the probe opened.
+/// The index of the median of `values` (the lower one of the middle two for an even count).
+fn median_index(values: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order[values.len().saturating_sub(1) / 2]
+}
+
+/// A selection for measuring `name`, which the probe opened, with the decoders the worker would pair
+/// with it.
 fn selection(name: &str, hardware: bool) -> EncoderSelection {
     EncoderSelection {
         name: name.to_owned(),
         hardware,
         reason: "measured by bench".to_owned(),
         available: vec![name.to_owned()],
+        decoders: select_decoders(name),
     }
+}
+
+/// CPU seconds (user + system) this process has used, and those of its children it has waited for,
+/// where the system reports them (`/proc/self/stat`, in Linux's fixed 100 ticks a second).
+fn cpu_seconds() -> Option<(f64, f64)> {
+    parse_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+fn parse_cpu_seconds(stat: &str) -> Option<(f64, f64)> {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    // The command name, in parentheses, may hold spaces: fields are counted after its end.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // utime, stime, cutime, cstime are fields 14 to 17 of the line, 11 to 14 after the name.
+    Some((
+        (tick(11)? + tick(12)?) / TICKS_PER_SECOND,
+        (tick(13)? + tick(14)?) / TICKS_PER_SECOND,
+    ))
+}
+
+/// The 1, 5 and 15 minute load averages, where the system reports them (`/proc/loadavg`).
+fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
 /// Runs `sessions` ladder transcodes of `clip` at once, each on its own thread, into `dir`.
@@ -176,6 +215,7 @@ pub(crate) fn ladder_figures(
 /// Measures every encoder that opens on a fresh clip.
 pub fn measure(args: &BenchArgs) -> Result<EncodeBenchReport, BenchError> {
     dualrig_media::init();
+    let load_start = load_average();
     let dir = tempfile::tempdir().map_err(io_error("cannot make a scratch directory"))?;
     let (clip, info) = make_clip(dir.path(), args.clip_secs)?;
     let ladder = default_ladder();
@@ -201,6 +241,9 @@ pub fn measure(args: &BenchArgs) -> Result<EncodeBenchReport, BenchError> {
         clip: info,
         ladder: ladder.iter().map(|p| p.name.clone()).collect(),
         runs: args.runs,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_start,
+        load_end: load_average(),
         encoders,
         not_measured,
     })
@@ -217,6 +260,7 @@ fn measure_encoder(
     let name = &encoder.name;
     let dir = scratch.join(name);
     let mut renditions = Vec::new();
+    let mut decoder = String::new();
     for profile in ladder {
         progress(&format!("{name}: {} alone", profile.name));
         let mut times = Vec::new();
@@ -231,7 +275,10 @@ fn measure_encoder(
             )
             .map_err(|e| media_error(&format!("{name} {}", profile.name), e))?;
             times.push(started.elapsed());
-            frames = out.first().map_or(0, |r| r.frames);
+            if let Some(r) = out.first() {
+                frames = r.frames;
+                decoder.clone_from(&r.decoder);
+            }
         }
         let seconds = median(times).as_secs_f64();
         let fps = frames as f64 / seconds;
@@ -246,59 +293,100 @@ fn measure_encoder(
         });
     }
 
-    // The worker and the CLI take turns, so drift in the machine's speed hits both alike.
+    // The worker and the CLI run in pairs, taking turns at going first, so drift in the machine's speed
+    // (other work starting or stopping, a CPU changing clock) hits both alike; the pair with the median
+    // ratio is reported.
     let cli_dir = dir.join("cli");
     std::fs::create_dir_all(&cli_dir).map_err(io_error("cannot make a scratch directory"))?;
-    let cli_args = ffmpeg_cli_ladder_args(clip, ladder, name, &cli_dir);
-    let mut worker_runs = Vec::new();
-    let mut cli_times = Vec::new();
+    let cli_args = ffmpeg_cli_ladder_args_for(clip, ladder, encoder, &cli_dir);
+    let mut pairs: Vec<(LadderRun, Option<Duration>)> = Vec::new();
+    let mut cpu_ratios = Vec::new();
     let mut cli_missing = None;
     for run in 0..args.runs {
-        progress(&format!(
-            "{name}: whole ladder, run {}/{}",
-            run + 1,
-            args.runs
-        ));
-        worker_runs.push(ladder_run(
-            clip,
-            info,
-            ladder,
-            encoder,
-            1,
-            &dir.join("ladder"),
-        )?);
-        if cli_missing.is_none() {
+        let worker_first = run % 2 == 0;
+        let mut cli_time = None;
+        let mut cli_cpu = None;
+        let mut run_cli_now = |cli_missing: &mut Option<NotMeasured>| {
+            if cli_missing.is_some() {
+                return;
+            }
+            let before = cpu_seconds();
             match run_cli("ffmpeg", &cli_args) {
-                Ok(time) => cli_times.push(time),
+                Ok(time) => {
+                    cli_time = Some(time);
+                    cli_cpu = before.zip(cpu_seconds()).map(|(b, a)| a.1 - b.1);
+                }
                 Err(reason) => {
                     progress(&format!("ffmpeg CLI ({name}): not measured: {reason}"));
-                    cli_missing = Some(NotMeasured {
+                    *cli_missing = Some(NotMeasured {
                         what: format!("ffmpeg CLI ({name})"),
                         reason,
                     });
                 }
             }
+        };
+        if !worker_first {
+            run_cli_now(&mut cli_missing);
         }
+        let before = cpu_seconds();
+        let worker = ladder_run(clip, info, ladder, encoder, 1, &dir.join("ladder"))?;
+        let worker_cpu = before.zip(cpu_seconds()).map(|(b, a)| a.0 - b.0);
+        if worker_first {
+            run_cli_now(&mut cli_missing);
+        }
+        if let (Some(w), Some(c)) = (worker_cpu, cli_cpu.filter(|c| *c > 0.0)) {
+            cpu_ratios.push(w / c);
+        }
+        progress(&match cli_time {
+            Some(cli) => format!(
+                "{name}: whole ladder, pair {}/{}: worker {:.3} s, ffmpeg CLI {:.3} s, ratio {:.3}",
+                run + 1,
+                args.runs,
+                worker.seconds,
+                cli.as_secs_f64(),
+                worker.seconds / cli.as_secs_f64()
+            ),
+            None => format!(
+                "{name}: whole ladder, run {}/{}: {:.3} s",
+                run + 1,
+                args.runs,
+                worker.seconds
+            ),
+        });
+        pairs.push((worker, cli_time));
     }
-    worker_runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    let ladder_one = worker_runs[worker_runs.len() / 2].clone();
+    let timed: Vec<(LadderRun, Duration)> = pairs
+        .iter()
+        .filter_map(|(w, c)| c.map(|c| (w.clone(), c)))
+        .collect();
 
-    let cli = if cli_missing.is_none() && !cli_times.is_empty() {
-        let seconds = median(cli_times).as_secs_f64();
+    let (ladder_one, cli) = if cli_missing.is_none() && !timed.is_empty() {
+        let ratios: Vec<f64> = timed
+            .iter()
+            .map(|(w, c)| w.seconds / c.as_secs_f64())
+            .collect();
+        let (worker, cli_time) = timed[median_index(&ratios)].clone();
+        let seconds = cli_time.as_secs_f64();
         let rendition_frames =
             check_cli_renditions(ladder, &dir.join("ladder/session-0"), &cli_dir)?;
         let fps = info.frames as f64 / seconds;
-        Some(CliRun {
+        let cli = CliRun {
             command: format!("ffmpeg {}", cli_args.join(" ")),
             frames: info.frames,
             seconds,
             fps,
             realtime_ratio: fps / info.fps,
-            worker_over_cli: ladder_one.seconds / seconds,
+            worker_over_cli: worker.seconds / seconds,
+            pair_ratios: ratios,
+            cpu_over_cli: (!cpu_ratios.is_empty()).then(|| cpu_ratios[median_index(&cpu_ratios)]),
+            pair_cpu_ratios: cpu_ratios,
             rendition_frames,
-        })
+        };
+        (worker, Some(cli))
     } else {
-        None
+        let mut runs: Vec<LadderRun> = pairs.into_iter().map(|(w, _)| w).collect();
+        runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        (runs[runs.len() / 2].clone(), None)
     };
 
     let mut sessions = vec![ladder_one.clone()];
@@ -323,6 +411,8 @@ fn measure_encoder(
         EncoderResult {
             encoder: name.clone(),
             hardware: encoder.hardware,
+            decoder,
+            decoder_reason: encoder.decoders.reason.clone(),
             renditions,
             ladder: ladder_one,
             sessions,
@@ -389,12 +479,30 @@ pub fn render_table(report: &EncodeBenchReport) -> String {
         report.ladder.join(","),
         report.runs
     );
+    let load = |l: Option<[f64; 3]>| {
+        l.map_or_else(
+            || "unknown".to_owned(),
+            |[a, b, c]| format!("{a:.2} {b:.2} {c:.2}"),
+        )
+    };
+    let _ = writeln!(
+        out,
+        "machine: {} cores, load average (1, 5, 15 min) {} at the start, {} at the end",
+        report.cores,
+        load(report.load_start),
+        load(report.load_end)
+    );
     for enc in &report.encoders {
         let _ = writeln!(
             out,
             "\n{}{}",
             enc.encoder,
             if enc.hardware { " (hardware)" } else { "" }
+        );
+        let _ = writeln!(
+            out,
+            "  source decoded by {}: {}",
+            enc.decoder, enc.decoder_reason
         );
         let _ = writeln!(
             out,
@@ -422,11 +530,25 @@ pub fn render_table(report: &EncodeBenchReport) -> String {
                 "  {:<22} {:>9.3} {:>9.1} {:>10.2}",
                 "ffmpeg CLI ladder", cli.seconds, cli.fps, cli.realtime_ratio
             );
+            let ratios: Vec<String> = cli.pair_ratios.iter().map(|r| format!("{r:.2}")).collect();
             let _ = writeln!(
                 out,
-                "  worker / CLI time: {:.2} (below 1: the worker is faster)",
-                cli.worker_over_cli
+                "  worker / CLI time: {:.2}, median of the pairs {} (below 1: the worker is faster)",
+                cli.worker_over_cli,
+                ratios.join(" ")
             );
+            if let Some(cpu) = cli.cpu_over_cli {
+                let ratios: Vec<String> = cli
+                    .pair_cpu_ratios
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  worker / CLI CPU time: {cpu:.2}, median of the pairs {}",
+                    ratios.join(" ")
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -448,4 +570,25 @@ pub fn render_table(report: &EncodeBenchReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_pair_is_the_middle_ratio_or_the_lower_middle_one() {
+        assert_eq!(median_index(&[0.9, 0.7, 1.1]), 0);
+        assert_eq!(median_index(&[1.2, 0.8, 0.9, 1.0]), 2);
+        assert_eq!(median_index(&[0.5]), 0);
+    }
+
+    #[test]
+    fn cpu_times_are_read_after_a_command_name_with_spaces() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+        // cutime cstime …
+        let line = "42 (a b) c) R 1 42 42 0 -1 4194304 100 0 0 0 250 50 1000 30 20 0 8 0";
+        assert_eq!(parse_cpu_seconds(line), Some((3.0, 10.3)));
+        assert_eq!(parse_cpu_seconds("42 (x) R 1"), None);
+    }
 }

@@ -51,6 +51,13 @@ pub struct EncodeBenchReport {
     pub ladder: Vec<String>,
     /// Timed runs behind each median (the session sweep runs once per session count).
     pub runs: u32,
+    /// Cores the machine offers this process.
+    pub cores: usize,
+    /// The 1, 5 and 15 minute load averages when the benchmark started, or null where the system does
+    /// not report them: above 0 means other work shared the machine.
+    pub load_start: Option<[f64; 3]>,
+    /// The same when it ended.
+    pub load_end: Option<[f64; 3]>,
     /// One entry per encoder that opened.
     pub encoders: Vec<EncoderResult>,
     /// Encoders, or the CLI, that could not be measured, and why.
@@ -72,9 +79,14 @@ pub struct EncoderResult {
     /// FFmpeg's name, e.g. `libx264` or `h264_nvenc`.
     pub encoder: String,
     pub hardware: bool,
+    /// The decoder that read the clip, by FFmpeg's name: `h264` (software), `h264_cuvid` …
+    pub decoder: String,
+    /// Why: which hardware decoders were tried and what each said.
+    pub decoder_reason: String,
     /// Each rendition transcoded alone, one session.
     pub renditions: Vec<RenditionRate>,
-    /// The whole ladder, one session (median of `runs`).
+    /// The whole ladder, one session: the worker's run of the pair with the median worker / CLI ratio
+    /// (the median of `runs` when the CLI was not measured).
     pub ladder: LadderRun,
     /// The whole ladder at 1, 2, 4 … concurrent sessions, until a session falls below real time or
     /// `--sessions-max` is reached.
@@ -125,14 +137,24 @@ pub struct CliRun {
     pub command: String,
     /// Source frames transcoded (the clip's).
     pub frames: u64,
-    /// Median wall time, process start-up included.
+    /// Wall time, process start-up included, of the CLI's run in the pair with the median ratio.
     pub seconds: f64,
     /// frames / seconds.
     pub fps: f64,
     /// fps / the clip's fps.
     pub realtime_ratio: f64,
-    /// The worker's one-session ladder seconds / these seconds: below 1, the worker is faster.
+    /// The worker's one-session ladder seconds / these seconds, the median of `pair_ratios`: below 1,
+    /// the worker is faster.
     pub worker_over_cli: f64,
+    /// Worker seconds / CLI seconds of each pair, in the order they ran; the two of a pair run back to
+    /// back, each going first in turn.
+    pub pair_ratios: Vec<f64>,
+    /// The median of `pair_cpu_ratios`, or null where the system does not report CPU time. Other work
+    /// on the machine moves it less than the wall-time ratio, which it cannot replace: running in
+    /// parallel costs CPU time and saves wall time.
+    pub cpu_over_cli: Option<f64>,
+    /// Worker CPU seconds (user + system) / CLI CPU seconds of each pair, in the order they ran.
+    pub pair_cpu_ratios: Vec<f64>,
     /// Frames of each CLI rendition, in ladder order; the benchmark fails unless every count and size
     /// equals the worker's.
     pub rendition_frames: Vec<u64>,
