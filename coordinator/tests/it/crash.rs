@@ -2,7 +2,7 @@
 //! every balance matches the committed redemptions and no ticket is paid twice.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dualrig_client::DualrigClient;
@@ -12,18 +12,11 @@ use dualrig_proto::ticket::{
     SignedTicket, TicketParams, TicketTerms, recipient_rand, win_prob_one_in,
 };
 
+use crate::support::Killed;
+
 const FACE: u64 = 1_000;
 const TICKETS: u64 = 400;
 const DEPOSIT: u64 = 100_000_000;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn start(dir: &Path, genesis: &Path) -> (Killed, String) {
     let addr_file = dir.join(dualrig_coordinator::server::ADDR_FILE);

@@ -3,9 +3,7 @@
 //! zoom), each one content-checked, end with no slash. The real coordinator binary serves them, so its
 //! metrics report how many results passed the content check and the lowest score an honest rendition got.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dualrig_client::DualrigClient;
@@ -13,7 +11,8 @@ use dualrig_proto::profile::Profile;
 use futures::StreamExt;
 
 use crate::support::{
-    RunningWorker, list_slashes, make_lavfi_clip, small_profile, wait_for_workers,
+    Killed, RunningWorker, free_port, http_get, list_slashes, make_lavfi_clip, small_profile,
+    wait_for_workers,
 };
 
 const JOBS: usize = 500;
@@ -64,39 +63,6 @@ fn ladders() -> Vec<Vec<Profile>> {
     ]
 }
 
-/// The coordinator binary, killed when dropped.
-struct Binary(Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn metrics_page(addr: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("metrics endpoint");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut page = String::new();
-    stream.read_to_string(&mut page).expect("metrics page");
-    page
-}
-
 /// The value of the sample whose line starts with `name` and holds every one of `labels`.
 fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
     page.lines()
@@ -117,7 +83,7 @@ async fn five_hundred_honest_jobs_all_content_checked_and_nobody_slashed() {
 
     let data = tempfile::tempdir().expect("tempdir");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let _coordinator = Binary(
+    let _coordinator = Killed(
         Command::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
             .args(["--listen", "127.0.0.1:0", "--metrics-addr", &metrics])
             .args(["--content-check-share", "1.0", "--worker-wait-secs", "30"])
@@ -182,9 +148,10 @@ async fn five_hundred_honest_jobs_all_content_checked_and_nobody_slashed() {
         list_slashes(&url, None).await.is_empty(),
         "an honest worker was slashed"
     );
-    let page = tokio::task::spawn_blocking(move || metrics_page(&metrics))
-        .await
-        .expect("task");
+    let page =
+        tokio::task::spawn_blocking(move || http_get(&metrics, "/metrics").expect("metrics page"))
+            .await
+            .expect("task");
     let content_passes = sample(
         &page,
         "dualrig_verifications_total",
