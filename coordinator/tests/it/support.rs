@@ -30,18 +30,24 @@ pub fn ffmpeg(args: &[&str]) {
 
 /// A test clip: `secs` of testsrc2 at `size` and 30 fps, a keyframe every second, AAC audio.
 pub fn make_clip(dir: &Path, name: &str, secs: u32, size: &str) -> PathBuf {
-    let path = dir.join(name);
-    let duration = secs.to_string();
     let video = format!("testsrc2=size={size}:rate=30");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
+    encode_lavfi(
+        dir.join(name),
         &video,
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
+        Some("sine=frequency=440:sample_rate=48000"),
+        f64::from(secs),
+    )
+}
+
+/// Encodes `secs` of the lavfi `video` graph (and `audio`, as AAC) with libx264, a keyframe every 30
+/// frames, to `path`.
+fn encode_lavfi(path: PathBuf, video: &str, audio: Option<&str>, secs: f64) -> PathBuf {
+    let duration = secs.to_string();
+    let mut args = vec!["-f", "lavfi", "-i", video];
+    if let Some(audio) = audio {
+        args.extend(["-f", "lavfi", "-i", audio]);
+    }
+    args.extend([
         "-t",
         &duration,
         "-c:v",
@@ -52,11 +58,13 @@ pub fn make_clip(dir: &Path, name: &str, secs: u32, size: &str) -> PathBuf {
         "30",
         "-pix_fmt",
         "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-        path.to_str().expect("utf-8 path"),
     ]);
+    match audio {
+        Some(_) => args.extend(["-c:a", "aac", "-shortest"]),
+        None => args.push("-an"),
+    }
+    args.push(path.to_str().expect("utf-8 path"));
+    ffmpeg(&args);
     path
 }
 
@@ -287,27 +295,7 @@ pub async fn outcome(job: SubmittedJob) -> Result<TranscodeResponse, ClientError
 /// A clip from any lavfi filtergraph (`graph` yields the video), `secs` long at its own rate, H.264 with
 /// a keyframe every 30 frames and no audio, as MPEG-TS.
 pub fn make_lavfi_clip(dir: &Path, name: &str, graph: &str, secs: f64) -> PathBuf {
-    let path = dir.join(name);
-    let duration = secs.to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        graph,
-        "-t",
-        &duration,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-        "-an",
-        path.to_str().expect("utf-8 path"),
-    ]);
-    path
+    encode_lavfi(dir.join(name), graph, None, secs)
 }
 
 /// A small H.264 rung that keeps the source's frame rate.
