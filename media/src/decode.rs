@@ -103,57 +103,28 @@ impl VideoSource {
         let audio_index = audio.as_ref().map(|s| s.index());
         let audio_codec = audio.map(|s| s.parameters().id().name().to_owned());
 
-        if let Some(name) = decoders.for_codec(&video_codec) {
-            match crate::decoder::open_hardware(name, video.parameters(), video_time_base) {
-                Ok(decoder) => {
-                    return Ok(VideoSource {
-                        input,
-                        video_index,
-                        audio_index,
-                        decoder,
-                        video_time_base,
-                        frame_rate,
-                        container,
-                        video_codec,
-                        audio_codec,
-                        decoder_name: name.to_owned(),
-                        hardware_decoder: true,
-                        threads: 1,
-                    });
-                }
-                Err(reason) => tracing::warn!(
-                    decoder = name,
-                    %reason,
-                    "the hardware decoder does not open for this segment; decoding in software"
-                ),
-            }
-        }
-        let mut context =
-            codec::context::Context::from_parameters(video.parameters()).map_err(|e| {
-                MediaError::Undecodable {
-                    detail: format!("the {video_codec} stream's parameters are unusable: {e}"),
-                }
-            })?;
-        context.set_threading(threading::Config {
-            kind: threading::Type::Frame,
-            count: threads.max(1),
-            ..Default::default()
+        let hardware = decoders.for_codec(&video_codec).and_then(|name| {
+            crate::decoder::open_hardware(name, video.parameters(), video_time_base)
+                .map_err(|reason| {
+                    tracing::warn!(
+                        decoder = name,
+                        %reason,
+                        "the hardware decoder does not open for this segment; decoding in software"
+                    )
+                })
+                .ok()
+                .map(|decoder| (decoder, name.to_owned()))
         });
-        let mut opening = context.decoder();
-        // Explode: report damaged data as an error instead of concealing it, so a truncated or
-        // corrupted segment is never taken for a good one.
-        opening.check(decoder::Check::CRC | decoder::Check::EXPLODE);
-        opening.set_packet_time_base(video_time_base);
-        let (decoder, msgs) = ffmpeg_log::capture(|| opening.video());
-        let decoder = decoder.map_err(|e| MediaError::Undecodable {
-            detail: format!(
-                "cannot open a {video_codec} decoder: {}",
-                ffmpeg_log::explain(&msgs, e)
-            ),
-        })?;
-        let decoder_name = decoder
-            .codec()
-            .map_or_else(|| video_codec.clone(), |c| c.name().to_owned());
+        let (decoder, decoder_name, hardware_decoder, threads) = match hardware {
+            Some((decoder, name)) => (decoder, name, true, 1),
+            None => {
+                let decoder = open_software(&video, &video_codec, video_time_base, threads)?;
+                let name = decoder
+                    .codec()
+                    .map_or_else(|| video_codec.clone(), |c| c.name().to_owned());
+                (decoder, name, false, threads)
+            }
+        };
         Ok(VideoSource {
             input,
             video_index,
@@ -165,7 +136,7 @@ impl VideoSource {
             video_codec,
             audio_codec,
             decoder_name,
-            hardware_decoder: false,
+            hardware_decoder,
             threads,
         })
     }
@@ -322,6 +293,37 @@ impl VideoSource {
             on_frame(frame)?;
         }
     }
+}
+
+/// The software decoder for `video`, frame-threaded over `threads`, that reports damaged data as an
+/// error instead of concealing it, so a truncated or corrupted segment is never taken for a good one.
+fn open_software(
+    video: &format::stream::Stream<'_>,
+    video_codec: &str,
+    time_base: Rational,
+    threads: usize,
+) -> Result<decoder::Video, MediaError> {
+    let mut context =
+        codec::context::Context::from_parameters(video.parameters()).map_err(|e| {
+            MediaError::Undecodable {
+                detail: format!("the {video_codec} stream's parameters are unusable: {e}"),
+            }
+        })?;
+    context.set_threading(threading::Config {
+        kind: threading::Type::Frame,
+        count: threads.max(1),
+        ..Default::default()
+    });
+    let mut opening = context.decoder();
+    opening.check(decoder::Check::CRC | decoder::Check::EXPLODE);
+    opening.set_packet_time_base(time_base);
+    let (decoder, msgs) = ffmpeg_log::capture(|| opening.video());
+    decoder.map_err(|e| MediaError::Undecodable {
+        detail: format!(
+            "cannot open a {video_codec} decoder: {}",
+            ffmpeg_log::explain(&msgs, e)
+        ),
+    })
 }
 
 /// A transport stream is a run of fixed-size packets; a file that ends part way into one was cut short.
