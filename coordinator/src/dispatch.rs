@@ -129,6 +129,9 @@ impl JobDispatcher {
                 }
             };
             let worker = assignment.worker;
+            if tried > 0 {
+                metrics::reassigned();
+            }
             tried += 1;
             metrics::bytes_out("job", job.segment.len());
             info!(job = %spec.job_id, attempt, worker = %worker.short(), "job assigned");

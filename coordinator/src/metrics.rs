@@ -8,6 +8,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 pub const JOBS: &str = "dualrig_jobs_total";
 pub const JOB_SECONDS: &str = "dualrig_job_duration_seconds";
 pub const JOB_ATTEMPTS: &str = "dualrig_job_attempts_total";
+pub const JOB_REASSIGNMENTS: &str = "dualrig_job_reassignments_total";
 pub const WORKERS_CONNECTED: &str = "dualrig_workers_connected";
 pub const BYTES_IN: &str = "dualrig_bytes_in_total";
 pub const BYTES_OUT: &str = "dualrig_bytes_out_total";
@@ -51,6 +52,10 @@ fn describe() {
         "Time from upload to verified result"
     );
     describe_counter!(JOB_ATTEMPTS, "Job attempts on workers, by outcome");
+    describe_counter!(
+        JOB_REASSIGNMENTS,
+        "Jobs handed to another worker after an attempt failed"
+    );
     describe_gauge!(WORKERS_CONNECTED, "Workers attached right now");
     describe_gauge!(
         WORKER_STAKE,
@@ -85,6 +90,10 @@ pub fn job_finished(outcome: &'static str, elapsed: Duration) {
 
 pub fn attempt(outcome: &'static str) {
     counter!(JOB_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+pub fn reassigned() {
+    counter!(JOB_REASSIGNMENTS).increment(1);
 }
 
 /// Stake bonded on a worker (self-bond plus delegations), by worker id.
