@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dualrig_coordinator::verify::check_result;
+use dualrig_coordinator::verify::{ContentCheck, check_result};
 use dualrig_media::{EncoderChoice, inspect, select_encoder, transcode_segment};
 use dualrig_proto::identity::Identity;
 use dualrig_proto::profile::Profile;
@@ -130,7 +130,7 @@ fn main() {
         }
         let source = source.expect("at least one run");
 
-        let check = |content: Option<&[u8]>| {
+        let check = |content: ContentCheck<'_>| {
             let mut times = Vec::with_capacity(runs);
             for _ in 0..runs {
                 let started = Instant::now();
@@ -148,8 +148,11 @@ fn main() {
             }
             median(times)
         };
-        let structural = check(None);
-        let with_content = check(Some(&segment));
+        let structural = check(ContentCheck::Off);
+        let with_content = check(ContentCheck::Sampled {
+            segment: &segment,
+            seed: 7,
+        });
         let transcode = median(transcode);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(

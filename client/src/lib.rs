@@ -38,6 +38,18 @@ pub enum ClientError {
     Status(#[from] tonic::Status),
     #[error("the coordinator's answer does not check out: {0}")]
     Unverified(String),
+    /// The quoted worker's price per output pixel is above what the client will pay.
+    #[error("worker asks {price} per output pixel, above --max-price {max}")]
+    OverMaxPrice { price: u64, max: u64 },
+    /// The client cannot sign tickets covering the job.
+    #[error("cannot pay: {0}")]
+    CannotPay(#[from] dualrig_proto::ticket::TicketError),
+    /// A local task (hashing, counting frames, cutting) died.
+    #[error("{what} crashed: {source}")]
+    Task {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
     #[error("{0}")]
     Media(#[from] dualrig_media::MediaError),
     #[error("{what}: {source}")]
@@ -149,12 +161,11 @@ impl DualrigClient {
         let staged = segment.clone();
         let frames = tokio::task::spawn_blocking(move || segment_frames(&staged))
             .await
-            .map_err(|e| ClientError::Unverified(format!("frame count crashed: {e}")))??;
-        let units = profiles
-            .iter()
-            .map(|p| u64::from(p.width) * u64::from(p.height))
-            .fold(0u64, u64::saturating_add)
-            .saturating_mul(frames);
+            .map_err(|source| ClientError::Task {
+                what: "frame count",
+                source,
+            })??;
+        let units = dualrig_proto::profile::job_units(profiles, frames);
         let mut tries = 0;
         loop {
             tries += 1;
@@ -181,17 +192,16 @@ impl DualrigClient {
             if let Some(max) = payment.max_price
                 && params.price_per_unit > max
             {
-                return Err(ClientError::Unverified(format!(
-                    "worker asks {} per output pixel, above --max-price {max}",
-                    params.price_per_unit
-                )));
+                return Err(ClientError::OverMaxPrice {
+                    price: params.price_per_unit,
+                    max,
+                });
             }
             let tickets = payment
                 .payer
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .pay_for_units(&payment.sender, &params, units)
-                .map_err(|e| ClientError::Unverified(format!("cannot pay: {e}")))?;
+                .pay_for_units(&payment.sender, &params, units)?;
             let header = TranscodeHeader {
                 profiles: profiles.iter().map(Profile::to_wire).collect(),
                 segment_size: segment.len() as u64,

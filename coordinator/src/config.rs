@@ -94,16 +94,16 @@ pub struct Config {
     pub unbonding_rounds: u64,
     pub unlock_rounds: u64,
     pub suspend_rounds: u64,
-    /// Share of a worker's stake a failed verification moves to the pool, in parts per million.
-    pub slash_fraction_ppm: u32,
-    /// Share of jobs, in [0, 1], whose renditions also get the content check (DESIGN §5).
+    /// Share of a worker's stake a fault moves to the pool (`slash_fraction_ppm` in the file and flags).
+    pub slash_fraction: SlashFraction,
+    /// Share of jobs, in [0, 1], whose renditions also get the content check (PROTOCOL §5).
     pub content_check_share: f64,
     /// A worker's first this many verified jobs always get the content check.
     pub content_check_first_jobs: u64,
     /// Refuse jobs that come without a quote and tickets (operators set it; local runs default to
     /// free work).
     pub require_payment: bool,
-    /// Distinct workers a blob is kept on unless its Put asks otherwise (DESIGN §6).
+    /// Distinct workers a blob is kept on unless its Put asks otherwise (PROTOCOL §6).
     pub replicas: u32,
     /// Largest blob a client may Put.
     pub max_blob_bytes: u64,
@@ -119,9 +119,6 @@ pub struct Config {
 
 /// Most copies of one blob a Put may ask for.
 pub const MAX_REPLICAS: u32 = 16;
-
-/// Default share of stake slashed for a failed verification: 10 %.
-pub const DEFAULT_SLASH_FRACTION_PPM: u32 = 100_000;
 
 impl Config {
     /// Defaults that run on one machine, with the data in `data_dir`.
@@ -142,7 +139,7 @@ impl Config {
             unbonding_rounds: ledger.unbonding_rounds,
             unlock_rounds: ledger.unlock_rounds,
             suspend_rounds: ledger.suspend_rounds,
-            slash_fraction_ppm: DEFAULT_SLASH_FRACTION_PPM,
+            slash_fraction: SlashFraction::DEFAULT,
             content_check_share: 0.1,
             content_check_first_jobs: 3,
             require_payment: false,
@@ -215,7 +212,7 @@ impl Config {
             self.suspend_rounds = v;
         }
         if let Some(v) = file.slash_fraction_ppm {
-            self.slash_fraction_ppm = v;
+            self.slash_fraction = slash_fraction(v)?;
         }
         if let Some(v) = file.content_check_share {
             self.content_check_share = v;
@@ -300,12 +297,6 @@ impl Config {
                     .into(),
             ));
         }
-        if SlashFraction::from_ppm(self.slash_fraction_ppm).is_err() {
-            return Err(ConfigError::Invalid(format!(
-                "slash_fraction_ppm = {} is above 1000000 (the whole stake)",
-                self.slash_fraction_ppm
-            )));
-        }
         Ok(())
     }
 
@@ -318,6 +309,15 @@ impl Config {
     pub fn scratch_dir(&self) -> PathBuf {
         self.data_dir.join("scratch")
     }
+}
+
+/// The share of stake a fault costs, from `slash_fraction_ppm`: the one place it is checked.
+pub fn slash_fraction(ppm: u32) -> Result<SlashFraction, ConfigError> {
+    SlashFraction::from_ppm(ppm).map_err(|_| {
+        ConfigError::Invalid(format!(
+            "slash_fraction_ppm = {ppm} is above 1000000 (the whole stake)"
+        ))
+    })
 }
 
 /// A duration in seconds from a config value.
@@ -360,7 +360,7 @@ mod tests {
                 suspend_rounds: 4,
             }
         );
-        assert_eq!(config.slash_fraction_ppm, 250_000);
+        assert_eq!(config.slash_fraction.ppm(), 250_000);
         assert_eq!(config.genesis, Some(PathBuf::from("g.toml")));
 
         std::fs::write(&path, "max_atempts = 5\n").expect("write");
@@ -397,9 +397,8 @@ mod tests {
         let mut config = Config::local("/tmp/x".into());
         config.max_attempts = 0;
         assert!(config.validate().is_err());
-        let mut config = Config::local("/tmp/x".into());
-        config.slash_fraction_ppm = 1_000_001;
-        assert!(config.validate().is_err());
+        assert!(slash_fraction(1_000_001).is_err());
+        assert_eq!(slash_fraction(1_000_000).expect("whole").ppm(), 1_000_000);
         let mut config = Config::local("/tmp/x".into());
         config.content_check_share = 1.5;
         assert!(config.validate().is_err());

@@ -1,9 +1,9 @@
 //! Runs one transcode job to a verified result: draw a worker, hand it the job, wait for its outcome, verify,
 //! and on any failure (refused result, worker error, timeout, disconnect) try another worker, up to
-//! `max_attempts`, never the same worker twice for one job. A result that fails verification slashes
-//! the worker's stake and suspends it, with the job and the signed result as evidence anyone can check
-//! again (`evidence`); a timeout, or a result that does not carry the worker's signature, lowers its
-//! score only.
+//! `max_attempts`, never the same worker twice for one job. A result that fails verification is a
+//! [`Fault`]: the worker is slashed through [`Slasher`] with the job and the signed result as evidence
+//! anyone can check again (`evidence`). A timeout, a worker's own failure or a disconnect lowers its
+//! score only; a verifier that cannot stage its files, or crashes, slashes nobody.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -18,11 +18,12 @@ use dualrig_proto::v1::{JobResult, TranscodeJob};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::error::CoordinatorError;
-use crate::ledger::{Ledger, SlashFraction};
+use crate::error::{CoordinatorError, QuoteLost};
+use crate::fault::Fault;
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
-use crate::verify::{Rejection, check_result};
+use crate::slashing::{Offence, Slasher};
+use crate::verify::{CheckError, ContentCheck, check_result};
 
 /// A job whose source has been inspected and whose ladder is valid.
 #[derive(Debug, Clone)]
@@ -58,15 +59,23 @@ pub struct VerifiedResult {
 pub struct JobDispatcher {
     pool: Arc<WorkerPool>,
     config: Arc<Config>,
-    ledger: Arc<Ledger>,
+    slasher: Arc<Slasher>,
+}
+
+/// Why an attempt's result was not accepted.
+enum Refused {
+    /// The worker's fault, shown by its signed result.
+    Fault(Fault, Box<JobResult>),
+    /// The coordinator could not check it (staging failed, the verifier crashed): nobody's fault.
+    Unchecked(String),
 }
 
 impl JobDispatcher {
-    pub fn new(pool: Arc<WorkerPool>, config: Arc<Config>, ledger: Arc<Ledger>) -> Self {
+    pub fn new(pool: Arc<WorkerPool>, config: Arc<Config>, slasher: Arc<Slasher>) -> Self {
         Self {
             pool,
             config,
-            ledger,
+            slasher,
         }
     }
 
@@ -107,12 +116,11 @@ impl JobDispatcher {
             if attempt > 1
                 && let Some(payee) = paid_to
             {
-                return Err(CoordinatorError::QuoteLost(format!(
-                    "job {} was paid to worker {}, which could not finish it ({}); ask for a new quote and pay again",
-                    spec.job_id,
-                    payee.short(),
-                    reasons.join("; ")
-                )));
+                return Err(CoordinatorError::QuoteLost(QuoteLost::WorkerFailed {
+                    job_id: spec.job_id.clone(),
+                    worker: payee,
+                    reasons: reasons.join("; "),
+                }));
             }
             let assignment = match self.assign(&mut job, needs, &excluded).await {
                 Ok(a) => a,
@@ -150,23 +158,31 @@ impl JobDispatcher {
                                 attempts: attempt,
                             });
                         }
-                        Err((result, why)) => {
+                        Err(Refused::Fault(fault, result)) => {
                             metrics::attempt("rejected");
-                            self.pool.record_verdict(worker, false);
-                            if let Some(result) = result {
-                                self.slash(worker, &job, &result, &why).await;
-                            }
-                            format!("worker {} returned a bad result: {why}", worker.short())
+                            let reason =
+                                format!("worker {} returned a bad result: {fault}", worker.short());
+                            let offence = Offence::Transcode {
+                                job: job.clone(),
+                                result: *result,
+                                fault,
+                            };
+                            self.slasher.slash(worker, offence).await;
+                            reason
+                        }
+                        Err(Refused::Unchecked(why)) => {
+                            metrics::attempt("unchecked");
+                            format!(
+                                "the result of worker {} could not be checked: {why}",
+                                worker.short()
+                            )
                         }
                     }
                 }
                 Ok(Ok(AttemptOutcome::PaymentRefused(why))) => {
                     // The client's payment, not the worker, is at fault: no retry, no penalty.
                     metrics::attempt("payment_refused");
-                    return Err(CoordinatorError::Payment(format!(
-                        "worker {} refused the job's payment: {why}",
-                        worker.short()
-                    )));
+                    return Err(CoordinatorError::PaymentRefused { worker, why });
                 }
                 Ok(Ok(AttemptOutcome::Failed(why))) => {
                     metrics::attempt("worker_error");
@@ -230,45 +246,6 @@ impl JobDispatcher {
         }
     }
 
-    /// Moves `slash_fraction` of `worker`'s stake to the pool with the job and its signed `result` as
-    /// evidence; the ledger suspends it, and the pool hears of both before the next attempt is drawn.
-    async fn slash(&self, worker: PublicId, job: &TranscodeJob, result: &JobResult, why: &str) {
-        let evidence =
-            prost::Message::encode_to_vec(&crate::evidence::transcode_evidence(job, result, why));
-        let fraction = SlashFraction::from_ppm(self.config.slash_fraction_ppm);
-        let slashed = match fraction {
-            Ok(fraction) => {
-                self.ledger
-                    .call(move |l| {
-                        let record = l.slash(&worker, fraction, &evidence)?;
-                        Ok((record, l.suspended_until(&worker)?))
-                    })
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        match slashed {
-            Ok((record, suspended_until)) => {
-                metrics::slashed(record.amount);
-                if suspended_until.is_some() {
-                    metrics::suspended();
-                }
-                warn!(
-                    worker = %worker.short(),
-                    slashed = record.amount,
-                    round = record.round,
-                    suspended_until = suspended_until.unwrap_or(0),
-                    %why,
-                    "worker slashed for a result that failed verification"
-                );
-            }
-            Err(e) => {
-                tracing::error!(worker = %worker.short(), error = %e, "cannot slash a worker whose result failed verification");
-            }
-        }
-        crate::stakes::refresh(&self.ledger, &self.pool).await;
-    }
-
     /// Whether this result also gets the content check: always for a worker's first
     /// `content_check_first_jobs` verified jobs, otherwise on `content_check_share` of jobs.
     fn wants_content_check(&self, worker: &PublicId) -> bool {
@@ -276,20 +253,26 @@ impl JobDispatcher {
             || rand::random::<f64>() < self.config.content_check_share
     }
 
-    /// The verified result, or why it was refused together with the result when it is evidence
-    /// against the worker: a result that does not carry the worker's signature could be anyone's, and a
-    /// verifier that crashed or could not stage the files proves nothing.
+    /// The verified result, or why it was refused.
     async fn verify(
         &self,
         spec: &Arc<JobSpec>,
         worker: PublicId,
         result: JobResult,
-    ) -> Result<JobResult, (Option<Box<JobResult>>, String)> {
+    ) -> Result<JobResult, Refused> {
         let spec = Arc::clone(spec);
         let scratch: PathBuf = self.config.scratch_dir();
-        let content = self.wants_content_check(&worker);
+        // Unpredictable, so a worker cannot know which frames will be looked at.
+        let seed = self.wants_content_check(&worker).then(rand::random::<u64>);
         let started = Instant::now();
         let checked = tokio::task::spawn_blocking(move || {
+            let content = match seed {
+                Some(seed) => ContentCheck::Sampled {
+                    segment: &spec.segment[..],
+                    seed,
+                },
+                None => ContentCheck::Off,
+            };
             match check_result(
                 &worker,
                 &spec.job_id,
@@ -297,12 +280,11 @@ impl JobDispatcher {
                 &spec.profiles,
                 &result,
                 &scratch,
-                content.then_some(&spec.segment[..]),
+                content,
             ) {
                 Ok(()) => Ok(result),
-                // The coordinator failing to stage files is not the worker's fault.
-                Err(e @ Rejection::Io(_)) => Err((None, e.to_string())),
-                Err(e) => Err((Some(Box::new(result)), e.to_string())),
+                Err(CheckError::Fault(fault)) => Err(Refused::Fault(fault, Box::new(result))),
+                Err(e @ CheckError::Staging(_)) => Err(Refused::Unchecked(e.to_string())),
             }
         })
         .await;
@@ -310,11 +292,7 @@ impl JobDispatcher {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "verified"
         );
-        match checked {
-            Ok(checked) => checked,
-            // The verifier itself broke: the result is lost with it, and nobody is slashed for that.
-            Err(e) => Err((None, format!("verifier crashed: {e}"))),
-        }
+        checked.unwrap_or_else(|e| Err(Refused::Unchecked(format!("verifier crashed: {e}"))))
     }
 }
 

@@ -1,11 +1,12 @@
 //! The coordinator's errors and the one place they become gRPC statuses.
 
-use dualrig_proto::identity::IdentityError;
+use dualrig_proto::identity::{IdentityError, PublicId};
 use dualrig_proto::ledger_request::RequestError;
 use dualrig_proto::profile::ProfileError;
 use tonic::{Code, Status};
 
 use crate::ledger::LedgerError;
+use crate::storage::index::IndexError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -37,12 +38,50 @@ pub enum CoordinatorError {
     Io(#[from] std::io::Error),
     #[error("coordinator is shutting down")]
     ShuttingDown,
-    /// The job's payment does not pay the worker it goes to (missing, short, or refused by it).
+    /// A job without payment on a coordinator that takes paid jobs only.
+    #[error(
+        "this coordinator takes paid jobs only: call Quote, then send tickets covering the job's {units} units (output pixels) with its quote_id"
+    )]
+    PaymentRequired { units: u64 },
+    /// A ticket in the payment is not one the coordinator can pass on.
+    #[error("payment refused: {0}")]
+    BadTicket(#[from] dualrig_proto::ticket::TicketError),
+    #[error(
+        "payment refused: a ticket is made out to {}, not the quoted worker {}",
+        .payee.short(),
+        .quoted.short()
+    )]
+    WrongPayee { payee: PublicId, quoted: PublicId },
+    #[error("payment covers {covered} units, job is {units} (price {price} per output pixel)")]
+    PaymentShort {
+        covered: u64,
+        units: u64,
+        price: u64,
+    },
+    /// The quoted worker checked the tickets and refused them; the payment, not the work, is at fault.
+    #[error("worker {} refused the job's payment: {why}", .worker.short())]
+    PaymentRefused { worker: PublicId, why: String },
+    /// A paid job whose quote cannot be used; the client asks for a new quote.
     #[error("{0}")]
-    Payment(String),
-    /// A paid job whose quoted worker cannot run it; the client asks for a new quote.
-    #[error("{0}")]
-    QuoteLost(String),
+    QuoteLost(QuoteLost),
+}
+
+/// Why a quote cannot carry a job (answered `Aborted`: ask for a new quote and pay again).
+#[derive(Debug, thiserror::Error)]
+pub enum QuoteLost {
+    #[error("quote {quote_id} is unknown, used or expired; ask for a new quote")]
+    Unknown { quote_id: String },
+    #[error("quoted worker {} is gone; ask for a new quote", .worker.short())]
+    WorkerGone { worker: PublicId },
+    #[error(
+        "job {job_id} was paid to worker {}, which could not finish it ({reasons}); ask for a new quote and pay again",
+        .worker.short()
+    )]
+    WorkerFailed {
+        job_id: String,
+        worker: PublicId,
+        reasons: String,
+    },
 }
 
 impl From<CoordinatorError> for Status {
@@ -53,18 +92,145 @@ impl From<CoordinatorError> for Status {
             | CoordinatorError::BadSegment(_)
             | CoordinatorError::BadUpload(_) => Status::invalid_argument(msg),
             CoordinatorError::SegmentTooLarge { .. } => Status::resource_exhausted(msg),
-            CoordinatorError::ShortUpload { .. } => Status::cancelled(msg),
+            // Not `Cancelled`: a client that retries would read that as its own cancellation.
+            CoordinatorError::ShortUpload { .. } => Status::invalid_argument(msg),
             CoordinatorError::NoWorker(_) | CoordinatorError::ShuttingDown => {
                 Status::unavailable(msg)
             }
             CoordinatorError::Exhausted { .. } => Status::aborted(msg),
+            CoordinatorError::Identity(e) if is_malformed_id(&e) => Status::invalid_argument(msg),
             CoordinatorError::Unauthenticated(_) | CoordinatorError::Identity(_) => {
                 Status::unauthenticated(msg)
             }
             CoordinatorError::Io(_) => Status::internal(msg),
-            CoordinatorError::Payment(_) => Status::failed_precondition(msg),
+            CoordinatorError::PaymentRequired { .. }
+            | CoordinatorError::BadTicket(_)
+            | CoordinatorError::WrongPayee { .. }
+            | CoordinatorError::PaymentShort { .. }
+            | CoordinatorError::PaymentRefused { .. } => Status::failed_precondition(msg),
             CoordinatorError::QuoteLost(_) => Status::aborted(msg),
         }
+    }
+}
+
+/// A malformed id is the client's mistake (`InvalidArgument`) on every RPC; a signature that does not
+/// verify is `Unauthenticated`.
+fn is_malformed_id(e: &IdentityError) -> bool {
+    matches!(
+        e,
+        IdentityError::IdLength { .. } | IdentityError::IdInvalid { .. }
+    )
+}
+
+/// Why a Put, Get or ListBlobs was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("a blob root is 32 bytes (64 hex digits, as b3sum prints it); got {len} bytes")]
+    MalformedRoot { len: usize },
+    #[error("{0}")]
+    Id(#[from] IdentityError),
+    #[error("blob of {size} bytes is above this network's limit of {limit} bytes")]
+    BlobTooLarge { size: u64, limit: u64 },
+    #[error("--replicas {asked} is above the most this network keeps ({max})")]
+    TooManyReplicas { asked: u32, max: u32 },
+    #[error("Put is malformed: {0}")]
+    BadUpload(&'static str),
+    #[error("upload broke after {received} of {declared} bytes: {cause}")]
+    UploadBroke {
+        received: u64,
+        declared: u64,
+        cause: String,
+    },
+    #[error("upload carries more than the {declared} bytes its header announced")]
+    Overlong { declared: u64 },
+    #[error("upload ended after {received} of the {declared} bytes its header announced")]
+    Short { received: u64, declared: u64 },
+    #[error(
+        "the uploaded bytes hash to {hash}, not to the root the header names ({})",
+        hex::encode(.root)
+    )]
+    RootMismatch { hash: blake3::Hash, root: [u8; 32] },
+    #[error(
+        "{wanted} copies asked, but only {room} attached workers have room for {size} bytes{}; ask for fewer replicas or try again when more workers are attached",
+        if *.holders == 0 { String::new() } else { format!(" besides the {holders} already holding it") }
+    )]
+    NoRoom {
+        wanted: u32,
+        room: usize,
+        size: u64,
+        holders: usize,
+    },
+    #[error(
+        "only {stored} of {wanted} workers stored blob {}; the others failed or left. Put again to retry",
+        hex::encode(.root)
+    )]
+    Underplaced {
+        stored: usize,
+        wanted: u32,
+        root: [u8; 32],
+    },
+    #[error(
+        "blob {} is known with {known} bytes, the header says {declared}",
+        hex::encode(.root)
+    )]
+    SizeConflict {
+        root: [u8; 32],
+        known: u64,
+        declared: u64,
+    },
+    #[error("no blob {} is stored on this network", hex::encode(.root))]
+    NotFound { root: [u8; 32] },
+    #[error("range {start}..{end} does not lie within blob {} of {size} bytes", hex::encode(.root))]
+    OutOfRange {
+        start: u64,
+        end: u64,
+        root: [u8; 32],
+        size: u64,
+    },
+    #[error(
+        "blob {} has {holders} known holders, none of them online{}; try again later",
+        hex::encode(.root),
+        if *.excluded { " and not excluded" } else { "" }
+    )]
+    NoHolderOnline {
+        root: [u8; 32],
+        holders: usize,
+        excluded: bool,
+    },
+    #[error("{0}")]
+    HolderUnreachable(String),
+    #[error("holder {holder} failed mid-stream: {why}; ask again excluding it")]
+    HolderFailed { holder: String, why: String },
+    #[error("cannot stage the upload: {0}")]
+    Staging(#[from] std::io::Error),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+impl From<StorageError> for Status {
+    fn from(e: StorageError) -> Self {
+        let code = match &e {
+            StorageError::Id(id) if !is_malformed_id(id) => Code::Unauthenticated,
+            StorageError::MalformedRoot { .. }
+            | StorageError::Id(_)
+            | StorageError::BlobTooLarge { .. }
+            | StorageError::TooManyReplicas { .. }
+            | StorageError::BadUpload(_)
+            | StorageError::UploadBroke { .. }
+            | StorageError::Overlong { .. }
+            | StorageError::Short { .. }
+            | StorageError::RootMismatch { .. }
+            | StorageError::SizeConflict { .. } => Code::InvalidArgument,
+            StorageError::NoRoom { .. } => Code::FailedPrecondition,
+            StorageError::NotFound { .. } => Code::NotFound,
+            StorageError::OutOfRange { .. } => Code::OutOfRange,
+            StorageError::Underplaced { .. }
+            | StorageError::NoHolderOnline { .. }
+            | StorageError::HolderUnreachable(_)
+            | StorageError::HolderFailed { .. } => Code::Unavailable,
+            StorageError::Staging(_) | StorageError::Index(_) => Code::Internal,
+        };
+        Status::new(code, e.to_string())
     }
 }
 

@@ -1,4 +1,4 @@
-//! The durable ledger: accounts, stake, deposits and reserves, ticket redemption (DESIGN §3, §4).
+//! The durable ledger: accounts, stake, deposits and reserves, ticket redemption (PROTOCOL §3, §4).
 //!
 //! State lives in SQLite (WAL, `synchronous=FULL`), and every operation is one `BEGIN IMMEDIATE`
 //! transaction: it commits whole or, when refused, leaves the ledger exactly as it was. Several
@@ -340,7 +340,7 @@ impl Ledger {
         self.read(|tx, config| stake::eligible(tx, config))
     }
 
-    /// The round through which `worker` stays suspended, if it is suspended now.
+    /// The first round at which `worker` is eligible again, if it is suspended now.
     pub fn suspended_until(&self, worker: &PublicId) -> Result<Option<u64>, LedgerError> {
         self.read(|tx, _| stake::suspended_until(tx, worker))
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dualrig_coordinator::config::{Config, FileConfig, secs};
+use dualrig_coordinator::config::{Config, FileConfig, secs, slash_fraction};
 
 /// The dualrig coordinator: takes jobs from clients, hands them to workers, verifies the results.
 ///
@@ -155,7 +155,7 @@ impl Args {
             config.suspend_rounds = v;
         }
         if let Some(v) = self.slash_fraction_ppm {
-            config.slash_fraction_ppm = v;
+            config.slash_fraction = slash_fraction(v)?;
         }
         if let Some(v) = self.content_check_share {
             config.content_check_share = v;
@@ -281,9 +281,10 @@ async fn list_slashes(args: SlashesArgs) -> anyhow::Result<()> {
             );
             if let Some(v) = &verdict {
                 line += &format!(
-                    ",\"upheld\":{},\"verdict\":{}",
+                    ",\"upheld\":{},\"agrees\":{},\"verdict\":{}",
                     v.upheld,
-                    json_string(&v.reason)
+                    v.agrees(),
+                    json_string(&v.to_string())
                 );
             }
             println!("{line}}}");
@@ -382,7 +383,7 @@ mod tests {
         .expect("valid");
         assert_eq!(config.round, std::time::Duration::from_millis(2500));
         assert_eq!((config.min_stake, config.suspend_rounds), (0, 3));
-        assert_eq!(config.slash_fraction_ppm, 50_000);
+        assert_eq!(config.slash_fraction.ppm(), 50_000);
     }
 
     #[test]

@@ -78,7 +78,10 @@ fn describe() {
         "Signed ledger requests, by operation and outcome"
     );
     describe_gauge!(LEDGER_ROUND, "The ledger's current round");
-    describe_counter!(SLASHES, "Workers slashed for failed verification");
+    describe_counter!(
+        SLASHES,
+        "Slashes by the kind of fault (forged, renditions, structure, content, storage_late, storage_proof)"
+    );
     describe_counter!(SLASHED_UNITS, "Stake units moved to the pool by slashes");
     describe_counter!(SUSPENSIONS, "Workers suspended after a slash");
 }
@@ -129,8 +132,8 @@ pub fn ledger_round(round: u64) {
     gauge!(LEDGER_ROUND).set(round as f64);
 }
 
-pub fn slashed(units: u64) {
-    counter!(SLASHES).increment(1);
+pub fn slashed(units: u64, fault: &'static str) {
+    counter!(SLASHES, "fault" => fault).increment(1);
     counter!(SLASHED_UNITS).increment(units);
 }
 

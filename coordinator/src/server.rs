@@ -16,6 +16,7 @@ use crate::error::StartError;
 use crate::ledger::{Genesis, Ledger, LedgerError};
 use crate::pool::WorkerPool;
 use crate::service::CoordinatorService;
+use crate::slashing::Slasher;
 use crate::storage::BlobService;
 
 /// File in the data dir that holds the address the coordinator is serving on.
@@ -57,8 +58,13 @@ impl Coordinator {
         let pool = Arc::new(WorkerPool::new(config.min_stake));
         let round = config.round;
         let config = Arc::new(config);
+        let slasher = Arc::new(Slasher::new(
+            Arc::clone(&ledger),
+            Arc::clone(&pool),
+            config.slash_fraction,
+        ));
         let storage = Arc::new(
-            BlobService::open(Arc::clone(&config), Arc::clone(&pool), Arc::clone(&ledger))
+            BlobService::open(Arc::clone(&config), Arc::clone(&pool), Arc::clone(&slasher))
                 .map_err(|source| StartError::BlobIndex {
                     path: config.blob_index_path(),
                     source,
@@ -70,6 +76,7 @@ impl Coordinator {
             Arc::clone(&pool),
             Arc::clone(&ledger),
             Arc::clone(&storage),
+            slasher,
         );
         Ok(Self {
             listener,

@@ -23,10 +23,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
 use crate::dispatch::{JobDispatcher, JobPayment, JobSpec};
-use crate::error::CoordinatorError;
+use crate::error::{CoordinatorError, QuoteLost};
 use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
+use crate::slashing::Slasher;
 use crate::storage::{BlobService, GetStream};
 
 /// How long a quote holds its draw.
@@ -52,14 +53,11 @@ impl CoordinatorService {
         pool: Arc<WorkerPool>,
         ledger: Arc<Ledger>,
         storage: Arc<BlobService>,
+        slasher: Arc<Slasher>,
     ) -> Self {
         Self {
             storage,
-            dispatcher: JobDispatcher::new(
-                Arc::clone(&pool),
-                Arc::clone(&config),
-                Arc::clone(&ledger),
-            ),
+            dispatcher: JobDispatcher::new(Arc::clone(&pool), Arc::clone(&config), slasher),
             identity,
             config,
             pool,
@@ -169,7 +167,7 @@ impl CoordinatorService {
             "segment accepted"
         );
 
-        let units = job_units(&profiles, source.frames);
+        let units = dualrig_proto::profile::job_units(&profiles, source.frames);
         let payment = self.payment_for(&header, units)?;
         let round = match self.ledger.call(|l| l.round()).await {
             Ok(round) => round,
@@ -234,9 +232,7 @@ impl CoordinatorService {
     ) -> Result<Option<(JobPayment, u64)>, CoordinatorError> {
         if header.quote_id.is_empty() {
             if self.config.require_payment {
-                return Err(CoordinatorError::Payment(format!(
-                    "this coordinator takes paid jobs only: call Quote, then send tickets covering the job's {units} units (output pixels) with its quote_id"
-                )));
+                return Err(CoordinatorError::PaymentRequired { units });
             }
             return Ok(None);
         }
@@ -246,31 +242,25 @@ impl CoordinatorService {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&header.quote_id);
         let Some((worker, _)) = quoted.filter(|(_, at)| at.elapsed() < QUOTE_TTL) else {
-            return Err(CoordinatorError::QuoteLost(format!(
-                "quote {} is unknown, used or expired; ask for a new quote",
-                header.quote_id
-            )));
+            return Err(CoordinatorError::QuoteLost(QuoteLost::Unknown {
+                quote_id: header.quote_id.clone(),
+            }));
         };
         let params = self
             .pool
             .ticket_params(&worker)
             .and_then(|p| dualrig_proto::ticket::TicketParams::try_from(&p).ok())
-            .ok_or_else(|| {
-                CoordinatorError::QuoteLost(format!(
-                    "quoted worker {} is gone; ask for a new quote",
-                    worker.short()
-                ))
-            })?;
+            .ok_or(CoordinatorError::QuoteLost(QuoteLost::WorkerGone {
+                worker,
+            }))?;
         let mut offered = 0u64;
         for wire in &header.payment {
-            let ticket = dualrig_proto::ticket::SignedTicket::try_from(wire)
-                .map_err(|e| CoordinatorError::Payment(format!("payment refused: {e}")))?;
+            let ticket = dualrig_proto::ticket::SignedTicket::try_from(wire)?;
             if ticket.ticket.recipient != worker {
-                return Err(CoordinatorError::Payment(format!(
-                    "payment refused: a ticket is made out to {}, not the quoted worker {}",
-                    ticket.ticket.recipient.short(),
-                    worker.short()
-                )));
+                return Err(CoordinatorError::WrongPayee {
+                    payee: ticket.ticket.recipient,
+                    quoted: worker,
+                });
             }
             offered = offered.saturating_add(ticket.ticket.expected_value());
         }
@@ -278,10 +268,11 @@ impl CoordinatorService {
             .checked_div(params.price_per_unit)
             .unwrap_or(u64::MAX);
         if covered < units {
-            return Err(CoordinatorError::Payment(format!(
-                "payment covers {covered} units, job is {units} (price {} per output pixel)",
-                params.price_per_unit
-            )));
+            return Err(CoordinatorError::PaymentShort {
+                covered,
+                units,
+                price: params.price_per_unit,
+            });
         }
         Ok(Some((
             JobPayment {
@@ -323,16 +314,6 @@ impl CoordinatorService {
             round,
         })
     }
-}
-
-/// A job's units of work: output pixels, `Σ width × height × frames` over its profiles, with the
-/// source's frame count.
-pub fn job_units(profiles: &[dualrig_proto::profile::Profile], frames: u64) -> u64 {
-    profiles
-        .iter()
-        .map(|p| u64::from(p.width) * u64::from(p.height))
-        .fold(0u64, u64::saturating_add)
-        .saturating_mul(frames)
 }
 
 impl CoordinatorError {
@@ -409,7 +390,7 @@ impl CoordinatorApi for CoordinatorService {
             .get(dualrig_proto::SESSION_METADATA_KEY)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
-                Status::unauthenticated(format!(
+                CoordinatorError::Unauthenticated(format!(
                     "missing {} metadata; call Register first",
                     dualrig_proto::SESSION_METADATA_KEY
                 ))
@@ -523,8 +504,8 @@ impl CoordinatorApi for CoordinatorService {
         request: Request<LedgerRequest>,
     ) -> Result<Response<LedgerReceipt>, Status> {
         let req = request.into_inner();
-        let account = PublicId::from_slice("account", &req.account)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let account =
+            PublicId::from_slice("account", &req.account).map_err(CoordinatorError::from)?;
         let signed = SignedRequest::from_parts(account, req.nonce, req.operation, &req.sig)
             .map_err(LedgerError::from)?;
         let operation = Operation::decode(&signed.operation).ok();
@@ -570,7 +551,7 @@ impl CoordinatorApi for CoordinatorService {
         request: Request<AccountRequest>,
     ) -> Result<Response<AccountInfo>, Status> {
         let account = PublicId::from_slice("account", &request.get_ref().account)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(CoordinatorError::from)?;
         let state = self.ledger.call(move |l| l.account(&account)).await?;
         Ok(Response::new(AccountInfo {
             account: account.as_bytes().to_vec(),

@@ -1,4 +1,4 @@
-//! Hosted blobs (DESIGN §6). Put stages the client's upload in the data dir while hashing it, checks it
+//! Hosted blobs (PROTOCOL §6). Put stages the client's upload in the data dir while hashing it, checks it
 //! against the root the client named, and pushes it to `replicas` distinct workers drawn by stake ×
 //! score among those with room; Get streams a range from a holder as a bao slice that the client
 //! verifies against the root; the [`index`] remembers who holds what across restarts; [`challenge`]
@@ -28,9 +28,10 @@ use tonic::{Status, Streaming};
 use tracing::{info, warn};
 
 use crate::config::{Config, MAX_REPLICAS};
-use crate::ledger::Ledger;
+use crate::error::StorageError;
 use crate::metrics;
 use crate::pool::WorkerPool;
+use crate::slashing::Slasher;
 use index::{BlobIndex, IndexError};
 use links::{Links, Room};
 
@@ -45,20 +46,17 @@ fn push_timeout(size: u64) -> Duration {
 }
 
 /// A blob id from its wire form.
-fn parse_root(bytes: &[u8]) -> Result<[u8; 32], Status> {
-    bytes.try_into().map_err(|_| {
-        Status::invalid_argument(format!(
-            "a blob root is 32 bytes (64 hex digits, as b3sum prints it); got {} bytes",
-            bytes.len()
-        ))
-    })
+fn parse_root(bytes: &[u8]) -> Result<[u8; 32], StorageError> {
+    bytes
+        .try_into()
+        .map_err(|_| StorageError::MalformedRoot { len: bytes.len() })
 }
 
 #[derive(Debug)]
 pub struct BlobService {
     config: Arc<Config>,
     pool: Arc<WorkerPool>,
-    ledger: Arc<Ledger>,
+    slasher: Arc<Slasher>,
     index: Arc<BlobIndex>,
     links: Arc<Links>,
     /// Challenge rounds run so far.
@@ -74,13 +72,13 @@ impl BlobService {
     pub fn open(
         config: Arc<Config>,
         pool: Arc<WorkerPool>,
-        ledger: Arc<Ledger>,
+        slasher: Arc<Slasher>,
     ) -> Result<Self, IndexError> {
         let index = Arc::new(BlobIndex::open(&config.blob_index_path())?);
         Ok(Self {
             config,
             pool,
-            ledger,
+            slasher,
             index,
             links: Arc::default(),
             rounds: AtomicU64::new(0),
@@ -189,84 +187,76 @@ impl BlobService {
         &self,
         header: &PutHeader,
         upload: &mut Streaming<PutUpload>,
-    ) -> Result<tempfile::TempPath, Status> {
+        root: [u8; 32],
+    ) -> Result<tempfile::TempPath, StorageError> {
         let scratch = self.config.scratch_dir();
-        let staged = tempfile::NamedTempFile::new_in(&scratch)
-            .map_err(|e| Status::internal(format!("cannot stage the upload: {e}")))?
-            .into_temp_path();
-        let mut file = tokio::fs::File::create(&staged)
-            .await
-            .map_err(|e| Status::internal(format!("cannot stage the upload: {e}")))?;
+        let staged = tempfile::NamedTempFile::new_in(&scratch)?.into_temp_path();
+        let mut file = tokio::fs::File::create(&staged).await?;
         let mut hasher = blake3::Hasher::new();
         let mut received = 0u64;
-        while let Some(message) = upload.message().await.map_err(|s| {
-            Status::cancelled(format!(
-                "upload broke after {received} of {} bytes: {}",
-                header.size,
-                s.message()
-            ))
-        })? {
+        let declared = header.size;
+        while let Some(message) = upload
+            .message()
+            .await
+            .map_err(|s| StorageError::UploadBroke {
+                received,
+                declared,
+                cause: s.message().to_owned(),
+            })?
+        {
             let Some(put_upload::Part::Chunk(chunk)) = message.part else {
-                return Err(Status::invalid_argument(
+                return Err(StorageError::BadUpload(
                     "only one header per Put; the rest must be chunks",
                 ));
             };
             received += chunk.len() as u64;
-            if received > header.size {
-                return Err(Status::invalid_argument(format!(
-                    "upload carries more than the {} bytes its header announced",
-                    header.size
-                )));
+            if received > declared {
+                return Err(StorageError::Overlong { declared });
             }
             hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| Status::internal(format!("cannot stage the upload: {e}")))?;
+            file.write_all(&chunk).await?;
         }
-        if received < header.size {
-            return Err(Status::invalid_argument(format!(
-                "upload ended after {received} of the {} bytes its header announced",
-                header.size
-            )));
+        if received < declared {
+            return Err(StorageError::Short { received, declared });
         }
-        file.sync_all()
-            .await
-            .map_err(|e| Status::internal(format!("cannot stage the upload: {e}")))?;
+        file.sync_all().await?;
         let hash = hasher.finalize();
-        if hash.as_bytes().as_slice() != header.root.as_slice() {
-            return Err(Status::invalid_argument(format!(
-                "the uploaded bytes hash to {hash}, not to the root the header names ({})",
-                hex::encode(&header.root)
-            )));
+        if hash.as_bytes() != &root {
+            return Err(StorageError::RootMismatch { hash, root });
         }
         metrics::bytes_in("blob", received as usize);
         Ok(staged)
     }
 
-    pub async fn put(&self, mut upload: Streaming<PutUpload>) -> Result<PutResponse, Status> {
+    pub async fn put(&self, mut upload: Streaming<PutUpload>) -> Result<PutResponse, StorageError> {
         let first = upload
             .message()
             .await
-            .map_err(|s| Status::cancelled(format!("upload broke: {}", s.message())))?
-            .ok_or_else(|| Status::invalid_argument("empty Put; send a header first"))?;
+            .map_err(|s| StorageError::UploadBroke {
+                received: 0,
+                declared: 0,
+                cause: s.message().to_owned(),
+            })?
+            .ok_or(StorageError::BadUpload("empty Put; send a header first"))?;
         let Some(put_upload::Part::Header(header)) = first.part else {
-            return Err(Status::invalid_argument(
+            return Err(StorageError::BadUpload(
                 "the first message of a Put must be the header (root, size, replicas)",
             ));
         };
         let root = parse_root(&header.root)?;
         if header.size > self.config.max_blob_bytes {
-            return Err(Status::invalid_argument(format!(
-                "blob of {} bytes is above this network's limit of {} bytes",
-                header.size, self.config.max_blob_bytes
-            )));
+            return Err(StorageError::BlobTooLarge {
+                size: header.size,
+                limit: self.config.max_blob_bytes,
+            });
         }
         let wanted = match header.replicas {
             0 => self.config.replicas,
             n if n > MAX_REPLICAS => {
-                return Err(Status::invalid_argument(format!(
-                    "--replicas {n} is above the most this network keeps ({MAX_REPLICAS})"
-                )));
+                return Err(StorageError::TooManyReplicas {
+                    asked: n,
+                    max: MAX_REPLICAS,
+                });
             }
             n => n,
         };
@@ -274,12 +264,11 @@ impl BlobService {
         if let Some(known) = &known
             && known.size != header.size
         {
-            return Err(Status::invalid_argument(format!(
-                "blob {} is known with {} bytes, the header says {}",
-                hex::encode(root),
-                known.size,
-                header.size
-            )));
+            return Err(StorageError::SizeConflict {
+                root,
+                known: known.size,
+                declared: header.size,
+            });
         }
         let holders = known.map(|b| b.holders).unwrap_or_default();
         if holders.len() >= wanted as usize {
@@ -295,18 +284,14 @@ impl BlobService {
         }
         let room = self.with_room(header.size, &holders).len();
         if holders.len() + room < wanted as usize {
-            return Err(Status::failed_precondition(format!(
-                "{wanted} copies asked, but only {room} attached workers have room for {} bytes{}; \
-                 ask for fewer replicas or try again when more workers are attached",
-                header.size,
-                if holders.is_empty() {
-                    String::new()
-                } else {
-                    format!(" besides the {} already holding it", holders.len())
-                }
-            )));
+            return Err(StorageError::NoRoom {
+                wanted,
+                room,
+                size: header.size,
+                holders: holders.len(),
+            });
         }
-        let staged = self.stage(&header, &mut upload).await?;
+        let staged = self.stage(&header, &mut upload, root).await?;
         let size = header.size;
         self.index
             .call(move |ix| ix.add_blob(&root, size, wanted))
@@ -323,11 +308,11 @@ impl BlobService {
                 // What was placed stays; repair adds the rest when workers with room appear.
                 self.repair_wanted.notify_one();
             }
-            return Err(Status::unavailable(format!(
-                "only {} of {wanted} workers stored blob {}; the others failed or left. Put again to retry",
-                all.len(),
-                hex::encode(root)
-            )));
+            return Err(StorageError::Underplaced {
+                stored: all.len(),
+                wanted,
+                root,
+            });
         }
         info!(blob = %hex::encode(root), size, holders = all.len(), "blob stored");
         Ok(PutResponse {
@@ -337,32 +322,27 @@ impl BlobService {
         })
     }
 
-    pub async fn get(&self, request: GetRequest) -> Result<GetStream, Status> {
+    pub async fn get(&self, request: GetRequest) -> Result<GetStream, StorageError> {
         let root = parse_root(&request.root)?;
         let blob = self
             .index
             .call(move |ix| ix.blob(&root))
             .await?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "no blob {} is stored on this network",
-                    hex::encode(root)
-                ))
-            })?;
+            .ok_or(StorageError::NotFound { root })?;
         let end = request.end.unwrap_or(blob.size);
         if request.start > end || end > blob.size {
-            return Err(Status::out_of_range(format!(
-                "range {}..{end} does not lie within blob {} of {} bytes",
-                request.start,
-                hex::encode(root),
-                blob.size
-            )));
+            return Err(StorageError::OutOfRange {
+                start: request.start,
+                end,
+                root,
+                size: blob.size,
+            });
         }
-        let excluded: Vec<PublicId> = request
+        let excluded = request
             .exclude
             .iter()
-            .filter_map(|w| PublicId::from_slice("exclude", w).ok())
-            .collect();
+            .map(|w| PublicId::from_slice("exclude", w))
+            .collect::<Result<Vec<PublicId>, _>>()?;
         let online: Vec<PublicId> = blob
             .holders
             .iter()
@@ -373,23 +353,16 @@ impl BlobService {
             .pool
             .draw_among(&online)
             .or(online.first().copied())
-            .ok_or_else(|| {
-                Status::unavailable(format!(
-                    "blob {} has {} known holders, none of them online{}; try again later",
-                    hex::encode(root),
-                    blob.holders.len(),
-                    if excluded.is_empty() {
-                        ""
-                    } else {
-                        " and not excluded"
-                    }
-                ))
+            .ok_or(StorageError::NoHolderOnline {
+                root,
+                holders: blob.holders.len(),
+                excluded: !excluded.is_empty(),
             })?;
         let fetch = self
             .links
             .fetch(&self.pool, &holder, &root, request.start, end)
             .await
-            .map_err(Status::unavailable)?;
+            .map_err(StorageError::HolderUnreachable)?;
         metrics::blob_served();
         let header = GetChunk {
             part: Some(get_chunk::Part::Header(GetHeader {
@@ -407,10 +380,10 @@ impl BlobService {
                     part: Some(get_chunk::Part::Slice(data.to_vec())),
                 })
                 .map_err(|why| {
-                    Status::unavailable(format!(
-                        "holder {} failed mid-stream: {why}; ask again excluding it",
-                        holder.short()
-                    ))
+                    Status::from(StorageError::HolderFailed {
+                        holder: holder.short(),
+                        why,
+                    })
                 });
             Some((item, fetch))
         });
@@ -419,7 +392,7 @@ impl BlobService {
         ))
     }
 
-    pub async fn list(&self) -> Result<ListBlobsResponse, Status> {
+    pub async fn list(&self) -> Result<ListBlobsResponse, StorageError> {
         let blobs = self.index.call(|ix| ix.blobs()).await?;
         Ok(ListBlobsResponse {
             blobs: blobs

@@ -1,4 +1,4 @@
-//! Structural verification of a worker's result (DESIGN §5): the signature and hashes hold, exactly the
+//! Structural verification of a worker's result (PROTOCOL §5): the signature and hashes hold, exactly the
 //! asked renditions came back, and each one decodes with the asked codec and size, the source's frame count
 //! (±1) and the source's timestamps. On the jobs the dispatcher picks, a content check follows: a few
 //! random frames of each rendition against the source's (`dualrig_media::content_check`), so a blank,
@@ -11,41 +11,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dualrig_media::StreamInfo;
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::profile::Profile;
-use dualrig_proto::result::verify_result;
+use dualrig_proto::result::{ResultError, verify_result};
 use dualrig_proto::v1::JobResult;
 
+use crate::fault::{Fault, RenditionSet};
 use crate::metrics;
 
 /// Frames of each rendition the content check compares with the source.
 pub const CONTENT_SAMPLES: usize = 4;
+/// The most frames [`ContentCheck::EveryFrame`] holds per rendition (a segment has far fewer).
+const MAX_EVERY_FRAME: u64 = 1 << 12;
 
-/// Why a result was refused; kept as the reason the job moved to another worker.
-#[derive(Debug, thiserror::Error)]
-pub enum Rejection {
-    #[error("result is not the worker's: {0}")]
-    Attribution(#[from] dualrig_proto::result::ResultError),
-    #[error("rendition '{0}' was not asked for")]
-    Unexpected(String),
-    #[error("rendition '{0}' is missing")]
-    Missing(String),
-    #[error("rendition '{0}' is listed twice")]
-    Duplicate(String),
-    #[error("{0}")]
-    Structure(#[from] dualrig_media::VerifyError),
-    /// The seed picks the compared frames again, so the verdict can be replayed.
-    #[error("{error} (content check seed {seed})")]
-    Content {
-        error: dualrig_media::VerifyError,
+/// Which content check a verification runs after the structural one.
+#[derive(Debug, Clone, Copy)]
+pub enum ContentCheck<'a> {
+    Off,
+    /// [`CONTENT_SAMPLES`] frames of each rendition, drawn from `seed`, against `segment`, the job's
+    /// source: the same seed draws the same frames, so the verdict replays.
+    Sampled {
+        segment: &'a [u8],
         seed: u64,
     },
-    #[error("cannot stage rendition for checking: {0}")]
-    Io(#[from] std::io::Error),
+    /// Every frame of each rendition against `segment`: fails wherever any sampled check could.
+    EveryFrame {
+        segment: &'a [u8],
+        frames: u64,
+    },
 }
 
-/// Checks `result` from `worker` against the job's source and ladder. With `content`, the job's source
-/// segment, every rendition also gets the content check once it passes the structural one, on frames
-/// drawn with a fresh random seed. Blocking: decodes every rendition (and, for the content check, the
-/// source once per rendition).
+/// Why a verification did not pass: the worker's [`Fault`], or the coordinator could not stage the
+/// files to check (which says nothing about the worker).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Fault(#[from] Fault),
+    #[error("cannot stage rendition for checking: {0}")]
+    Staging(#[from] std::io::Error),
+}
+
+/// Checks `result` from `worker` against the job's source and ladder, then runs `content`. The one
+/// function that judges a transcode result: the dispatcher calls it live and `evidence::reverify`
+/// calls it again on a slash's evidence. Blocking: decodes every rendition (and, for the content
+/// check, the source once per rendition).
 pub fn check_result(
     worker: &PublicId,
     job_id: &str,
@@ -53,31 +60,15 @@ pub fn check_result(
     profiles: &[Profile],
     result: &JobResult,
     scratch: &Path,
-    content: Option<&[u8]>,
-) -> Result<(), Rejection> {
-    // Unpredictable, so a worker cannot know which frames will be looked at.
-    let content = content.map(|segment| (segment, rand::random::<u64>()));
-    check_result_with_seed(worker, job_id, source, profiles, result, scratch, content)
-}
-
-/// [`check_result`] with the content check's frames drawn from a given seed: the seed a rejection
-/// reports picks the same frames again, so a verdict can be replayed.
-pub fn check_result_with_seed(
-    worker: &PublicId,
-    job_id: &str,
-    source: &StreamInfo,
-    profiles: &[Profile],
-    result: &JobResult,
-    scratch: &Path,
-    content: Option<(&[u8], u64)>,
-) -> Result<(), Rejection> {
+    content: ContentCheck<'_>,
+) -> Result<(), CheckError> {
     let outcome = check(worker, job_id, source, profiles, result, scratch, content);
     let label = match &outcome {
-        Ok(()) | Err(Rejection::Content { .. }) => "pass",
-        Err(Rejection::Attribution(_)) => "bad_signature",
-        Err(Rejection::Structure(_)) => "bad_structure",
-        Err(Rejection::Io(_)) => "error",
-        Err(_) => "wrong_renditions",
+        Ok(()) | Err(CheckError::Fault(Fault::Content { .. })) => "pass",
+        Err(CheckError::Fault(Fault::Forged { .. })) => "bad_signature",
+        Err(CheckError::Fault(Fault::Structure(_))) => "bad_structure",
+        Err(CheckError::Staging(_)) => "error",
+        Err(CheckError::Fault(_)) => "wrong_renditions",
     };
     metrics::verification("structural", label);
     outcome
@@ -90,18 +81,29 @@ fn check(
     profiles: &[Profile],
     result: &JobResult,
     scratch: &Path,
-    content: Option<(&[u8], u64)>,
-) -> Result<(), Rejection> {
-    verify_result(worker, job_id, &result.renditions, &result.signature)?;
+    content: ContentCheck<'_>,
+) -> Result<(), CheckError> {
+    verify_result(worker, job_id, &result.renditions, &result.signature).map_err(|e| {
+        Fault::Forged {
+            rendition: match e {
+                ResultError::HashMismatch { profile } => Some(profile),
+                ResultError::Signature(_) => None,
+            },
+        }
+    })?;
+    let set_fault = |rendition: &str, what| Fault::Renditions {
+        rendition: rendition.to_owned(),
+        what,
+    };
     for (i, r) in result.renditions.iter().enumerate() {
         if !profiles.iter().any(|p| p.name == r.profile) {
-            return Err(Rejection::Unexpected(r.profile.clone()));
+            return Err(set_fault(&r.profile, RenditionSet::Unexpected).into());
         }
         if result.renditions[..i]
             .iter()
             .any(|q| q.profile == r.profile)
         {
-            return Err(Rejection::Duplicate(r.profile.clone()));
+            return Err(set_fault(&r.profile, RenditionSet::Duplicate).into());
         }
     }
     let mut staged_renditions = Vec::with_capacity(profiles.len());
@@ -110,30 +112,35 @@ fn check(
             .renditions
             .iter()
             .find(|r| r.profile == profile.name)
-            .ok_or_else(|| Rejection::Missing(profile.name.clone()))?;
+            .ok_or_else(|| set_fault(&profile.name, RenditionSet::Missing))?;
         let mut staged = tempfile::Builder::new()
             .prefix("rendition-")
             .suffix(".ts")
             .tempfile_in(scratch)?;
         staged.write_all(&rendition.data)?;
         staged.flush()?;
-        dualrig_media::verify_rendition(source, staged.path(), profile)?;
+        dualrig_media::verify_rendition(source, staged.path(), profile)
+            .map_err(|e| Fault::from_verify(e, 0))?;
         staged_renditions.push((profile, staged));
     }
-    if let Some((segment, seed)) = content {
-        let outcome = check_content(segment, &staged_renditions, scratch, seed);
-        let label = match &outcome {
-            Ok(lowest) => {
-                record_passing_score(*lowest);
-                "pass"
-            }
-            Err(Rejection::Content { .. }) => "mismatch",
-            Err(_) => "error",
-        };
-        metrics::verification("content", label);
-        outcome?;
-    }
-    Ok(())
+    let (segment, samples, seed) = match content {
+        ContentCheck::Off => return Ok(()),
+        ContentCheck::Sampled { segment, seed } => (segment, CONTENT_SAMPLES, seed),
+        ContentCheck::EveryFrame { segment, frames } => {
+            (segment, frames.clamp(1, MAX_EVERY_FRAME) as usize, 0)
+        }
+    };
+    let outcome = check_content(segment, &staged_renditions, scratch, samples, seed);
+    let label = match &outcome {
+        Ok(lowest) => {
+            record_passing_score(*lowest);
+            "pass"
+        }
+        Err(CheckError::Fault(Fault::Content { .. })) => "mismatch",
+        Err(_) => "error",
+    };
+    metrics::verification("content", label);
+    outcome.map(|_| ())
 }
 
 /// Lowest block PSNR of any rendition that passed the content check in this process, as `f64` bits;
@@ -160,14 +167,15 @@ fn record_passing_score(score_db: f64) {
     }
 }
 
-/// Compares [`CONTENT_SAMPLES`] frames of every rendition, drawn from `seed`, with the source
-/// segment's; returns the lowest block PSNR among the renditions when all pass.
+/// Compares `samples` frames of every rendition, drawn from `seed`, with the source segment's; returns
+/// the lowest block PSNR among the renditions when all pass.
 fn check_content(
     segment: &[u8],
     renditions: &[(&Profile, tempfile::NamedTempFile)],
     scratch: &Path,
+    samples: usize,
     seed: u64,
-) -> Result<f64, Rejection> {
+) -> Result<f64, CheckError> {
     let mut staged = tempfile::Builder::new()
         .prefix("source-")
         .tempfile_in(scratch)?;
@@ -175,15 +183,10 @@ fn check_content(
     staged.flush()?;
     let mut lowest = f64::INFINITY;
     for (profile, rendition) in renditions {
-        let content_error = |error| Rejection::Content { error, seed };
-        let score = dualrig_media::content_check(
-            staged.path(),
-            rendition.path(),
-            profile,
-            CONTENT_SAMPLES,
-            seed,
-        )
-        .map_err(content_error)?;
+        let content_fault = |error| Fault::from_verify(error, seed);
+        let score =
+            dualrig_media::content_check(staged.path(), rendition.path(), profile, samples, seed)
+                .map_err(content_fault)?;
         tracing::debug!(
             rendition = %profile.name,
             min_block_psnr_db = score.min_block_psnr_db,
@@ -191,7 +194,7 @@ fn check_content(
         );
         score
             .check(&profile.name, dualrig_media::CONTENT_THRESHOLD_DB)
-            .map_err(content_error)?;
+            .map_err(content_fault)?;
         lowest = lowest.min(score.min_block_psnr_db);
     }
     Ok(lowest)

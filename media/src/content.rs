@@ -1,4 +1,4 @@
-//! The content check (DESIGN §5): a few frames of a rendition, picked at random, against the source frames
+//! The content check (PROTOCOL §5): a few frames of a rendition, picked at random, against the source frames
 //! with the same timestamps scaled to the rendition's size. It catches what the structural check cannot: a
 //! rendition of the right size, length and timestamps whose pictures are blank, another video's, or out of
 //! order.

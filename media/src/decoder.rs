@@ -1,4 +1,4 @@
-//! Which decoder reads a segment's video (DESIGN §5, §7): a hardware decoder where one really decodes on
+//! Which decoder reads a segment's video (PROTOCOL §5, §7): a hardware decoder where one really decodes on
 //! this machine, else FFmpeg's software decoder. Like encoders, hardware decoders are tried rather than
 //! assumed: `h264_qsv` opens wherever FFmpeg was built with libmfx and only fails at its first packet when
 //! there is no Intel GPU, so the probe decodes a few frames it made itself.

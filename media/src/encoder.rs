@@ -1,4 +1,4 @@
-//! Which H.264 encoder a worker uses (DESIGN §5): each candidate is actually opened, because being built
+//! Which H.264 encoder a worker uses (PROTOCOL §5): each candidate is actually opened, because being built
 //! into FFmpeg says nothing about whether the GPU, its driver or a free encode session is there.
 
 use std::fmt;

@@ -39,11 +39,18 @@ pub enum MediaError {
     Write { path: PathBuf, detail: String },
     #[error("segment length must be a positive number of seconds (got {0})")]
     SegmentLength(f64),
+    /// A rendition thread's input ended before the segment did: the decoding side stopped, and its
+    /// own error (or another rendition's) says why.
+    #[error("the segment's decoding stopped before the end")]
+    DecodingAbandoned,
+    /// The decoding side found a rendition thread gone; that thread's own error says why.
+    #[error("a rendition stopped early")]
+    RenditionGone,
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// Why a rendition fails structural verification (DESIGN §5).
+/// Why a rendition fails structural verification (PROTOCOL §5).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum VerifyError {
     #[error("rendition {rendition} does not decode: {detail}")]

@@ -1,5 +1,5 @@
 //! Structural facts about a video file, found by decoding every frame, and the check of a rendition
-//! against its source that the coordinator runs on every job (DESIGN §5).
+//! against its source that the coordinator runs on every job (PROTOCOL §5).
 
 use std::path::Path;
 

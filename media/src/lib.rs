@@ -1,4 +1,4 @@
-//! Video work shared by the worker, the coordinator and the client (DESIGN §5): choosing an H.264 encoder
+//! Video work shared by the worker, the coordinator and the client (PROTOCOL §5): choosing an H.264 encoder
 //! and the decoders that feed it, transcoding one segment into a rendition ladder, checking a rendition
 //! against its source, and cutting a whole video into segments.
 //!

@@ -1,4 +1,4 @@
-//! How many encoder sessions this machine can hold at once (DESIGN §5): a worker advertises free sessions,
+//! How many encoder sessions this machine can hold at once (PROTOCOL §5): a worker advertises free sessions,
 //! and a hardware encoder's limit (NVENC's per-GPU cap on consumer cards, a VAAPI driver's) is only known
 //! by trying.
 

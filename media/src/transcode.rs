@@ -1,4 +1,4 @@
-//! Transcoding one segment into a rendition ladder (DESIGN §5): the source is decoded once, on the calling
+//! Transcoding one segment into a rendition ladder (PROTOCOL §5): the source is decoded once, on the calling
 //! thread (by a hardware decoder where one works here, see `decoder`); each rendition scales and encodes
 //! on a thread of its own, fed the same reference-counted frames through a bounded channel, and copies the
 //! audio packets. A hardware decoder that fails on a segment costs a second pass in software, not the job.
@@ -28,11 +28,6 @@ use crate::mux;
 
 /// Frames queued per rendition: enough to keep every encoder busy, little enough to bound memory.
 const QUEUE_DEPTH: usize = 8;
-
-/// What a rendition thread says when the decoding side went away without finishing.
-const ABANDONED: &str = "the segment's decoding stopped before the end";
-/// What the decoding side says when a rendition thread hung up (its own error explains why).
-const RENDITION_GONE: &str = "a rendition stopped early";
 
 /// One finished rendition.
 #[derive(Debug, Clone)]
@@ -192,7 +187,7 @@ fn transcode_once(
                 Err(e) => return (Err(e), Vec::new()),
             }
         }
-        let gone = || MediaError::Internal(RENDITION_GONE.to_owned());
+        let gone = || MediaError::RenditionGone;
         let mut index = 0u64;
         let decoded = source.decode(
             |frame| {
@@ -244,7 +239,7 @@ fn transcode_once(
     let (decoded, results) = outcome;
     let first_real_failure = results
         .iter()
-        .position(|r| matches!(r, Err(e) if !is_marker(e, ABANDONED)));
+        .position(|r| matches!(r, Err(e) if !matches!(e, MediaError::DecodingAbandoned)));
     let failure = match (decoded, first_real_failure) {
         (_, Some(i)) => results.into_iter().nth(i).and_then(Result::err),
         (Err(e), None) => Some(e),
@@ -278,10 +273,6 @@ fn transcode_once(
 /// copies it into its own frames. Others (h264_qsv, for one) may keep a reference to it instead.
 fn copies_input(encoder: &str) -> bool {
     encoder == "libx264"
-}
-
-fn is_marker(e: &MediaError, marker: &str) -> bool {
-    matches!(e, MediaError::Internal(m) if m == marker)
 }
 
 enum Feed {
@@ -339,7 +330,7 @@ fn run_rendition(job: RenditionJob, feed: Receiver<Feed>) -> Result<RenditionOut
             }
             Ok(Feed::Audio(packet)) => writer.write_audio(packet)?,
             Ok(Feed::End) => break,
-            Err(_) => return Err(MediaError::Internal(ABANDONED.to_owned())),
+            Err(_) => return Err(MediaError::DecodingAbandoned),
         }
     }
     if let (Some(c), Some(last)) = (converter.as_mut(), last_pts) {

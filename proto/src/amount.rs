@@ -1,4 +1,4 @@
-//! Token amounts as people write them: 1 token = 10^6 base units (DESIGN §2), up to six decimals.
+//! Token amounts as people write them: 1 token = 10^6 base units (PROTOCOL §2), up to six decimals.
 
 /// Base units in one token.
 pub const UNITS_PER_TOKEN: u64 = 1_000_000;

@@ -1,11 +1,11 @@
-//! Ed25519 identities (DESIGN §2): every actor is a key pair whose id is its 32-byte public key, kept in a
+//! Ed25519 identities (PROTOCOL §2): every actor is a key pair whose id is its 32-byte public key, kept in a
 //! file the binary creates on first run with mode 0600.
 
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 /// Context for the key derivation that binds a registration signature to its purpose.
 const REGISTRATION_CONTEXT: &str = "dualrig 2026-11 worker register v1";
@@ -45,7 +45,11 @@ impl PublicId {
             what,
             len: bytes.len(),
         })?;
-        VerifyingKey::from_bytes(&arr).map_err(|_| IdentityError::IdInvalid { what })?;
+        // A small-order key verifies signatures that nobody made; such a key is no identity.
+        let key = VerifyingKey::from_bytes(&arr).map_err(|_| IdentityError::IdInvalid { what })?;
+        if key.is_weak() {
+            return Err(IdentityError::IdInvalid { what });
+        }
         Ok(Self(arr))
     }
 
@@ -62,7 +66,8 @@ impl PublicId {
         hex::encode(&self.0[..4])
     }
 
-    /// Checks `signature` over `message` under this id.
+    /// Checks `signature` over `message` under this id, strictly (no small-order keys, canonical `R`
+    /// and `s`), as tickets and ledger requests are checked.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), IdentityError> {
         let sig: [u8; 64] = signature
             .try_into()
@@ -71,7 +76,7 @@ impl PublicId {
             })?;
         let key = VerifyingKey::from_bytes(&self.0)
             .map_err(|_| IdentityError::IdInvalid { what: "id" })?;
-        key.verify(message, &Signature::from_bytes(&sig))
+        key.verify_strict(message, &Signature::from_bytes(&sig))
             .map_err(|_| IdentityError::BadSignature { id: *self })
     }
 }

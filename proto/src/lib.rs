@@ -23,7 +23,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("dual
 /// Largest gRPC message either side accepts: a 32 MiB segment plus its renditions and framing.
 pub const MAX_MESSAGE_BYTES: usize = 96 << 20;
 
-/// Default largest segment a job may carry (DESIGN §5).
+/// Default largest segment a job may carry (PROTOCOL §5).
 pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 32 << 20;
 
 /// Metadata key that carries a worker's session token on the Attach stream.

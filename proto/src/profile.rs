@@ -1,4 +1,4 @@
-//! The rendition ladder (DESIGN §5): named profiles, their validation, and their wire form.
+//! The rendition ladder (PROTOCOL §5): named profiles, their validation, and their wire form.
 
 use std::fmt;
 
@@ -258,6 +258,16 @@ pub fn validate_ladder(profiles: &[Profile]) -> Result<(), ProfileError> {
         }
     }
     Ok(())
+}
+
+/// What a job owes, in units of work: output pixels, `Σ width × height × frames` over its profiles,
+/// with the source's frame count (PROTOCOL §3). Client, coordinator and worker all count with this.
+pub fn job_units(profiles: &[Profile], frames: u64) -> u64 {
+    profiles
+        .iter()
+        .map(|p| u64::from(p.width) * u64::from(p.height))
+        .fold(0u64, u64::saturating_add)
+        .saturating_mul(frames)
 }
 
 /// Reads and validates a ladder off the wire.

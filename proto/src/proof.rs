@@ -1,4 +1,4 @@
-//! Storage proofs (DESIGN §6): challenge sampling, proofs built from a blob and its outboard, and their
+//! Storage proofs (PROTOCOL §6): challenge sampling, proofs built from a blob and its outboard, and their
 //! verification against the blob id alone.
 //!
 //! A blob is split into 1024-byte chunks (BLAKE3's own) and hashed as BLAKE3's tree: the left subtree of

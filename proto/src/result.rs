@@ -1,4 +1,4 @@
-//! What a worker signs when it returns a transcode result (DESIGN §5): the job id and, per rendition,
+//! What a worker signs when it returns a transcode result (PROTOCOL §5): the job id and, per rendition,
 //! its profile name, length and blake3 hash, so a bad result is attributable to the worker that made it.
 
 use crate::identity::{Identity, IdentityError, PublicId};

@@ -1,4 +1,4 @@
-//! Probabilistic micropayment tickets (DESIGN §3): the ticket and its 128-byte encoding, the sender's
+//! Probabilistic micropayment tickets (PROTOCOL §3): the ticket and its 128-byte encoding, the sender's
 //! signature, the win rule, expected values, and the params a recipient publishes.
 //!
 //! A client pays for a job with tickets whose expected values add up to what the job owes; the worker
@@ -115,7 +115,7 @@ pub fn recipient_rand_hash(recipient_rand: &[u8; 32]) -> [u8; 32] {
     *blake3::hash(recipient_rand).as_bytes()
 }
 
-/// One ticket, exactly the fields of DESIGN §3.
+/// One ticket, exactly the fields of PROTOCOL §3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ticket {
     pub recipient: PublicId,
@@ -192,6 +192,17 @@ impl Ticket {
     pub fn is_expired(&self, current_round: u64) -> bool {
         current_round > self.expiration_round
     }
+
+    /// [`Self::is_expired`] as the refusal every side gives.
+    pub fn check_live(&self, current_round: u64) -> Result<(), TicketError> {
+        if self.is_expired(current_round) {
+            return Err(TicketError::Expired {
+                expiration_round: self.expiration_round,
+                current_round,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// `face_value × win_prob / 2^64`, rounded down; the product of two u64 always fits in a u128 and the
@@ -237,17 +248,18 @@ impl SignedTicket {
         self.ticket.wins(&self.sig, recipient_rand)
     }
 
-    /// The checks a redemption makes before anything is paid, in DESIGN §3's order: not expired,
-    /// `recipient_rand` matches its commitment, signature, win. (Uniqueness is the ledger's.)
-    pub fn check_redeemable(
+    /// The checks of a claim on this ticket that need no ledger state, in PROTOCOL §3's order:
+    /// `redeemer` is the recipient, `recipient_rand` matches its commitment, the sender signed, and the
+    /// ticket wins. The ledger runs them before its transaction, the worker before it queues a winner.
+    pub fn check_claim(
         &self,
+        redeemer: &PublicId,
         recipient_rand: &[u8; 32],
-        current_round: u64,
     ) -> Result<(), TicketError> {
-        if self.ticket.is_expired(current_round) {
-            return Err(TicketError::Expired {
-                expiration_round: self.ticket.expiration_round,
-                current_round,
+        if *redeemer != self.ticket.recipient {
+            return Err(TicketError::WrongRecipient {
+                expected: *redeemer,
+                got: self.ticket.recipient,
             });
         }
         if recipient_rand_hash(recipient_rand) != self.ticket.recipient_rand_hash {
@@ -258,6 +270,18 @@ impl SignedTicket {
             return Err(TicketError::NotWinning);
         }
         Ok(())
+    }
+
+    /// Every check a redemption makes before anything is paid: [`Ticket::check_live`] at
+    /// `current_round`, then [`Self::check_claim`]. (Uniqueness is the ledger's.)
+    pub fn check_redeemable(
+        &self,
+        redeemer: &PublicId,
+        recipient_rand: &[u8; 32],
+        current_round: u64,
+    ) -> Result<(), TicketError> {
+        self.ticket.check_live(current_round)?;
+        self.check_claim(redeemer, recipient_rand)
     }
 }
 
@@ -271,7 +295,7 @@ pub struct TicketTerms {
     pub price_per_unit: u64,
 }
 
-/// What a recipient publishes through the coordinator so senders can pay it (DESIGN §3).
+/// What a recipient publishes through the coordinator so senders can pay it (PROTOCOL §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TicketParams {
     pub recipient: PublicId,
@@ -511,20 +535,26 @@ mod tests {
         t.expiration_round = 10;
         t.win_prob = u64::MAX;
         let signed = SignedTicket::sign(t, &sender);
-        signed.check_redeemable(&rand, 10).expect("redeemable");
+        let me = t.recipient;
+        signed.check_redeemable(&me, &rand, 10).expect("redeemable");
         assert!(matches!(
-            signed.check_redeemable(&rand, 11),
+            signed.check_redeemable(&me, &rand, 11),
             Err(TicketError::Expired { .. })
         ));
         assert_eq!(
-            signed.check_redeemable(&[0; 32], 10),
+            signed.check_redeemable(&me, &[0; 32], 10),
             Err(TicketError::RandMismatch)
         );
+        let stranger = Identity::from_secret([6; 32]).id();
+        assert!(matches!(
+            signed.check_redeemable(&stranger, &rand, 10),
+            Err(TicketError::WrongRecipient { .. })
+        ));
         let mut losing = t;
         losing.win_prob = 0;
         let losing = SignedTicket::sign(losing, &sender);
         assert_eq!(
-            losing.check_redeemable(&rand, 10),
+            losing.check_redeemable(&me, &rand, 10),
             Err(TicketError::NotWinning)
         );
     }

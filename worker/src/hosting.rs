@@ -1,4 +1,4 @@
-//! The worker's side of hosting (DESIGN §6) on the Attach stream: blobs the coordinator pushes go into
+//! The worker's side of hosting (PROTOCOL §6) on the Attach stream: blobs the coordinator pushes go into
 //! the [`BlobStore`] as they arrive (hashed on the way in, kept only when they hash to the root they
 //! were sent under), ranges are served as verifiable slices, challenges are answered with chunk proofs
 //! from the outboards, and the store is scrubbed on a schedule. Every change to what the worker holds

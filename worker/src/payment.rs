@@ -1,4 +1,4 @@
-//! Getting paid (DESIGN §3): the worker's ticket params, the check of each job's tickets before it is
+//! Getting paid (PROTOCOL §3): the worker's ticket params, the check of each job's tickets before it is
 //! transcoded, and the redemption of winning tickets at the coordinator's ledger.
 //!
 //! The params derive from a secret kept in the data dir (`ticket.secret`, 0600), so a winning ticket

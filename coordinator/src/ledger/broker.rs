@@ -1,4 +1,4 @@
-//! The ticket broker (DESIGN §3): senders' deposits and reserves, the unlock wait before a withdrawal,
+//! The ticket broker (PROTOCOL §3): senders' deposits and reserves, the unlock wait before a withdrawal,
 //! and the redemption of winning tickets.
 //!
 //! A winner is paid from the sender's deposit. When the deposit is short, the rest comes from the
@@ -168,28 +168,22 @@ pub(super) fn withdraw(conn: &Connection, id: &PublicId) -> Result<u64, LedgerEr
     Ok(amount)
 }
 
-/// The checks that need no ledger state: the redeemer is the recipient, `recipient_rand` matches its
-/// commitment, the sender signed, and the ticket wins.
+/// The checks that need no ledger state (`SignedTicket::check_claim`), with "not the recipient" as
+/// the ledger's own refusal.
 pub(super) fn check_ticket(
     account: PublicId,
     ticket: &SignedTicket,
     recipient_rand: &[u8; 32],
 ) -> Result<(), LedgerError> {
-    let t = &ticket.ticket;
-    if account != t.recipient {
-        return Err(LedgerError::NotRecipient {
-            account,
-            recipient: t.recipient,
-        });
-    }
-    if dualrig_proto::ticket::recipient_rand_hash(recipient_rand) != t.recipient_rand_hash {
-        return Err(TicketError::RandMismatch.into());
-    }
-    ticket.verify()?;
-    if !ticket.wins(recipient_rand) {
-        return Err(TicketError::NotWinning.into());
-    }
-    Ok(())
+    ticket
+        .check_claim(&account, recipient_rand)
+        .map_err(|e| match e {
+            TicketError::WrongRecipient { got, .. } => LedgerError::NotRecipient {
+                account,
+                recipient: got,
+            },
+            other => other.into(),
+        })
 }
 
 pub(super) fn is_redeemed(conn: &Connection, ticket_hash: &[u8; 32]) -> Result<bool, LedgerError> {
@@ -209,13 +203,7 @@ pub(super) fn redeem(
 ) -> Result<Redemption, LedgerError> {
     let t = &ticket.ticket;
     let round = store::round(conn)?;
-    if t.is_expired(round) {
-        return Err(TicketError::Expired {
-            expiration_round: t.expiration_round,
-            current_round: round,
-        }
-        .into());
-    }
+    t.check_live(round)?;
     let ticket_hash = ticket.ticket_hash();
     if is_redeemed(conn, &ticket_hash)? {
         return Err(LedgerError::AlreadyRedeemed { ticket_hash });

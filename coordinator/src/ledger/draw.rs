@@ -1,4 +1,4 @@
-//! Stake-weighted assignment (DESIGN §4): draw one worker with probability proportional to
+//! Stake-weighted assignment (PROTOCOL §4): draw one worker with probability proportional to
 //! `stake × score`, using the caller's random source so a seeded draw is reproducible.
 
 use dualrig_proto::identity::PublicId;

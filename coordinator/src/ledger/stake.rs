@@ -1,4 +1,4 @@
-//! Stake (DESIGN §4): self-bonds and delegations per worker, unbonding after a wait, slashing to the
+//! Stake (PROTOCOL §4): self-bonds and delegations per worker, unbonding after a wait, slashing to the
 //! pool with suspension, and the stake figures assignment draws on.
 
 use dualrig_proto::identity::PublicId;
@@ -14,6 +14,8 @@ pub struct SlashFraction(u32);
 
 impl SlashFraction {
     pub const WHOLE: Self = Self(1_000_000);
+    /// What a fault costs unless configured otherwise: 10 %.
+    pub const DEFAULT: Self = Self(100_000);
 
     pub fn from_ppm(ppm: u32) -> Result<Self, LedgerError> {
         if ppm > Self::WHOLE.0 {

@@ -1,4 +1,4 @@
-//! Challenge rounds (DESIGN §6): every round a fresh seed; per attached worker, up to
+//! Challenge rounds (PROTOCOL §6): every round a fresh seed; per attached worker, up to
 //! `challenge_blobs` of the blobs it holds, each to be proved on the `challenge_k` chunks that
 //! blake3-XOF(seed ‖ worker ‖ blob) picks, before the deadline. Answers are checked against the blob id
 //! and the size the index recorded, nothing else. A blob whose answer is missing, late, wrong or
@@ -10,19 +10,19 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::proof::{ChunkProof, challenge_indices};
-use dualrig_proto::v1::{
-    BlobProofs, BlobRef, Challenge, SlashEvidence, StorageEvidence, slash_evidence,
-};
+use dualrig_proto::v1::{BlobProofs, BlobRef, Challenge, StorageEvidence};
 use rand::seq::SliceRandom;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::BlobService;
 use super::index::FaultRecord;
-use crate::ledger::SlashFraction;
+use crate::fault::{Fault, ProofFailure, StorageFault};
 use crate::metrics;
+use crate::slashing::Offence;
 
 /// Checks one blob's answer: exactly one proof per challenged index, in order, each verifying against
-/// `root` and `size`. `Err` says what was wrong, for the evidence and the logs.
+/// `root` and `size`. The one function that judges a storage answer: challenge rounds call it live and
+/// `evidence::reverify` calls it again on a slash's evidence. An answer for another blob is no answer.
 pub fn check_blob_answer(
     seed: &[u8; 32],
     worker: &PublicId,
@@ -30,32 +30,32 @@ pub fn check_blob_answer(
     size: u64,
     k: u32,
     answer: Option<&BlobProofs>,
-) -> Result<(), String> {
-    let answer = answer.ok_or("no proofs for this blob in the answer")?;
+) -> Result<(), StorageFault> {
+    let answer = answer
+        .filter(|a| a.root.as_slice() == root)
+        .ok_or(StorageFault::Missing)?;
     if !answer.error.is_empty() {
-        return Err(format!("the worker could not prove it: {}", answer.error));
+        return Err(StorageFault::Refused {
+            error: answer.error.clone(),
+        });
     }
     let indices = challenge_indices(seed, worker, root, size, k as usize);
     if answer.proofs.len() != indices.len() {
-        return Err(format!(
-            "{} proofs for {} challenged chunks",
-            answer.proofs.len(),
-            indices.len()
-        ));
+        return Err(StorageFault::ProofCount {
+            got: u32::try_from(answer.proofs.len()).unwrap_or(u32::MAX),
+            asked: indices.len() as u32,
+        });
     }
     let hash = blake3::Hash::from_bytes(*root);
     for (bytes, &index) in answer.proofs.iter().zip(&indices) {
-        let proof = ChunkProof::from_bytes(bytes)
-            .map_err(|e| format!("proof for chunk {index} is malformed: {e}"))?;
+        let failed = |why| StorageFault::Proof { index, why };
+        let proof = ChunkProof::from_bytes(bytes).map_err(|_| failed(ProofFailure::Malformed))?;
         if proof.index != index {
-            return Err(format!(
-                "a proof for chunk {} where chunk {index} was asked",
-                proof.index
-            ));
+            return Err(failed(ProofFailure::WrongIndex { found: proof.index }));
         }
         proof
             .verify(&hash, size)
-            .map_err(|e| format!("proof for chunk {index} does not verify: {e}"))?;
+            .map_err(|_| failed(ProofFailure::Mismatch))?;
     }
     Ok(())
 }
@@ -67,12 +67,34 @@ fn unix_ms(at: SystemTime) -> u64 {
 }
 
 /// A challenged blob that failed.
-struct Failure {
-    root: [u8; 32],
-    size: u64,
-    answer: Option<BlobProofs>,
-    late: bool,
-    why: String,
+pub(crate) struct Failure {
+    pub root: [u8; 32],
+    pub size: u64,
+    pub answer: Option<BlobProofs>,
+    pub fault: StorageFault,
+}
+
+/// What a slash for `failure` records: the challenge as put to `worker`, the answer, and the fault.
+pub(crate) fn storage_offence(
+    seed: &[u8; 32],
+    worker: &PublicId,
+    k: u32,
+    deadline_unix_ms: u64,
+    failure: Failure,
+) -> Offence {
+    Offence::Storage {
+        challenge: StorageEvidence {
+            worker: worker.as_bytes().to_vec(),
+            root: failure.root.to_vec(),
+            size: failure.size,
+            seed: seed.to_vec(),
+            k,
+            answer: failure.answer,
+            late: failure.fault == StorageFault::Late,
+            deadline_unix_ms,
+        },
+        fault: Fault::Storage(failure.fault),
+    }
 }
 
 impl BlobService {
@@ -156,7 +178,7 @@ impl BlobService {
                     .as_ref()
                     .and_then(|a| a.blobs.iter().find(|b| b.root.as_slice() == root));
                 let verdict = if late {
-                    Err("no answer before the deadline".to_owned())
+                    Err(StorageFault::Late)
                 } else {
                     check_blob_answer(&seed, &worker, &root, size, k, blob_answer)
                 };
@@ -165,14 +187,13 @@ impl BlobService {
                         metrics::challenge("passed");
                         proven += size;
                     }
-                    Err(why) => {
+                    Err(fault) => {
                         metrics::challenge(if late { "late" } else { "failed" });
                         failures.push(Failure {
                             root,
                             size,
                             answer: blob_answer.cloned(),
-                            late,
-                            why,
+                            fault,
                         });
                     }
                 }
@@ -194,7 +215,7 @@ impl BlobService {
         }
     }
 
-    /// Strikes the holder, records the evidence, slashes, and queues the blob for repair.
+    /// Strikes the holder, records the fault in the index, slashes, and queues the blob for repair.
     async fn fault(
         self: &Arc<Self>,
         round: u64,
@@ -204,36 +225,25 @@ impl BlobService {
         deadline_at: SystemTime,
         failure: Failure,
     ) {
+        let late = failure.fault == StorageFault::Late;
         warn!(
             round,
             worker = %worker.short(),
             blob = %hex::encode(failure.root),
-            why = %failure.why,
+            fault = %failure.fault,
             "storage challenge failed"
         );
-        let evidence = SlashEvidence {
-            kind: Some(slash_evidence::Kind::Storage(StorageEvidence {
-                worker: worker.as_bytes().to_vec(),
-                root: failure.root.to_vec(),
-                size: failure.size,
-                seed: seed.to_vec(),
-                k,
-                answer: failure.answer,
-                late: failure.late,
-                deadline_unix_ms: unix_ms(deadline_at),
-            })),
-            reason: failure.why,
-        };
-        let evidence = prost::Message::encode_to_vec(&evidence);
-        let record = FaultRecord {
-            root: failure.root,
-            worker,
-            kind: if failure.late { "late" } else { "failed" }.to_owned(),
-            round,
-            evidence: evidence.clone(),
-        };
         let root = failure.root;
         self.note_loss(root, worker);
+        let offence = storage_offence(&seed, &worker, k, unix_ms(deadline_at), failure);
+        let slashed = self.slasher.slash(worker, offence).await;
+        let record = FaultRecord {
+            root,
+            worker,
+            kind: if late { "late" } else { "failed" }.to_owned(),
+            round,
+            evidence: slashed.evidence,
+        };
         if let Err(e) = self
             .index
             .call(move |ix| {
@@ -244,24 +254,6 @@ impl BlobService {
         {
             tracing::error!(error = %e, "cannot record a storage fault");
         }
-        self.pool.record_verdict(worker, false);
-        match SlashFraction::from_ppm(self.config.slash_fraction_ppm) {
-            Ok(fraction) => match self
-                .ledger
-                .call(move |l| l.slash(&worker, fraction, &evidence))
-                .await
-            {
-                Ok(record) => {
-                    metrics::slashed(record.amount);
-                    info!(worker = %worker.short(), slashed = record.amount, "worker slashed for lost data");
-                }
-                Err(e) => {
-                    warn!(worker = %worker.short(), error = %e, "cannot slash for a storage fault")
-                }
-            },
-            Err(e) => warn!(error = %e, "slash fraction is invalid"),
-        }
-        crate::stakes::refresh(&self.ledger, &self.pool).await;
         self.repair_wanted.notify_one();
     }
 }

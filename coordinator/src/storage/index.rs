@@ -19,12 +19,6 @@ pub enum IndexError {
     Corrupt { what: &'static str },
 }
 
-impl From<IndexError> for tonic::Status {
-    fn from(e: IndexError) -> Self {
-        tonic::Status::internal(e.to_string())
-    }
-}
-
 /// One blob as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedBlob {

@@ -1,7 +1,8 @@
 //! What travels to and from workers for storage, matched up: pushes waiting for their `BlobStored`,
 //! fetches receiving their slice pieces, challenges waiting for their answers, and the room each
 //! worker last reported. Commands go down a worker's Attach queue; the answers come back through
-//! [`Links::on_event`].
+//! `BlobService::on_event`, which hands them to [`Links::on_stored`], [`Links::on_piece`] and
+//! [`Links::on_answer`].
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -7,7 +7,8 @@ use dualrig_proto::identity::{Identity, registration_message};
 use dualrig_proto::profile::Profile;
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 use dualrig_proto::v1::{
-    HelloRequest, RegisterRequest, TranscodeHeader, TranscodeUpload, VideoCodec, transcode_upload,
+    AccountRequest, HelloRequest, LedgerRequest, ListSlashesRequest, RegisterRequest,
+    TranscodeHeader, TranscodeUpload, VideoCodec, transcode_upload,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -223,7 +224,7 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
         .transcode(tokio_stream::iter(parts))
         .await
         .expect_err("short upload");
-    assert_eq!(err.code(), Code::Cancelled, "{err}");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(err.message().contains("10 of the 1000"), "{err}");
 
     // A client that disconnects mid-upload.
@@ -274,13 +275,44 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
         .expect_err("impostor refused");
     assert_eq!(err.code(), Code::Unauthenticated, "{err}");
     assert!(err.message().contains("does not match worker id"), "{err}");
-    let err = raw
-        .hello(HelloRequest {
-            worker_id: vec![1, 2, 3],
-        })
-        .await
-        .expect_err("short id refused");
-    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+    // A malformed id is the caller's mistake, with one code on every RPC that takes one: too short, or
+    // a small-order point (the identity, y = 1), which would verify signatures nobody made.
+    let mut small_order = vec![0u8; 32];
+    small_order[0] = 1;
+    for bad in [vec![1, 2, 3], small_order] {
+        let codes = [
+            raw.hello(HelloRequest {
+                worker_id: bad.clone(),
+            })
+            .await
+            .map(|_| ()),
+            raw.account(AccountRequest {
+                account: bad.clone(),
+            })
+            .await
+            .map(|_| ()),
+            raw.execute(LedgerRequest {
+                account: bad.clone(),
+                nonce: 1,
+                operation: vec![0],
+                sig: vec![0; 64],
+            })
+            .await
+            .map(|_| ()),
+            raw.list_slashes(ListSlashesRequest {
+                worker: bad.clone(),
+            })
+            .await
+            .map(|_| ()),
+        ];
+        for (rpc, outcome) in ["Hello", "Account", "Execute", "ListSlashes"]
+            .iter()
+            .zip(codes)
+        {
+            let err = outcome.expect_err("a malformed id is refused");
+            assert_eq!(err.code(), Code::InvalidArgument, "{rpc} {bad:?}: {err}");
+        }
+    }
     let err = raw
         .attach(tokio_stream::iter(Vec::new()))
         .await

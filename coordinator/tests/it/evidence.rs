@@ -1,18 +1,23 @@
 //! Slash evidence that anyone can check again: every cheat the coordinator slashes is listed by
-//! `ListSlashes` with the job and the worker's signed result, and re-verification of that evidence upholds
-//! the slash; the evidence of an honest result would not be upheld; a staked cheat loses exactly its
-//! slash fraction to the pool and is suspended; the `slashes` command prints and checks them.
+//! `ListSlashes` with the job, the worker's signed result and the typed fault; re-verification runs the
+//! same check again and finds the very same fault, field by field, whatever the reason text says, and
+//! evidence from before faults were typed (no `fault`) is still upheld; the evidence of an honest result
+//! is not upheld; a staked cheat loses exactly its slash fraction to the pool and is suspended; the
+//! `slashes` command prints and checks them.
 
 use std::time::Duration;
 
-use dualrig_coordinator::evidence::{Verdict, reverify, slash_reason, transcode_evidence};
+use dualrig_coordinator::evidence::{Verdict, reverify, slash_reason};
+use dualrig_coordinator::fault::{Fault, StorageFault};
 use dualrig_coordinator::ledger::SlashFraction;
+use dualrig_coordinator::slashing::Offence;
+use dualrig_media::VerifyError;
 use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::ledger_request::Operation;
 use dualrig_proto::profile::Profile;
 use dualrig_proto::v1::{JobResult, SlashEntry, SlashEvidence, TranscodeJob, slash_evidence};
 use dualrig_worker::WorkerConfig;
-use dualrig_worker::job::Fault;
+use dualrig_worker::job::Fault as Cheat;
 use prost::Message;
 
 use crate::support::{
@@ -38,9 +43,24 @@ async fn reverified(entry: &SlashEntry) -> Verdict {
     .expect("task")
 }
 
-/// A coordinator where the only worker cheats with `fault` on the one attempt a job gets; returns
+/// The entry with its evidence rewritten by `edit`.
+fn with_evidence(entry: &SlashEntry, edit: impl FnOnce(&mut SlashEvidence)) -> SlashEntry {
+    let mut evidence = SlashEvidence::decode(entry.evidence.as_slice()).expect("SlashEvidence");
+    edit(&mut evidence);
+    SlashEntry {
+        evidence: evidence.encode_to_vec(),
+        ..entry.clone()
+    }
+}
+
+/// A reason worded nothing like `Fault`'s `Display`: the same fault, another template.
+fn reworded(fault: &Fault) -> String {
+    format!("VERDICT<{}>", fault.kind().to_uppercase())
+}
+
+/// A coordinator where the only worker cheats with `cheat` on the one attempt a job gets; returns
 /// them once the job has failed.
-async fn one_cheat(fault: Fault) -> (RunningCoordinator, RunningWorker) {
+async fn one_cheat(cheat: Cheat) -> (RunningCoordinator, RunningWorker) {
     let media = tempfile::tempdir().expect("tempdir");
     let segment = segment(media.path());
     let coordinator = RunningCoordinator::start(|c| {
@@ -50,95 +70,143 @@ async fn one_cheat(fault: Fault) -> (RunningCoordinator, RunningWorker) {
     })
     .await;
     let client = coordinator.client().await;
-    let cheat = RunningWorker::start_with(&coordinator.url, |c| c.fault = Some(fault)).await;
+    let worker = RunningWorker::start_with(&coordinator.url, |c| c.fault = Some(cheat)).await;
     wait_for_workers(&client, 1).await;
     let err = outcome(submit(&client, &segment, &ladder(), "cheat"))
         .await
         .expect_err("the cheat's result is refused and no other worker may try");
-    assert_eq!(err.code(), Some(tonic::Code::Aborted), "{fault:?}: {err}");
-    (coordinator, cheat)
+    assert_eq!(err.code(), Some(tonic::Code::Aborted), "{cheat:?}: {err}");
+    (coordinator, worker)
 }
 
-/// The cheat was slashed once, the evidence is the job and its signed result, and checking it again
-/// upholds the slash for the reason the coordinator gave.
-async fn cheat_is_slashed_and_the_slash_upheld(fault: Fault, expect_in_reason: &str) {
-    let (coordinator, cheat) = one_cheat(fault).await;
+/// The cheat was slashed once; the evidence is the job, its signed result and the fault the live check
+/// found, which `expected` accepts; checking it again finds that same fault field by field, with the
+/// reason text reworded too; and the same evidence without its typed fault (as recorded before faults
+/// were typed) is still upheld. Returns the recorded fault.
+async fn cheat_is_slashed_and_the_slash_upheld(
+    cheat: Cheat,
+    expected: impl Fn(&Fault) -> bool,
+) -> Fault {
+    let (coordinator, worker) = one_cheat(cheat).await;
     let slashes = list_slashes(&coordinator.url, None).await;
-    assert_eq!(slashes.len(), 1, "{fault:?}");
+    assert_eq!(slashes.len(), 1, "{cheat:?}");
     let entry = &slashes[0];
-    assert_eq!(entry.worker, cheat.id.as_bytes().to_vec());
+    assert_eq!(entry.worker, worker.id.as_bytes().to_vec());
     assert_eq!(
-        list_slashes(&coordinator.url, Some(cheat.id)).await,
+        list_slashes(&coordinator.url, Some(worker.id)).await,
         slashes
     );
 
     let evidence = SlashEvidence::decode(entry.evidence.as_slice()).expect("SlashEvidence");
     let Some(slash_evidence::Kind::Transcode(transcode)) = &evidence.kind else {
-        panic!("{fault:?}: transcode evidence");
+        panic!("{cheat:?}: transcode evidence");
     };
     let job = transcode.job.as_ref().expect("the job");
     let result = transcode.result.as_ref().expect("the result");
     assert_eq!(result.job_id, job.job_id);
     assert!(job.payment.is_empty());
+    let recorded = evidence
+        .fault
+        .as_ref()
+        .and_then(Fault::from_wire)
+        .expect("the evidence records a typed fault");
+    assert!(expected(&recorded), "{cheat:?}: {recorded:?}");
+    assert_eq!(
+        slash_reason(entry),
+        recorded.to_string(),
+        "the reason is derived"
+    );
+    eprintln!("{cheat:?} slashed: {recorded}");
+
+    let verdict = reverified(entry).await;
+    assert!(verdict.upheld, "{cheat:?}: {verdict}");
+    assert_eq!(verdict.recorded.as_ref(), Some(&recorded));
+    assert_eq!(
+        verdict.found.as_ref(),
+        Some(&recorded),
+        "{cheat:?}: {verdict}"
+    );
+    assert!(verdict.agrees());
+
+    // Rewording the reason, or dropping it, changes no verdict: no program reads it.
+    for reason in [reworded(&recorded), String::new()] {
+        let again = reverified(&with_evidence(entry, |e| e.reason = reason)).await;
+        assert_eq!(again, verdict, "{cheat:?}");
+    }
+
+    // Evidence in the text-only form (no typed fault) is still re-verifiable: a forged result cannot
+    // be upheld without the typed record, every other fault is found again.
+    let legacy = reverified(&with_evidence(entry, |e| e.fault = None)).await;
+    assert_eq!(legacy.recorded, None);
+    let forged = matches!(recorded, Fault::Forged { .. });
+    assert_eq!(legacy.upheld, !forged, "{cheat:?}: {legacy}");
     assert!(
-        evidence.reason.contains(expect_in_reason),
-        "{fault:?}: {}",
-        evidence.reason
+        legacy.found.as_ref().is_some_and(&expected),
+        "{cheat:?}: {legacy}"
     );
 
-    eprintln!("{fault:?} slashed: {}", evidence.reason);
-    let verdict = reverified(entry).await;
-    assert!(verdict.upheld, "{fault:?}: {verdict}");
-    assert!(
-        verdict.reason.contains(expect_in_reason),
-        "{fault:?}: {verdict}"
-    );
-    cheat.kill().await;
+    worker.kill().await;
     coordinator.stop().await;
+    recorded
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blank_renditions_leave_an_upheld_slash_replayed_on_the_same_frames() {
-    let (coordinator, cheat) = one_cheat(Fault::Blank).await;
-    let slashes = list_slashes(&coordinator.url, None).await;
-    assert_eq!(slashes.len(), 1);
-    let recorded = slash_reason(&slashes[0]);
-    assert!(recorded.contains("content check seed"), "{recorded}");
-    eprintln!("Blank slashed: {recorded}");
-    // The seed in the reason draws the same frames again: the very same verdict comes back.
-    let verdict = reverified(&slashes[0]).await;
-    assert!(verdict.upheld, "{verdict}");
-    assert!(
-        verdict.reason.ends_with(&recorded),
-        "{verdict} / {recorded}"
-    );
-    cheat.kill().await;
-    coordinator.stop().await;
+    let recorded = cheat_is_slashed_and_the_slash_upheld(Cheat::Blank, |f| {
+        matches!(f, Fault::Content { rendition, score_db, threshold_db, .. }
+            if rendition == "90p" && score_db < threshold_db)
+    })
+    .await;
+    let Fault::Content { seed, .. } = recorded else {
+        unreachable!("checked above");
+    };
+    eprintln!("replayed with seed {seed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_video_leaves_an_upheld_slash() {
-    cheat_is_slashed_and_the_slash_upheld(Fault::OtherVideo, "does not show its source").await;
+    cheat_is_slashed_and_the_slash_upheld(Cheat::OtherVideo, |f| {
+        matches!(f, Fault::Content { .. })
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_size_leaves_an_upheld_slash() {
-    cheat_is_slashed_and_the_slash_upheld(Fault::WrongSize, "asked 160x90").await;
+    cheat_is_slashed_and_the_slash_upheld(Cheat::WrongSize, |f| {
+        matches!(
+            f,
+            Fault::Structure(VerifyError::Size {
+                asked_width: 160,
+                asked_height: 90,
+                ..
+            })
+        )
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dropped_frames_leave_an_upheld_slash() {
-    cheat_is_slashed_and_the_slash_upheld(Fault::DropFrames, "frames").await;
+    cheat_is_slashed_and_the_slash_upheld(Cheat::DropFrames, |f| {
+        matches!(
+            f,
+            Fault::Structure(VerifyError::FrameCount { frames, source_frames, .. })
+                if frames < source_frames
+        )
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_leaves_an_upheld_slash_that_the_slashes_command_prints_and_checks() {
-    let (coordinator, cheat) = one_cheat(Fault::Garbage).await;
+    cheat_is_slashed_and_the_slash_upheld(Cheat::Garbage, |f| {
+        matches!(f, Fault::Structure(VerifyError::Undecodable { .. }))
+    })
+    .await;
+    let (coordinator, cheat) = one_cheat(Cheat::Garbage).await;
     let slashes = list_slashes(&coordinator.url, None).await;
     assert_eq!(slashes.len(), 1);
-    let verdict = reverified(&slashes[0]).await;
-    assert!(verdict.upheld, "{verdict}");
-    assert!(verdict.reason.contains("does not decode"), "{verdict}");
 
     let run = |args: Vec<String>| async move {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
@@ -202,16 +270,10 @@ async fn garbage_leaves_an_upheld_slash_that_the_slashes_command_prints_and_chec
 /// worker's authenticated session (the result itself ties it to nobody).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_result_not_signed_by_its_worker_is_slashed_as_forged() {
-    let (coordinator, cheat) = one_cheat(Fault::WrongSignature).await;
-    let slashes = list_slashes(&coordinator.url, None).await;
-    assert_eq!(slashes.len(), 1);
-    assert_eq!(slashes[0].worker, cheat.id.as_bytes().to_vec());
-    let verdict = reverified(&slashes[0]).await;
-    assert!(verdict.upheld, "{verdict}");
-    assert!(verdict.reason.contains("forged result"), "{verdict}");
-    assert!(verdict.reason.contains("coordinator's record"), "{verdict}");
-    cheat.kill().await;
-    coordinator.stop().await;
+    cheat_is_slashed_and_the_slash_upheld(Cheat::WrongSignature, |f| {
+        *f == Fault::Forged { rendition: None }
+    })
+    .await;
 }
 
 /// The evidence an honest result would make is not upheld: re-verification is not a rubber stamp.
@@ -247,25 +309,31 @@ async fn evidence_made_from_an_honest_result_is_not_upheld() {
         round: 0,
         amount: 0,
         fraction_ppm: 100_000,
-        evidence: transcode_evidence(&job, &result, "claimed bad").encode_to_vec(),
+        evidence: Offence::Transcode {
+            job,
+            result,
+            fault: Fault::Structure(VerifyError::NoLeadingKeyframe {
+                rendition: "90p".into(),
+            }),
+        }
+        .evidence()
+        .encode_to_vec(),
     };
     let verdict = reverified(&entry).await;
     assert!(!verdict.upheld, "{verdict}");
-    assert!(
-        verdict.reason.contains("passes verification again"),
-        "{verdict}"
-    );
+    assert_eq!(verdict.found, None, "{verdict}");
+    // Nor when no fault was recorded: the content check then looks at every frame, and passes.
+    let verdict = reverified(&with_evidence(&entry, |e| e.fault = None)).await;
+    assert!(!verdict.upheld && verdict.found.is_none(), "{verdict}");
 
-    // The same evidence charged to another worker fails on the signature.
+    // The same evidence charged to another worker is found forged, which the record does not say.
     let other = SlashEntry {
         worker: Identity::generate().id().as_bytes().to_vec(),
         ..entry
     };
     let verdict = reverified(&other).await;
-    assert!(
-        !verdict.upheld && verdict.reason.contains("not signed"),
-        "{verdict}"
-    );
+    assert!(!verdict.upheld, "{verdict}");
+    assert_eq!(verdict.found, Some(Fault::Forged { rendition: None }));
     honest.kill().await;
     coordinator.stop().await;
 }
@@ -287,7 +355,7 @@ async fn a_staked_cheat_loses_exactly_its_slash_fraction_to_the_pool_and_is_susp
     let coordinator = RunningCoordinator::start(|c| {
         c.genesis = Some(genesis.clone());
         c.min_stake = 1_000_000;
-        c.slash_fraction_ppm = PPM;
+        c.slash_fraction = SlashFraction::from_ppm(PPM).expect("fraction");
         c.suspend_rounds = SUSPEND;
         c.max_attempts = 1;
         c.content_check_share = 1.0;
@@ -302,7 +370,7 @@ async fn a_staked_cheat_loses_exactly_its_slash_fraction_to_the_pool_and_is_susp
     let dir = cheat_dir.path().to_owned();
     let cheat = RunningWorker::start_with(&coordinator.url, move |c| {
         c.data_dir = dir;
-        c.fault = Some(Fault::Blank);
+        c.fault = Some(Cheat::Blank);
     })
     .await;
     assert_eq!(cheat.id, cheat_id);
@@ -395,6 +463,19 @@ async fn a_deleted_blob_leaves_a_storage_slash_that_reverification_upholds() {
     assert_eq!(storage.root, stored.root.as_bytes().to_vec());
     let verdict = reverified(&slashes[0]).await;
     assert!(verdict.upheld, "{verdict}");
+    // The deleted blob cannot be proven: the worker says so in its answer.
+    let recorded = evidence.fault.as_ref().and_then(Fault::from_wire);
+    assert!(
+        matches!(recorded, Some(Fault::Storage(StorageFault::Refused { .. }))),
+        "{recorded:?}"
+    );
+    assert!(verdict.agrees(), "{verdict}");
+    for reason in [reworded(recorded.as_ref().expect("fault")), String::new()] {
+        let again = reverified(&with_evidence(&slashes[0], |e| e.reason = reason)).await;
+        assert_eq!(again, verdict);
+    }
+    let legacy = reverified(&with_evidence(&slashes[0], |e| e.fault = None)).await;
+    assert!(legacy.upheld && legacy.found == verdict.found, "{legacy}");
     holder.kill().await;
     coordinator.stop().await;
 }

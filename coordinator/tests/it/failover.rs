@@ -305,7 +305,8 @@ async fn a_staked_worker_whose_result_fails_verification_is_slashed_and_suspende
     let coordinator = RunningCoordinator::start(|c| {
         c.worker_wait = Duration::from_secs(20);
         c.genesis = Some(genesis.clone());
-        c.slash_fraction_ppm = 250_000;
+        c.slash_fraction =
+            dualrig_coordinator::ledger::SlashFraction::from_ppm(250_000).expect("fraction");
         c.suspend_rounds = 5;
     })
     .await;

@@ -1,4 +1,5 @@
 //! End-to-end tests of the coordinator with real workers, real clients and real video on loopback.
+mod architecture;
 mod bad_input;
 mod binary;
 mod crash;

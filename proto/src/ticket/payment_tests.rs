@@ -251,7 +251,7 @@ fn a_win_retires_its_params_and_returns_the_secret_to_redeem() {
     assert_eq!(accepted.retired, vec![s.params.recipient_rand_hash]);
     let w = &accepted.winners[0];
     w.ticket
-        .check_redeemable(&w.recipient_rand, 10)
+        .check_redeemable(&w.ticket.ticket.recipient, &w.recipient_rand, 10)
         .expect("redeemable");
     let again = s.one(&s.params.clone());
     assert!(matches!(

@@ -35,7 +35,7 @@ struct Issued {
     seen: HashSet<(PublicId, u64)>,
 }
 
-/// Checks tickets against the params this recipient issued (DESIGN §3).
+/// Checks tickets against the params this recipient issued (PROTOCOL §3).
 ///
 /// Everything is in memory: params die with the process, which is safe because `recipient_rand` is
 /// derived from the secret and the seed, and a restarted recipient simply issues new params.
@@ -226,12 +226,7 @@ impl TicketValidator {
                 got: t.recipient,
             });
         }
-        if t.is_expired(self.current_round) {
-            return Err(TicketError::Expired {
-                expiration_round: t.expiration_round,
-                current_round: self.current_round,
-            });
-        }
+        t.check_live(self.current_round)?;
         let label = || params_label(&t.recipient_rand_hash);
         let Some(issued) = self.live.get(&t.recipient_rand_hash) else {
             return Err(if self.retired.contains_key(&t.recipient_rand_hash) {

@@ -1,4 +1,4 @@
-//! `--gpu-hash-share`: a hasher that leaves the GPU idle part of the time (DESIGN §7), so a worker beside a
+//! `--gpu-hash-share`: a hasher that leaves the GPU idle part of the time (PROTOCOL §7), so a worker beside a
 //! miner takes at most the given share of the shader cores.
 //!
 //! The cap is a duty cycle: after each call that took `busy` seconds, the wrapper sleeps
