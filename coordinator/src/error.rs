@@ -38,6 +38,11 @@ pub enum CoordinatorError {
     Io(#[from] std::io::Error),
     #[error("coordinator is shutting down")]
     ShuttingDown,
+    /// A bounded table (registrations, quotes) is full; the caller may try again shortly.
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    BadCapabilities(String),
     /// A job without payment on a coordinator that takes paid jobs only.
     #[error(
         "this coordinator takes paid jobs only: call Quote, then send tickets covering the job's {units} units (output pixels) with its quote_id"
@@ -91,7 +96,10 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::Profile(_)
             | CoordinatorError::BadSegment(_)
             | CoordinatorError::BadUpload(_) => Status::invalid_argument(msg),
-            CoordinatorError::SegmentTooLarge { .. } => Status::resource_exhausted(msg),
+            CoordinatorError::SegmentTooLarge { .. } | CoordinatorError::Busy(_) => {
+                Status::resource_exhausted(msg)
+            }
+            CoordinatorError::BadCapabilities(_) => Status::invalid_argument(msg),
             // Not `Cancelled`: a client that retries would read that as its own cancellation.
             CoordinatorError::ShortUpload { .. } => Status::invalid_argument(msg),
             CoordinatorError::NoWorker(_) | CoordinatorError::ShuttingDown => {

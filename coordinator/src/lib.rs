@@ -12,6 +12,7 @@ pub mod error;
 pub mod evidence;
 pub mod fault;
 pub mod ledger;
+pub mod limits;
 pub mod metrics;
 pub mod pool;
 pub mod server;

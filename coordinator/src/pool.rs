@@ -30,8 +30,13 @@ mod tests;
 const NONCE_TTL: Duration = Duration::from_secs(30);
 /// How long a session token may wait before its Attach.
 const SESSION_TTL: Duration = Duration::from_secs(60);
+/// Registrations in progress at once (nonces issued, tokens not yet attached): a flood of Hellos
+/// from fresh keys is refused past this instead of growing the pool's maps.
+pub const MAX_PENDING_REGISTRATIONS: usize = 4096;
 /// Commands queued to one worker before it counts as unable to take more.
 const COMMAND_QUEUE: usize = 16;
+/// Control commands (challenges, cancels, credits) queued to one worker; they go out ahead of bulk.
+const CONTROL_QUEUE: usize = 64;
 /// A worker's score when nothing is known against it.
 const FULL_SCORE: f64 = 1.0;
 /// The lowest a score goes, so a worker that recovers can be drawn again.
@@ -41,6 +46,15 @@ const SCORE_RECOVERY: f64 = 0.1;
 
 pub type CommandSender = mpsc::Sender<Result<WorkerCommand, Status>>;
 pub type CommandReceiver = mpsc::Receiver<Result<WorkerCommand, Status>>;
+
+/// What goes down one worker's Attach stream: bulk (jobs, blob pieces, fetch requests) and control
+/// (challenges, cancels, fetch credits). The stream sends control first, so no client's bulk traffic
+/// delays a challenge.
+#[derive(Debug)]
+pub struct CommandQueues {
+    pub bulk: CommandReceiver,
+    pub control: CommandReceiver,
+}
 
 /// How one attempt of a job on one worker ended, as seen by the pool.
 #[derive(Debug)]
@@ -72,6 +86,7 @@ struct ConnectedWorker {
     sessions: u32,
     in_flight: HashSet<String>,
     commands: CommandSender,
+    control: CommandSender,
     jobs_done: u64,
     jobs_failed: u64,
 }
@@ -254,15 +269,21 @@ impl WorkerPool {
     }
 
     /// A fresh nonce for `worker` to sign.
-    pub fn issue_nonce(&self, worker: PublicId) -> [u8; 32] {
+    pub fn issue_nonce(&self, worker: PublicId) -> Result<[u8; 32], CoordinatorError> {
         let nonce: [u8; 32] = rand::random();
         let mut state = self.lock();
         let now = Instant::now();
+        // One live nonce per id: a later Hello replaces the earlier one.
         state
             .nonces
-            .retain(|_, (_, issued)| now - *issued < NONCE_TTL);
+            .retain(|_, (id, issued)| now - *issued < NONCE_TTL && *id != worker);
+        if state.nonces.len() >= MAX_PENDING_REGISTRATIONS {
+            return Err(CoordinatorError::Busy(format!(
+                "{MAX_PENDING_REGISTRATIONS} registrations are in progress; try again in a few seconds"
+            )));
+        }
         state.nonces.insert(nonce, (worker, now));
-        nonce
+        Ok(nonce)
     }
 
     /// Checks a registration's signature over its nonce and returns the session token for Attach.
@@ -297,9 +318,17 @@ impl WorkerPool {
                     "registration signature does not match worker id {worker}: {e}"
                 ))
             })?;
+        check_capabilities(&capabilities)?;
         let token = hex::encode(rand::random::<[u8; 24]>());
         let now = Instant::now();
-        state.registrations.retain(|_, r| r.expires > now);
+        state
+            .registrations
+            .retain(|_, r| r.expires > now && r.id != worker);
+        if state.registrations.len() >= MAX_PENDING_REGISTRATIONS {
+            return Err(CoordinatorError::Busy(format!(
+                "{MAX_PENDING_REGISTRATIONS} registrations are waiting for their Attach; try again in a few seconds"
+            )));
+        }
         state.registrations.insert(
             token.clone(),
             Registration {
@@ -313,10 +342,7 @@ impl WorkerPool {
 
     /// Turns a session token into an attached worker with a command queue. A worker already attached under
     /// the same id is replaced, and the jobs it held are treated as lost.
-    pub fn attach(
-        &self,
-        token: &str,
-    ) -> Result<(PublicId, u64, CommandReceiver), CoordinatorError> {
+    pub fn attach(&self, token: &str) -> Result<(PublicId, u64, CommandQueues), CoordinatorError> {
         let mut state = self.lock();
         if state.closed {
             return Err(CoordinatorError::ShuttingDown);
@@ -329,7 +355,8 @@ impl WorkerPool {
         let id = registration.id;
         state.next_connection += 1;
         let connection = state.next_connection;
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (tx, bulk) = mpsc::channel(COMMAND_QUEUE);
+        let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
         let sessions = registration.capabilities.sessions.max(1);
         if let Some(old) = state.workers.remove(&id) {
             fail_jobs_of(&mut state, id, old.connection);
@@ -342,6 +369,7 @@ impl WorkerPool {
                 sessions,
                 in_flight: HashSet::new(),
                 commands: tx,
+                control: control_tx,
                 jobs_done: 0,
                 jobs_failed: 0,
             },
@@ -349,7 +377,7 @@ impl WorkerPool {
         metrics::workers_connected(state.workers.len());
         drop(state);
         self.changed.notify_waiters();
-        Ok((id, connection, rx))
+        Ok((id, connection, CommandQueues { bulk, control }))
     }
 
     /// Drops a worker whose stream ended; the jobs it held come back to their dispatchers as lost.
@@ -393,6 +421,11 @@ impl WorkerPool {
             .workers
             .get(id)
             .map(|w| (w.connection, w.commands.clone()))
+    }
+
+    /// The control queue of `id`'s stream, when it is attached.
+    pub fn control(&self, id: &PublicId) -> Option<CommandSender> {
+        self.lock().workers.get(id).map(|w| w.control.clone())
     }
 
     /// Whether `id` is attached on `connection` right now.
@@ -665,4 +698,34 @@ fn fail_jobs_of(state: &mut PoolState, id: PublicId, connection: u64) {
             let _ = p.reply.send(AttemptOutcome::WorkerLost);
         }
     }
+}
+
+/// Longest text a worker may put in one capability field, and most encoders it may list.
+const MAX_CAPABILITY_TEXT: usize = 4096;
+const MAX_ENCODERS: usize = 16;
+
+/// Refuses capabilities whose fields are larger than any real worker's: they are kept for as long as
+/// the worker is attached and served by ListWorkers.
+fn check_capabilities(c: &Capabilities) -> Result<(), CoordinatorError> {
+    let too_long = [
+        ("selected_encoder", &c.selected_encoder),
+        ("encoder_reason", &c.encoder_reason),
+        ("hasher", &c.hasher),
+    ]
+    .into_iter()
+    .chain(c.encoders.iter().map(|e| ("encoders", e)))
+    .find(|(_, text)| text.len() > MAX_CAPABILITY_TEXT);
+    if let Some((field, text)) = too_long {
+        return Err(CoordinatorError::BadCapabilities(format!(
+            "capabilities.{field} is {} bytes; at most {MAX_CAPABILITY_TEXT} are kept",
+            text.len()
+        )));
+    }
+    if c.encoders.len() > MAX_ENCODERS {
+        return Err(CoordinatorError::BadCapabilities(format!(
+            "capabilities list {} encoders; at most {MAX_ENCODERS}",
+            c.encoders.len()
+        )));
+    }
+    Ok(())
 }

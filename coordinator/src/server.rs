@@ -142,6 +142,7 @@ impl Coordinator {
             .max_encoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
         let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .layer(crate::limits::MessageLimitLayer)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(api)

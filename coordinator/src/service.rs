@@ -32,6 +32,8 @@ use crate::storage::{BlobService, GetStream};
 
 /// How long a quote holds its draw.
 const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Quotes open at once: a flood of Quote calls is refused past this instead of growing the table.
+const MAX_OPEN_QUOTES: usize = 16_384;
 
 #[derive(Debug)]
 pub struct CoordinatorService {
@@ -306,6 +308,11 @@ impl CoordinatorService {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         quotes.retain(|_, (_, at)| at.elapsed() < QUOTE_TTL);
+        if quotes.len() >= MAX_OPEN_QUOTES {
+            return Err(CoordinatorError::Busy(format!(
+                "{MAX_OPEN_QUOTES} quotes are open; use one or try again in a minute"
+            )));
+        }
         quotes.insert(quote_id.clone(), (worker, Instant::now()));
         Ok(QuoteResponse {
             quote_id,
@@ -337,7 +344,7 @@ impl CoordinatorApi for CoordinatorService {
     ) -> Result<Response<HelloResponse>, Status> {
         let worker = PublicId::from_slice("worker_id", &request.get_ref().worker_id)
             .map_err(CoordinatorError::from)?;
-        let nonce = self.pool.issue_nonce(worker);
+        let nonce = self.pool.issue_nonce(worker)?;
         Ok(Response::new(HelloResponse {
             nonce: nonce.to_vec(),
             coordinator_id: self.identity.id().as_bytes().to_vec(),
@@ -361,7 +368,7 @@ impl CoordinatorApi for CoordinatorService {
                 info!(
                     worker = %worker.short(),
                     encoder = %capabilities.selected_encoder,
-                    reason = %capabilities.encoder_reason,
+                    reason = %clipped(&capabilities.encoder_reason),
                     sessions = capabilities.sessions,
                     hasher = %capabilities.hasher,
                     "worker registered"
@@ -396,7 +403,7 @@ impl CoordinatorApi for CoordinatorService {
                 ))
             })?
             .to_owned();
-        let (worker, connection, commands) = self.pool.attach(&token)?;
+        let (worker, connection, queues) = self.pool.attach(&token)?;
         info!(worker = %worker.short(), "worker attached");
         crate::stakes::refresh(&self.ledger, &self.pool).await;
         let mut events = request.into_inner();
@@ -458,9 +465,13 @@ impl CoordinatorApi for CoordinatorService {
             }
             .instrument(info_span!("worker", id = %worker.short())),
         );
-        Ok(Response::new(
-            Box::pin(ReceiverStream::new(commands)) as Self::AttachStream
-        ))
+        // Control first, always: a challenge never waits behind a client's blob pieces or a job.
+        let commands = futures::stream::select_with_strategy(
+            ReceiverStream::new(queues.control),
+            ReceiverStream::new(queues.bulk),
+            |_: &mut ()| futures::stream::PollNext::Left,
+        );
+        Ok(Response::new(Box::pin(commands) as Self::AttachStream))
     }
 
     async fn transcode(
@@ -629,4 +640,13 @@ fn operation_name(operation: &Operation) -> &'static str {
         Operation::Withdraw => "withdraw",
         Operation::RedeemTicket { .. } => "redeem_ticket",
     }
+}
+
+/// At most the first 240 bytes of `text` a peer sent, for a log line.
+fn clipped(text: &str) -> &str {
+    let mut end = text.len().min(240);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

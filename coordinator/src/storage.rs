@@ -449,13 +449,17 @@ impl BlobService {
                     Err(e) => tracing::error!(error = %e, "cannot apply a holdings report"),
                 }
             }
-            worker_event::Event::Stored(stored) => self.links.on_stored(stored),
+            worker_event::Event::Stored(stored) => self.links.on_stored(&worker, stored),
             worker_event::Event::Piece(piece) => {
-                self.links
-                    .on_piece(&piece.fetch_id, piece.data, piece.last, piece.error)
-                    .await;
+                self.links.on_piece(
+                    &worker,
+                    &piece.fetch_id,
+                    piece.data,
+                    piece.last,
+                    piece.error,
+                );
             }
-            worker_event::Event::Answer(answer) => self.links.on_answer(answer),
+            worker_event::Event::Answer(answer) => self.links.on_answer(&worker, answer),
             _ => {}
         }
     }

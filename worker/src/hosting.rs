@@ -28,6 +28,72 @@ use crate::store::{BlobInfo, BlobStore, StoreError};
 const PIECE_BYTES: usize = 256 << 10;
 /// Pieces of an incoming transfer buffered ahead of the store.
 const TRANSFER_QUEUE: usize = 8;
+/// Fetches served at once; more are refused at once, so stalled readers cannot take every thread.
+const MAX_FETCHES: usize = 32;
+/// How long a fetch waits for the coordinator's credit for its next piece before it gives up.
+const CREDIT_WAIT: Duration = Duration::from_secs(30);
+
+/// One outgoing fetch: the pieces it may still send, and whether it was cancelled.
+#[derive(Debug, Default)]
+struct FetchState {
+    /// `None`: no window (the coordinator asked for none).
+    credits: Mutex<Option<u64>>,
+    cancelled: AtomicBool,
+    wake: std::sync::Condvar,
+}
+
+impl FetchState {
+    fn new(window: u32) -> Self {
+        Self {
+            credits: Mutex::new((window > 0).then_some(u64::from(window))),
+            ..Self::default()
+        }
+    }
+
+    fn grant(&self, pieces: u32) {
+        if let Some(credits) = lock(&self.credits).as_mut() {
+            *credits = credits.saturating_add(u64::from(pieces));
+        }
+        self.wake.notify_all();
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        self.wake.notify_all();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Takes one credit, waiting for it up to `wait`; false when cancelled or none came.
+    fn take_credit(&self, wait: Duration) -> bool {
+        let mut credits = lock(&self.credits);
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if self.is_cancelled() {
+                return false;
+            }
+            match credits.as_mut() {
+                None => return true,
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    return true;
+                }
+                Some(_) => {}
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            credits = self
+                .wake
+                .wait_timeout(credits, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
 
 /// What the worker hosts and the transfers in progress.
 #[derive(Debug)]
@@ -36,8 +102,8 @@ pub struct Hosting {
     store: Arc<BlobStore>,
     /// Incoming transfers: id → the feed into the store's put.
     transfers: Mutex<HashMap<String, mpsc::Sender<Piece>>>,
-    /// Outgoing fetches: id → set when the coordinator cancels.
-    fetches: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// Outgoing fetches by id.
+    fetches: Arc<Mutex<HashMap<String, Arc<FetchState>>>>,
     /// The stream of the current session, for reports that do not answer a command (scrubs).
     events: Mutex<Option<mpsc::Sender<WorkerEvent>>>,
 }
@@ -189,27 +255,43 @@ impl Hosting {
         });
     }
 
-    /// Serves a range as a slice, piece by piece, until done, failed or cancelled.
+    /// Serves a range as a slice, piece by piece, each once the coordinator has granted it (the
+    /// window, then one credit per piece its reader took), until done, failed, cancelled, or no
+    /// credit came for [`CREDIT_WAIT`].
     pub fn on_fetch(&self, fetch: FetchBlob, events: &mpsc::Sender<WorkerEvent>) {
-        let cancelled = Arc::new(AtomicBool::new(false));
-        lock(&self.fetches).insert(fetch.fetch_id.clone(), Arc::clone(&cancelled));
-        let store = Arc::clone(&self.store);
-        let fetches = Arc::clone(&self.fetches);
-        let events = events.clone();
-        tokio::task::spawn_blocking(move || {
-            let piece = |data: Vec<u8>, last: bool, error: String| {
+        let piece = {
+            let fetch_id = fetch.fetch_id.clone();
+            move |data: Vec<u8>, last: bool, error: String| {
                 event(worker_event::Event::Piece(BlobPiece {
-                    fetch_id: fetch.fetch_id.clone(),
+                    fetch_id: fetch_id.clone(),
                     data,
                     last,
                     error,
                 }))
+            }
+        };
+        let state = Arc::new(FetchState::new(fetch.window));
+        {
+            let mut fetches = lock(&self.fetches);
+            if fetches.len() >= MAX_FETCHES {
+                drop(fetches);
+                let busy = format!("{MAX_FETCHES} fetches already in progress; try again");
+                let _ = events.try_send(piece(Vec::new(), true, busy));
+                return;
+            }
+            fetches.insert(fetch.fetch_id.clone(), Arc::clone(&state));
+        }
+        let store = Arc::clone(&self.store);
+        let fetches = Arc::clone(&self.fetches);
+        let events = events.clone();
+        tokio::task::spawn_blocking(move || {
+            let send = |data, last| {
+                state.take_credit(CREDIT_WAIT)
+                    && events
+                        .blocking_send(piece(data, last, String::new()))
+                        .is_ok()
             };
-            if let Err(error) = serve_slice(&store, &fetch, &cancelled, |data, last| {
-                events
-                    .blocking_send(piece(data, last, String::new()))
-                    .is_ok()
-            }) {
+            if let Err(error) = serve_slice(&store, &fetch, &state.cancelled, send) {
                 warn!(fetch = %fetch.fetch_id, %error, "fetch failed");
                 let _ = events.blocking_send(piece(Vec::new(), true, error));
             }
@@ -218,8 +300,14 @@ impl Hosting {
     }
 
     pub fn on_cancel_fetch(&self, fetch_id: &str) {
-        if let Some(flag) = lock(&self.fetches).remove(fetch_id) {
-            flag.store(true, Ordering::Relaxed);
+        if let Some(state) = lock(&self.fetches).remove(fetch_id) {
+            state.cancel();
+        }
+    }
+
+    pub fn on_fetch_credit(&self, fetch_id: &str, pieces: u32) {
+        if let Some(state) = lock(&self.fetches).get(fetch_id) {
+            state.grant(pieces);
         }
     }
 

@@ -345,6 +345,10 @@ impl Worker {
                 Some(worker_command::Command::CancelFetch(cancel)) => {
                     self.hosting.on_cancel_fetch(&cancel.fetch_id);
                 }
+                Some(worker_command::Command::FetchCredit(credit)) => {
+                    self.hosting
+                        .on_fetch_credit(&credit.fetch_id, credit.pieces);
+                }
                 Some(worker_command::Command::Challenge(challenge)) => {
                     self.hosting.on_challenge(challenge, &events);
                 }

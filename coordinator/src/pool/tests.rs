@@ -13,7 +13,7 @@ struct Attached {
 fn attach(pool: &WorkerPool, secret: u8) -> Attached {
     let identity = Identity::from_secret([secret; 32]);
     let id = identity.id();
-    let nonce = pool.issue_nonce(id);
+    let nonce = pool.issue_nonce(id).expect("nonce");
     let sig = identity.sign(&registration_message(&nonce, &id));
     let capabilities = Capabilities {
         sessions: 4,
@@ -24,11 +24,11 @@ fn attach(pool: &WorkerPool, secret: u8) -> Attached {
     let token = pool
         .register(id, &nonce, &sig, capabilities)
         .expect("registers");
-    let (id, connection, commands) = pool.attach(&token).expect("attaches");
+    let (id, connection, queues) = pool.attach(&token).expect("attaches");
     Attached {
         id,
         connection,
-        commands,
+        commands: queues.bulk,
     }
 }
 

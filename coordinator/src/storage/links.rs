@@ -1,6 +1,8 @@
 //! What travels to and from workers for storage, matched up: pushes waiting for their `BlobStored`,
 //! fetches receiving their slice pieces, challenges waiting for their answers, and the room each
-//! worker last reported. Commands go down a worker's Attach queue; the answers come back through
+//! worker last reported. Nothing here makes a worker's Attach loop wait on a client: a fetch is
+//! flow-controlled end to end (the worker sends a window of pieces, then one more per piece the
+//! reader takes), and challenges travel on the control queue ahead of bulk. Commands go down a worker's Attach queue; the answers come back through
 //! `BlobService::on_event`, which hands them to [`Links::on_stored`], [`Links::on_piece`] and
 //! [`Links::on_answer`].
 
@@ -13,8 +15,8 @@ use bytes::Bytes;
 use dualrig_proto::chunk_reader::Piece;
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::v1::{
-    BlobStored, CancelFetch, Challenge, ChallengeAnswer, FetchBlob, StoreBlob, WorkerCommand,
-    worker_command,
+    BlobStored, CancelFetch, Challenge, ChallengeAnswer, FetchBlob, FetchCredit, StoreBlob,
+    WorkerCommand, worker_command,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
@@ -23,10 +25,12 @@ use crate::pool::WorkerPool;
 
 /// Bytes of blob per StoreBlob command.
 const PUSH_PIECE: usize = 1 << 20;
-/// Slice pieces buffered per fetch before the worker's stream waits for the reader.
-const FETCH_QUEUE: usize = 16;
-/// How long a worker's stream may wait for a slow fetch reader before the fetch is dropped.
-const FETCH_STALL: Duration = Duration::from_secs(20);
+/// Slice pieces a worker may send for one fetch ahead of its reader (`FetchBlob.window`): what the
+/// coordinator buffers per fetch, at most.
+pub const FETCH_WINDOW: u32 = 8;
+/// How long a fetch's reader may leave a piece untaken before the fetch is dropped (the holder is
+/// told to stop; nothing counts against it).
+const FETCH_IDLE: Duration = Duration::from_secs(20);
 
 /// The room a worker reported for blobs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,9 +41,12 @@ pub struct Room {
 
 #[derive(Default)]
 struct Pending {
-    pushes: HashMap<String, oneshot::Sender<BlobStored>>,
-    fetches: HashMap<String, mpsc::Sender<Piece>>,
-    challenges: HashMap<String, oneshot::Sender<ChallengeAnswer>>,
+    /// Each waits for an answer from one worker: an answer with the right id from another is ignored.
+    pushes: HashMap<String, (PublicId, oneshot::Sender<BlobStored>)>,
+    /// Each fetch's inbox: the Attach loop hands pieces in without waiting, the fetch's relay takes
+    /// them out as its reader reads.
+    fetches: HashMap<String, (PublicId, mpsc::Sender<Piece>)>,
+    challenges: HashMap<String, (PublicId, oneshot::Sender<ChallengeAnswer>)>,
     rooms: HashMap<PublicId, Room>,
 }
 
@@ -58,6 +65,7 @@ fn new_id() -> String {
     hex::encode(rand::random::<[u8; 12]>())
 }
 
+/// Sends a bulk command (blob pieces, fetch requests) down `worker`'s stream.
 async fn send(
     pool: &WorkerPool,
     worker: &PublicId,
@@ -66,12 +74,45 @@ async fn send(
     let (_, commands) = pool
         .commands(worker)
         .ok_or_else(|| format!("worker {} is not attached", worker.short()))?;
-    commands
+    deliver(&commands, worker, command).await
+}
+
+/// Sends a control command (challenges, cancels, credits), which goes out ahead of bulk.
+async fn send_control(
+    pool: &WorkerPool,
+    worker: &PublicId,
+    command: worker_command::Command,
+) -> Result<(), String> {
+    let control = pool
+        .control(worker)
+        .ok_or_else(|| format!("worker {} is not attached", worker.short()))?;
+    deliver(&control, worker, command).await
+}
+
+async fn deliver(
+    queue: &crate::pool::CommandSender,
+    worker: &PublicId,
+    command: worker_command::Command,
+) -> Result<(), String> {
+    queue
         .send(Ok(WorkerCommand {
             command: Some(command),
         }))
         .await
         .map_err(|_| format!("worker {} went away", worker.short()))
+}
+
+/// Tells `worker` to stop fetch `id`, without waiting (a full control queue drops the cancel: the
+/// worker's fetch then ends when its credit wait times out).
+fn cancel_fetch(pool: &WorkerPool, worker: &PublicId, id: &str) {
+    if let Some(control) = pool.control(worker) {
+        let cancel = worker_command::Command::CancelFetch(CancelFetch {
+            fetch_id: id.to_owned(),
+        });
+        let _ = control.try_send(Ok(WorkerCommand {
+            command: Some(cancel),
+        }));
+    }
 }
 
 /// A fetch in progress; dropping it before the end tells the worker to stop.
@@ -92,15 +133,8 @@ impl Fetch {
 
 impl Drop for Fetch {
     fn drop(&mut self) {
-        if self.links.lock().fetches.remove(&self.id).is_some()
-            && let Some((_, commands)) = self.pool.commands(&self.worker)
-        {
-            let cancel = worker_command::Command::CancelFetch(CancelFetch {
-                fetch_id: self.id.clone(),
-            });
-            let _ = commands.try_send(Ok(WorkerCommand {
-                command: Some(cancel),
-            }));
+        if self.links.lock().fetches.remove(&self.id).is_some() {
+            cancel_fetch(&self.pool, &self.worker, &self.id);
         }
     }
 }
@@ -131,7 +165,7 @@ impl Links {
     ) -> Result<(), String> {
         let id = new_id();
         let (done, stored) = oneshot::channel();
-        self.lock().pushes.insert(id.clone(), done);
+        self.lock().pushes.insert(id.clone(), (*worker, done));
         let outcome = tokio::time::timeout(timeout, async {
             let mut file = tokio::fs::File::open(path)
                 .await
@@ -193,8 +227,17 @@ impl Links {
         end: u64,
     ) -> Result<Fetch, String> {
         let id = new_id();
-        let (tx, pieces) = mpsc::channel(FETCH_QUEUE);
-        self.lock().fetches.insert(id.clone(), tx);
+        let (inbox, queued) = mpsc::channel(FETCH_WINDOW as usize);
+        let (out, pieces) = mpsc::channel(1);
+        self.lock().fetches.insert(id.clone(), (*worker, inbox));
+        tokio::spawn(relay(
+            Arc::clone(self),
+            Arc::clone(pool),
+            *worker,
+            id.clone(),
+            queued,
+            out,
+        ));
         let fetch = Fetch {
             pieces,
             id: id.clone(),
@@ -207,6 +250,7 @@ impl Links {
             root: root.to_vec(),
             start,
             end,
+            window: FETCH_WINDOW,
         });
         send(pool, worker, command).await?;
         Ok(fetch)
@@ -222,9 +266,9 @@ impl Links {
     ) -> Option<ChallengeAnswer> {
         let id = challenge.challenge_id.clone();
         let (done, answer) = oneshot::channel();
-        self.lock().challenges.insert(id.clone(), done);
+        self.lock().challenges.insert(id.clone(), (*worker, done));
         let outcome = tokio::time::timeout(deadline, async {
-            send(pool, worker, worker_command::Command::Challenge(challenge))
+            send_control(pool, worker, worker_command::Command::Challenge(challenge))
                 .await
                 .ok()?;
             answer.await.ok()
@@ -234,23 +278,32 @@ impl Links {
         outcome.ok().flatten()
     }
 
-    pub fn on_stored(&self, stored: BlobStored) {
-        if let Some(done) = self.lock().pushes.remove(&stored.transfer_id) {
+    pub fn on_stored(&self, worker: &PublicId, stored: BlobStored) {
+        if let Some(done) = take_if_from(&mut self.lock().pushes, &stored.transfer_id, worker) {
             let _ = done.send(stored);
         }
     }
 
-    pub fn on_answer(&self, answer: ChallengeAnswer) {
-        if let Some(done) = self.lock().challenges.remove(&answer.challenge_id) {
+    pub fn on_answer(&self, worker: &PublicId, answer: ChallengeAnswer) {
+        if let Some(done) = take_if_from(&mut self.lock().challenges, &answer.challenge_id, worker)
+        {
             let _ = done.send(answer);
         }
     }
 
-    /// Hands a slice piece to its fetch. Waits (up to [`FETCH_STALL`]) when the reader is behind, which
-    /// holds up this worker's stream: better than buffering a whole blob here.
-    pub async fn on_piece(&self, fetch_id: &str, data: Vec<u8>, last: bool, error: String) {
-        let sender = self.lock().fetches.get(fetch_id).cloned();
-        let Some(sender) = sender else {
+    /// Hands a slice piece to its fetch's inbox, never waiting: the Attach loop that calls this also
+    /// carries the worker's challenge answers, results and heartbeats. A worker that sends more than
+    /// the window it was granted breaks the protocol, and the fetch is dropped.
+    pub fn on_piece(
+        &self,
+        worker: &PublicId,
+        fetch_id: &str,
+        data: Vec<u8>,
+        last: bool,
+        error: String,
+    ) {
+        let mut pending = self.lock();
+        let Some((_, inbox)) = pending.fetches.get(fetch_id).filter(|(w, _)| w == worker) else {
             return;
         };
         let piece = if error.is_empty() {
@@ -259,13 +312,67 @@ impl Links {
             Err(error)
         };
         let failed = piece.is_err();
-        let delivered = matches!(
-            tokio::time::timeout(FETCH_STALL, sender.send(piece)).await,
-            Ok(Ok(()))
-        );
-        if last || failed || !delivered {
-            // Dropping the sender ends the fetch's stream.
-            self.lock().fetches.remove(fetch_id);
+        let overrun = match inbox.try_send(piece) {
+            Ok(()) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if overrun {
+            tracing::warn!(
+                fetch = fetch_id,
+                "worker sent past its fetch window; fetch dropped"
+            );
+            let _ = inbox.try_send(Err("the holder sent more than it was granted".into()));
+        }
+        if last || failed || overrun {
+            // Dropping the inbox's sender ends the fetch once its relay has handed on what it holds.
+            pending.fetches.remove(fetch_id);
+        }
+    }
+}
+
+/// The waiter for `id` when `worker` is the one it waits on.
+fn take_if_from<T>(
+    waiting: &mut HashMap<String, (PublicId, T)>,
+    id: &str,
+    worker: &PublicId,
+) -> Option<T> {
+    if waiting.get(id).is_some_and(|(w, _)| w == worker) {
+        waiting.remove(id).map(|(_, t)| t)
+    } else {
+        None
+    }
+}
+
+/// Moves one fetch's pieces from its inbox to its reader, one at a time, granting the worker a credit
+/// for each piece the reader takes. A reader that leaves a piece untaken for [`FETCH_IDLE`] loses the
+/// fetch: the worker is told to stop, and nothing counts against it.
+async fn relay(
+    links: Arc<Links>,
+    pool: Arc<WorkerPool>,
+    worker: PublicId,
+    id: String,
+    mut queued: mpsc::Receiver<Piece>,
+    out: mpsc::Sender<Piece>,
+) {
+    while let Some(piece) = queued.recv().await {
+        match tokio::time::timeout(FETCH_IDLE, out.send(piece)).await {
+            Ok(Ok(())) => {
+                let credit = worker_command::Command::FetchCredit(FetchCredit {
+                    fetch_id: id.clone(),
+                    pieces: 1,
+                });
+                if links.lock().fetches.contains_key(&id) {
+                    let _ = send_control(&pool, &worker, credit).await;
+                }
+            }
+            // The reader is gone or does not read.
+            _ => {
+                if links.lock().fetches.remove(&id).is_some() {
+                    cancel_fetch(&pool, &worker, &id);
+                }
+                return;
+            }
         }
     }
 }

@@ -2,7 +2,6 @@
 //! every balance matches the committed redemptions and no ticket is paid twice.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dualrig_client::DualrigClient;
@@ -12,37 +11,16 @@ use dualrig_proto::ticket::{
     SignedTicket, TicketParams, TicketTerms, recipient_rand, win_prob_one_in,
 };
 
-use crate::support::Killed;
+use crate::support::{CoordinatorProcess, Killed};
 
 const FACE: u64 = 1_000;
 const TICKETS: u64 = 400;
 const DEPOSIT: u64 = 100_000_000;
 
 fn start(dir: &Path, genesis: &Path) -> (Killed, String) {
-    let addr_file = dir.join(dualrig_coordinator::server::ADDR_FILE);
-    let _ = std::fs::remove_file(&addr_file);
-    // Wrapped at once so every path kills and reaps it.
-    let child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
-            .args(["--listen", "127.0.0.1:0", "--round-secs", "3600"])
-            .arg("--data-dir")
-            .arg(dir)
-            .arg("--genesis")
-            .arg(genesis)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn coordinator"),
-    );
-    for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(&addr_file)
-            && !text.trim().is_empty()
-        {
-            return (child, format!("http://{}", text.trim()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("coordinator never wrote {}", addr_file.display());
+    let genesis = genesis.to_str().expect("utf-8 path");
+    let process = CoordinatorProcess::start(dir, &["--round-secs", "3600", "--genesis", genesis]);
+    (process.child, process.url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! End-to-end tests of the coordinator with real workers, real clients and real video on loopback.
 mod architecture;
+mod attacks;
 mod bad_input;
 mod binary;
 mod crash;

@@ -349,6 +349,89 @@ pub async fn wait_until_holding(
 /// A child process (the real binary), killed when dropped.
 pub struct Killed(pub std::process::Child);
 
+/// The real `dualrig-coordinator` binary on 127.0.0.1:0 with `data_dir` and extra `args`, every
+/// attached worker eligible (`--min-stake 0`) unless `args` says otherwise; its gRPC URL comes from
+/// the address file it writes. Killed (SIGKILL) when dropped.
+pub struct CoordinatorProcess {
+    pub child: Killed,
+    pub url: String,
+}
+
+impl CoordinatorProcess {
+    pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        let addr_file = data_dir.join(dualrig_coordinator::server::ADDR_FILE);
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::File::create(data_dir.join("coordinator.log")).expect("log file");
+        // Wrapped at once so every path kills and reaps it.
+        let child = Killed(
+            std::process::Command::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--heartbeat-interval-secs",
+                    "0.5",
+                ])
+                .args(["--min-stake", "0"])
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(args)
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn coordinator"),
+        );
+        for _ in 0..400 {
+            if let Ok(text) = std::fs::read_to_string(&addr_file)
+                && !text.trim().is_empty()
+            {
+                return Self {
+                    child,
+                    url: format!("http://{}", text.trim()),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("coordinator never wrote {}", addr_file.display());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Resident memory now, in bytes (`VmRSS` of /proc).
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+            * 1024
+    }
+
+    /// CPU time used so far (user + system), in seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("stat format")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        ticks as f64 / 100.0
+    }
+
+    /// Kills it with SIGKILL and waits for it.
+    pub fn kill_9(mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -1,0 +1,221 @@
+//! Attacks by a peer with nothing but the .proto and a throwaway key, mounted for real against the
+//! `dualrig-coordinator` binary on 127.0.0.1: each test asserts the honest side's outcome (stake and
+//! slashes unchanged, blobs held and fetchable, other clients served) and the resources the attack
+//! could take.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dualrig_client::DualrigClient;
+use dualrig_proto::v1::GetRequest;
+use dualrig_proto::v1::coordinator_client::CoordinatorClient;
+
+use crate::support::{
+    CoordinatorProcess, RunningWorker, free_port, http_get, list_slashes, wait_for_workers,
+};
+
+/// Stores `bytes` as a file in `dir` and puts it with `replicas` copies, waiting for the workers to
+/// report room first.
+pub async fn put_bytes(
+    client: &DualrigClient,
+    dir: &Path,
+    bytes: &[u8],
+    replicas: u32,
+) -> dualrig_client::blobs::PutSummary {
+    let path = dir.join(format!("blob-{}", blake3::hash(bytes).to_hex()));
+    std::fs::write(&path, bytes).expect("write blob");
+    for _ in 0..200 {
+        match client.put_file(&path, replicas).await {
+            Ok(stored) => return stored,
+            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("put: {e}"),
+        }
+    }
+    panic!("the workers never reported room for the blob");
+}
+
+/// The value of the counter `name{labels}` on a Prometheus page, 0 when absent.
+fn counter(page: &str, name: &str, labels: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            (series.starts_with(name) && series.contains(labels)).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// Slow downloaders: a client opens Get streams for a blob an honest worker holds and never reads
+/// them (its HTTP/2 windows stay shut). The worker's challenge answers still arrive in time, so it is
+/// neither slashed nor struck, and another client fetches the blob meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_that_never_read_get_no_holder_slashed() {
+    const STALLED: usize = 6;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let coordinator = CoordinatorProcess::start(
+        dir.path(),
+        &[
+            "--metrics-addr",
+            &metrics,
+            "--challenge-interval-secs",
+            "0.5",
+            "--challenge-deadline-secs",
+            "3",
+        ],
+    );
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let holder = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let bytes: Vec<u8> = (0..6u32 << 20).map(|i| (i ^ (i >> 11)) as u8).collect();
+    let stored = put_bytes(&client, dir.path(), &bytes, 1).await;
+
+    // The attack: several Gets, each on its own connection, none ever read past its headers.
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut api = CoordinatorClient::connect(coordinator.url.clone())
+            .await
+            .expect("connect");
+        let stream = api
+            .get(GetRequest {
+                root: stored.root.as_bytes().to_vec(),
+                ..GetRequest::default()
+            })
+            .await
+            .expect("the Get starts")
+            .into_inner();
+        stalled.push((api, stream));
+    }
+
+    // Meanwhile another client reads the whole blob.
+    let out = dir.path().join("fetched");
+    client
+        .get_to_file(*stored.root.as_bytes(), 0, None, &out)
+        .await
+        .expect("an honest reader is served while others stall");
+    assert_eq!(std::fs::read(&out).expect("fetched"), bytes);
+
+    // Challenge rounds go on while the stalled streams stay open: wait for twelve of them to pass.
+    let mut passed = 0.0;
+    for _ in 0..600 {
+        let page = http_get(&metrics, "/metrics").unwrap_or_default();
+        passed = counter(
+            &page,
+            "dualrig_storage_challenges_total",
+            "outcome=\"passed\"",
+        );
+        let failed = counter(
+            &page,
+            "dualrig_storage_challenges_total",
+            "outcome=\"failed\"",
+        ) + counter(
+            &page,
+            "dualrig_storage_challenges_total",
+            "outcome=\"late\"",
+        );
+        assert_eq!(
+            failed, 0.0,
+            "a challenge failed while readers stalled:\n{page}"
+        );
+        if passed >= 12.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        passed >= 12.0,
+        "challenge rounds did not run ({passed} passed)"
+    );
+    assert!(list_slashes(&coordinator.url, None).await.is_empty());
+    let listed = client.list_blobs().await.expect("ls");
+    let blob = listed
+        .iter()
+        .find(|b| b.root == stored.root.as_bytes().to_vec())
+        .expect("the blob is still indexed");
+    assert_eq!(blob.holders, vec![holder.id.as_bytes().to_vec()]);
+    drop(stalled);
+    holder.kill().await;
+}
+
+/// Oversized messages: Register calls carrying 40 MiB of capabilities are refused from their frame
+/// header, so the coordinator neither holds them nor logs them, and ListWorkers and an honest worker
+/// are unaffected; a field over its bound inside a small message is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_registrations_cost_no_memory_and_break_nothing() {
+    use dualrig_proto::identity::{Identity, registration_message};
+    use dualrig_proto::v1::{Capabilities, HelloRequest, RegisterRequest};
+
+    const HUGE: usize = 40 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coordinator = CoordinatorProcess::start(dir.path(), &[]);
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let honest = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let rss_before = coordinator.rss_bytes();
+
+    let register = |reason_len: usize| {
+        let url = coordinator.url.clone();
+        async move {
+            let key = Identity::generate();
+            let mut api = CoordinatorClient::connect(url)
+                .await
+                .expect("connect")
+                .max_encoding_message_size(usize::MAX);
+            let hello = api
+                .hello(HelloRequest {
+                    worker_id: key.id().as_bytes().to_vec(),
+                })
+                .await
+                .expect("hello")
+                .into_inner();
+            api.register(RegisterRequest {
+                worker_id: key.id().as_bytes().to_vec(),
+                signature: key
+                    .sign(&registration_message(&hello.nonce, &key.id()))
+                    .to_vec(),
+                nonce: hello.nonce,
+                capabilities: Some(Capabilities {
+                    encoder_reason: "x".repeat(reason_len),
+                    sessions: 1,
+                    max_width: 1920,
+                    max_height: 1080,
+                    ..Capabilities::default()
+                }),
+                version: "attack".into(),
+            })
+            .await
+            .map(|_| ())
+        }
+    };
+    for _ in 0..8 {
+        let err = register(HUGE).await.expect_err("40 MiB of capabilities");
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+        assert!(err.message().contains("Register"), "{err}");
+    }
+    let err = register(10_000).await.expect_err("a 10 kB reason");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("encoder_reason"), "{err}");
+    register(200)
+        .await
+        .expect("an ordinary registration goes through");
+
+    let grown = coordinator.rss_bytes().saturating_sub(rss_before);
+    eprintln!("RSS grew {grown} bytes over 8 × 40 MiB registrations");
+    assert!(grown < 16 << 20, "RSS grew {grown} bytes");
+    let log = std::fs::metadata(dir.path().join("coordinator.log"))
+        .expect("log")
+        .len();
+    assert!(log < 256 << 10, "the log holds {log} bytes");
+    let workers = client
+        .list_workers()
+        .await
+        .expect("ListWorkers still works");
+    assert!(workers.iter().any(|w| w.worker_id == honest.id.as_bytes()));
+    honest.kill().await;
+}
