@@ -42,6 +42,7 @@ pub struct FileConfig {
     pub min_stake: Option<u64>,
     pub unbonding_rounds: Option<u64>,
     pub unlock_rounds: Option<u64>,
+    pub ticket_validity_rounds: Option<u64>,
     pub suspend_rounds: Option<u64>,
     pub slash_fraction_ppm: Option<u32>,
     pub content_check_share: Option<f64>,
@@ -93,6 +94,9 @@ pub struct Config {
     pub min_stake: u64,
     pub unbonding_rounds: u64,
     pub unlock_rounds: u64,
+    /// Most rounds a ticket may stay valid; `None`: half of `unlock_rounds`. Always shorter than
+    /// `unlock_rounds` ([`Config::ticket_validity`]).
+    pub ticket_validity_rounds: Option<u64>,
     pub suspend_rounds: u64,
     /// Share of a worker's stake a fault moves to the pool (`slash_fraction_ppm` in the file and flags).
     pub slash_fraction: SlashFraction,
@@ -138,6 +142,7 @@ impl Config {
             min_stake: ledger.min_stake,
             unbonding_rounds: ledger.unbonding_rounds,
             unlock_rounds: ledger.unlock_rounds,
+            ticket_validity_rounds: None,
             suspend_rounds: ledger.suspend_rounds,
             slash_fraction: SlashFraction::DEFAULT,
             content_check_share: 0.1,
@@ -207,6 +212,9 @@ impl Config {
         }
         if let Some(v) = file.unlock_rounds {
             self.unlock_rounds = v;
+        }
+        if file.ticket_validity_rounds.is_some() {
+            self.ticket_validity_rounds = file.ticket_validity_rounds;
         }
         if let Some(v) = file.suspend_rounds {
             self.suspend_rounds = v;
@@ -297,7 +305,21 @@ impl Config {
                     .into(),
             ));
         }
+        if self.ticket_validity() >= self.unlock_rounds {
+            return Err(ConfigError::Invalid(format!(
+                "ticket_validity_rounds = {} is not shorter than unlock_rounds = {}: a sender could \
+                 withdraw its deposit while its tickets can still be redeemed",
+                self.ticket_validity(),
+                self.unlock_rounds
+            )));
+        }
         Ok(())
+    }
+
+    /// How many rounds a ticket may stay valid from the round it is paid in.
+    pub fn ticket_validity(&self) -> u64 {
+        self.ticket_validity_rounds
+            .unwrap_or((self.unlock_rounds / 2).max(1))
     }
 
     /// Where the blob index (root → holders) lives.

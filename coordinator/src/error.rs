@@ -36,6 +36,8 @@ pub enum CoordinatorError {
     Identity(#[from] IdentityError),
     #[error("coordinator storage: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error("coordinator is shutting down")]
     ShuttingDown,
     /// A bounded table (registrations, quotes) is full; the caller may try again shortly.
@@ -57,6 +59,35 @@ pub enum CoordinatorError {
         .quoted.short()
     )]
     WrongPayee { payee: PublicId, quoted: PublicId },
+    #[error(
+        "sender {} cannot cover its tickets: a ticket of face value {face_value} needs a deposit of at least {} (deposit {deposit}, reserve share {reserve_share}); deposit more with `dualrig deposit`",
+        .sender.short(),
+        .face_value.saturating_sub(*.reserve_share)
+    )]
+    SenderCannotCover {
+        sender: PublicId,
+        deposit: u64,
+        reserve_share: u64,
+        face_value: u64,
+    },
+    #[error(
+        "sender {} is unlocking its deposit (withdrawable at round {withdraw_round}); cancel the unlock or deposit from another key to pay",
+        .sender.short()
+    )]
+    SenderUnlocking {
+        sender: PublicId,
+        withdraw_round: u64,
+    },
+    #[error(
+        "payment refused: tickets from {} and {}; one payment has one sender",
+        .first.short(),
+        .other.short()
+    )]
+    MixedSenders { first: PublicId, other: PublicId },
+    #[error(
+        "payment refused: a ticket expires at round {expiration_round}, after round {latest}, when its sender could already have withdrawn; the worker must issue shorter-lived params"
+    )]
+    TicketOutlivesUnlock { expiration_round: u64, latest: u64 },
     #[error("payment covers {covered} units, job is {units} (price {price} per output pixel)")]
     PaymentShort {
         covered: u64,
@@ -111,10 +142,15 @@ impl From<CoordinatorError> for Status {
                 Status::unauthenticated(msg)
             }
             CoordinatorError::Io(_) => Status::internal(msg),
+            CoordinatorError::Ledger(e) => Status::from(e),
             CoordinatorError::PaymentRequired { .. }
             | CoordinatorError::BadTicket(_)
             | CoordinatorError::WrongPayee { .. }
             | CoordinatorError::PaymentShort { .. }
+            | CoordinatorError::SenderCannotCover { .. }
+            | CoordinatorError::SenderUnlocking { .. }
+            | CoordinatorError::MixedSenders { .. }
+            | CoordinatorError::TicketOutlivesUnlock { .. }
             | CoordinatorError::PaymentRefused { .. } => Status::failed_precondition(msg),
             CoordinatorError::QuoteLost(_) => Status::aborted(msg),
         }

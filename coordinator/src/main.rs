@@ -74,6 +74,9 @@ struct Args {
     /// Rounds a sender's unlock waits before deposit and reserve can be withdrawn.
     #[arg(long, env = "DUALRIG_UNLOCK_ROUNDS")]
     unlock_rounds: Option<u64>,
+    /// Most rounds a ticket may stay valid; must be shorter than the unlock period (default: half).
+    #[arg(long, env = "DUALRIG_TICKET_VALIDITY_ROUNDS")]
+    ticket_validity_rounds: Option<u64>,
     /// Rounds a slashed worker is suspended.
     #[arg(long, env = "DUALRIG_SUSPEND_ROUNDS")]
     suspend_rounds: Option<u64>,
@@ -150,6 +153,9 @@ impl Args {
         }
         if let Some(v) = self.unlock_rounds {
             config.unlock_rounds = v;
+        }
+        if self.ticket_validity_rounds.is_some() {
+            config.ticket_validity_rounds = self.ticket_validity_rounds;
         }
         if let Some(v) = self.suspend_rounds {
             config.suspend_rounds = v;

@@ -104,6 +104,8 @@ impl CoordinatorService {
                 "segment is empty (0 bytes); send an MPEG-TS or MP4 segment".into(),
             ));
         }
+        // A paid job's sender must be able to cover its tickets before any segment byte is taken.
+        self.check_funds(&header).await?;
         let mut segment = BytesMut::with_capacity(header.segment_size as usize);
         while let Some(message) = upload.message().await.map_err(|s| {
             CoordinatorError::ShortUpload {
@@ -227,6 +229,70 @@ impl CoordinatorService {
         Ok(checked?.map(|(payment, _)| payment))
     }
 
+    /// The sender of a paid job must be able to cover what its tickets put at risk (as a payment
+    /// broker's sender monitor does): every ticket's face value within its deposit plus the share of
+    /// its reserve a recipient may claim, and it must not be unlocking. Checked on the header, so an
+    /// unfunded sender costs no upload, no inspection and no work.
+    async fn check_funds(&self, header: &TranscodeHeader) -> Result<(), CoordinatorError> {
+        if header.quote_id.is_empty() || header.payment.is_empty() {
+            return Ok(());
+        }
+        let tickets = header
+            .payment
+            .iter()
+            .map(dualrig_proto::ticket::SignedTicket::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let sender = tickets[0].ticket.sender;
+        if let Some(other) = tickets.iter().find(|t| t.ticket.sender != sender) {
+            return Err(CoordinatorError::MixedSenders {
+                first: sender,
+                other: other.ticket.sender,
+            });
+        }
+        let face_value = tickets
+            .iter()
+            .map(|t| t.ticket.face_value)
+            .max()
+            .unwrap_or(0);
+        let (account, recipients, round) = self
+            .ledger
+            .call(move |l| {
+                Ok((
+                    l.account(&sender)?.sender,
+                    l.eligible_stakes()?.len(),
+                    l.round()?,
+                ))
+            })
+            .await?;
+        // A ticket must expire before its sender, unlocking now, could withdraw what backs it.
+        let latest = round.saturating_add(self.config.ticket_validity());
+        if let Some(t) = tickets.iter().find(|t| t.ticket.expiration_round > latest) {
+            return Err(CoordinatorError::TicketOutlivesUnlock {
+                expiration_round: t.ticket.expiration_round,
+                latest,
+            });
+        }
+        if let Some(withdraw_round) = account.withdraw_round {
+            return Err(CoordinatorError::SenderUnlocking {
+                sender,
+                withdraw_round,
+            });
+        }
+        // A recipient may claim its share of the reserve when the deposit runs dry.
+        let reserve_share = account.reserve / recipients.max(1) as u64;
+        let cover = account.deposit.saturating_add(reserve_share);
+        if cover < face_value {
+            metrics::payment("unfunded", 0);
+            return Err(CoordinatorError::SenderCannotCover {
+                sender,
+                deposit: account.deposit,
+                reserve_share,
+                face_value,
+            });
+        }
+        Ok(())
+    }
+
     fn check_payment(
         &self,
         header: &TranscodeHeader,
@@ -348,6 +414,7 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(HelloResponse {
             nonce: nonce.to_vec(),
             coordinator_id: self.identity.id().as_bytes().to_vec(),
+            ticket_validity_rounds: self.config.ticket_validity(),
         }))
     }
 

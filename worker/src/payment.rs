@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::config::WorkerConfig;
 use crate::metrics;
 
-/// Rounds a params stays valid after it is issued.
+/// Rounds a params stays valid after it is issued, unless the coordinator announces less.
 const PARAMS_ROUNDS: u64 = 10_000;
 /// Tries per winning ticket before it is given up (the sender may never refill its deposit).
 const REDEEM_TRIES: u32 = 40;
@@ -71,6 +71,8 @@ struct State {
 /// The worker's side of payments: its live params, the ticket check, the redemption queue.
 pub struct Payments {
     price_per_unit: u64,
+    /// Rounds new params stay valid: [`PARAMS_ROUNDS`] or the coordinator's bound, if lower.
+    validity: std::sync::atomic::AtomicU64,
     face_value: u64,
     win_prob: u64,
     state: Mutex<State>,
@@ -95,7 +97,13 @@ impl Payments {
         let secret = load_or_create_secret(&config.ticket_secret_path())?;
         let mut validator = TicketValidator::new(identity.id(), secret, 0);
         let win_prob = win_prob_one_in(config.ticket_win_prob_one_in.max(1));
-        let terms = terms(config.price_per_unit, config.ticket_face_value, win_prob, 0);
+        let terms = terms(
+            config.price_per_unit,
+            config.ticket_face_value,
+            win_prob,
+            0,
+            PARAMS_ROUNDS,
+        );
         let current = validator
             .issue_random(terms)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -103,6 +111,7 @@ impl Payments {
         Ok((
             Self {
                 price_per_unit: config.price_per_unit,
+                validity: std::sync::atomic::AtomicU64::new(PARAMS_ROUNDS),
                 face_value: config.ticket_face_value,
                 win_prob,
                 state: Mutex::new(State { validator, current }),
@@ -129,14 +138,42 @@ impl Payments {
             return None;
         }
         state.validator.set_round(round);
-        if state.current.expiration_round >= round.saturating_add(PARAMS_ROUNDS / 2) {
+        if state.current.expiration_round >= round.saturating_add(self.validity() / 2) {
+            return None;
+        }
+        self.reissue(&mut state, round)
+    }
+
+    fn validity(&self) -> u64 {
+        self.validity.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes the coordinator's bound on how long params may stay valid (0: none announced) and
+    /// re-issues the params when they would outlive it. Returns the new params when it did.
+    pub fn set_validity(&self, rounds: u64) -> Option<TicketParams> {
+        let rounds = if rounds == 0 {
+            PARAMS_ROUNDS
+        } else {
+            rounds.min(PARAMS_ROUNDS)
+        };
+        self.validity
+            .store(rounds, std::sync::atomic::Ordering::Relaxed);
+        let mut state = self.lock();
+        let round = state.validator.current_round();
+        if state.current.expiration_round <= round.saturating_add(rounds) {
             return None;
         }
         self.reissue(&mut state, round)
     }
 
     fn reissue(&self, state: &mut State, round: u64) -> Option<TicketParams> {
-        let terms = terms(self.price_per_unit, self.face_value, self.win_prob, round);
+        let terms = terms(
+            self.price_per_unit,
+            self.face_value,
+            self.win_prob,
+            round,
+            self.validity(),
+        );
         match state.validator.issue_random(terms) {
             Ok(params) => {
                 state.current = params;
@@ -196,11 +233,17 @@ impl Payments {
     }
 }
 
-fn terms(price_per_unit: u64, face_value: u64, win_prob: u64, round: u64) -> TicketTerms {
+fn terms(
+    price_per_unit: u64,
+    face_value: u64,
+    win_prob: u64,
+    round: u64,
+    validity: u64,
+) -> TicketTerms {
     TicketTerms {
         face_value,
         win_prob,
-        expiration_round: round.saturating_add(PARAMS_ROUNDS),
+        expiration_round: round.saturating_add(validity),
         price_per_unit,
     }
 }

@@ -271,6 +271,8 @@ impl Worker {
         {
             self.payments.set_round(account.into_inner().round);
         }
+        // Params must expire before a paying sender could withdraw: the coordinator says how soon.
+        self.payments.set_validity(hello.ticket_validity_rounds);
         let mut capabilities = self.capabilities.clone();
         capabilities.ticket_params = Some((&self.payments.current()).into());
         let signature = self.identity.sign(&registration_message(&hello.nonce, &id));

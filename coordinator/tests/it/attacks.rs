@@ -219,3 +219,80 @@ async fn oversized_registrations_cost_no_memory_and_break_nothing() {
     assert!(workers.iter().any(|w| w.worker_id == honest.id.as_bytes()));
     honest.kill().await;
 }
+
+/// Paid work with no funds: a key with no balance and no deposit signs tickets for a paid job. The
+/// coordinator refuses it on the header, naming the deposit needed, so no worker does any work and
+/// the ledger does not move; the same job from a funded sender goes through. A configuration whose
+/// tickets would outlive a sender's unlock is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unfunded_sender_buys_no_work() {
+    use dualrig_proto::identity::Identity;
+    use dualrig_proto::ledger_request::Operation;
+
+    const FACE: u64 = 1_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let funded = Identity::from_secret([42; 32]);
+    let genesis = dir.path().join("genesis.toml");
+    crate::support::write_genesis(&genesis, &[(funded.id(), 100 * FACE)]);
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+
+    // Tickets valid as long as the unlock: refused before it serves.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
+        .args(["--listen", "127.0.0.1:0", "--unlock-rounds", "10"])
+        .args(["--ticket-validity-rounds", "10"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("run coordinator");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("ticket_validity_rounds"), "{said}");
+
+    let genesis_arg = genesis.to_str().expect("utf-8").to_owned();
+    let coordinator = CoordinatorProcess::start(&data, &["--genesis", &genesis_arg]);
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let worker = RunningWorker::start_with(&coordinator.url, |w| {
+        w.price_per_unit = 1;
+        w.ticket_face_value = FACE;
+        w.ticket_win_prob_one_in = 1;
+    })
+    .await;
+    wait_for_workers(&client, 1).await;
+    let clip = crate::support::make_clip(dir.path(), "paid.ts", 1, "320x240");
+    let segment = std::fs::read(&clip).expect("read clip");
+    let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("profile");
+
+    let throwaway = Identity::from_secret([41; 32]);
+    let payment = dualrig_client::Payment::new(Identity::from_secret([41; 32]), None);
+    let err = client
+        .transcode_segment_paid(segment.clone(), &profiles, "unfunded", &payment)
+        .await
+        .expect_err("an unfunded sender is refused");
+    assert_eq!(err.code(), Some(tonic::Code::FailedPrecondition), "{err}");
+    assert!(
+        err.to_string().contains("needs a deposit of at least"),
+        "{err}"
+    );
+    let listed = client.list_workers().await.expect("workers");
+    assert_eq!((listed[0].jobs_done, listed[0].jobs_failed), (0, 0));
+    for account in [throwaway.id(), worker.id] {
+        let info = client.account(account).await.expect("account");
+        assert_eq!((info.balance, info.deposit, info.nonce), (0, 0, 0));
+    }
+
+    // The ordinary request: a funded sender's job is done and paid.
+    client
+        .execute(&funded, Operation::Deposit { amount: 50 * FACE })
+        .await
+        .expect("deposit");
+    let payment = dualrig_client::Payment::new(Identity::from_secret([42; 32]), None);
+    let done = client
+        .transcode_segment_paid(segment, &profiles, "funded", &payment)
+        .await
+        .expect("a funded sender's job goes through");
+    assert_eq!(done.worker_id, worker.id.as_bytes().to_vec());
+    worker.kill().await;
+}
