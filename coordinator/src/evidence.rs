@@ -190,15 +190,16 @@ pub fn reverify_transcode(
         .tempfile_in(scratch)?;
     staged.write_all(&job.segment)?;
     staged.flush()?;
-    let source = match dualrig_media::inspect(staged.path()) {
-        Ok(s) => s,
-        Err(e) => {
-            let note = format!(
-                "the job's segment is not a video the coordinator would have accepted: {e}"
-            );
-            return Ok(Verdict::not_upheld(recorded, note));
-        }
-    };
+    let source =
+        match dualrig_media::inspect_within(staged.path(), dualrig_media::DecodeBudget::SEGMENT) {
+            Ok(s) => s,
+            Err(e) => {
+                let note = format!(
+                    "the job's segment is not a video the coordinator would have accepted: {e}"
+                );
+                return Ok(Verdict::not_upheld(recorded, note));
+            }
+        };
     let segment = &job.segment[..];
     let content = match &recorded {
         Some(Fault::Content { seed, .. }) => ContentCheck::Sampled {

@@ -158,7 +158,7 @@ impl CoordinatorService {
                 .prefix("segment-")
                 .tempfile_in(&scratch)?;
             std::io::Write::write_all(&mut file, &staged)?;
-            dualrig_media::inspect(file.path())
+            dualrig_media::inspect_within(file.path(), dualrig_media::DecodeBudget::SEGMENT)
                 .map_err(|e| CoordinatorError::BadSegment(format!("segment rejected: {e}")))
         })
         .await

@@ -46,6 +46,12 @@ pub enum MediaError {
     /// The decoding side found a rendition thread gone; that thread's own error says why.
     #[error("a rendition stopped early")]
     RenditionGone,
+    /// More frames decode than the budget allows; counting stopped at `frames`.
+    #[error("segment would cost too much to decode: it decodes to more than {limit} frames")]
+    TooManyFrames { frames: u64, limit: u64 },
+    /// Decoding the input would cost more than it may: refused before (or as soon as) it does.
+    #[error("segment would cost too much to decode: {detail}")]
+    OverBudget { detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }

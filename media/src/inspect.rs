@@ -42,12 +42,93 @@ impl StreamInfo {
     }
 }
 
+/// What decoding one file may cost: past either bound the file is refused, so a few bytes that
+/// declare an hour of 4K cost a bounded share of a core, not the hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeBudget {
+    pub max_frames: u64,
+    /// Decoded pixels, summed over frames.
+    pub max_pixels: u64,
+}
+
+impl DecodeBudget {
+    /// A source segment: 600 frames (10 s at 60 fps), and as many pixels as 240 frames at the largest
+    /// profile size (4 s of 4096x2304 at 60 fps; 30 s of 1080p).
+    pub const SEGMENT: Self = Self {
+        max_frames: 600,
+        max_pixels: 240
+            * dualrig_proto::profile::MAX_WIDTH as u64
+            * dualrig_proto::profile::MAX_HEIGHT as u64,
+    };
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 /// Opens `path` (any container FFmpeg reads), requires a video stream and decodes all of it.
 pub fn inspect(path: &Path) -> Result<StreamInfo, MediaError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let mut source = VideoSource::open(path, threads)?;
+    inspect_source(VideoSource::open(path, threads())?, None)
+}
+
+/// [`inspect`] within `budget`: what the container declares (frame count, duration × rate, size) is
+/// checked before any frame is decoded, and what decodes is counted as it does.
+pub fn inspect_within(path: &Path, budget: DecodeBudget) -> Result<StreamInfo, MediaError> {
+    let source = VideoSource::open(path, threads())?;
+    let (width, height) = (source.decoder.width(), source.decoder.height());
+    let pixels = u64::from(width) * u64::from(height);
+    let declared_frames = source
+        .input
+        .stream(source.video_index)
+        .map(|s| s.frames().max(0) as u64)
+        .unwrap_or(0);
+    let duration_secs = source.input.duration().max(0) as f64 / 1e6;
+    let declared = declared_frames.max((duration_secs * source.frame_rate).ceil() as u64);
+    if declared > budget.max_frames {
+        return Err(MediaError::OverBudget {
+            detail: format!(
+                "it declares {declared} frames; a segment may have at most {}",
+                budget.max_frames
+            ),
+        });
+    }
+    if declared.saturating_mul(pixels) > budget.max_pixels {
+        return Err(MediaError::OverBudget {
+            detail: format!(
+                "it declares {declared} frames of {width}x{height}, over the {} pixels a segment may decode to",
+                budget.max_pixels
+            ),
+        });
+    }
+    inspect_source(source, Some(budget))
+}
+
+fn inspect_source(
+    mut source: VideoSource,
+    budget: Option<DecodeBudget>,
+) -> Result<StreamInfo, MediaError> {
     let stated_rate = source.frame_rate;
-    let summary = source.decode(|_| Ok(()), |_| Ok(()))?;
+    let (mut frames, mut pixels) = (0u64, 0u64);
+    let count = |frame: ffmpeg_next::frame::Video| {
+        let Some(budget) = budget else {
+            return Ok(());
+        };
+        frames += 1;
+        pixels += u64::from(frame.width()) * u64::from(frame.height());
+        if frames > budget.max_frames {
+            return Err(MediaError::TooManyFrames {
+                frames,
+                limit: budget.max_frames,
+            });
+        }
+        if pixels > budget.max_pixels {
+            return Err(MediaError::OverBudget {
+                detail: format!("it decodes to more than {} pixels", budget.max_pixels),
+            });
+        }
+        Ok(())
+    };
+    let summary = source.decode(count, |_| Ok(()))?;
     let tb = f64::from(source.video_time_base);
     let first = summary.first_pts.unwrap_or(0);
     let last = summary.last_pts.unwrap_or(first);
@@ -89,10 +170,46 @@ pub fn verify_rendition(
     profile: &Profile,
 ) -> Result<StreamInfo, VerifyError> {
     let name = || profile.name.clone();
-    let info = inspect(rendition).map_err(|e| VerifyError::Undecodable {
-        rendition: name(),
-        detail: e.to_string(),
-    })?;
+    // Bounded by what the rendition must be: a few frames more than asked, at the asked size. A
+    // rendition past that is refused as soon as it decodes past it, not decoded in full. Only what
+    // decodes counts: a container's declared duration may run past the video (its audio), and an
+    // honest rendition must never fail on an estimate.
+    let expected = match profile.fps {
+        0 => source.frames,
+        fps => (source.duration_secs * f64::from(fps)).round() as u64,
+    };
+    let budget = DecodeBudget {
+        max_frames: expected + 2,
+        max_pixels: (expected + 2) * u64::from(profile.width) * u64::from(profile.height),
+    };
+    let info = match VideoSource::open(rendition, threads())
+        .and_then(|source| inspect_source(source, Some(budget)))
+    {
+        Ok(info) => info,
+        // Counting stopped past the bound: the rendition has at least that many frames.
+        Err(MediaError::TooManyFrames { frames, .. }) if profile.fps == 0 => {
+            return Err(VerifyError::FrameCount {
+                rendition: name(),
+                frames,
+                source_frames: source.frames,
+            });
+        }
+        Err(MediaError::TooManyFrames { frames, .. }) => {
+            return Err(VerifyError::ConvertedFrameCount {
+                rendition: name(),
+                frames,
+                expected,
+                duration_secs: source.duration_secs,
+                fps: profile.fps,
+            });
+        }
+        Err(e) => {
+            return Err(VerifyError::Undecodable {
+                rendition: name(),
+                detail: e.to_string(),
+            });
+        }
+    };
     let asked_codec = profile.codec.ffmpeg_name();
     if info.video_codec != asked_codec {
         return Err(VerifyError::Codec {

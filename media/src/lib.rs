@@ -40,7 +40,7 @@ pub use encoder::{
     SOFTWARE_ENCODER, probe_encoders, select_encoder,
 };
 pub use error::{MediaError, VerifyError};
-pub use inspect::{StreamInfo, inspect, verify_rendition};
+pub use inspect::{DecodeBudget, StreamInfo, inspect, inspect_within, verify_rendition};
 pub use ladder::KEYFRAME_INTERVAL_SECS;
 pub use segment::{Segment, segment_file_name, split_segments};
 pub use sessions::probe_sessions;

@@ -296,3 +296,71 @@ async fn an_unfunded_sender_buys_no_work() {
     assert_eq!(done.worker_id, worker.id.as_bytes().to_vec());
     worker.kill().await;
 }
+
+/// An unauthenticated CPU bomb: a 48 KB MP4 that declares 1200 frames of 4096x2304 is refused from
+/// its header, and an MPEG-TS whose timestamps say as much is refused the same way (one that hid it
+/// would stop decoding at the segment's budget: media's unit tests); neither
+/// costs the coordinator more CPU than a few ordinary jobs, and an ordinary job is served after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_segment_that_declares_hours_of_4k_costs_a_bounded_share_of_a_core() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coordinator = CoordinatorProcess::start(dir.path(), &[]);
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let worker = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let clip = crate::support::make_clip(dir.path(), "ordinary.ts", 2, "320x240");
+    let ordinary = std::fs::read(&clip).expect("clip");
+    let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("profile");
+
+    let before = coordinator.cpu_secs();
+    client
+        .transcode_segment(ordinary.clone(), &profiles, "ordinary")
+        .await
+        .expect("an ordinary job");
+    let ordinary_cpu = coordinator.cpu_secs() - before;
+
+    let mut bomb_cpu = Vec::new();
+    for (name, said) in [
+        (
+            "declares-1200-frames-of-4096x2304.mp4",
+            "declares 1200 frames",
+        ),
+        // MPEG-TS declares no frame count; its duration is estimated from its timestamps.
+        ("300-frames-of-4096x2304.ts", "frames of 4096x2304"),
+    ] {
+        let bomb = std::fs::read(data.join(name)).expect("fixture");
+        let before = coordinator.cpu_secs();
+        let err = client
+            .transcode_segment(bomb, &profiles, name)
+            .await
+            .expect_err("the bomb is refused");
+        bomb_cpu.push(coordinator.cpu_secs() - before);
+        assert_eq!(
+            err.code(),
+            Some(tonic::Code::InvalidArgument),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains(said), "{name}: {err}");
+    }
+    eprintln!("coordinator CPU: ordinary job {ordinary_cpu:.2} s, bombs {bomb_cpu:.2?} s");
+    // Unbounded, the MP4 alone costs over 7 s of CPU to decode.
+    assert!(
+        bomb_cpu[0] <= ordinary_cpu.max(0.05),
+        "the declared bomb cost {:.2} s",
+        bomb_cpu[0]
+    );
+    assert!(
+        bomb_cpu[1] <= 10.0 * ordinary_cpu.max(0.1),
+        "the undeclared bomb cost {:.2} s against {ordinary_cpu:.2} s",
+        bomb_cpu[1]
+    );
+    client
+        .transcode_segment(ordinary, &profiles, "after")
+        .await
+        .expect("served after the bombs");
+    assert!(list_slashes(&coordinator.url, None).await.is_empty());
+    worker.kill().await;
+}

@@ -119,7 +119,7 @@ fn a_rendition_at_the_wrong_frame_rate_is_caught() {
         matches!(
             err,
             VerifyError::ConvertedFrameCount {
-                frames: 120,
+                frames: 63,
                 expected: 60,
                 ..
             }
@@ -140,4 +140,48 @@ fn a_rendition_that_does_not_decode_is_caught() {
             .starts_with("rendition 240p does not decode: "),
         "{err}"
     );
+}
+
+/// A rendition is decoded only as far as it can be right: one with far more frames than its source
+/// (here, twice the source's frame rate) stops decoding three frames past the source's count and is
+/// refused for its frame count, not decoded in full.
+#[test]
+fn a_rendition_with_far_more_frames_stops_decoding_at_its_budget() {
+    let f = fixture();
+    let doubled = rendition(
+        f.dir.path(),
+        &f.source,
+        "doubled.ts",
+        "scale=426:240,fps=60",
+        &[],
+    );
+    let err = verify_rendition(&f.info, &doubled, &f.p240).expect_err("too many frames");
+    assert_eq!(
+        err,
+        VerifyError::FrameCount {
+            rendition: "240p".into(),
+            frames: 123,
+            source_frames: 120,
+        }
+    );
+}
+
+/// A source whose container declares more than a segment may hold is refused before any frame is
+/// decoded; an ordinary segment passes the same budget.
+#[test]
+fn a_segment_declaring_more_than_its_budget_is_refused_unread() {
+    let f = fixture();
+    let tight = dualrig_media::DecodeBudget {
+        max_frames: 100,
+        max_pixels: u64::MAX,
+    };
+    let err = dualrig_media::inspect_within(&f.source, tight).expect_err("120 frames declared");
+    assert!(
+        matches!(err, dualrig_media::MediaError::OverBudget { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("at most 100"), "{err}");
+    let info = dualrig_media::inspect_within(&f.source, dualrig_media::DecodeBudget::SEGMENT)
+        .expect("an ordinary segment is within the budget");
+    assert_eq!(info, f.info);
 }
