@@ -54,6 +54,13 @@ pub struct FileConfig {
     pub challenge_deadline_secs: Option<f64>,
     pub challenge_k: Option<u32>,
     pub challenge_blobs: Option<u32>,
+    pub upload_idle_secs: Option<f64>,
+    pub upload_deadline_secs: Option<f64>,
+    pub max_staged_segment_bytes: Option<u64>,
+    pub max_staged_segment_bytes_per_client: Option<u64>,
+    pub max_staged_blob_bytes: Option<u64>,
+    pub max_staged_blob_bytes_per_client: Option<u64>,
+    pub disk_reserve_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -119,6 +126,18 @@ pub struct Config {
     pub challenge_k: u32,
     /// Blobs challenged per worker per round (all of them when it hosts fewer).
     pub challenge_blobs: u32,
+    /// Longest an upload (Transcode, Put) may go without sending anything.
+    pub upload_idle: Duration,
+    /// Longest a Transcode upload may take; a Put gets this plus a second per MiB.
+    pub upload_deadline: Duration,
+    /// Segment bytes held in memory for uploads at once, in total and from one client address.
+    pub max_staged_segment_bytes: u64,
+    pub max_staged_segment_bytes_per_client: u64,
+    /// Blob bytes staged on disk for Puts at once, in total and from one client address.
+    pub max_staged_blob_bytes: u64,
+    pub max_staged_blob_bytes_per_client: u64,
+    /// Free disk space Put staging always leaves.
+    pub disk_reserve_bytes: u64,
 }
 
 /// Most copies of one blob a Put may ask for.
@@ -154,6 +173,13 @@ impl Config {
             challenge_deadline: Duration::from_secs(30),
             challenge_k: 16,
             challenge_blobs: 32,
+            upload_idle: Duration::from_secs(30),
+            upload_deadline: Duration::from_secs(300),
+            max_staged_segment_bytes: 1 << 30,
+            max_staged_segment_bytes_per_client: 256 << 20,
+            max_staged_blob_bytes: 256 << 30,
+            max_staged_blob_bytes_per_client: 64 << 30,
+            disk_reserve_bytes: 1 << 30,
         }
     }
 
@@ -242,6 +268,33 @@ impl Config {
         }
         if let Some(v) = file.challenge_deadline_secs {
             self.challenge_deadline = secs("challenge_deadline_secs", v)?;
+        }
+        if let Some(v) = file.upload_idle_secs {
+            self.upload_idle = secs("upload_idle_secs", v)?;
+        }
+        if let Some(v) = file.upload_deadline_secs {
+            self.upload_deadline = secs("upload_deadline_secs", v)?;
+        }
+        let bytes = [
+            (
+                file.max_staged_segment_bytes,
+                &mut self.max_staged_segment_bytes,
+            ),
+            (
+                file.max_staged_segment_bytes_per_client,
+                &mut self.max_staged_segment_bytes_per_client,
+            ),
+            (file.max_staged_blob_bytes, &mut self.max_staged_blob_bytes),
+            (
+                file.max_staged_blob_bytes_per_client,
+                &mut self.max_staged_blob_bytes_per_client,
+            ),
+            (file.disk_reserve_bytes, &mut self.disk_reserve_bytes),
+        ];
+        for (value, field) in bytes {
+            if let Some(v) = value {
+                *field = v;
+            }
         }
         if let Some(v) = file.challenge_k {
             self.challenge_k = v;

@@ -40,6 +40,16 @@ pub enum CoordinatorError {
     Ledger(#[from] LedgerError),
     #[error("coordinator is shutting down")]
     ShuttingDown,
+    #[error(
+        "{what} upload {} after {received} bytes; uploads must keep sending and finish in time",
+        if *.idle { format!("sent nothing for {:.0} s", .limit.as_secs_f64()) } else { format!("did not finish within {:.0} s", .limit.as_secs_f64()) }
+    )]
+    UploadStalled {
+        what: &'static str,
+        received: u64,
+        idle: bool,
+        limit: std::time::Duration,
+    },
     /// A bounded table (registrations, quotes) is full; the caller may try again shortly.
     #[error("{0}")]
     Busy(String),
@@ -137,6 +147,7 @@ impl From<CoordinatorError> for Status {
                 Status::unavailable(msg)
             }
             CoordinatorError::Exhausted { .. } => Status::aborted(msg),
+            CoordinatorError::UploadStalled { .. } => Status::deadline_exceeded(msg),
             CoordinatorError::Identity(e) if is_malformed_id(&e) => Status::invalid_argument(msg),
             CoordinatorError::Unauthenticated(_) | CoordinatorError::Identity(_) => {
                 Status::unauthenticated(msg)
@@ -249,10 +260,16 @@ pub enum StorageError {
     Staging(#[from] std::io::Error),
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// Over a staging budget, short of disk, or past an upload deadline.
+    #[error(transparent)]
+    Staged(#[from] CoordinatorError),
 }
 
 impl From<StorageError> for Status {
     fn from(e: StorageError) -> Self {
+        if let StorageError::Staged(inner) = e {
+            return Status::from(inner);
+        }
         let code = match &e {
             StorageError::Id(id) if !is_malformed_id(id) => Code::Unauthenticated,
             StorageError::MalformedRoot { .. }
@@ -273,6 +290,7 @@ impl From<StorageError> for Status {
             | StorageError::HolderUnreachable(_)
             | StorageError::HolderFailed { .. } => Code::Unavailable,
             StorageError::Staging(_) | StorageError::Index(_) => Code::Internal,
+            StorageError::Staged(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
     }

@@ -18,6 +18,7 @@ pub mod pool;
 pub mod server;
 pub mod service;
 pub mod slashing;
+pub mod staging;
 pub mod stakes;
 pub mod storage;
 pub mod verify;

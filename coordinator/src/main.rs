@@ -107,6 +107,15 @@ struct Args {
     /// Blobs challenged per worker per round (default 32).
     #[arg(long, env = "DUALRIG_CHALLENGE_BLOBS")]
     challenge_blobs: Option<u32>,
+    /// Longest an upload may go without sending anything, in seconds.
+    #[arg(long, env = "DUALRIG_UPLOAD_IDLE_SECS")]
+    upload_idle_secs: Option<f64>,
+    /// Free disk space Put staging always leaves, in bytes.
+    #[arg(long, env = "DUALRIG_DISK_RESERVE_BYTES")]
+    disk_reserve_bytes: Option<u64>,
+    /// Segment bytes held for uploads from one client address at once.
+    #[arg(long, env = "DUALRIG_MAX_STAGED_SEGMENT_BYTES_PER_CLIENT")]
+    max_staged_segment_bytes_per_client: Option<u64>,
 }
 
 impl Args {
@@ -186,6 +195,15 @@ impl Args {
         }
         if let Some(v) = self.challenge_blobs {
             config.challenge_blobs = v;
+        }
+        if let Some(v) = self.upload_idle_secs {
+            config.upload_idle = secs("--upload-idle-secs", v)?;
+        }
+        if let Some(v) = self.disk_reserve_bytes {
+            config.disk_reserve_bytes = v;
+        }
+        if let Some(v) = self.max_staged_segment_bytes_per_client {
+            config.max_staged_segment_bytes_per_client = v;
         }
         config.validate()?;
         Ok(config)

@@ -28,6 +28,7 @@ use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
 use crate::slashing::Slasher;
+use crate::staging::{Reservation, StagingBudget, UploadDeadlines};
 use crate::storage::{BlobService, GetStream};
 
 /// How long a quote holds its draw.
@@ -44,6 +45,8 @@ pub struct CoordinatorService {
     dispatcher: JobDispatcher,
     storage: Arc<BlobService>,
     next_job: AtomicU64,
+    /// Segment bytes held for uploads and their jobs.
+    segment_budget: Arc<StagingBudget>,
     /// Open quotes: id → (drawn worker, when).
     quotes: std::sync::Mutex<std::collections::HashMap<String, (PublicId, Instant)>>,
 }
@@ -57,8 +60,14 @@ impl CoordinatorService {
         storage: Arc<BlobService>,
         slasher: Arc<Slasher>,
     ) -> Self {
+        let segment_budget = StagingBudget::new(
+            "segment",
+            config.max_staged_segment_bytes,
+            config.max_staged_segment_bytes_per_client,
+        );
         Self {
             storage,
+            segment_budget,
             dispatcher: JobDispatcher::new(Arc::clone(&pool), Arc::clone(&config), slasher),
             identity,
             config,
@@ -75,14 +84,18 @@ impl CoordinatorService {
         format!("{}-{n}", hex::encode(rand::random::<[u8; 4]>()))
     }
 
-    /// Reads a client's upload: the header, then chunks up to the declared size and the limit.
+    /// Reads a client's upload: the header, then chunks up to the declared size and the limit, each
+    /// within the upload deadlines, the declared size reserved from the segment budget first (the
+    /// reservation is held as long as the segment is).
     async fn receive_upload(
         &self,
+        client: Option<std::net::IpAddr>,
         mut upload: Streaming<TranscodeUpload>,
-    ) -> Result<(TranscodeHeader, BytesMut), CoordinatorError> {
-        let first = upload
-            .message()
-            .await
+    ) -> Result<(TranscodeHeader, BytesMut, Reservation), CoordinatorError> {
+        let deadlines = UploadDeadlines::new(self.config.upload_idle, self.config.upload_deadline);
+        let first = deadlines
+            .next("segment", 0, upload.message())
+            .await?
             .map_err(|s| CoordinatorError::BadUpload(format!("stream broke: {}", s.message())))?
             .ok_or_else(|| {
                 CoordinatorError::BadUpload("empty upload; send a header first".into())
@@ -106,14 +119,20 @@ impl CoordinatorService {
         }
         // A paid job's sender must be able to cover its tickets before any segment byte is taken.
         self.check_funds(&header).await?;
-        let mut segment = BytesMut::with_capacity(header.segment_size as usize);
-        while let Some(message) = upload.message().await.map_err(|s| {
-            CoordinatorError::ShortUpload {
-                got: segment.len() as u64,
-                declared: header.segment_size,
-            }
-            .with_cause(s)
-        })? {
+        let reservation = self.segment_budget.reserve(client, header.segment_size)?;
+        // Grown as bytes arrive: a header alone holds no memory.
+        let mut segment = BytesMut::new();
+        while let Some(message) = deadlines
+            .next("segment", segment.len() as u64, upload.message())
+            .await?
+            .map_err(|s| {
+                CoordinatorError::ShortUpload {
+                    got: segment.len() as u64,
+                    declared: header.segment_size,
+                }
+                .with_cause(s)
+            })?
+        {
             match message.part {
                 Some(transcode_upload::Part::Chunk(chunk)) => {
                     let size = (segment.len() + chunk.len()) as u64;
@@ -139,15 +158,16 @@ impl CoordinatorService {
             });
         }
         metrics::bytes_in("segment", segment.len());
-        Ok((header, segment))
+        Ok((header, segment, reservation))
     }
 
     async fn transcode(
         &self,
+        client: Option<std::net::IpAddr>,
         upload: Streaming<TranscodeUpload>,
         job_id: String,
     ) -> Result<TranscodeResponse, CoordinatorError> {
-        let (header, segment) = self.receive_upload(upload).await?;
+        let (header, segment, _held) = self.receive_upload(client, upload).await?;
         let profiles = ladder_from_wire(&header.profiles)?;
         let segment = segment.freeze();
 
@@ -548,8 +568,9 @@ impl CoordinatorApi for CoordinatorService {
         let job_id = self.new_job_id();
         let started = Instant::now();
         let span = info_span!("job", id = %job_id);
+        let client = request.remote_addr().map(|a| a.ip());
         let outcome = self
-            .transcode(request.into_inner(), job_id)
+            .transcode(client, request.into_inner(), job_id)
             .instrument(span.clone())
             .await;
         let label = match &outcome {
@@ -675,7 +696,10 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<Streaming<PutUpload>>,
     ) -> Result<Response<PutResponse>, Status> {
-        Ok(Response::new(self.storage.put(request.into_inner()).await?))
+        let client = request.remote_addr().map(|a| a.ip());
+        Ok(Response::new(
+            self.storage.put(client, request.into_inner()).await?,
+        ))
     }
 
     type GetStream = GetStream;

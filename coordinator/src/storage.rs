@@ -32,6 +32,7 @@ use crate::error::StorageError;
 use crate::metrics;
 use crate::pool::WorkerPool;
 use crate::slashing::Slasher;
+use crate::staging::{StagingBudget, UploadDeadlines, check_disk};
 use index::{BlobIndex, IndexError};
 use links::{Links, Room};
 
@@ -57,6 +58,8 @@ pub struct BlobService {
     config: Arc<Config>,
     pool: Arc<WorkerPool>,
     slasher: Arc<Slasher>,
+    /// Blob bytes staged for Puts.
+    blob_budget: Arc<StagingBudget>,
     index: Arc<BlobIndex>,
     links: Arc<Links>,
     /// Challenge rounds run so far.
@@ -74,11 +77,17 @@ impl BlobService {
         pool: Arc<WorkerPool>,
         slasher: Arc<Slasher>,
     ) -> Result<Self, IndexError> {
+        let blob_budget = StagingBudget::new(
+            "blob",
+            config.max_staged_blob_bytes,
+            config.max_staged_blob_bytes_per_client,
+        );
         let index = Arc::new(BlobIndex::open(&config.blob_index_path())?);
         Ok(Self {
             config,
             pool,
             slasher,
+            blob_budget,
             index,
             links: Arc::default(),
             rounds: AtomicU64::new(0),
@@ -195,9 +204,14 @@ impl BlobService {
         let mut hasher = blake3::Hasher::new();
         let mut received = 0u64;
         let declared = header.size;
-        while let Some(message) = upload
-            .message()
-            .await
+        // A Put may take the Transcode deadline plus a second per MiB.
+        let deadlines = UploadDeadlines::new(
+            self.config.upload_idle,
+            self.config.upload_deadline + Duration::from_secs(declared >> 20),
+        );
+        while let Some(message) = deadlines
+            .next("blob", received, upload.message())
+            .await?
             .map_err(|s| StorageError::UploadBroke {
                 received,
                 declared,
@@ -228,10 +242,14 @@ impl BlobService {
         Ok(staged)
     }
 
-    pub async fn put(&self, mut upload: Streaming<PutUpload>) -> Result<PutResponse, StorageError> {
-        let first = upload
-            .message()
-            .await
+    pub async fn put(
+        &self,
+        client: Option<std::net::IpAddr>,
+        mut upload: Streaming<PutUpload>,
+    ) -> Result<PutResponse, StorageError> {
+        let first = UploadDeadlines::new(self.config.upload_idle, self.config.upload_deadline)
+            .next("blob", 0, upload.message())
+            .await?
             .map_err(|s| StorageError::UploadBroke {
                 received: 0,
                 declared: 0,
@@ -291,6 +309,13 @@ impl BlobService {
                 holders: holders.len(),
             });
         }
+        // Room for it on the coordinator's disk, within the staging budget, before a byte is taken.
+        let _held = self.blob_budget.reserve(client, header.size)?;
+        check_disk(
+            &self.config.scratch_dir(),
+            header.size,
+            self.config.disk_reserve_bytes,
+        )?;
         let staged = self.stage(&header, &mut upload, root).await?;
         let size = header.size;
         self.index

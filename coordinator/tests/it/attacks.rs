@@ -364,3 +364,146 @@ async fn a_segment_that_declares_hours_of_4k_costs_a_bounded_share_of_a_core() {
     assert!(list_slashes(&coordinator.url, None).await.is_empty());
     worker.kill().await;
 }
+
+/// A header that declares `size` bytes and then nothing: the stream stays open, sending no chunk.
+fn stalled_upload<T: Send + 'static>(
+    header: T,
+) -> (
+    tokio::sync::mpsc::Sender<T>,
+    tokio_stream::wrappers::ReceiverStream<T>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.try_send(header).expect("room for the header");
+    (tx, tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Slowloris uploads: Transcode streams that send a header declaring 32 MiB and then nothing hold
+/// no memory for it, are cut by the idle deadline, and past one address's share are refused at once;
+/// a Put that would eat into the disk reserve is refused before a byte is staged, and a stalled Put
+/// leaves nothing staged. Other traffic is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_and_oversized_uploads_hold_nothing_for_long() {
+    use dualrig_proto::v1::{
+        PutHeader, PutUpload, TranscodeHeader, TranscodeUpload, put_upload, transcode_upload,
+    };
+
+    const DECLARED: u64 = 32 << 20;
+    const SHARE: u64 = 8 * DECLARED;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let share = SHARE.to_string();
+    let coordinator = CoordinatorProcess::start(
+        dir.path(),
+        &[
+            "--upload-idle-secs",
+            "2",
+            "--max-staged-segment-bytes-per-client",
+            &share,
+        ],
+    );
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let worker = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let rss_before = coordinator.rss_bytes();
+    let header = || TranscodeUpload {
+        part: Some(transcode_upload::Part::Header(TranscodeHeader {
+            profiles: vec![
+                dualrig_proto::profile::Profile::standard("240p")
+                    .expect("profile")
+                    .to_wire(),
+            ],
+            segment_size: DECLARED,
+            ..TranscodeHeader::default()
+        })),
+    };
+    let mut stalled = Vec::new();
+    for i in 0..12 {
+        let mut api = CoordinatorClient::connect(coordinator.url.clone())
+            .await
+            .expect("connect");
+        let (keep_open, upload) = stalled_upload(header());
+        stalled.push(tokio::spawn(async move {
+            let outcome = api.transcode(upload).await;
+            drop(keep_open);
+            (i, outcome.map(|_| ()))
+        }));
+        // In order, so the first eight take this address's share.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Meanwhile a Put goes through (another budget) and the worker list is served.
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+    put_bytes(&client, dir.path(), &bytes, 1).await;
+    assert_eq!(client.list_workers().await.expect("workers").len(), 1);
+    let grown = coordinator.rss_bytes().saturating_sub(rss_before);
+    eprintln!("RSS grew {grown} bytes with 8 uploads of 32 MiB stalled");
+    assert!(grown < 24 << 20, "RSS grew {grown} bytes");
+
+    for task in stalled {
+        let (i, outcome) = task.await.expect("upload task");
+        let err = outcome.expect_err("a stalled upload is cut");
+        let expected = if i < 8 {
+            tonic::Code::DeadlineExceeded
+        } else {
+            tonic::Code::ResourceExhausted
+        };
+        assert_eq!(err.code(), expected, "upload {i}: {err}");
+    }
+    // The share is given back: an ordinary job from the same address is served.
+    let clip = crate::support::make_clip(dir.path(), "ordinary.ts", 1, "320x240");
+    let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("profile");
+    client
+        .transcode_segment(std::fs::read(&clip).expect("clip"), &profiles, "after")
+        .await
+        .expect("served after the stalls");
+
+    // A stalled Put: cut by the idle deadline, nothing left staged.
+    let mut api = CoordinatorClient::connect(coordinator.url.clone())
+        .await
+        .expect("connect");
+    let (keep_open, upload) = stalled_upload(PutUpload {
+        part: Some(put_upload::Part::Header(PutHeader {
+            root: vec![7; 32],
+            size: 1 << 30,
+            replicas: 1,
+        })),
+    });
+    let err = api.put(upload).await.expect_err("a stalled Put is cut");
+    drop(keep_open);
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
+    let staged = std::fs::read_dir(dir.path().join("scratch"))
+        .expect("scratch")
+        .count();
+    assert_eq!(staged, 0, "a stalled Put left files staged");
+    worker.kill().await;
+    drop(coordinator);
+
+    // With a disk reserve larger than the disk, a Put is refused before a byte is staged.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coordinator =
+        CoordinatorProcess::start(dir.path(), &["--disk-reserve-bytes", "1000000000000000000"]);
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let worker = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let path = dir.path().join("blob");
+    std::fs::write(&path, &bytes).expect("blob");
+    let mut refused = None;
+    for _ in 0..200 {
+        match client.put_file(&path, 1).await {
+            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => {
+                refused = Some(other);
+                break;
+            }
+        }
+    }
+    let err = refused.expect("an answer").expect_err("no room on disk");
+    assert_eq!(err.code(), Some(tonic::Code::ResourceExhausted), "{err}");
+    assert!(err.to_string().contains("reserve"), "{err}");
+    assert!(client.list_blobs().await.expect("ls").is_empty());
+    worker.kill().await;
+}

@@ -424,12 +424,6 @@ impl CoordinatorProcess {
             fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
         ticks as f64 / 100.0
     }
-
-    /// Kills it with SIGKILL and waits for it.
-    pub fn kill_9(mut self) {
-        let _ = self.child.0.kill();
-        let _ = self.child.0.wait();
-    }
 }
 
 impl Drop for Killed {
