@@ -38,6 +38,8 @@ pub struct WorkerConfig {
     pub storage_capacity: u64,
     /// Time between scrubs of the blob store.
     pub scrub_interval: Duration,
+    /// How long a winning ticket waits before its redemption (`--redeem-delay-secs`; 0: at once).
+    pub redeem_delay: Duration,
     /// Cheat on every job this way (`--fault`), for tests of verification.
     #[cfg(feature = "fault-injection")]
     pub fault: Option<crate::job::Fault>,
@@ -60,6 +62,7 @@ impl WorkerConfig {
             ticket_win_prob_one_in: 100,
             storage_capacity: DEFAULT_STORAGE_CAPACITY,
             scrub_interval: Duration::from_secs(6 * 3600),
+            redeem_delay: Duration::ZERO,
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -67,6 +70,11 @@ impl WorkerConfig {
 
     pub fn key_path(&self) -> PathBuf {
         self.data_dir.join(KEY_FILE)
+    }
+
+    /// Where winning tickets wait for redemption, one file each.
+    pub fn winners_dir(&self) -> PathBuf {
+        self.data_dir.join("winners")
     }
 
     /// The secret the worker's ticket params derive from; it outlives restarts so winning tickets

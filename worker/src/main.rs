@@ -123,6 +123,9 @@ struct RunArgs {
     /// Seconds between rehashes of the whole blob store (default six hours).
     #[arg(long, env = "DUALRIG_SCRUB_INTERVAL_SECS", default_value_t = 21_600.0)]
     scrub_interval_secs: f64,
+    /// Seconds a winning ticket waits before it is redeemed (0: at once; winners wait on disk).
+    #[arg(long, env = "DUALRIG_REDEEM_DELAY_SECS", default_value_t = 0.0)]
+    redeem_delay_secs: f64,
     /// Cheat on every job this way, to test that the coordinator catches it (fault-injection builds).
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_enum)]
@@ -153,6 +156,13 @@ impl RunArgs {
                 anyhow::anyhow!(
                     "--scrub-interval-secs {} is not a duration in seconds",
                     self.scrub_interval_secs
+                )
+            })?;
+        config.redeem_delay = std::time::Duration::try_from_secs_f64(self.redeem_delay_secs)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--redeem-delay-secs {} is not a duration in seconds",
+                    self.redeem_delay_secs
                 )
             })?;
         #[cfg(feature = "fault-injection")]

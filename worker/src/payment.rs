@@ -1,9 +1,12 @@
 //! Getting paid (PROTOCOL §3): the worker's ticket params, the check of each job's tickets before it is
 //! transcoded, and the redemption of winning tickets at the coordinator's ledger.
 //!
-//! The params derive from a secret kept in the data dir (`ticket.secret`, 0600), so a winning ticket
-//! received before a restart still redeems after it. A worker whose price is 0 issues params all the
-//! same (clients see it works for free) and takes jobs without tickets.
+//! The params derive from a secret kept in the data dir (`ticket.secret`, 0600), and every winning ticket
+//! is on disk ([`winners`]) before its job is taken on, so a win received before a crash still redeems
+//! after it, once. A worker whose price is 0 issues params all the same (clients see it works for free)
+//! and takes jobs without tickets.
+
+pub mod winners;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,6 +26,10 @@ use tracing::{info, warn};
 
 use crate::config::WorkerConfig;
 use crate::metrics;
+use winners::WinnerStore;
+
+/// A winning ticket waiting for redemption, and since when.
+pub type QueuedWinner = (WinningTicket, tokio::time::Instant);
 
 /// Rounds a params stays valid after it is issued, unless the coordinator announces less.
 const PARAMS_ROUNDS: u64 = 10_000;
@@ -76,7 +83,8 @@ pub struct Payments {
     face_value: u64,
     win_prob: u64,
     state: Mutex<State>,
-    winners: mpsc::UnboundedSender<WinningTicket>,
+    winners: mpsc::UnboundedSender<QueuedWinner>,
+    store: Arc<WinnerStore>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -89,11 +97,11 @@ impl std::fmt::Debug for Payments {
 
 impl Payments {
     /// Loads the secret and issues the first params. The receiver yields the winning tickets to
-    /// redeem; hand it to [`redeem_forever`].
+    /// redeem, first those a previous run left on disk; hand it to [`redeem_forever`].
     pub fn new(
         config: &WorkerConfig,
         identity: &Identity,
-    ) -> std::io::Result<(Self, mpsc::UnboundedReceiver<WinningTicket>)> {
+    ) -> std::io::Result<(Self, mpsc::UnboundedReceiver<QueuedWinner>)> {
         let secret = load_or_create_secret(&config.ticket_secret_path())?;
         let mut validator = TicketValidator::new(identity.id(), secret, 0);
         let win_prob = win_prob_one_in(config.ticket_win_prob_one_in.max(1));
@@ -108,6 +116,17 @@ impl Payments {
             .issue_random(terms)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let (winners, queue) = mpsc::unbounded_channel();
+        let store = Arc::new(WinnerStore::open(config.winners_dir())?);
+        let left = store.load()?;
+        if !left.is_empty() {
+            info!(
+                tickets = left.len(),
+                "winning tickets from before a restart; queued for redemption"
+            );
+        }
+        for winner in left {
+            let _ = winners.send((winner, tokio::time::Instant::now()));
+        }
         Ok((
             Self {
                 price_per_unit: config.price_per_unit,
@@ -116,6 +135,7 @@ impl Payments {
                 win_prob,
                 state: Mutex::new(State { validator, current }),
                 winners,
+                store,
             },
             queue,
         ))
@@ -226,8 +246,12 @@ impl Payments {
                 face_value = winner.ticket.ticket.face_value,
                 "winning ticket; queued for redemption"
             );
+            // On disk before the job is taken on, so a crash loses no win.
+            if let Err(e) = self.store.save(&winner) {
+                tracing::error!(error = %e, "cannot record a winning ticket; it is redeemed only if the worker keeps running");
+            }
             // The receiver lives as long as the worker runs.
-            let _ = self.winners.send(winner);
+            let _ = self.winners.send((winner, tokio::time::Instant::now()));
         }
         Ok(published)
     }
@@ -248,12 +272,23 @@ fn terms(
     }
 }
 
+impl Payments {
+    /// Where winning tickets wait for redemption.
+    pub fn winner_store(&self) -> Arc<WinnerStore> {
+        Arc::clone(&self.store)
+    }
+}
+
 /// Redeems winning tickets one by one through the coordinator's `Execute(RedeemTicket)`, signed with
-/// the worker's key, retrying with backoff while the ledger cannot pay yet or cannot be reached.
+/// the worker's key, each no sooner than `delay` after it was won, retrying with backoff while the
+/// ledger cannot pay yet or cannot be reached. A ticket leaves `store` when the ledger has paid it or
+/// refused it for good; one given up on stays, to be tried again after a restart.
 pub async fn redeem_forever(
     coordinator: String,
     identity: Arc<Identity>,
-    mut queue: mpsc::UnboundedReceiver<WinningTicket>,
+    mut queue: mpsc::UnboundedReceiver<QueuedWinner>,
+    store: Arc<WinnerStore>,
+    delay: Duration,
 ) {
     let channel = match tonic::transport::Endpoint::from_shared(coordinator) {
         Ok(endpoint) => endpoint.connect_lazy(),
@@ -263,7 +298,8 @@ pub async fn redeem_forever(
         }
     };
     let mut api = CoordinatorClient::new(channel);
-    while let Some(winner) = queue.recv().await {
+    while let Some((winner, won_at)) = queue.recv().await {
+        tokio::time::sleep_until(won_at + delay).await;
         let face_value = winner.ticket.ticket.face_value;
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=REDEEM_TRIES {
@@ -271,6 +307,7 @@ pub async fn redeem_forever(
                 Ok(amount) => {
                     metrics::redeemed("paid", amount);
                     info!(amount, "ticket redeemed");
+                    forget(&store, &winner);
                     break;
                 }
                 Err(status)
@@ -284,6 +321,7 @@ pub async fn redeem_forever(
                 {
                     metrics::redeemed("refused", 0);
                     warn!(face_value, error = %status.message(), "ticket not redeemable; dropped");
+                    forget(&store, &winner);
                     break;
                 }
                 Err(status) if attempt == REDEEM_TRIES => {
@@ -298,6 +336,12 @@ pub async fn redeem_forever(
                 }
             }
         }
+    }
+}
+
+fn forget(store: &WinnerStore, winner: &WinningTicket) {
+    if let Err(e) = store.remove(winner) {
+        warn!(error = %e, "cannot remove a redeemed ticket's record; it is tried again after a restart");
     }
 }
 
@@ -340,7 +384,7 @@ mod tests {
 
     use super::*;
 
-    fn priced(dir: &Path) -> (Payments, mpsc::UnboundedReceiver<WinningTicket>) {
+    fn priced(dir: &Path) -> (Payments, mpsc::UnboundedReceiver<QueuedWinner>) {
         let mut config = WorkerConfig::new("http://127.0.0.1:1", dir.to_owned());
         config.price_per_unit = 2;
         config.ticket_face_value = 100;
@@ -379,9 +423,45 @@ mod tests {
         let new = published.expect("a win retires the params");
         assert_ne!(new.recipient_rand_hash, params.recipient_rand_hash);
         assert_eq!(payments.current(), new);
-        assert_eq!(winners.try_recv().map(|w| w.ticket), Ok(enough[0]));
+        assert_eq!(winners.try_recv().map(|w| w.0.ticket), Ok(enough[0]));
         // The same tickets again are refused: their params are retired.
         assert!(payments.accept(&job(&enough, 100)).is_err());
+    }
+
+    #[test]
+    fn a_win_is_on_disk_before_the_job_is_taken_and_queued_again_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (payments, _winners) = priced(dir.path());
+        let params = payments.current();
+        let sender = Identity::from_secret([8; 32]);
+        let tickets = TicketPayer::starting_at(1)
+            .pay(&sender, &params, 200)
+            .expect("tickets");
+        payments.accept(&job(&tickets, 100)).expect("paid");
+        let store = payments.winner_store();
+        let on_disk = store.load().expect("load");
+        assert_eq!(on_disk.len(), tickets.len(), "every ticket wins");
+        for t in &tickets {
+            assert!(on_disk.iter().any(|w| w.ticket == *t));
+        }
+        drop(payments);
+
+        // A restart on the same data dir queues them again, with the recipient_rand that redeems each.
+        let (again, mut queued) = priced(dir.path());
+        for expected in &on_disk {
+            let (winner, _) = queued.try_recv().expect("queued after the restart");
+            assert_eq!(winner, *expected);
+            winner
+                .ticket
+                .check_redeemable(&winner.ticket.ticket.recipient, &winner.recipient_rand, 1)
+                .expect("redeemable");
+            again.winner_store().remove(&winner).expect("forget");
+        }
+        assert!(queued.try_recv().is_err());
+        assert!(again.winner_store().load().expect("load").is_empty());
+        // A stray file that is not a record is left alone, not queued.
+        std::fs::write(dir.path().join("winners").join("0".repeat(64)), b"junk").expect("junk");
+        assert!(again.winner_store().load().expect("load").is_empty());
     }
 
     #[test]

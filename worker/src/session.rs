@@ -25,7 +25,6 @@ use crate::job::run_transcode;
 use crate::metrics;
 use crate::payment::{Payments, redeem_forever};
 use crate::store::BlobStore;
-use dualrig_proto::ticket::WinningTicket;
 use dualrig_proto::v1::AccountRequest;
 
 /// Largest 4:2:0 frame any encoder here is asked to produce.
@@ -97,7 +96,7 @@ pub struct Worker {
     capabilities: Capabilities,
     payments: Arc<Payments>,
     hosting: Arc<Hosting>,
-    winners: std::sync::Mutex<Option<mpsc::UnboundedReceiver<WinningTicket>>>,
+    winners: std::sync::Mutex<Option<mpsc::UnboundedReceiver<crate::payment::QueuedWinner>>>,
 }
 
 impl Worker {
@@ -191,6 +190,8 @@ impl Worker {
                     self.config.coordinator.clone(),
                     Arc::clone(&self.identity),
                     winners,
+                    self.payments.winner_store(),
+                    self.config.redeem_delay,
                 )
                 .await;
             }
