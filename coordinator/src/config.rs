@@ -61,6 +61,7 @@ pub struct FileConfig {
     pub max_staged_blob_bytes: Option<u64>,
     pub max_staged_blob_bytes_per_client: Option<u64>,
     pub disk_reserve_bytes: Option<u64>,
+    pub holder_offline_grace_secs: Option<f64>,
 }
 
 impl FileConfig {
@@ -138,6 +139,8 @@ pub struct Config {
     pub max_staged_blob_bytes_per_client: u64,
     /// Free disk space Put staging always leaves.
     pub disk_reserve_bytes: u64,
+    /// How long a holder may be offline before its copies stop counting and are repaired elsewhere.
+    pub holder_offline_grace: Duration,
 }
 
 /// Most copies of one blob a Put may ask for.
@@ -180,6 +183,7 @@ impl Config {
             max_staged_blob_bytes: 256 << 30,
             max_staged_blob_bytes_per_client: 64 << 30,
             disk_reserve_bytes: 1 << 30,
+            holder_offline_grace: Duration::from_secs(6 * 3600),
         }
     }
 
@@ -268,6 +272,9 @@ impl Config {
         }
         if let Some(v) = file.challenge_deadline_secs {
             self.challenge_deadline = secs("challenge_deadline_secs", v)?;
+        }
+        if let Some(v) = file.holder_offline_grace_secs {
+            self.holder_offline_grace = secs("holder_offline_grace_secs", v)?;
         }
         if let Some(v) = file.upload_idle_secs {
             self.upload_idle = secs("upload_idle_secs", v)?;

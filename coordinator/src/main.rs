@@ -110,6 +110,9 @@ struct Args {
     /// Longest an upload may go without sending anything, in seconds.
     #[arg(long, env = "DUALRIG_UPLOAD_IDLE_SECS")]
     upload_idle_secs: Option<f64>,
+    /// Seconds a holder may be offline before its copies stop counting (default six hours).
+    #[arg(long, env = "DUALRIG_HOLDER_OFFLINE_GRACE_SECS")]
+    holder_offline_grace_secs: Option<f64>,
     /// Free disk space Put staging always leaves, in bytes.
     #[arg(long, env = "DUALRIG_DISK_RESERVE_BYTES")]
     disk_reserve_bytes: Option<u64>,
@@ -198,6 +201,9 @@ impl Args {
         }
         if let Some(v) = self.upload_idle_secs {
             config.upload_idle = secs("--upload-idle-secs", v)?;
+        }
+        if let Some(v) = self.holder_offline_grace_secs {
+            config.holder_offline_grace = secs("--holder-offline-grace-secs", v)?;
         }
         if let Some(v) = self.disk_reserve_bytes {
             config.disk_reserve_bytes = v;

@@ -66,6 +66,11 @@ pub struct BlobService {
     rounds: AtomicU64,
     /// Wakes the repair task.
     repair_wanted: Notify,
+    /// When each holder was last seen attached; one offline longer than `holder_offline_grace` stops
+    /// counting toward its blobs' copies (they are repaired elsewhere).
+    last_seen: std::sync::Mutex<std::collections::HashMap<PublicId, std::time::Instant>>,
+    /// Holders never seen since this process started count from here.
+    started: std::time::Instant,
     /// Workers that failed a challenge on a blob or reported losing it: repair does not hand it back
     /// to them.
     lost_by: std::sync::Mutex<std::collections::HashMap<[u8; 32], Vec<PublicId>>>,
@@ -92,6 +97,8 @@ impl BlobService {
             links: Arc::default(),
             rounds: AtomicU64::new(0),
             repair_wanted: Notify::new(),
+            last_seen: std::sync::Mutex::default(),
+            started: std::time::Instant::now(),
             lost_by: std::sync::Mutex::default(),
         })
     }
@@ -104,6 +111,24 @@ impl BlobService {
     /// Challenge rounds completed or in progress.
     pub fn rounds(&self) -> u64 {
         self.rounds.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The holders that count: attached now, or offline for less than `holder_offline_grace`.
+    fn live(&self, holders: &[PublicId]) -> Vec<PublicId> {
+        let now = std::time::Instant::now();
+        let mut seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        holders
+            .iter()
+            .filter(|w| {
+                if self.pool.commands(w).is_some() {
+                    seen.insert(**w, now);
+                    return true;
+                }
+                let last = seen.get(*w).copied().unwrap_or(self.started);
+                now.duration_since(last) < self.config.holder_offline_grace
+            })
+            .copied()
+            .collect()
     }
 
     /// Remembers that `worker` lost `root`.
@@ -134,16 +159,18 @@ impl BlobService {
     }
 
     /// Pushes the staged blob to distinct workers, drawn by stake × score among those with room, until
-    /// `wanted` of them (counting `holders`) hold it or nobody is left to try. Returns the new holders.
+    /// `wanted` of them (counting `holders`) hold it or nobody is left to try; no copy goes to `avoid`
+    /// (workers that already hold one, counted or not). Returns the new holders.
     async fn place(
         &self,
         staged: &std::path::Path,
         root: &[u8; 32],
         size: u64,
         holders: &[PublicId],
+        avoid: &[PublicId],
         wanted: usize,
     ) -> Vec<PublicId> {
-        let mut tried = self.not_for(root, holders);
+        let mut tried = self.not_for(root, avoid);
         let mut placed = Vec::new();
         while holders.len() + placed.len() < wanted {
             let missing = wanted - holders.len() - placed.len();
@@ -279,8 +306,10 @@ impl BlobService {
             n => n,
         };
         let known = self.index.call(move |ix| ix.blob(&root)).await?;
+        // A size only claims made is no record: the Put's hashed bytes settle it.
         if let Some(known) = &known
             && known.size != header.size
+            && known.replicas > 0
         {
             return Err(StorageError::SizeConflict {
                 root,
@@ -288,7 +317,9 @@ impl BlobService {
                 declared: header.size,
             });
         }
-        let holders = known.map(|b| b.holders).unwrap_or_default();
+        // Only verified copies on holders that are not long gone count; claims never do.
+        let verified = known.map(|b| b.holders).unwrap_or_default();
+        let holders = self.live(&verified);
         if holders.len() >= wanted as usize {
             // Already kept: nothing to upload.
             self.index
@@ -300,7 +331,7 @@ impl BlobService {
                 holders: holders.iter().map(|w| w.as_bytes().to_vec()).collect(),
             });
         }
-        let room = self.with_room(header.size, &holders).len();
+        let room = self.with_room(header.size, &verified).len();
         if holders.len() + room < wanted as usize {
             return Err(StorageError::NoRoom {
                 wanted,
@@ -319,10 +350,13 @@ impl BlobService {
         let staged = self.stage(&header, &mut upload, root).await?;
         let size = header.size;
         self.index
-            .call(move |ix| ix.add_blob(&root, size, wanted))
+            .call(move |ix| {
+                ix.settle_size(&root, size)?;
+                ix.add_blob(&root, size, wanted)
+            })
             .await?;
         let placed = self
-            .place(&staged, &root, size, &holders, wanted as usize)
+            .place(&staged, &root, size, &holders, &verified, wanted as usize)
             .await;
         let mut all = holders;
         all.extend(placed);
@@ -368,16 +402,21 @@ impl BlobService {
             .iter()
             .map(|w| PublicId::from_slice("exclude", w))
             .collect::<Result<Vec<PublicId>, _>>()?;
-        let online: Vec<PublicId> = blob
-            .holders
-            .iter()
-            .filter(|w| !excluded.contains(w) && self.pool.commands(w).is_some())
-            .copied()
-            .collect();
+        let online = |workers: &[PublicId]| -> Vec<PublicId> {
+            workers
+                .iter()
+                .filter(|w| !excluded.contains(w) && self.pool.commands(w).is_some())
+                .copied()
+                .collect()
+        };
+        let (verified, claimed) = (online(&blob.holders), online(&blob.claims));
+        // Verified holders first; a claim is tried only when none is online (the client checks
+        // every byte against the root either way).
         let holder = self
             .pool
-            .draw_among(&online)
-            .or(online.first().copied())
+            .draw_among(&verified)
+            .or(verified.first().copied())
+            .or(claimed.first().copied())
             .ok_or(StorageError::NoHolderOnline {
                 root,
                 holders: blob.holders.len(),

@@ -172,6 +172,7 @@ impl BlobService {
         }
         let checked = tokio::task::spawn_blocking(move || {
             let mut failures = Vec::new();
+            let mut passed = Vec::new();
             let mut proven = 0u64;
             for (root, size) in sampled {
                 let blob_answer = answer
@@ -186,6 +187,7 @@ impl BlobService {
                     Ok(()) => {
                         metrics::challenge("passed");
                         proven += size;
+                        passed.push(root);
                     }
                     Err(fault) => {
                         metrics::challenge(if late { "late" } else { "failed" });
@@ -198,12 +200,24 @@ impl BlobService {
                     }
                 }
             }
-            (failures, proven)
+            (failures, passed, proven)
         })
         .await;
-        let Ok((failures, proven)) = checked else {
+        let Ok((failures, passed, proven)) = checked else {
             return;
         };
+        // A claim that passes a challenge is a verified copy from now on.
+        if let Err(e) = self
+            .index
+            .call(move |ix| {
+                passed
+                    .iter()
+                    .try_for_each(|root| ix.add_holder(root, &worker))
+            })
+            .await
+        {
+            warn!(error = %e, "cannot record proven copies");
+        }
         metrics::bytes_proven(&worker, proven);
         if failures.is_empty() {
             self.pool.record_verdict(worker, true);

@@ -26,7 +26,10 @@ pub struct IndexedBlob {
     pub size: u64,
     /// Copies the coordinator keeps; 0 for blobs a worker hosts of its own accord.
     pub replicas: u32,
+    /// Verified copies: placed here and acknowledged, or proven in a challenge. Only these count.
     pub holders: Vec<PublicId>,
+    /// Workers that report the blob but have not shown they hold it: challenged, never counted.
+    pub claims: Vec<PublicId>,
 }
 
 /// A storage fault as recorded.
@@ -73,6 +76,11 @@ impl BlobIndex {
                  PRIMARY KEY (root, worker)
              );
              CREATE INDEX IF NOT EXISTS holders_by_worker ON holders(worker);
+             CREATE TABLE IF NOT EXISTS holder_checks (
+                 root BLOB NOT NULL,
+                 worker BLOB NOT NULL,
+                 PRIMARY KEY (root, worker)
+             );
              CREATE TABLE IF NOT EXISTS faults (
                  id INTEGER PRIMARY KEY,
                  root BLOB NOT NULL,
@@ -85,6 +93,20 @@ impl BlobIndex {
         Ok(Self {
             conn: Mutex::new(conn),
         })
+    }
+
+    /// A copy counts toward a blob's replicas once it is *verified*: placed by this coordinator and
+    /// acknowledged by the worker after hashing, or proven since in a challenge. `holder_checks` lists
+    /// the verified (root, worker) pairs; a holder that is not there is only a claim.
+    fn verified_of(conn: &Connection, root: &[u8; 32]) -> Result<Vec<PublicId>, IndexError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT h.worker FROM holders h JOIN holder_checks c
+             ON c.root = h.root AND c.worker = h.worker WHERE h.root = ?1 ORDER BY h.worker",
+        )?;
+        let rows = stmt
+            .query_map(params![&root[..]], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.iter().map(|w| worker_of(w)).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -116,12 +138,12 @@ impl BlobIndex {
         let Some((size, replicas)) = found else {
             return Ok(None);
         };
-        let holders = holders_of(&conn, root)?;
         Ok(Some(IndexedBlob {
             root: *root,
             size: size as u64,
             replicas: replicas as u32,
-            holders,
+            holders: Self::verified_of(&conn, root)?,
+            claims: claims_of(&conn, root)?,
         }))
     }
 
@@ -143,7 +165,8 @@ impl BlobIndex {
             .map(|(root, size, replicas)| {
                 let root = root_of(root)?;
                 Ok(IndexedBlob {
-                    holders: holders_of(&conn, &root)?,
+                    holders: Self::verified_of(&conn, &root)?,
+                    claims: claims_of(&conn, &root)?,
                     root,
                     size: size as u64,
                     replicas: replicas as u32,
@@ -189,19 +212,55 @@ impl BlobIndex {
         Ok(())
     }
 
+    /// Records a verified copy: one this coordinator placed and the worker acknowledged after hashing,
+    /// or one the worker just proved in a challenge.
     pub fn add_holder(&self, root: &[u8; 32], worker: &PublicId) -> Result<(), IndexError> {
-        self.lock().execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let w = worker.as_bytes().as_slice();
+        tx.execute(
             "INSERT OR IGNORE INTO holders (root, worker) VALUES (?1, ?2)",
-            params![&root[..], worker.as_bytes().as_slice()],
+            params![&root[..], w],
         )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO holder_checks (root, worker) VALUES (?1, ?2)",
+            params![&root[..], w],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A Put's size is the one its bytes hashed to. A blob nobody put before (known from claims only)
+    /// takes that size, and claims made under another size are dropped; a blob that was put keeps its.
+    pub fn settle_size(&self, root: &[u8; 32], size: u64) -> Result<(), IndexError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE blobs SET size = ?2 WHERE root = ?1 AND size != ?2 AND replicas = 0",
+            params![&root[..], size as i64],
+        )?;
+        if changed > 0 {
+            tx.execute(
+                "DELETE FROM holders WHERE root = ?1 AND NOT EXISTS (
+                     SELECT 1 FROM holder_checks c WHERE c.root = ?1 AND c.worker = holders.worker)",
+                params![&root[..]],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
     /// Removes `worker` as a holder of `root`; returns whether it was one.
     pub fn remove_holder(&self, root: &[u8; 32], worker: &PublicId) -> Result<bool, IndexError> {
-        let n = self.lock().execute(
+        let conn = self.lock();
+        let w = worker.as_bytes().as_slice();
+        let n = conn.execute(
             "DELETE FROM holders WHERE root = ?1 AND worker = ?2",
-            params![&root[..], worker.as_bytes().as_slice()],
+            params![&root[..], w],
+        )?;
+        conn.execute(
+            "DELETE FROM holder_checks WHERE root = ?1 AND worker = ?2",
+            params![&root[..], w],
         )?;
         Ok(n > 0)
     }
@@ -237,6 +296,10 @@ impl BlobIndex {
         for root in &lost {
             tx.execute(
                 "DELETE FROM holders WHERE root = ?1 AND worker = ?2",
+                params![&root[..], w],
+            )?;
+            tx.execute(
+                "DELETE FROM holder_checks WHERE root = ?1 AND worker = ?2",
                 params![&root[..], w],
             )?;
         }
@@ -299,9 +362,13 @@ impl BlobIndex {
     }
 }
 
-fn holders_of(conn: &Connection, root: &[u8; 32]) -> Result<Vec<PublicId>, IndexError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT worker FROM holders WHERE root = ?1 ORDER BY worker")?;
+/// Holders of `root` that only claim it: they reported it, nobody placed it there, no challenge proved it.
+fn claims_of(conn: &Connection, root: &[u8; 32]) -> Result<Vec<PublicId>, IndexError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT worker FROM holders WHERE root = ?1 AND NOT EXISTS (
+             SELECT 1 FROM holder_checks c WHERE c.root = holders.root AND c.worker = holders.worker)
+         ORDER BY worker",
+    )?;
     let rows = stmt
         .query_map(params![&root[..]], |r| r.get::<_, Vec<u8>>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -339,11 +406,25 @@ mod tests {
         let index = BlobIndex::open(&path).expect("reopen");
         let one = index.blob(&[1; 32]).expect("read").expect("known");
         assert_eq!((one.size, one.replicas, one.holders), (100, 3, vec![b]));
+        // A reported blob is a claim: held, challenged, not counted.
         let two = index.blob(&[2; 32]).expect("read").expect("known");
-        assert_eq!((two.size, two.replicas, two.holders), (7, 0, vec![a]));
+        assert_eq!((two.size, two.replicas), (7, 0));
+        assert_eq!((two.holders, two.claims.clone()), (vec![], vec![a]));
         assert_eq!(index.held_by(&a).expect("held"), vec![([2; 32], 7)]);
         assert!(index.remove_holder(&[1; 32], &b).expect("remove"));
         index.drop_if_unheld(&[1; 32]).expect("drop");
         assert!(index.blob(&[1; 32]).expect("read").is_none());
+        // A proven claim counts; a Put's size replaces a claimed one, dropping the claims under it.
+        index.add_holder(&[2; 32], &a).expect("proven");
+        assert_eq!(
+            index.blob(&[2; 32]).expect("read").expect("known").holders,
+            vec![a]
+        );
+        index
+            .apply_report(&b, false, &[([3; 32], 5)], &[])
+            .expect("claim");
+        index.settle_size(&[3; 32], 6).expect("settle");
+        let three = index.blob(&[3; 32]).expect("read").expect("known");
+        assert_eq!((three.size, three.claims), (6, vec![]));
     }
 }

@@ -1,8 +1,8 @@
 //! Repair: a blob with fewer holders than the copies it is kept at gets new ones. The coordinator
 //! fetches the whole blob from a holder that is online, verifying it against the root as it arrives
 //! (a bad holder is skipped for the next), stages it, and pushes it to workers with room that do not
-//! hold it yet. Holders that are only offline still count: they come back with their data, and a
-//! challenge strikes them if they do not.
+//! hold it yet. Only verified copies count, and a holder offline longer than `holder_offline_grace`
+//! stops counting: its blobs are copied elsewhere (it keeps its copy, and counts again once proven).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -41,10 +41,11 @@ impl BlobService {
         };
         let mut made = 0;
         for blob in &blobs {
-            if blob.replicas == 0 || blob.holders.len() >= blob.replicas as usize {
+            let live = self.live(&blob.holders);
+            if blob.replicas == 0 || live.len() >= blob.replicas as usize {
                 continue;
             }
-            made += self.repair(blob).await;
+            made += self.repair(blob, &live).await;
         }
         let blobs = self.index.call(|ix| ix.blobs()).await.unwrap_or(blobs);
         metrics::replication(
@@ -56,16 +57,19 @@ impl BlobService {
         made
     }
 
-    async fn repair(&self, blob: &IndexedBlob) -> usize {
+    /// Brings `blob` back to its copies on top of `live`, its verified holders that still count.
+    async fn repair(&self, blob: &IndexedBlob, live: &[PublicId]) -> usize {
         let root = hex::encode(blob.root);
+        let mut known = blob.holders.clone();
+        known.extend(blob.claims.iter().copied());
         if self
-            .with_room(blob.size, &self.not_for(&blob.root, &blob.holders))
+            .with_room(blob.size, &self.not_for(&blob.root, &known))
             .is_empty()
         {
             return 0;
         }
-        let sources: Vec<PublicId> = blob
-            .holders
+        // Any online holder may serve the copy: the bytes are verified against the root as they come.
+        let sources: Vec<PublicId> = known
             .iter()
             .filter(|w| self.pool.commands(w).is_some())
             .copied()
@@ -83,7 +87,8 @@ impl BlobService {
                     &staged,
                     &blob.root,
                     blob.size,
-                    &blob.holders,
+                    live,
+                    &known,
                     blob.replicas as usize,
                 )
                 .await;

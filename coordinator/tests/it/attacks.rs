@@ -507,3 +507,155 @@ async fn stalled_and_oversized_uploads_hold_nothing_for_long() {
     assert!(client.list_blobs().await.expect("ls").is_empty());
     worker.kill().await;
 }
+
+/// A fake worker with a fresh key and no stake: registers, attaches, reports holding `root` of `size`
+/// bytes (a blob nobody stored), waits until the index lists it, and leaves.
+async fn claim_without_holding(url: &str, root: [u8; 32], size: u64) {
+    use dualrig_proto::identity::{Identity, registration_message};
+    use dualrig_proto::v1::{
+        BlobRef, Capabilities, HelloRequest, Holdings, RegisterRequest, WorkerEvent, worker_event,
+    };
+
+    let key = Identity::generate();
+    let mut api = CoordinatorClient::connect(url.to_owned())
+        .await
+        .expect("connect");
+    let hello = api
+        .hello(HelloRequest {
+            worker_id: key.id().as_bytes().to_vec(),
+        })
+        .await
+        .expect("hello")
+        .into_inner();
+    let registered = api
+        .register(RegisterRequest {
+            worker_id: key.id().as_bytes().to_vec(),
+            signature: key
+                .sign(&registration_message(&hello.nonce, &key.id()))
+                .to_vec(),
+            nonce: hello.nonce,
+            capabilities: Some(Capabilities {
+                sessions: 1,
+                max_width: 1920,
+                max_height: 1080,
+                ..Capabilities::default()
+            }),
+            version: "sybil".into(),
+        })
+        .await
+        .expect("register")
+        .into_inner();
+    let (events, outbound) = tokio::sync::mpsc::channel(4);
+    events
+        .send(WorkerEvent {
+            event: Some(worker_event::Event::Holdings(Holdings {
+                full: true,
+                added: vec![BlobRef {
+                    root: root.to_vec(),
+                    size,
+                }],
+                free_bytes: 1 << 40,
+                capacity_bytes: 1 << 40,
+                ..Holdings::default()
+            })),
+        })
+        .await
+        .expect("report");
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(outbound));
+    request.metadata_mut().insert(
+        dualrig_proto::SESSION_METADATA_KEY,
+        registered.session_token.parse().expect("token"),
+    );
+    let commands = api.attach(request).await.expect("attach").into_inner();
+    let client = DualrigClient::connect(url).await.expect("connect");
+    for _ in 0..200 {
+        let listed = client.list_blobs().await.expect("ls");
+        if listed.iter().any(|b| b.root == root) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    drop(events);
+    drop(commands);
+}
+
+/// Holdings believed without proof: Sybil workers claim a blob before anyone stores it (one with the
+/// right size, two with a wrong one) and leave. A later put with 3 replicas still uploads and stores it
+/// on 3 real workers, the claims never count as copies, and the blob is fetched intact; a real holder
+/// offline past the grace stops counting and the blob is copied to another worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn self_reported_copies_never_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coordinator = CoordinatorProcess::start(
+        dir.path(),
+        &[
+            "--holder-offline-grace-secs",
+            "1",
+            "--challenge-interval-secs",
+            "0.5",
+            "--challenge-deadline-secs",
+            "3",
+        ],
+    );
+    let url = coordinator.url.clone();
+    let client = DualrigClient::connect(&url).await.expect("connect");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
+    let root = *blake3::hash(&bytes).as_bytes();
+    claim_without_holding(&url, root, bytes.len() as u64).await;
+    claim_without_holding(&url, root, bytes.len() as u64 + 1).await;
+    claim_without_holding(&url, root, 7).await;
+
+    let mut honest = Vec::new();
+    for _ in 0..3 {
+        honest.push(RunningWorker::start(&url).await);
+    }
+    wait_for_workers(&client, 3).await;
+    let stored = put_bytes(&client, dir.path(), &bytes, 3).await;
+    let mut holders = stored.holders.clone();
+    holders.sort();
+    let mut real: Vec<_> = honest.iter().map(|w| w.id).collect();
+    real.sort();
+    assert_eq!(holders, real, "the copies are on the real workers");
+    let listed = client.list_blobs().await.expect("ls");
+    let blob = listed
+        .iter()
+        .find(|b| b.root == root)
+        .expect("the blob is listed");
+    assert_eq!(blob.size, bytes.len() as u64, "the Put's size, not a claim");
+    assert_eq!(blob.holders.len(), 3, "claims are not copies");
+    let out = dir.path().join("fetched");
+    client.get_to_file(root, 0, None, &out).await.expect("get");
+    assert_eq!(std::fs::read(&out).expect("fetched"), bytes);
+
+    // A holder goes away for good; past the grace its copy stops counting and a new worker gets one.
+    let gone = honest.remove(0);
+    let gone_id = gone.id;
+    gone.kill().await;
+    let newcomer = RunningWorker::start(&url).await;
+    let mut repaired = false;
+    for _ in 0..400 {
+        let listed = client.list_blobs().await.expect("ls");
+        let blob = listed.iter().find(|b| b.root == root).expect("listed");
+        if blob.holders.contains(&newcomer.id.as_bytes().to_vec()) {
+            repaired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        repaired,
+        "the blob was not copied to the new worker after {} left",
+        gone_id.short()
+    );
+    assert!(
+        list_slashes(&url, None)
+            .await
+            .iter()
+            .all(|s| !honest.iter().any(|w| s.worker == w.id.as_bytes().to_vec())),
+        "no real holder is slashed"
+    );
+    for w in honest {
+        w.kill().await;
+    }
+    newcomer.kill().await;
+}
