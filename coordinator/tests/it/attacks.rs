@@ -141,14 +141,57 @@ async fn readers_that_never_read_get_no_holder_slashed() {
     holder.kill().await;
 }
 
+/// Registers a fresh key as a worker the way any peer can (Hello, then Register with the nonce
+/// signed), claiming capabilities whose `encoder_reason` is `reason_len` bytes long. Returns the client
+/// it used and the coordinator's answer.
+async fn register_fresh_key(
+    url: &str,
+    reason_len: usize,
+) -> (
+    CoordinatorClient<tonic::transport::Channel>,
+    Result<dualrig_proto::v1::RegisterResponse, tonic::Status>,
+) {
+    use dualrig_proto::identity::{Identity, registration_message};
+    use dualrig_proto::v1::{Capabilities, HelloRequest, RegisterRequest};
+
+    let key = Identity::generate();
+    let mut api = CoordinatorClient::connect(url.to_owned())
+        .await
+        .expect("connect")
+        .max_encoding_message_size(usize::MAX);
+    let hello = api
+        .hello(HelloRequest {
+            worker_id: key.id().as_bytes().to_vec(),
+        })
+        .await
+        .expect("hello")
+        .into_inner();
+    let registered = api
+        .register(RegisterRequest {
+            worker_id: key.id().as_bytes().to_vec(),
+            signature: key
+                .sign(&registration_message(&hello.nonce, &key.id()))
+                .to_vec(),
+            nonce: hello.nonce,
+            capabilities: Some(Capabilities {
+                encoder_reason: "x".repeat(reason_len),
+                sessions: 1,
+                max_width: 1920,
+                max_height: 1080,
+                ..Capabilities::default()
+            }),
+            version: "attack".into(),
+        })
+        .await
+        .map(tonic::Response::into_inner);
+    (api, registered)
+}
+
 /// Oversized messages: Register calls carrying 40 MiB of capabilities are refused from their frame
 /// header, so the coordinator neither holds them nor logs them, and ListWorkers and an honest worker
 /// are unaffected; a field over its bound inside a small message is refused by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversized_registrations_cost_no_memory_and_break_nothing() {
-    use dualrig_proto::identity::{Identity, registration_message};
-    use dualrig_proto::v1::{Capabilities, HelloRequest, RegisterRequest};
-
     const HUGE: usize = 40 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let coordinator = CoordinatorProcess::start(dir.path(), &[]);
@@ -161,37 +204,7 @@ async fn oversized_registrations_cost_no_memory_and_break_nothing() {
 
     let register = |reason_len: usize| {
         let url = coordinator.url.clone();
-        async move {
-            let key = Identity::generate();
-            let mut api = CoordinatorClient::connect(url)
-                .await
-                .expect("connect")
-                .max_encoding_message_size(usize::MAX);
-            let hello = api
-                .hello(HelloRequest {
-                    worker_id: key.id().as_bytes().to_vec(),
-                })
-                .await
-                .expect("hello")
-                .into_inner();
-            api.register(RegisterRequest {
-                worker_id: key.id().as_bytes().to_vec(),
-                signature: key
-                    .sign(&registration_message(&hello.nonce, &key.id()))
-                    .to_vec(),
-                nonce: hello.nonce,
-                capabilities: Some(Capabilities {
-                    encoder_reason: "x".repeat(reason_len),
-                    sessions: 1,
-                    max_width: 1920,
-                    max_height: 1080,
-                    ..Capabilities::default()
-                }),
-                version: "attack".into(),
-            })
-            .await
-            .map(|_| ())
-        }
+        async move { register_fresh_key(&url, reason_len).await.1.map(|_| ()) }
     };
     for _ in 0..8 {
         let err = register(HUGE).await.expect_err("40 MiB of capabilities");
@@ -511,40 +524,10 @@ async fn stalled_and_oversized_uploads_hold_nothing_for_long() {
 /// A fake worker with a fresh key and no stake: registers, attaches, reports holding `root` of `size`
 /// bytes (a blob nobody stored), waits until the index lists it, and leaves.
 async fn claim_without_holding(url: &str, root: [u8; 32], size: u64) {
-    use dualrig_proto::identity::{Identity, registration_message};
-    use dualrig_proto::v1::{
-        BlobRef, Capabilities, HelloRequest, Holdings, RegisterRequest, WorkerEvent, worker_event,
-    };
+    use dualrig_proto::v1::{BlobRef, Holdings, WorkerEvent, worker_event};
 
-    let key = Identity::generate();
-    let mut api = CoordinatorClient::connect(url.to_owned())
-        .await
-        .expect("connect");
-    let hello = api
-        .hello(HelloRequest {
-            worker_id: key.id().as_bytes().to_vec(),
-        })
-        .await
-        .expect("hello")
-        .into_inner();
-    let registered = api
-        .register(RegisterRequest {
-            worker_id: key.id().as_bytes().to_vec(),
-            signature: key
-                .sign(&registration_message(&hello.nonce, &key.id()))
-                .to_vec(),
-            nonce: hello.nonce,
-            capabilities: Some(Capabilities {
-                sessions: 1,
-                max_width: 1920,
-                max_height: 1080,
-                ..Capabilities::default()
-            }),
-            version: "sybil".into(),
-        })
-        .await
-        .expect("register")
-        .into_inner();
+    let (mut api, registered) = register_fresh_key(url, 0).await;
+    let registered = registered.expect("register");
     let (events, outbound) = tokio::sync::mpsc::channel(4);
     events
         .send(WorkerEvent {
