@@ -497,9 +497,10 @@ impl BlobService {
                     warn!(worker = %worker.short(), blobs = report.corrupt.len(), "worker's scrub dropped damaged blobs");
                 }
                 let full = report.full;
+                let capacity = report.capacity_bytes;
                 match self
                     .index
-                    .call(move |ix| ix.apply_report(&worker, full, &added, &removed))
+                    .call(move |ix| ix.apply_report(&worker, full, &added, &removed, capacity))
                     .await
                 {
                     Ok(lost) if !lost.is_empty() => {

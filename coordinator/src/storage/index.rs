@@ -19,6 +19,10 @@ pub enum IndexError {
     Corrupt { what: &'static str },
 }
 
+/// Most blobs one worker may claim to hold beyond the copies placed on it (claims are challenged, so
+/// each costs rows and proofs).
+pub const MAX_CLAIMS_PER_WORKER: usize = 4096;
+
 /// One blob as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedBlob {
@@ -267,13 +271,16 @@ impl BlobIndex {
 
     /// Applies a worker's report: blobs it added (recorded, with 0 maintained copies, when the index
     /// did not know them; ignored when their size contradicts the index) and removed, or with `full`,
-    /// makes the reported set its whole holding. Returns the roots it stopped holding.
+    /// makes the reported set its whole holding. New claims beyond [`MAX_CLAIMS_PER_WORKER`], or whose
+    /// sizes add up past `capacity` (what the worker says it has room for), are not recorded. Returns
+    /// the roots it stopped holding.
     pub fn apply_report(
         &self,
         worker: &PublicId,
         full: bool,
         added: &[([u8; 32], u64)],
         removed: &[[u8; 32]],
+        capacity: u64,
     ) -> Result<Vec<[u8; 32]>, IndexError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -303,7 +310,34 @@ impl BlobIndex {
                 params![&root[..], w],
             )?;
         }
+        let (mut claims, mut claimed): (i64, i64) = tx.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(b.size), 0) FROM holders h JOIN blobs b ON b.root = h.root
+             WHERE h.worker = ?1 AND NOT EXISTS (
+                 SELECT 1 FROM holder_checks c WHERE c.root = h.root AND c.worker = h.worker)",
+            params![w],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         for (root, size) in added {
+            let held: bool = tx
+                .query_row(
+                    "SELECT 1 FROM holders WHERE root = ?1 AND worker = ?2",
+                    params![&root[..], w],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if held {
+                continue;
+            }
+            // A claim costs the network a row and challenges; a worker gets a bounded number of them,
+            // within the room it says it has.
+            if claims >= MAX_CLAIMS_PER_WORKER as i64
+                || (claimed as u64).saturating_add(*size) > capacity
+            {
+                continue;
+            }
+            claims += 1;
+            claimed = claimed.saturating_add(*size as i64);
             tx.execute(
                 "INSERT OR IGNORE INTO blobs (root, size, replicas) VALUES (?1, ?2, 0)",
                 params![&root[..], *size as i64],
@@ -395,12 +429,12 @@ mod tests {
             index.add_holder(&[1; 32], &b).expect("holder");
             // A full report without blob 1 and with an unknown blob 2.
             let lost = index
-                .apply_report(&a, true, &[([2; 32], 7)], &[])
+                .apply_report(&a, true, &[([2; 32], 7)], &[], u64::MAX)
                 .expect("report");
             assert_eq!(lost, vec![[1; 32]]);
             // A size that contradicts the index is not believed.
             index
-                .apply_report(&b, false, &[([2; 32], 8)], &[])
+                .apply_report(&b, false, &[([2; 32], 8)], &[], u64::MAX)
                 .expect("report");
         }
         let index = BlobIndex::open(&path).expect("reopen");
@@ -421,10 +455,39 @@ mod tests {
             vec![a]
         );
         index
-            .apply_report(&b, false, &[([3; 32], 5)], &[])
+            .apply_report(&b, false, &[([3; 32], 5)], &[], u64::MAX)
             .expect("claim");
         index.settle_size(&[3; 32], 6).expect("settle");
         let three = index.blob(&[3; 32]).expect("read").expect("known");
         assert_eq!((three.size, three.claims), (6, vec![]));
+    }
+
+    #[test]
+    fn claims_are_bounded_by_count_and_by_the_room_a_worker_declares() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = BlobIndex::open(&dir.path().join("blobs.db")).expect("open");
+        let sybil = worker(9);
+        let flood: Vec<([u8; 32], u64)> = (0..MAX_CLAIMS_PER_WORKER as u32 + 500)
+            .map(|i| (*blake3::hash(&i.to_le_bytes()).as_bytes(), 1))
+            .collect();
+        index
+            .apply_report(&sybil, true, &flood, &[], u64::MAX)
+            .expect("report");
+        assert_eq!(
+            index.held_by(&sybil).expect("held").len(),
+            MAX_CLAIMS_PER_WORKER
+        );
+        assert_eq!(index.blobs().expect("blobs").len(), MAX_CLAIMS_PER_WORKER);
+        // Within the room it declares: 10 bytes of room, claims of 4 bytes each.
+        let small = worker(10);
+        let claims: Vec<([u8; 32], u64)> = (0..5u8).map(|i| ([i; 32], 4)).collect();
+        index
+            .apply_report(&small, true, &claims, &[], 10)
+            .expect("report");
+        assert_eq!(index.held_by(&small).expect("held").len(), 2);
+        // A copy placed on it is not a claim and is not limited by them.
+        index.add_blob(&[200; 32], 1000, 1).expect("blob");
+        index.add_holder(&[200; 32], &small).expect("placed");
+        assert_eq!(index.held_by(&small).expect("held").len(), 3);
     }
 }

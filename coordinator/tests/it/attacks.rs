@@ -521,9 +521,9 @@ async fn stalled_and_oversized_uploads_hold_nothing_for_long() {
     worker.kill().await;
 }
 
-/// A fake worker with a fresh key and no stake: registers, attaches, reports holding `root` of `size`
-/// bytes (a blob nobody stored), waits until the index lists it, and leaves.
-async fn claim_without_holding(url: &str, root: [u8; 32], size: u64) {
+/// A fake worker with a fresh key and no stake: registers, attaches, reports holding `claims` (blobs
+/// nobody stored, as root and size), waits until the index lists the first, and leaves.
+async fn claim_without_holding(url: &str, claims: &[([u8; 32], u64)]) {
     use dualrig_proto::v1::{BlobRef, Holdings, WorkerEvent, worker_event};
 
     let (mut api, registered) = register_fresh_key(url, 0).await;
@@ -533,10 +533,13 @@ async fn claim_without_holding(url: &str, root: [u8; 32], size: u64) {
         .send(WorkerEvent {
             event: Some(worker_event::Event::Holdings(Holdings {
                 full: true,
-                added: vec![BlobRef {
-                    root: root.to_vec(),
-                    size,
-                }],
+                added: claims
+                    .iter()
+                    .map(|(root, size)| BlobRef {
+                        root: root.to_vec(),
+                        size: *size,
+                    })
+                    .collect(),
                 free_bytes: 1 << 40,
                 capacity_bytes: 1 << 40,
                 ..Holdings::default()
@@ -553,7 +556,7 @@ async fn claim_without_holding(url: &str, root: [u8; 32], size: u64) {
     let client = DualrigClient::connect(url).await.expect("connect");
     for _ in 0..200 {
         let listed = client.list_blobs().await.expect("ls");
-        if listed.iter().any(|b| b.root == root) {
+        if listed.iter().any(|b| b.root == claims[0].0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -563,7 +566,7 @@ async fn claim_without_holding(url: &str, root: [u8; 32], size: u64) {
 }
 
 /// Holdings believed without proof: Sybil workers claim a blob before anyone stores it (one with the
-/// right size, two with a wrong one) and leave. A later put with 3 replicas still uploads and stores it
+/// right size, two with a wrong one) and leave, and one claims 20,000 blobs (at most 4096 are kept). A later put with 3 replicas still uploads and stores it
 /// on 3 real workers, the claims never count as copies, and the blob is fetched intact; a real holder
 /// offline past the grace stops counting and the blob is copied to another worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -584,9 +587,20 @@ async fn self_reported_copies_never_count() {
     let client = DualrigClient::connect(&url).await.expect("connect");
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
     let root = *blake3::hash(&bytes).as_bytes();
-    claim_without_holding(&url, root, bytes.len() as u64).await;
-    claim_without_holding(&url, root, bytes.len() as u64 + 1).await;
-    claim_without_holding(&url, root, 7).await;
+    claim_without_holding(&url, &[(root, bytes.len() as u64)]).await;
+    claim_without_holding(&url, &[(root, bytes.len() as u64 + 1)]).await;
+    claim_without_holding(&url, &[(root, 7)]).await;
+    // And one floods the index with 20,000 blobs it does not have: a bounded number are recorded.
+    let flood: Vec<([u8; 32], u64)> = (0..20_000u32)
+        .map(|i| (*blake3::hash(&i.to_le_bytes()).as_bytes(), 1024))
+        .collect();
+    claim_without_holding(&url, &flood).await;
+    let listed = client.list_blobs().await.expect("ls works after the flood");
+    assert!(
+        listed.len() <= 1 + dualrig_coordinator::storage::index::MAX_CLAIMS_PER_WORKER,
+        "{} blobs indexed",
+        listed.len()
+    );
 
     let mut honest = Vec::new();
     for _ in 0..3 {
