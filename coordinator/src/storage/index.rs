@@ -256,17 +256,11 @@ impl BlobIndex {
 
     /// Removes `worker` as a holder of `root`; returns whether it was one.
     pub fn remove_holder(&self, root: &[u8; 32], worker: &PublicId) -> Result<bool, IndexError> {
-        let conn = self.lock();
-        let w = worker.as_bytes().as_slice();
-        let n = conn.execute(
-            "DELETE FROM holders WHERE root = ?1 AND worker = ?2",
-            params![&root[..], w],
-        )?;
-        conn.execute(
-            "DELETE FROM holder_checks WHERE root = ?1 AND worker = ?2",
-            params![&root[..], w],
-        )?;
-        Ok(n > 0)
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let was = forget_holder(&tx, root, worker.as_bytes())?;
+        tx.commit()?;
+        Ok(was)
     }
 
     /// Applies a worker's report: blobs it added (recorded, with 0 maintained copies, when the index
@@ -301,14 +295,7 @@ impl BlobIndex {
         }
         lost.extend(removed.iter().copied());
         for root in &lost {
-            tx.execute(
-                "DELETE FROM holders WHERE root = ?1 AND worker = ?2",
-                params![&root[..], w],
-            )?;
-            tx.execute(
-                "DELETE FROM holder_checks WHERE root = ?1 AND worker = ?2",
-                params![&root[..], w],
-            )?;
+            forget_holder(&tx, root, w)?;
         }
         let (mut claims, mut claimed): (i64, i64) = tx.query_row(
             "SELECT COUNT(*), COALESCE(SUM(b.size), 0) FROM holders h JOIN blobs b ON b.root = h.root
@@ -394,6 +381,19 @@ impl BlobIndex {
             })
             .collect()
     }
+}
+
+/// Drops `worker` as a holder of `root`, with its verification; returns whether it was one.
+fn forget_holder(conn: &Connection, root: &[u8; 32], worker: &[u8]) -> Result<bool, IndexError> {
+    let n = conn.execute(
+        "DELETE FROM holders WHERE root = ?1 AND worker = ?2",
+        params![&root[..], worker],
+    )?;
+    conn.execute(
+        "DELETE FROM holder_checks WHERE root = ?1 AND worker = ?2",
+        params![&root[..], worker],
+    )?;
+    Ok(n > 0)
 }
 
 /// Holders of `root` that only claim it: they reported it, nobody placed it there, no challenge proved it.

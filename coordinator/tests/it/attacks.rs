@@ -11,30 +11,9 @@ use dualrig_proto::v1::GetRequest;
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 
 use crate::support::{
-    CoordinatorProcess, RunningWorker, free_port, http_get, list_slashes, wait_for_workers,
+    CoordinatorProcess, RunningWorker, free_port, http_get, list_slashes, put_bytes,
+    wait_for_workers,
 };
-
-/// Stores `bytes` as a file in `dir` and puts it with `replicas` copies, waiting for the workers to
-/// report room first.
-pub async fn put_bytes(
-    client: &DualrigClient,
-    dir: &Path,
-    bytes: &[u8],
-    replicas: u32,
-) -> dualrig_client::blobs::PutSummary {
-    let path = dir.join(format!("blob-{}", blake3::hash(bytes).to_hex()));
-    std::fs::write(&path, bytes).expect("write blob");
-    for _ in 0..200 {
-        match client.put_file(&path, replicas).await {
-            Ok(stored) => return stored,
-            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("put: {e}"),
-        }
-    }
-    panic!("the workers never reported room for the blob");
-}
 
 /// The value of the counter `name{labels}` on a Prometheus page, 0 when absent.
 fn counter(page: &str, name: &str, labels: &str) -> f64 {

@@ -21,8 +21,8 @@ use dualrig_worker::job::Fault as Cheat;
 use prost::Message;
 
 use crate::support::{
-    RunningCoordinator, RunningWorker, list_slashes, make_clip, outcome, small_profile, submit,
-    wait_for_workers, write_genesis,
+    RunningCoordinator, RunningWorker, list_slashes, make_clip, outcome, put_bytes, small_profile,
+    submit, wait_for_workers, write_genesis,
 };
 
 fn ladder() -> Vec<Profile> {
@@ -430,24 +430,8 @@ async fn a_deleted_blob_leaves_a_storage_slash_that_reverification_upholds() {
     let holder = RunningWorker::start(&coordinator.url).await;
     wait_for_workers(&client, 1).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("blob");
     let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 31 + i / 977) as u8).collect();
-    std::fs::write(&path, &bytes).expect("write blob");
-    // The worker reports its room just after it attaches; a put before that is refused.
-    let mut stored = None;
-    for _ in 0..200 {
-        match client.put_file(&path, 1).await {
-            Ok(s) => {
-                stored = Some(s);
-                break;
-            }
-            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("put: {e}"),
-        }
-    }
-    let stored = stored.expect("the worker never reported room for the blob");
+    let stored = put_bytes(&client, dir.path(), &bytes, 1).await;
 
     coordinator.storage.challenge_round().await;
     assert!(list_slashes(&coordinator.url, None).await.is_empty());

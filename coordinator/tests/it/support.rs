@@ -456,3 +456,25 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     stream.read_to_string(&mut body).ok()?;
     Some(body)
 }
+
+/// Stores `bytes` as a file in `dir` and puts it with `replicas` copies, waiting for the workers to
+/// report room first.
+pub async fn put_bytes(
+    client: &DualrigClient,
+    dir: &Path,
+    bytes: &[u8],
+    replicas: u32,
+) -> dualrig_client::blobs::PutSummary {
+    let path = dir.join(format!("blob-{}", blake3::hash(bytes).to_hex()));
+    std::fs::write(&path, bytes).expect("write blob");
+    for _ in 0..200 {
+        match client.put_file(&path, replicas).await {
+            Ok(stored) => return stored,
+            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("put: {e}"),
+        }
+    }
+    panic!("the workers never reported room for the blob");
+}
