@@ -259,13 +259,23 @@ impl DualrigClient {
     }
 
     /// Every blob the network keeps, with its holders.
+    /// Following the list's pages.
     pub async fn list_blobs(&self) -> Result<Vec<BlobListing>, ClientError> {
-        Ok(self
-            .api()
-            .list_blobs(ListBlobsRequest {})
-            .await?
-            .into_inner()
-            .blobs)
+        let api = self.api();
+        crate::every_page(|page_token| {
+            let mut api = api.clone();
+            async move {
+                let page = api
+                    .list_blobs(ListBlobsRequest {
+                        page_token,
+                        page_size: 0,
+                    })
+                    .await?
+                    .into_inner();
+                Ok((page.blobs, page.next_page_token))
+            }
+        })
+        .await
     }
 }
 

@@ -52,8 +52,7 @@ pub async fn transcode_file(
     options: &LadderOptions,
     progress: impl Fn(usize, usize) + Send + Sync,
 ) -> Result<LadderSummary, ClientError> {
-    dualrig_proto::profile::validate_ladder(profiles)
-        .map_err(|e| ClientError::Unverified(format!("bad ladder: {e}")))?;
+    dualrig_proto::profile::validate_ladder(profiles)?;
     dualrig_media::init();
     let cut_dir = tempfile::Builder::new()
         .prefix("dualrig-segments-")
@@ -66,6 +65,19 @@ pub async fn transcode_file(
     })
     .await
     .map_err(|e| ClientError::Unverified(format!("segmenter crashed: {e}")))??;
+    // The coordinator refuses a ladder under the bitrate floor at the source's rate; say so before
+    // uploading anything.
+    if let Some(first) = segments.first() {
+        let path = first.path.clone();
+        let rate = tokio::task::spawn_blocking(move || dualrig_media::inspect(&path))
+            .await
+            .map_err(|source| ClientError::Task {
+                what: "inspecting a segment",
+                source,
+            })??
+            .output_rate();
+        dualrig_proto::profile::check_ladder_floor(profiles, rate)?;
+    }
 
     for p in profiles {
         std::fs::create_dir_all(out_dir.join(&p.name)).map_err(ClientError::io(format!(

@@ -38,6 +38,9 @@ pub enum ClientError {
     Status(#[from] tonic::Status),
     #[error("the coordinator's answer does not check out: {0}")]
     Unverified(String),
+    /// The ladder is not one a coordinator accepts (for this source).
+    #[error("bad ladder: {0}")]
+    Ladder(#[from] dualrig_proto::profile::ProfileError),
     /// The quoted worker's price per output pixel is above what the client will pay.
     #[error("worker asks {price} per output pixel, above --max-price {max}")]
     OverMaxPrice { price: u64, max: u64 },
@@ -100,6 +103,31 @@ fn segment_frames(segment: &[u8]) -> Result<u64, ClientError> {
     let mut file = tempfile::NamedTempFile::new().map_err(ClientError::io("staging a segment"))?;
     std::io::Write::write_all(&mut file, segment).map_err(ClientError::io("staging a segment"))?;
     Ok(dualrig_media::inspect(file.path())?.frames)
+}
+
+/// Every entry of a paged list (PROTOCOL §10): asks for `fetch(token)` from the empty token until the
+/// answer's next token is empty. Each token must come after the one before (lists page in key order),
+/// so a coordinator that repeats a page cannot keep the client asking.
+pub(crate) async fn every_page<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, ClientError>
+where
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Vec<u8>), ClientError>>,
+{
+    let mut all = Vec::new();
+    let mut token = Vec::new();
+    loop {
+        let (mut items, next) = fetch(token.clone()).await?;
+        all.append(&mut items);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        if next <= token {
+            return Err(ClientError::Unverified(
+                "the coordinator's list pages do not advance".into(),
+            ));
+        }
+        token = next;
+    }
 }
 
 /// A connection to one coordinator. Cheap to clone: clones share the connection.
@@ -237,13 +265,23 @@ impl DualrigClient {
         Ok(api.transcode(tokio_stream::iter(parts)).await?.into_inner())
     }
 
+    /// Every attached worker, following the list's pages.
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
-        let mut api = self.api.clone();
-        Ok(api
-            .list_workers(ListWorkersRequest {})
-            .await?
-            .into_inner()
-            .workers)
+        let api = self.api.clone();
+        every_page(|page_token| {
+            let mut api = api.clone();
+            async move {
+                let page = api
+                    .list_workers(ListWorkersRequest {
+                        page_token,
+                        page_size: 0,
+                    })
+                    .await?
+                    .into_inner();
+                Ok((page.workers, page.next_page_token))
+            }
+        })
+        .await
     }
 
     /// Signs `operation` as `identity` with the nonce after the account's last one, and has the

@@ -62,6 +62,8 @@ pub struct FileConfig {
     pub max_staged_blob_bytes_per_client: Option<u64>,
     pub disk_reserve_bytes: Option<u64>,
     pub holder_offline_grace_secs: Option<f64>,
+    pub evidence_max_bytes: Option<u64>,
+    pub evidence_retention_secs: Option<f64>,
 }
 
 impl FileConfig {
@@ -141,6 +143,11 @@ pub struct Config {
     pub disk_reserve_bytes: u64,
     /// How long a holder may be offline before its copies stop counting and are repaired elsewhere.
     pub holder_offline_grace: Duration,
+    /// Slash evidence kept in `DATA_DIR/evidence` at most, in bytes; past it, the evidence of the slashes
+    /// that moved the least goes first.
+    pub evidence_max_bytes: u64,
+    /// How long slash evidence is kept.
+    pub evidence_retention: Duration,
 }
 
 /// Most copies of one blob a Put may ask for.
@@ -184,6 +191,8 @@ impl Config {
             max_staged_blob_bytes_per_client: 64 << 30,
             disk_reserve_bytes: 1 << 30,
             holder_offline_grace: Duration::from_secs(6 * 3600),
+            evidence_max_bytes: 4 << 30,
+            evidence_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 
@@ -276,6 +285,9 @@ impl Config {
         if let Some(v) = file.holder_offline_grace_secs {
             self.holder_offline_grace = secs("holder_offline_grace_secs", v)?;
         }
+        if let Some(v) = file.evidence_retention_secs {
+            self.evidence_retention = secs("evidence_retention_secs", v)?;
+        }
         if let Some(v) = file.upload_idle_secs {
             self.upload_idle = secs("upload_idle_secs", v)?;
         }
@@ -297,6 +309,7 @@ impl Config {
                 &mut self.max_staged_blob_bytes_per_client,
             ),
             (file.disk_reserve_bytes, &mut self.disk_reserve_bytes),
+            (file.evidence_max_bytes, &mut self.evidence_max_bytes),
         ];
         for (value, field) in bytes {
             if let Some(v) = value {
@@ -385,6 +398,11 @@ impl Config {
     /// Where the blob index (root → holders) lives.
     pub fn blob_index_path(&self) -> PathBuf {
         self.data_dir.join("blobs.db")
+    }
+
+    /// Where slash evidence is kept, each item named by its hash.
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.data_dir.join("evidence")
     }
 
     /// Where uploads and renditions are staged while they are checked.

@@ -23,7 +23,7 @@ use crate::fault::Fault;
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
 use crate::slashing::{Offence, Slasher};
-use crate::verify::{CheckError, ContentCheck, check_result};
+use crate::verify::{CheckError, ContentCheck, Verified, check_result};
 
 /// A job whose source has been inspected and whose ladder is valid.
 #[derive(Debug, Clone)]
@@ -282,9 +282,27 @@ impl JobDispatcher {
                 &scratch,
                 content,
             ) {
-                Ok(()) => Ok(result),
+                Ok(Verified::Passed) => Ok(result),
+                Ok(Verified::ContentInconclusive {
+                    rendition,
+                    score_db,
+                    reference_db,
+                }) => {
+                    // The client's ladder asks for less than the check can judge on this source.
+                    warn!(
+                        job = %spec.job_id,
+                        worker = %worker.short(),
+                        %rendition,
+                        score_db,
+                        reference_db,
+                        "content check inconclusive; the result is taken unsampled"
+                    );
+                    Ok(result)
+                }
                 Err(CheckError::Fault(fault)) => Err(Refused::Fault(fault, Box::new(result))),
-                Err(e @ CheckError::Staging(_)) => Err(Refused::Unchecked(e.to_string())),
+                Err(e @ (CheckError::Staging(_) | CheckError::Reference { .. })) => {
+                    Err(Refused::Unchecked(e.to_string()))
+                }
             }
         })
         .await;

@@ -22,6 +22,10 @@ pub enum CoordinatorError {
     ShortUpload { got: u64, declared: u64 },
     #[error("upload is malformed: {0}")]
     BadUpload(String),
+    #[error(
+        "page token of {len} bytes is not one the {list} list hands out; send back next_page_token as it came, or none for the first page"
+    )]
+    BadPageToken { list: &'static str, len: usize },
     #[error("{0}")]
     NoWorker(String),
     #[error("job {job_id} failed on {attempts} worker(s): {reasons}")]
@@ -136,7 +140,8 @@ impl From<CoordinatorError> for Status {
         match e {
             CoordinatorError::Profile(_)
             | CoordinatorError::BadSegment(_)
-            | CoordinatorError::BadUpload(_) => Status::invalid_argument(msg),
+            | CoordinatorError::BadUpload(_)
+            | CoordinatorError::BadPageToken { .. } => Status::invalid_argument(msg),
             CoordinatorError::SegmentTooLarge { .. } | CoordinatorError::Busy(_) => {
                 Status::resource_exhausted(msg)
             }

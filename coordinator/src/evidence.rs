@@ -28,14 +28,25 @@ use dualrig_proto::v1::{
 use prost::Message;
 use tonic::Status;
 
+mod store;
+
+pub use store::{EvidenceRef, EvidenceStore, MAX_EVIDENCE_BYTES};
+
 use crate::fault::{Fault, StorageFault};
 use crate::ledger::{Ledger, SlashRecord};
+use crate::paging::Page;
 use crate::storage::check_blob_answer;
-use crate::verify::{CheckError, ContentCheck, check_result};
+use crate::verify::{CheckError, ContentCheck, Verified, check_result};
 
-/// Every slash the ledger recorded (or one worker's), oldest first, with its evidence.
+/// Bytes of evidence one `ListSlashes` page carries at most, besides its first entry.
+const PAGE_EVIDENCE_BYTES: u64 = 32 << 20;
+
+/// One page of the slashes the ledger recorded (or one worker's), oldest first: each with its verdict
+/// and the name of its evidence, and the evidence itself when asked for and still kept. A page that
+/// carries evidence stops at [`PAGE_EVIDENCE_BYTES`] (always holding at least one entry).
 pub async fn list_slashes(
     ledger: &Arc<Ledger>,
+    store: &Arc<EvidenceStore>,
     request: ListSlashesRequest,
 ) -> Result<ListSlashesResponse, Status> {
     let worker = if request.worker.is_empty() {
@@ -46,25 +57,86 @@ pub async fn list_slashes(
                 .map_err(crate::error::CoordinatorError::from)?,
         )
     };
+    let page = Page::requested("slashes", &request.page_token, request.page_size)?;
+    let after = page
+        .after_key::<8>("slashes")?
+        .map_or(0, u64::from_be_bytes);
+    let limit = page.size + 1;
     let records = ledger
-        .call(move |l| match worker {
-            Some(worker) => l.slashes(&worker),
-            None => l.all_slashes(),
-        })
+        .call(move |l| l.slashes_page(worker, after, limit))
         .await?;
+    let (records, mut next_page_token) = page.finish(records, |r| r.id.to_be_bytes().to_vec());
+    let with_evidence = request.with_evidence;
+    let store = Arc::clone(store);
+    let (slashes, cut) = tokio::task::spawn_blocking(move || {
+        let mut carried = 0u64;
+        let mut slashes = Vec::with_capacity(records.len());
+        for record in records {
+            let entry = slash_entry(record, with_evidence.then_some(&*store))?;
+            carried += entry.evidence.len() as u64;
+            if carried > PAGE_EVIDENCE_BYTES && !slashes.is_empty() {
+                return Ok::<_, std::io::Error>((slashes, true));
+            }
+            slashes.push(entry);
+        }
+        Ok((slashes, false))
+    })
+    .await
+    .map_err(|e| Status::internal(format!("listing slashes crashed: {e}")))?
+    .map_err(|e| Status::internal(format!("cannot read slash evidence: {e}")))?;
+    if cut && let Some(last) = slashes.last() {
+        next_page_token = last.id.to_be_bytes().to_vec();
+    }
     Ok(ListSlashesResponse {
-        slashes: records.into_iter().map(slash_entry).collect(),
+        slashes,
+        next_page_token,
     })
 }
 
-fn slash_entry(record: SlashRecord) -> SlashEntry {
-    SlashEntry {
+/// A slash as `ListSlashes` lists it; the whole evidence read from `store` when given and kept.
+fn slash_entry(
+    record: SlashRecord,
+    store: Option<&EvidenceStore>,
+) -> Result<SlashEntry, std::io::Error> {
+    let verdict = SlashEvidence::decode(record.evidence.as_slice()).unwrap_or_default();
+    let (evidence, evidence_hash, evidence_size, evidence_dropped) = match record.stored {
+        // Recorded before the evidence store: inline.
+        None => (
+            if store.is_some() {
+                record.evidence.clone()
+            } else {
+                Vec::new()
+            },
+            Vec::new(),
+            record.evidence.len() as u64,
+            false,
+        ),
+        Some(stored) => {
+            let bytes = match store {
+                Some(store) if stored.kept => store.get(&stored.hash)?,
+                _ => None,
+            };
+            (
+                bytes.unwrap_or_default(),
+                stored.hash.to_vec(),
+                stored.size,
+                !stored.kept,
+            )
+        }
+    };
+    Ok(SlashEntry {
         worker: record.worker.as_bytes().to_vec(),
         round: record.round,
         amount: record.amount,
         fraction_ppm: record.fraction.ppm(),
-        evidence: record.evidence,
-    }
+        evidence,
+        id: record.id,
+        evidence_hash,
+        evidence_size,
+        evidence_dropped,
+        fault: verdict.fault,
+        reason: verdict.reason,
+    })
 }
 
 /// What checking a slash's evidence again concluded.
@@ -91,9 +163,13 @@ impl Verdict {
         }
     }
 
-    /// Checking again found exactly the fault the slash recorded, field by field.
+    /// Checking again found exactly the fault the slash recorded, field by field (the reference
+    /// encoder's score aside: see [`Fault::same_finding`]).
     pub fn agrees(&self) -> bool {
-        self.found.is_some() && self.found == self.recorded
+        match (&self.found, &self.recorded) {
+            (Some(found), Some(recorded)) => found.same_finding(recorded),
+            _ => false,
+        }
     }
 }
 
@@ -114,13 +190,8 @@ impl std::fmt::Display for Verdict {
 pub enum ReverifyError {
     #[error("cannot stage the evidence for checking: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// The reason a slash records, for people (empty when its evidence does not decode).
-pub fn slash_reason(entry: &SlashEntry) -> String {
-    SlashEvidence::decode(entry.evidence.as_slice())
-        .map(|e| e.reason)
-        .unwrap_or_default()
+    #[error("{0}")]
+    Reference(String),
 }
 
 /// Checks a slash's evidence again (see the module docs). Blocking: a transcode slash decodes the
@@ -135,6 +206,12 @@ pub fn reverify(entry: &SlashEntry, scratch: &Path) -> Result<Verdict, ReverifyE
             ));
         }
     };
+    if entry.evidence_dropped {
+        return Ok(Verdict::not_upheld(
+            entry.fault.as_ref().and_then(Fault::from_wire),
+            "the evidence is no longer kept (past its retention, or dropped for room)",
+        ));
+    }
     let evidence = match SlashEvidence::decode(entry.evidence.as_slice()) {
         Ok(e) => e,
         Err(e) => {
@@ -221,13 +298,26 @@ pub fn reverify_transcode(
         scratch,
         content,
     ) {
-        Ok(()) => {
+        Ok(Verified::Passed) => {
             return Ok(Verdict::not_upheld(
                 recorded,
                 "the result passes verification again",
             ));
         }
+        Ok(Verified::ContentInconclusive {
+            rendition,
+            score_db,
+            reference_db,
+        }) => {
+            let note = format!(
+                "rendition {rendition} scores {score_db:.1} dB, but libx264 at the same profile scores only {reference_db:.1} dB on the same frames, so an honest encoder could have produced it"
+            );
+            return Ok(Verdict::not_upheld(recorded, note));
+        }
         Err(CheckError::Staging(e)) => return Err(ReverifyError::Io(e)),
+        Err(e @ CheckError::Reference { .. }) => {
+            return Err(ReverifyError::Reference(e.to_string()));
+        }
         Err(CheckError::Fault(found)) => found,
     };
     let forged = matches!(found, Fault::Forged { .. });
@@ -660,6 +750,7 @@ mod tests {
             amount: 10,
             fraction_ppm: 100_000,
             evidence: offence.evidence().encode_to_vec(),
+            ..SlashEntry::default()
         }
     }
 
@@ -769,6 +860,16 @@ mod tests {
         };
         let scratch = tempfile::tempdir().expect("tempdir");
         assert!(!reverify(&entry, scratch.path()).expect("runs").upheld);
-        assert_eq!(slash_reason(&entry), "");
+        // Dropped evidence is not checked, and says so.
+        let dropped = SlashEntry {
+            evidence: Vec::new(),
+            evidence_dropped: true,
+            ..entry
+        };
+        let verdict = reverify(&dropped, scratch.path()).expect("runs");
+        assert!(
+            !verdict.upheld && verdict.note.contains("no longer kept"),
+            "{verdict}"
+        );
     }
 }

@@ -25,7 +25,7 @@ pub enum Fault {
     Structure(VerifyError),
     /// A rendition fails the content check on the frames `seed` draws.
     #[error(
-        "rendition {rendition} does not show its source: frame {frame_index} (at {pts_secs:.3} s) scores {score_db:.1} dB, under the {threshold_db:.1} dB threshold (content check seed {seed})"
+        "rendition {rendition} does not show its source: frame {frame_index} (at {pts_secs:.3} s) scores {score_db:.1} dB, under the {threshold_db:.1} dB threshold, where libx264 at the same profile scores {reference_db:.1} dB (content check seed {seed})"
     )]
     Content {
         rendition: String,
@@ -34,6 +34,8 @@ pub enum Fault {
         pts_secs: f64,
         score_db: f64,
         threshold_db: f64,
+        /// The reference encoder's lowest score on the same frames (`verify::REFERENCE_MARGIN_DB`).
+        reference_db: f64,
     },
     /// A challenged blob was not proven.
     #[error("{0}")]
@@ -105,9 +107,9 @@ impl std::fmt::Display for ProofFailure {
 }
 
 impl Fault {
-    /// The content check's failure, with the seed that drew its frames; any other `VerifyError` is a
-    /// structural fault.
-    pub fn from_verify(error: VerifyError, seed: u64) -> Self {
+    /// The content check's failure, with the seed that drew its frames and the reference encoder's score
+    /// on them; any other `VerifyError` is a structural fault.
+    pub fn from_content(error: VerifyError, seed: u64, reference_db: f64) -> Self {
         match error {
             VerifyError::Content {
                 rendition,
@@ -122,9 +124,27 @@ impl Fault {
                 pts_secs,
                 score_db: psnr_db,
                 threshold_db,
+                reference_db,
             },
             other => Fault::Structure(other),
         }
+    }
+
+    /// The same fault field by field, except a content fault's reference score: libx264 on another
+    /// machine (another thread count) may encode the reference a little differently. A content fault
+    /// exists only where its reference cleared the margin, so both did.
+    pub fn same_finding(&self, other: &Fault) -> bool {
+        let without_reference = |fault: &Fault| match fault {
+            Fault::Content { .. } => {
+                let mut fault = fault.clone();
+                if let Fault::Content { reference_db, .. } = &mut fault {
+                    *reference_db = 0.0;
+                }
+                fault
+            }
+            other => other.clone(),
+        };
+        without_reference(self) == without_reference(other)
     }
 
     /// Whether this is a storage fault (decided from a challenge) rather than a transcode one.
@@ -169,6 +189,7 @@ impl Fault {
                 pts_secs,
                 score_db,
                 threshold_db,
+                reference_db,
             } => wire_fault::Kind::Content(v1::ContentFault {
                 rendition: rendition.clone(),
                 seed: *seed,
@@ -176,6 +197,7 @@ impl Fault {
                 pts_secs: *pts_secs,
                 score_db: *score_db,
                 threshold_db: *threshold_db,
+                reference_db: *reference_db,
             }),
             Fault::Storage(s) => wire_fault::Kind::Storage(storage_to_wire(s)),
         };
@@ -209,6 +231,7 @@ impl Fault {
                 pts_secs: c.pts_secs,
                 score_db: c.score_db,
                 threshold_db: c.threshold_db,
+                reference_db: c.reference_db,
             },
             wire_fault::Kind::Storage(s) => Fault::Storage(storage_from_wire(s)?),
         })
@@ -267,8 +290,8 @@ fn structure_to_wire(e: &VerifyError) -> wire_fault::Kind {
         }),
         VerifyError::NoLeadingKeyframe { .. } => What::NoLeadingKeyframe(true),
         VerifyError::Content { .. } => {
-            // `Fault::from_verify` never builds this; kept lossless all the same, without a seed.
-            let content = Fault::from_verify(e.clone(), 0).to_wire();
+            // `Fault::from_content` never builds this; kept lossless all the same, without a seed.
+            let content = Fault::from_content(e.clone(), 0, 0.0).to_wire();
             return content
                 .kind
                 .unwrap_or(wire_fault::Kind::Structure(v1::StructureFault {
@@ -446,6 +469,7 @@ mod tests {
                 pts_secs: 2.1,
                 score_db: 10.7,
                 threshold_db: 22.0,
+                reference_db: 41.3,
             },
             Fault::Storage(StorageFault::Late),
             Fault::Storage(StorageFault::Missing),

@@ -42,7 +42,7 @@ pub use dualrig_proto::ledger_request::{
 pub use error::LedgerError;
 pub use genesis::{Genesis, GenesisAccount, GenesisError};
 pub use snapshot::LedgerSnapshot;
-pub use stake::{SlashFraction, SlashRecord, UnbondingEntry};
+pub use stake::{SlashFraction, SlashNote, SlashRecord, StoredEvidence, UnbondingEntry};
 
 /// How long a connection waits for another writer before giving up with a storage error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -261,14 +261,44 @@ impl Ledger {
     }
 
     /// Moves `fraction` of `worker`'s bonded, delegated and unbonding stake to the pool, records
-    /// `evidence`, and suspends the worker for `suspend_rounds`.
+    /// `evidence` inline, and suspends the worker for `suspend_rounds`.
     pub fn slash(
         &self,
         worker: &PublicId,
         fraction: SlashFraction,
         evidence: &[u8],
     ) -> Result<SlashRecord, LedgerError> {
-        self.write(|tx, config| stake::slash(tx, config, worker, fraction, evidence))
+        let note = SlashNote {
+            evidence,
+            stored: None,
+            at_unix: 0,
+        };
+        self.slash_noted(worker, fraction, &note)
+    }
+
+    /// [`Self::slash`], recording what `note` says of the evidence.
+    pub fn slash_noted(
+        &self,
+        worker: &PublicId,
+        fraction: SlashFraction,
+        note: &SlashNote<'_>,
+    ) -> Result<SlashRecord, LedgerError> {
+        self.write(|tx, config| stake::slash(tx, config, worker, fraction, note))
+    }
+
+    /// Drops evidence from keeping for age and room (see `stake::prune_evidence`); returns the items no
+    /// kept slash names any more, for the evidence store to delete.
+    pub fn prune_evidence(
+        &self,
+        max_bytes: u64,
+        keep_since_unix: u64,
+    ) -> Result<Vec<[u8; 32]>, LedgerError> {
+        self.write(|tx, _| stake::prune_evidence(tx, max_bytes, keep_since_unix))
+    }
+
+    /// Every item some slash still keeps in the evidence store.
+    pub fn kept_evidence(&self) -> Result<std::collections::HashSet<[u8; 32]>, LedgerError> {
+        self.read(|tx, _| stake::kept_evidence(tx))
     }
 
     /// Pays `amount` from the pool to `to` (rewards).
@@ -346,12 +376,22 @@ impl Ledger {
     }
 
     pub fn slashes(&self, worker: &PublicId) -> Result<Vec<SlashRecord>, LedgerError> {
-        self.read(|tx, _| stake::slashes(tx, worker))
+        self.read(|tx, _| stake::slashes_page(tx, Some(worker), 0, usize::MAX))
     }
 
     /// Every slash of every worker, oldest first.
     pub fn all_slashes(&self) -> Result<Vec<SlashRecord>, LedgerError> {
-        self.read(|tx, _| stake::all_slashes(tx))
+        self.read(|tx, _| stake::slashes_page(tx, None, 0, usize::MAX))
+    }
+
+    /// At most `limit` slashes (of `worker`, or of all) after the one numbered `after_id`, oldest first.
+    pub fn slashes_page(
+        &self,
+        worker: Option<PublicId>,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<SlashRecord>, LedgerError> {
+        self.read(|tx, _| stake::slashes_page(tx, worker.as_ref(), after_id, limit))
     }
 
     pub fn is_redeemed(&self, ticket_hash: &[u8; 32]) -> Result<bool, LedgerError> {

@@ -14,6 +14,7 @@ pub mod fault;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod paging;
 pub mod pool;
 pub mod server;
 pub mod service;

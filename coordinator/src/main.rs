@@ -116,6 +116,9 @@ struct Args {
     /// Free disk space Put staging always leaves, in bytes.
     #[arg(long, env = "DUALRIG_DISK_RESERVE_BYTES")]
     disk_reserve_bytes: Option<u64>,
+    /// Slash evidence kept at most, in bytes (default 4 GiB).
+    #[arg(long, env = "DUALRIG_EVIDENCE_MAX_BYTES")]
+    evidence_max_bytes: Option<u64>,
     /// Segment bytes held for uploads from one client address at once.
     #[arg(long, env = "DUALRIG_MAX_STAGED_SEGMENT_BYTES_PER_CLIENT")]
     max_staged_segment_bytes_per_client: Option<u64>,
@@ -208,6 +211,9 @@ impl Args {
         if let Some(v) = self.disk_reserve_bytes {
             config.disk_reserve_bytes = v;
         }
+        if let Some(v) = self.evidence_max_bytes {
+            config.evidence_max_bytes = v;
+        }
         if let Some(v) = self.max_staged_segment_bytes_per_client {
             config.max_staged_segment_bytes_per_client = v;
         }
@@ -260,7 +266,7 @@ struct SlashesArgs {
 }
 
 async fn list_slashes(args: SlashesArgs) -> anyhow::Result<()> {
-    use dualrig_coordinator::evidence::{reverify, slash_reason};
+    use dualrig_coordinator::evidence::reverify;
     use dualrig_proto::v1::ListSlashesRequest;
     use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 
@@ -277,72 +283,107 @@ async fn list_slashes(args: SlashesArgs) -> anyhow::Result<()> {
     let mut api = CoordinatorClient::connect(args.coordinator.clone())
         .await
         .with_context(|| format!("cannot reach the coordinator at {}", args.coordinator))?
-        .max_decoding_message_size(usize::MAX);
-    let slashes = api
-        .list_slashes(ListSlashesRequest { worker })
-        .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))
-        .context("listing slashes")?
-        .into_inner()
-        .slashes;
+        .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
     let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
-    let mut not_upheld = 0usize;
-    for entry in &slashes {
-        let reason = slash_reason(entry);
-        let verdict = if args.verify {
-            let (entry, dir) = (entry.clone(), scratch.path().to_owned());
-            let verdict = tokio::task::spawn_blocking(move || reverify(&entry, &dir))
-                .await
-                .context("re-verification task")??;
-            not_upheld += usize::from(!verdict.upheld);
-            Some(verdict)
-        } else {
-            None
-        };
-        let worker = hex::encode(&entry.worker);
-        if args.json {
-            let mut line = format!(
-                "{{\"worker\":{},\"round\":{},\"amount\":{},\"fraction_ppm\":{},\"reason\":{}",
-                json_string(&worker),
-                entry.round,
-                entry.amount,
-                entry.fraction_ppm,
-                json_string(&reason)
-            );
-            if let Some(v) = &verdict {
-                line += &format!(
-                    ",\"upheld\":{},\"agrees\":{},\"verdict\":{}",
-                    v.upheld,
-                    v.agrees(),
-                    json_string(&v.to_string())
-                );
-            }
-            println!("{line}}}");
-        } else {
-            println!(
-                "worker {worker}  round {}  amount {}  ({} ppm)  reason: {reason}",
-                entry.round, entry.amount, entry.fraction_ppm
-            );
-            if let Some(v) = &verdict {
-                println!("  {v}");
-            }
+    let (mut listed, mut not_upheld) = (0usize, 0usize);
+    let mut page_token = Vec::new();
+    // Page by page, so evidence is held one page at a time.
+    loop {
+        let page = api
+            .list_slashes(ListSlashesRequest {
+                worker: worker.clone(),
+                page_token: page_token.clone(),
+                page_size: 0,
+                with_evidence: args.verify,
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))
+            .context("listing slashes")?
+            .into_inner();
+        for entry in &page.slashes {
+            listed += 1;
+            let verdict = if args.verify {
+                let (entry, dir) = (entry.clone(), scratch.path().to_owned());
+                let verdict = tokio::task::spawn_blocking(move || reverify(&entry, &dir))
+                    .await
+                    .context("re-verification task")??;
+                not_upheld += usize::from(!verdict.upheld);
+                Some(verdict)
+            } else {
+                None
+            };
+            print_slash(entry, verdict.as_ref(), args.json);
         }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            page.next_page_token > page_token,
+            "the coordinator's pages of slashes do not advance"
+        );
+        page_token = page.next_page_token;
     }
     if !args.json {
         let upheld = if args.verify {
-            format!(", {} upheld", slashes.len() - not_upheld)
+            format!(", {} upheld", listed - not_upheld)
         } else {
             String::new()
         };
-        println!("{} slashes{upheld}", slashes.len());
+        println!("{listed} slashes{upheld}");
     }
     if not_upheld > 0 {
-        anyhow::bail!(
-            "{not_upheld} of {} slashes are not upheld by their evidence",
-            slashes.len()
-        );
+        anyhow::bail!("{not_upheld} of {listed} slashes are not upheld by their evidence");
     }
     Ok(())
+}
+
+fn print_slash(
+    entry: &dualrig_proto::v1::SlashEntry,
+    verdict: Option<&dualrig_coordinator::evidence::Verdict>,
+    json: bool,
+) {
+    let worker = hex::encode(&entry.worker);
+    let evidence = if entry.evidence_hash.is_empty() {
+        "inline".to_owned()
+    } else {
+        hex::encode(&entry.evidence_hash)
+    };
+    if json {
+        let mut line = format!(
+            "{{\"id\":{},\"worker\":{},\"round\":{},\"amount\":{},\"fraction_ppm\":{},\"reason\":{},\"evidence\":{},\"evidence_size\":{},\"evidence_dropped\":{}",
+            entry.id,
+            json_string(&worker),
+            entry.round,
+            entry.amount,
+            entry.fraction_ppm,
+            json_string(&entry.reason),
+            json_string(&evidence),
+            entry.evidence_size,
+            entry.evidence_dropped
+        );
+        if let Some(v) = verdict {
+            line += &format!(
+                ",\"upheld\":{},\"agrees\":{},\"verdict\":{}",
+                v.upheld,
+                v.agrees(),
+                json_string(&v.to_string())
+            );
+        }
+        println!("{line}}}");
+    } else {
+        let dropped = if entry.evidence_dropped {
+            ", dropped"
+        } else {
+            ""
+        };
+        println!(
+            "worker {worker}  round {}  amount {}  ({} ppm)  reason: {}  evidence {evidence} ({} bytes{dropped})",
+            entry.round, entry.amount, entry.fraction_ppm, entry.reason, entry.evidence_size
+        );
+        if let Some(v) = verdict {
+            println!("  {v}");
+        }
+    }
 }
 
 /// `text` as a JSON string literal.

@@ -669,10 +669,17 @@ impl WorkerPool {
     }
 
     pub fn snapshot(&self) -> Vec<WorkerInfo> {
+        self.snapshot_after(None, usize::MAX)
+    }
+
+    /// At most `limit` attached workers with ids after `after`, in id order: a page of
+    /// [`Self::snapshot`].
+    pub fn snapshot_after(&self, after: Option<&[u8]>, limit: usize) -> Vec<WorkerInfo> {
         let state = self.lock();
         let mut list: Vec<WorkerInfo> = state
             .workers
             .iter()
+            .filter(|(id, _)| after.is_none_or(|a| id.as_bytes().as_slice() > a))
             .map(|(id, w)| WorkerInfo {
                 worker_id: id.as_bytes().to_vec(),
                 capabilities: Some(w.capabilities.clone()),
@@ -682,6 +689,7 @@ impl WorkerPool {
             })
             .collect();
         list.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        list.truncate(limit);
         list
     }
 }

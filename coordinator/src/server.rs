@@ -13,10 +13,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
 use crate::error::StartError;
+use crate::evidence::EvidenceStore;
 use crate::ledger::{Genesis, Ledger, LedgerError};
 use crate::pool::WorkerPool;
 use crate::service::CoordinatorService;
-use crate::slashing::Slasher;
+use crate::slashing::{EvidenceKeeping, Slasher};
 use crate::storage::BlobService;
 
 /// File in the data dir that holds the address the coordinator is serving on.
@@ -58,10 +59,16 @@ impl Coordinator {
         let pool = Arc::new(WorkerPool::new(config.min_stake));
         let round = config.round;
         let config = Arc::new(config);
+        let evidence = Arc::new(open_evidence(&config, &ledger).await?);
         let slasher = Arc::new(Slasher::new(
             Arc::clone(&ledger),
             Arc::clone(&pool),
             config.slash_fraction,
+            evidence,
+            EvidenceKeeping {
+                max_bytes: config.evidence_max_bytes,
+                retention: config.evidence_retention,
+            },
         ));
         let storage = Arc::new(
             BlobService::open(Arc::clone(&config), Arc::clone(&pool), Arc::clone(&slasher))
@@ -232,4 +239,27 @@ async fn run_rounds(
         }
         crate::stakes::refresh(&ledger, &pool).await;
     }
+}
+
+/// Opens the evidence store and deletes what no kept slash names (a crash between writing evidence and
+/// committing its slash leaves such a file).
+async fn open_evidence(config: &Config, ledger: &Arc<Ledger>) -> Result<EvidenceStore, StartError> {
+    let dir = config.evidence_dir();
+    let data_dir_error = |source| StartError::DataDir {
+        path: dir.clone(),
+        source,
+    };
+    let store = EvidenceStore::open(dir.clone()).map_err(data_dir_error)?;
+    let kept = ledger
+        .call(|l| l.kept_evidence())
+        .await
+        .map_err(|source| StartError::Ledger {
+            path: config.ledger_path(),
+            source,
+        })?;
+    let swept = store.sweep(&kept).map_err(data_dir_error)?;
+    if swept > 0 {
+        tracing::info!(swept, "slash evidence no slash names was deleted");
+    }
+    Ok(store)
 }

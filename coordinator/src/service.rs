@@ -24,8 +24,10 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::Config;
 use crate::dispatch::{JobDispatcher, JobPayment, JobSpec};
 use crate::error::{CoordinatorError, QuoteLost};
+use crate::evidence::EvidenceStore;
 use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
+use crate::paging::Page;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
 use crate::slashing::Slasher;
 use crate::staging::{Reservation, StagingBudget, UploadDeadlines};
@@ -44,6 +46,8 @@ pub struct CoordinatorService {
     ledger: Arc<Ledger>,
     dispatcher: JobDispatcher,
     storage: Arc<BlobService>,
+    /// Where slash evidence is kept, for ListSlashes.
+    evidence: Arc<EvidenceStore>,
     next_job: AtomicU64,
     /// Segment bytes held for uploads and their jobs.
     segment_budget: Arc<StagingBudget>,
@@ -68,6 +72,7 @@ impl CoordinatorService {
         Self {
             storage,
             segment_budget,
+            evidence: Arc::clone(slasher.evidence_store()),
             dispatcher: JobDispatcher::new(Arc::clone(&pool), Arc::clone(&config), slasher),
             identity,
             config,
@@ -191,6 +196,9 @@ impl CoordinatorService {
             "segment accepted"
         );
 
+        // Before any worker or payment sees it: a ladder starved of bits at this frame rate cannot
+        // pass the content check honestly (PROTOCOL §5.1).
+        dualrig_proto::profile::check_ladder_floor(&profiles, source.output_rate())?;
         let units = dualrig_proto::profile::job_units(&profiles, source.frames);
         let payment = self.payment_for(&header, units)?;
         let round = match self.ledger.call(|l| l.round()).await {
@@ -677,10 +685,17 @@ impl CoordinatorApi for CoordinatorService {
 
     async fn list_workers(
         &self,
-        _request: Request<ListWorkersRequest>,
+        request: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
+        let request = request.into_inner();
+        let page = Page::requested("workers", &request.page_token, request.page_size)?;
+        let workers = self
+            .pool
+            .snapshot_after(page.after.as_deref(), page.size + 1);
+        let (workers, next_page_token) = page.finish(workers, |w| w.worker_id.clone());
         Ok(Response::new(ListWorkersResponse {
-            workers: self.pool.snapshot(),
+            workers,
+            next_page_token,
         }))
     }
 
@@ -688,7 +703,9 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ListSlashesRequest>,
     ) -> Result<Response<ListSlashesResponse>, Status> {
-        let slashes = crate::evidence::list_slashes(&self.ledger, request.into_inner()).await?;
+        let slashes =
+            crate::evidence::list_slashes(&self.ledger, &self.evidence, request.into_inner())
+                .await?;
         Ok(Response::new(slashes))
     }
 
@@ -710,9 +727,12 @@ impl CoordinatorApi for CoordinatorService {
 
     async fn list_blobs(
         &self,
-        _request: Request<ListBlobsRequest>,
+        request: Request<ListBlobsRequest>,
     ) -> Result<Response<ListBlobsResponse>, Status> {
-        Ok(Response::new(self.storage.list().await?))
+        let request = request.into_inner();
+        let page = Page::requested("blobs", &request.page_token, request.page_size)?;
+        let after = page.after_key::<32>("blobs")?;
+        Ok(Response::new(self.storage.list(page, after).await?))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The one way a worker is slashed, whatever it did wrong: a transcode result that fails verification
 //! (the dispatcher) and a storage challenge that fails (challenge rounds) both call [`Slasher::slash`],
-//! which records the evidence with its typed [`Fault`], moves the configured share of stake to the
-//! pool, suspends, lowers the worker's score, counts it, and refreshes the stake the draw uses.
+//! which keeps the evidence in the evidence store, records the slash with its typed [`Fault`] in the
+//! ledger, moves the configured share of stake to the pool, suspends, lowers the worker's score, counts
+//! it, refreshes the stake the draw uses, and prunes kept evidence to its bounds.
 
 use std::sync::Arc;
 
@@ -12,8 +13,9 @@ use dualrig_proto::v1::{
 };
 use tracing::warn;
 
+use crate::evidence::{EvidenceRef, EvidenceStore};
 use crate::fault::Fault;
-use crate::ledger::{Ledger, SlashFraction, SlashRecord};
+use crate::ledger::{Ledger, SlashFraction, SlashNote, SlashRecord, StoredEvidence};
 use crate::metrics;
 use crate::pool::WorkerPool;
 
@@ -67,8 +69,15 @@ impl Offence {
 pub struct Slashed {
     /// The ledger's record; `None` when the ledger could not take the slash (logged).
     pub record: Option<SlashRecord>,
-    /// The encoded `SlashEvidence` the ledger recorded.
-    pub evidence: Vec<u8>,
+    /// The encoded `SlashEvidence`'s name and length in the evidence store.
+    pub evidence: EvidenceRef,
+}
+
+/// How much slash evidence is kept, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct EvidenceKeeping {
+    pub max_bytes: u64,
+    pub retention: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -76,34 +85,81 @@ pub struct Slasher {
     ledger: Arc<Ledger>,
     pool: Arc<WorkerPool>,
     fraction: SlashFraction,
+    evidence: Arc<EvidenceStore>,
+    keeping: EvidenceKeeping,
 }
 
 impl Slasher {
-    pub fn new(ledger: Arc<Ledger>, pool: Arc<WorkerPool>, fraction: SlashFraction) -> Self {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        pool: Arc<WorkerPool>,
+        fraction: SlashFraction,
+        evidence: Arc<EvidenceStore>,
+        keeping: EvidenceKeeping,
+    ) -> Self {
         Self {
             ledger,
             pool,
             fraction,
+            evidence,
+            keeping,
         }
     }
 
+    pub fn evidence_store(&self) -> &Arc<EvidenceStore> {
+        &self.evidence
+    }
+
     /// Slashes `worker` for `offence`; the pool hears of the new stake and any suspension before this
-    /// returns, so the next draw already excludes it.
+    /// returns, so the next draw already excludes it. The evidence is on disk before the slash commits.
     pub async fn slash(&self, worker: PublicId, offence: Offence) -> Slashed {
         let fault = offence.fault().clone();
-        let evidence = prost::Message::encode_to_vec(&offence.evidence());
-        let recorded = evidence.clone();
+        let evidence = offence.evidence();
+        let encoded = prost::Message::encode_to_vec(&evidence);
+        let named = EvidenceRef::of(&encoded);
+        let verdict = prost::Message::encode_to_vec(&SlashEvidence {
+            kind: None,
+            ..evidence
+        });
+        let store = Arc::clone(&self.evidence);
+        let kept = match tokio::task::spawn_blocking(move || store.put(&encoded)).await {
+            Ok(Ok(kept)) => kept.is_some(),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot keep slash evidence; the slash records its verdict only");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "keeping slash evidence crashed");
+                false
+            }
+        };
+        let note_of = StoredEvidence {
+            hash: named.hash,
+            size: named.size,
+            kept,
+        };
         let fraction = self.fraction;
+        let keeping = self.keeping;
         self.pool.record_verdict(worker, false);
         let slashed = self
             .ledger
             .call(move |l| {
-                let record = l.slash(&worker, fraction, &recorded)?;
-                Ok((record, l.suspended_until(&worker)?))
+                let now = unix_secs();
+                let note = SlashNote {
+                    evidence: &verdict,
+                    stored: Some(note_of),
+                    at_unix: now,
+                };
+                let record = l.slash_noted(&worker, fraction, &note)?;
+                let unnamed = l.prune_evidence(
+                    keeping.max_bytes,
+                    now.saturating_sub(keeping.retention.as_secs()),
+                )?;
+                Ok((record, l.suspended_until(&worker)?, unnamed))
             })
             .await;
         let record = match slashed {
-            Ok((record, suspended_until)) => {
+            Ok((record, suspended_until, unnamed)) => {
                 metrics::slashed(record.amount, fault.kind());
                 if suspended_until.is_some() {
                     metrics::suspended();
@@ -113,9 +169,12 @@ impl Slasher {
                     slashed = record.amount,
                     round = record.round,
                     suspended_until = suspended_until.unwrap_or(0),
+                    evidence = %hex::encode(named.hash),
+                    evidence_kept = kept,
                     fault = %fault,
                     "worker slashed"
                 );
+                self.forget(unnamed).await;
                 Some(record)
             }
             Err(e) => {
@@ -124,6 +183,29 @@ impl Slasher {
             }
         };
         crate::stakes::refresh(&self.ledger, &self.pool).await;
-        Slashed { record, evidence }
+        Slashed {
+            record,
+            evidence: named,
+        }
     }
+
+    /// Deletes evidence no kept slash names any more.
+    async fn forget(&self, unnamed: Vec<[u8; 32]>) {
+        if unnamed.is_empty() {
+            return;
+        }
+        let store = Arc::clone(&self.evidence);
+        let dropped = unnamed.len();
+        match tokio::task::spawn_blocking(move || store.remove(&unnamed)).await {
+            Ok(Ok(())) => tracing::info!(dropped, "slash evidence dropped for age or room"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot delete dropped slash evidence"),
+            Err(e) => tracing::error!(error = %e, "deleting slash evidence crashed"),
+        }
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 use crate::config::{Config, MAX_REPLICAS};
 use crate::error::StorageError;
 use crate::metrics;
+use crate::paging::Page;
 use crate::pool::WorkerPool;
 use crate::slashing::Slasher;
 use crate::staging::{StagingBudget, UploadDeadlines, check_disk};
@@ -456,8 +457,18 @@ impl BlobService {
         ))
     }
 
-    pub async fn list(&self) -> Result<ListBlobsResponse, StorageError> {
-        let blobs = self.index.call(|ix| ix.blobs()).await?;
+    /// One page of the index, in root order, after the root `after`.
+    pub async fn list(
+        &self,
+        page: Page,
+        after: Option<[u8; 32]>,
+    ) -> Result<ListBlobsResponse, StorageError> {
+        let limit = page.size + 1;
+        let blobs = self
+            .index
+            .call(move |ix| ix.blobs_page(after.as_ref(), limit))
+            .await?;
+        let (blobs, next_page_token) = page.finish(blobs, |b| b.root.to_vec());
         Ok(ListBlobsResponse {
             blobs: blobs
                 .into_iter()
@@ -468,6 +479,7 @@ impl BlobService {
                     replicas: b.replicas,
                 })
                 .collect(),
+            next_page_token,
         })
     }
 
@@ -482,16 +494,8 @@ impl BlobService {
                         capacity: report.capacity_bytes,
                     },
                 );
-                let added: Vec<([u8; 32], u64)> = report
-                    .added
-                    .iter()
-                    .filter_map(|b| Some((b.root.as_slice().try_into().ok()?, b.size)))
-                    .collect();
-                let removed: Vec<[u8; 32]> = report
-                    .removed
-                    .iter()
-                    .filter_map(|r| r.as_slice().try_into().ok())
-                    .collect();
+                let dualrig_proto::holdings::Claims { added, removed } =
+                    dualrig_proto::holdings::Claims::from_report(&report);
                 if !report.corrupt.is_empty() {
                     metrics::scrub_reported(report.corrupt.len());
                     warn!(worker = %worker.short(), blobs = report.corrupt.len(), "worker's scrub dropped damaged blobs");

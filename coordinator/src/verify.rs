@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dualrig_media::StreamInfo;
+use dualrig_media::{REFERENCE_MARGIN_DB, StreamInfo};
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::profile::Profile;
 use dualrig_proto::result::{ResultError, verify_result};
@@ -39,20 +39,38 @@ pub enum ContentCheck<'a> {
     },
 }
 
+/// A verification that passed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verified {
+    /// Every check it was asked for passed.
+    Passed,
+    /// The structure holds and a rendition fails the content check, but so nearly does an honest
+    /// encoder on the same frames: the result is taken as if its content had not been sampled, and
+    /// nobody is slashed.
+    ContentInconclusive {
+        rendition: String,
+        score_db: f64,
+        reference_db: f64,
+    },
+}
+
 /// Why a verification did not pass: the worker's [`Fault`], or the coordinator could not stage the
-/// files to check (which says nothing about the worker).
+/// files to check or make its reference rendition (which says nothing about the worker).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error(transparent)]
     Fault(#[from] Fault),
     #[error("cannot stage rendition for checking: {0}")]
     Staging(#[from] std::io::Error),
+    #[error("cannot make the reference rendition of {rendition}: {error}")]
+    Reference { rendition: String, error: String },
 }
 
 /// Checks `result` from `worker` against the job's source and ladder, then runs `content`. The one
 /// function that judges a transcode result: the dispatcher calls it live and `evidence::reverify`
 /// calls it again on a slash's evidence. Blocking: decodes every rendition (and, for the content
-/// check, the source once per rendition).
+/// check, the source once per rendition; where a rendition fails it, also encodes that rendition with
+/// libx264 to see whether an honest encoder could have done better).
 pub fn check_result(
     worker: &PublicId,
     job_id: &str,
@@ -61,13 +79,13 @@ pub fn check_result(
     result: &JobResult,
     scratch: &Path,
     content: ContentCheck<'_>,
-) -> Result<(), CheckError> {
+) -> Result<Verified, CheckError> {
     let outcome = check(worker, job_id, source, profiles, result, scratch, content);
     let label = match &outcome {
-        Ok(()) | Err(CheckError::Fault(Fault::Content { .. })) => "pass",
+        Ok(_) | Err(CheckError::Fault(Fault::Content { .. })) => "pass",
         Err(CheckError::Fault(Fault::Forged { .. })) => "bad_signature",
         Err(CheckError::Fault(Fault::Structure(_))) => "bad_structure",
-        Err(CheckError::Staging(_)) => "error",
+        Err(CheckError::Staging(_) | CheckError::Reference { .. }) => "error",
         Err(CheckError::Fault(_)) => "wrong_renditions",
     };
     metrics::verification("structural", label);
@@ -82,7 +100,7 @@ fn check(
     result: &JobResult,
     scratch: &Path,
     content: ContentCheck<'_>,
-) -> Result<(), CheckError> {
+) -> Result<Verified, CheckError> {
     verify_result(worker, job_id, &result.renditions, &result.signature).map_err(|e| {
         Fault::Forged {
             rendition: match e {
@@ -120,11 +138,11 @@ fn check(
         staged.write_all(&rendition.data)?;
         staged.flush()?;
         dualrig_media::verify_rendition(source, staged.path(), profile)
-            .map_err(|e| Fault::from_verify(e, 0))?;
+            .map_err(Fault::Structure)?;
         staged_renditions.push((profile, staged));
     }
     let (segment, samples, seed) = match content {
-        ContentCheck::Off => return Ok(()),
+        ContentCheck::Off => return Ok(Verified::Passed),
         ContentCheck::Sampled { segment, seed } => (segment, CONTENT_SAMPLES, seed),
         ContentCheck::EveryFrame { segment, frames } => {
             (segment, frames.clamp(1, MAX_EVERY_FRAME) as usize, 0)
@@ -132,15 +150,27 @@ fn check(
     };
     let outcome = check_content(segment, &staged_renditions, scratch, samples, seed);
     let label = match &outcome {
-        Ok(lowest) => {
-            record_passing_score(*lowest);
+        Ok(ContentOutcome::Passed { lowest_db }) => {
+            record_passing_score(*lowest_db);
             "pass"
         }
+        Ok(ContentOutcome::Inconclusive(_)) => "inconclusive",
         Err(CheckError::Fault(Fault::Content { .. })) => "mismatch",
         Err(_) => "error",
     };
     metrics::verification("content", label);
-    outcome.map(|_| ())
+    outcome.map(|o| match o {
+        ContentOutcome::Passed { .. } => Verified::Passed,
+        ContentOutcome::Inconclusive(v) => v,
+    })
+}
+
+enum ContentOutcome {
+    Passed {
+        lowest_db: f64,
+    },
+    /// A [`Verified::ContentInconclusive`].
+    Inconclusive(Verified),
 }
 
 /// Lowest block PSNR of any rendition that passed the content check in this process, as `f64` bits;
@@ -167,35 +197,88 @@ fn record_passing_score(score_db: f64) {
     }
 }
 
-/// Compares `samples` frames of every rendition, drawn from `seed`, with the source segment's; returns
-/// the lowest block PSNR among the renditions when all pass.
+/// Compares `samples` frames of every rendition, drawn from `seed`, with the source segment's. A
+/// rendition under the threshold is a fault only where libx264's own rendition of the same profile
+/// scores at least [`REFERENCE_MARGIN_DB`] above it on the same frames; otherwise it is inconclusive
+/// and the other renditions are still checked.
 fn check_content(
     segment: &[u8],
     renditions: &[(&Profile, tempfile::NamedTempFile)],
     scratch: &Path,
     samples: usize,
     seed: u64,
-) -> Result<f64, CheckError> {
+) -> Result<ContentOutcome, CheckError> {
     let mut staged = tempfile::Builder::new()
         .prefix("source-")
         .tempfile_in(scratch)?;
     staged.write_all(segment)?;
     staged.flush()?;
+    let threshold_db = dualrig_media::CONTENT_THRESHOLD_DB;
     let mut lowest = f64::INFINITY;
+    let mut inconclusive = None;
     for (profile, rendition) in renditions {
-        let content_fault = |error| Fault::from_verify(error, seed);
         let score =
             dualrig_media::content_check(staged.path(), rendition.path(), profile, samples, seed)
-                .map_err(content_fault)?;
+                .map_err(Fault::Structure)?;
         tracing::debug!(
             rendition = %profile.name,
             min_block_psnr_db = score.min_block_psnr_db,
             "content check"
         );
-        score
-            .check(&profile.name, dualrig_media::CONTENT_THRESHOLD_DB)
-            .map_err(content_fault)?;
-        lowest = lowest.min(score.min_block_psnr_db);
+        let Err(failure) = score.check(&profile.name, threshold_db) else {
+            lowest = lowest.min(score.min_block_psnr_db);
+            continue;
+        };
+        let reference_db = reference_score(staged.path(), profile, scratch, samples, seed)?;
+        if reference_db >= threshold_db + REFERENCE_MARGIN_DB {
+            return Err(Fault::from_content(failure, seed, reference_db).into());
+        }
+        tracing::warn!(
+            rendition = %profile.name,
+            score_db = score.min_block_psnr_db,
+            reference_db,
+            "content check inconclusive: libx264 scores too close to the threshold on these frames"
+        );
+        inconclusive.get_or_insert(Verified::ContentInconclusive {
+            rendition: profile.name.clone(),
+            score_db: score.min_block_psnr_db,
+            reference_db,
+        });
     }
-    Ok(lowest)
+    Ok(match inconclusive {
+        Some(v) => ContentOutcome::Inconclusive(v),
+        None => ContentOutcome::Passed { lowest_db: lowest },
+    })
+}
+
+/// The lowest block PSNR of libx264's rendition of `profile` from `source` on the frames `seed` draws:
+/// what an honest encoder achieves where the worker's rendition failed.
+fn reference_score(
+    source: &Path,
+    profile: &Profile,
+    scratch: &Path,
+    samples: usize,
+    seed: u64,
+) -> Result<f64, CheckError> {
+    let failed = |error: String| CheckError::Reference {
+        rendition: profile.name.clone(),
+        error,
+    };
+    let out = tempfile::Builder::new()
+        .prefix("reference-")
+        .tempdir_in(scratch)?;
+    let encoder = dualrig_media::EncoderSelection::software();
+    let outputs = dualrig_media::transcode_segment(
+        source,
+        std::slice::from_ref(profile),
+        &encoder,
+        out.path(),
+    )
+    .map_err(|e| failed(e.to_string()))?;
+    let reference = outputs
+        .first()
+        .ok_or_else(|| failed("the transcoder wrote no rendition".into()))?;
+    let score = dualrig_media::content_check(source, &reference.path, profile, samples, seed)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(score.min_block_psnr_db)
 }

@@ -31,6 +31,13 @@ use crate::error::{MediaError, VerifyError};
 /// reordering of near-identical pictures, which also costs the viewer little.
 pub const CONTENT_THRESHOLD_DB: f64 = 22.0;
 
+/// How far above [`CONTENT_THRESHOLD_DB`] libx264's own rendition of the same profile must score on the
+/// same frames before a rendition under the threshold is held to be a cheat. An honest encoder falls
+/// under the threshold only where the source is hard for any encoder at the asked bitrate, and a
+/// hardware encoder may do a few dB worse than libx264 at the same bitrate; cheats score far lower
+/// (benches/RESULTS.md "Content check threshold" and "Bitrate floor").
+pub const REFERENCE_MARGIN_DB: f64 = 5.0;
+
 /// Side of the square blocks whose means are compared.
 const BLOCK: usize = 8;
 

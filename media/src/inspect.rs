@@ -32,6 +32,18 @@ pub struct StreamInfo {
 }
 
 impl StreamInfo {
+    /// Frames per second as a rendition that keeps the source's rate gets them: the stated rate, or the
+    /// rate the timestamps show where that is higher (a file cannot starve its renditions of bits by
+    /// stating a low rate).
+    pub fn output_rate(&self) -> f64 {
+        let shown = if self.duration_secs > 0.0 {
+            self.frames as f64 / self.duration_secs
+        } else {
+            0.0
+        };
+        self.frame_rate.max(shown)
+    }
+
     /// One frame's duration in seconds.
     pub fn frame_duration_secs(&self) -> f64 {
         if self.frame_rate > 0.0 {

@@ -30,7 +30,9 @@ mod vaapi;
 use std::sync::Once;
 
 pub use cli::{ffmpeg_cli_ladder_args, ffmpeg_cli_ladder_args_for};
-pub use content::{CONTENT_THRESHOLD_DB, ContentScore, FrameScore, content_check};
+pub use content::{
+    CONTENT_THRESHOLD_DB, ContentScore, FrameScore, REFERENCE_MARGIN_DB, content_check,
+};
 pub use decoder::{
     DecoderProbe, DecoderSelection, HARDWARE_DECODER_FAMILIES, HardwareDecoder, probe_decoders,
     select_decoders,

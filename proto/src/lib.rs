@@ -4,6 +4,8 @@
 
 pub mod amount;
 pub mod chunk_reader;
+pub mod fuzzing;
+pub mod holdings;
 pub mod identity;
 pub mod ledger_request;
 pub mod profile;

@@ -13,6 +13,30 @@ pub const MAX_FPS: u32 = 240;
 pub const MIN_BITRATE: u64 = 16_000;
 pub const MAX_BITRATE: u64 = 200_000_000;
 
+/// Fewest bits per pixel of each output frame a rendition may ask for, by the rendition's size:
+/// `(least pixels per frame, floor)`, largest first. Below these an honest encoder cannot keep fast
+/// motion above the content check's threshold (PROTOCOL §5.1): measured with libx264 on a fast pan and a
+/// mandelbrot zoom (benches/RESULTS.md "Bitrate floor"), each the lowest rate that kept the reference
+/// margin above the threshold at that size, times 1.5. Smaller frames need more bits per pixel.
+pub const BITS_PER_PIXEL_FLOOR: [(u64, f64); 4] = [
+    (600_000, 0.011),
+    (150_000, 0.015),
+    (40_000, 0.03),
+    (0, 0.075),
+];
+
+/// The bits-per-pixel floor for a `width` × `height` rendition ([`BITS_PER_PIXEL_FLOOR`]).
+pub fn bits_per_pixel_floor(width: u32, height: u32) -> f64 {
+    let pixels = u64::from(width) * u64::from(height);
+    BITS_PER_PIXEL_FLOOR
+        .iter()
+        .find(|(least, _)| pixels >= *least)
+        .map_or(
+            BITS_PER_PIXEL_FLOOR[BITS_PER_PIXEL_FLOOR.len() - 1].1,
+            |(_, floor)| *floor,
+        )
+}
+
 /// The default ladder a client gets when it names none.
 pub const DEFAULT_LADDER: &[&str] = &["720p", "480p", "360p", "240p"];
 
@@ -44,7 +68,7 @@ pub struct Profile {
     pub codec: Codec,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProfileError {
     #[error(
         "unknown profile '{name}'; known profiles are {known}, or give width, height and bitrate"
@@ -86,6 +110,19 @@ pub enum ProfileError {
     Empty,
     #[error("{count} profiles asked for; at most {max} per job")]
     TooMany { count: usize, max: usize },
+    #[error(
+        "profile '{name}': {bitrate} b/s at {width}x{height} and {fps:.2} fps is {bits_per_pixel:.4} bits per pixel, under the {floor} floor at this size, where no encoder can pass the content check on fast motion; ask for at least {needed} b/s"
+    )]
+    UnderFloor {
+        name: String,
+        width: u32,
+        height: u32,
+        bitrate: u64,
+        fps: f64,
+        bits_per_pixel: f64,
+        floor: f64,
+        needed: u64,
+    },
 }
 
 /// Most renditions one job may ask for.
@@ -179,6 +216,36 @@ impl Profile {
         Ok(())
     }
 
+    /// Checks the bitrate against [`bits_per_pixel_floor`] for frames at the rendition's rate: its own
+    /// `fps`, or `source_fps` when it keeps the source's. Needs the source, so it runs once the segment
+    /// is inspected (the coordinator) or probed (the client).
+    pub fn check_floor(&self, source_fps: f64) -> Result<(), ProfileError> {
+        let fps = if self.fps > 0 {
+            f64::from(self.fps)
+        } else {
+            source_fps
+        };
+        if !fps.is_finite() || fps <= 0.0 {
+            return Ok(());
+        }
+        let pixels = f64::from(self.width) * f64::from(self.height);
+        let bits_per_pixel = self.bitrate as f64 / (pixels * fps);
+        let floor = bits_per_pixel_floor(self.width, self.height);
+        if bits_per_pixel >= floor {
+            return Ok(());
+        }
+        Err(ProfileError::UnderFloor {
+            name: self.name.clone(),
+            width: self.width,
+            height: self.height,
+            bitrate: self.bitrate,
+            fps,
+            bits_per_pixel,
+            floor,
+            needed: (floor * pixels * fps).ceil() as u64,
+        })
+    }
+
     /// Reads a profile off the wire. A profile with a name and no size is taken from the standard ladder
     /// (its bitrate may be overridden).
     pub fn from_wire(wire: &v1::Profile) -> Result<Self, ProfileError> {
@@ -270,6 +337,11 @@ pub fn job_units(profiles: &[Profile], frames: u64) -> u64 {
         .saturating_mul(frames)
 }
 
+/// Checks every profile of a ladder against the bitrate floor at `source_fps` ([`Profile::check_floor`]).
+pub fn check_ladder_floor(profiles: &[Profile], source_fps: f64) -> Result<(), ProfileError> {
+    profiles.iter().try_for_each(|p| p.check_floor(source_fps))
+}
+
 /// Reads and validates a ladder off the wire.
 pub fn ladder_from_wire(wire: &[v1::Profile]) -> Result<Vec<Profile>, ProfileError> {
     let profiles = wire
@@ -293,6 +365,34 @@ mod tests {
             bitrate,
             codec: v1::VideoCodec::H264 as i32,
         }
+    }
+
+    #[test]
+    fn the_floor_refuses_starved_renditions_and_names_the_bitrate_needed() {
+        let mut p720 = Profile::standard("720p").expect("720p");
+        p720.bitrate = MIN_BITRATE;
+        let err = p720
+            .check_floor(30.0)
+            .expect_err("16 kb/s at 720p30 is starved");
+        let ProfileError::UnderFloor { needed, floor, .. } = err.clone() else {
+            panic!("{err}");
+        };
+        assert_eq!(floor, 0.011);
+        assert_eq!(needed, 304_128);
+        assert!(err.to_string().contains("at least 304128 b/s"), "{err}");
+        p720.bitrate = needed;
+        p720.check_floor(30.0).expect("at the floor");
+        // Its own frame rate, not the source's, sets the bits each frame gets.
+        p720.fps = 60;
+        assert!(p720.check_floor(24.0).is_err());
+        // The default ladder clears it at 60 fps.
+        let ladder = Profile::parse_list(&DEFAULT_LADDER.join(",")).expect("ladder");
+        check_ladder_floor(&ladder, 60.0).expect("default ladder at 60 fps");
+        // Smaller frames need more bits per pixel.
+        assert!(bits_per_pixel_floor(160, 90) > bits_per_pixel_floor(640, 360));
+        assert!(bits_per_pixel_floor(640, 360) > bits_per_pixel_floor(1920, 1080));
+        // A source whose rate is unknown is left to the content check's reference.
+        check_ladder_floor(&ladder, 0.0).expect("unknown rate");
     }
 
     #[test]

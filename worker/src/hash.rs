@@ -101,6 +101,18 @@ pub trait BlobHasher: Send + Sync {
         with_outboard: bool,
     ) -> Result<BlobDigest, HashError>;
 
+    /// [`Self::hash_reader`] for exactly `len` bytes with the outboard written into `outboard` as the
+    /// windows are hashed (positioned writes from offset 0; on `Ok` the file is exactly the encoded
+    /// outboard, not yet synced), so memory stays one window's tree however long the input. The
+    /// digest carries no outboard. On an error the file's contents mean nothing.
+    fn hash_reader_to_file(
+        &self,
+        reader: &mut dyn Read,
+        len: u64,
+        mode: HashMode,
+        outboard: &std::fs::File,
+    ) -> Result<BlobDigest, HashError>;
+
     /// Hashes a regular file, which must keep the length it had when it was opened.
     fn hash_file(
         &self,
@@ -159,6 +171,8 @@ pub enum HashError {
     },
     #[error("{name} is not a regular file")]
     NotAFile { name: String },
+    #[error("cannot write the outboard")]
+    OutboardWrite(#[source] std::io::Error),
     #[error(
         "{name} ended after {got} of its {expected} bytes: it shrank while being hashed, so no hash \
          was produced"
@@ -321,6 +335,16 @@ impl BlobHasher for FallbackHasher {
         outboard: bool,
     ) -> Result<BlobDigest, HashError> {
         self.gpu.hash_reader(reader, expected_len, mode, outboard)
+    }
+
+    fn hash_reader_to_file(
+        &self,
+        reader: &mut dyn Read,
+        len: u64,
+        mode: HashMode,
+        outboard: &std::fs::File,
+    ) -> Result<BlobDigest, HashError> {
+        self.gpu.hash_reader_to_file(reader, len, mode, outboard)
     }
 
     fn hash_file(

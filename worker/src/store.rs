@@ -206,15 +206,21 @@ impl BlobStore {
         let reservation = self.reserve(len)?;
         let mut blob_tmp = tempfile::NamedTempFile::new_in(&self.tmp_dir)
             .map_err(StoreError::io("create a temp file in", &self.tmp_dir))?;
+        // The outboard is written into its file as the hasher goes, never held whole.
+        let outboard_tmp = tempfile::NamedTempFile::new_in(&self.tmp_dir)
+            .map_err(StoreError::io("create a temp file in", &self.tmp_dir))?;
         let digest = {
             let mut tee = Tee {
                 reader,
                 copy: BufWriter::with_capacity(1 << 20, blob_tmp.as_file_mut()),
                 write_error: None,
             };
-            let digest = self
-                .hasher
-                .hash_reader(&mut tee, Some(len), HashMode::Plain, true);
+            let digest = self.hasher.hash_reader_to_file(
+                &mut tee,
+                len,
+                HashMode::Plain,
+                outboard_tmp.as_file(),
+            );
             let flushed = tee.copy.flush();
             if let Some(source) = tee.write_error.or(flushed.err()) {
                 return Err(StoreError::Io {
@@ -225,18 +231,15 @@ impl BlobStore {
             }
             digest?
         };
-        let outboard = digest.outboard.ok_or_else(|| {
-            HashError::Usage("the hasher returned no outboard although one was asked for".into())
-        })?;
         let info = BlobInfo {
             root: digest.hash,
             len: digest.len,
         };
-        blob_tmp
-            .as_file()
-            .sync_all()
-            .map_err(StoreError::io("sync", blob_tmp.path()))?;
-        let outboard_tmp = self.write_temp(&outboard.encode())?;
+        for tmp in [&blob_tmp, &outboard_tmp] {
+            tmp.as_file()
+                .sync_all()
+                .map_err(StoreError::io("sync", tmp.path()))?;
+        }
 
         let mut state = self.lock();
         if state.blobs.contains_key(info.root.as_bytes()) {

@@ -10,7 +10,7 @@ use super::genesis::Genesis;
 use super::{LedgerError, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -80,6 +80,22 @@ CREATE TABLE IF NOT EXISTS slashes (
 CREATE INDEX IF NOT EXISTS slashes_by_worker ON slashes (worker);
 ";
 
+/// The tables as version 1 created them, for the upgrade test.
+#[cfg(test)]
+pub(super) const TABLES_V1_FOR_TESTS: &str = TABLES;
+
+/// Version 2: slash evidence lives in the evidence store, named by hash; the row keeps the verdict
+/// (`evidence` holds a `SlashEvidence` without its `kind`). Rows from version 1 keep their evidence
+/// inline (`evidence_hash` NULL).
+const SLASH_EVIDENCE_BY_HASH: &str = "
+ALTER TABLE slashes ADD COLUMN evidence_hash BLOB
+    CHECK (evidence_hash IS NULL OR length(evidence_hash) = 32);
+ALTER TABLE slashes ADD COLUMN evidence_size INTEGER NOT NULL DEFAULT 0 CHECK (evidence_size >= 0);
+ALTER TABLE slashes ADD COLUMN evidence_kept INTEGER NOT NULL DEFAULT 0 CHECK (evidence_kept IN (0, 1));
+ALTER TABLE slashes ADD COLUMN at_unix INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS slashes_kept ON slashes (amount, id) WHERE evidence_kept = 1;
+";
+
 /// Connection settings. A file database uses WAL with a full `fsync` at every commit, so a commit that
 /// returned survives a crash or power loss.
 pub(super) fn configure(conn: &Connection, durable: bool) -> Result<(), LedgerError> {
@@ -106,8 +122,16 @@ pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
         .optional()?;
     match version {
         None => {
+            tx.execute_batch(SLASH_EVIDENCE_BY_HASH)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                params![SCHEMA_VERSION],
+            )?;
+        }
+        Some(1) => {
+            tx.execute_batch(SLASH_EVIDENCE_BY_HASH)?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema'",
                 params![SCHEMA_VERSION],
             )?;
         }

@@ -48,12 +48,39 @@ pub struct UnbondingEntry {
 /// One slash as the ledger recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlashRecord {
+    /// Its place in the order slashes were recorded.
+    pub id: u64,
     pub worker: PublicId,
     pub round: u64,
     pub fraction: SlashFraction,
     /// Units moved to the pool.
     pub amount: u64,
+    /// With `stored`: the verdict (an encoded `SlashEvidence` without its `kind`). Without: the whole
+    /// encoded evidence, inline.
     pub evidence: Vec<u8>,
+    /// The whole evidence's name in the evidence store.
+    pub stored: Option<StoredEvidence>,
+    /// Seconds since the epoch when it was recorded (0 before version 2).
+    pub at_unix: u64,
+}
+
+/// Where a slash's evidence went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredEvidence {
+    /// BLAKE3 of the encoded evidence.
+    pub hash: [u8; 32],
+    pub size: u64,
+    /// Still in the store; false once dropped for age or room, or when it was too large to keep.
+    pub kept: bool,
+}
+
+/// What a slash records about its evidence.
+#[derive(Debug, Clone, Copy)]
+pub struct SlashNote<'a> {
+    /// See [`SlashRecord::evidence`].
+    pub evidence: &'a [u8],
+    pub stored: Option<StoredEvidence>,
+    pub at_unix: u64,
 }
 
 pub(super) fn bonded(
@@ -270,7 +297,7 @@ pub(super) fn slash(
     config: &LedgerConfig,
     worker: &PublicId,
     fraction: SlashFraction,
-    evidence: &[u8],
+    note: &SlashNote<'_>,
 ) -> Result<SlashRecord, LedgerError> {
     let round = store::round(conn)?;
     let mut cut_total: u64 = 0;
@@ -328,62 +355,181 @@ pub(super) fn slash(
         .execute(params![worker.as_bytes(), to_db("suspension end", resume)?])?;
     }
 
+    let stored = note.stored;
     conn.prepare_cached(
-        "INSERT INTO slashes (worker, round, fraction_ppm, amount, evidence) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO slashes (worker, round, fraction_ppm, amount, evidence, evidence_hash,
+                              evidence_size, evidence_kept, at_unix)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         worker.as_bytes(),
         to_db("round", round)?,
         fraction.ppm(),
         to_db("slash", cut_total)?,
-        evidence
+        note.evidence,
+        stored.as_ref().map(|s| s.hash.to_vec()),
+        to_db("evidence size", stored.map_or(0, |s| s.size))?,
+        stored.is_some_and(|s| s.kept),
+        to_db("slash time", note.at_unix)?,
     ])?;
     Ok(SlashRecord {
+        id: u64::try_from(conn.last_insert_rowid())
+            .map_err(|_| LedgerError::Corrupt("negative slash id".into()))?,
         worker: *worker,
         round,
         fraction,
         amount: cut_total,
-        evidence: evidence.to_vec(),
+        evidence: note.evidence.to_vec(),
+        stored,
+        at_unix: note.at_unix,
     })
 }
 
-pub(super) fn slashes(
+/// At most `limit` slashes after the one numbered `after_id` (of one worker, or of all), in the order
+/// they were recorded.
+pub(super) fn slashes_page(
     conn: &Connection,
-    worker: &PublicId,
+    worker: Option<&PublicId>,
+    after_id: u64,
+    limit: usize,
 ) -> Result<Vec<SlashRecord>, LedgerError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT worker, round, fraction_ppm, amount, evidence FROM slashes WHERE worker = ?1
-         ORDER BY id",
+        "SELECT id, worker, round, fraction_ppm, amount, evidence, evidence_hash, evidence_size,
+                evidence_kept, at_unix
+         FROM slashes WHERE id > ?1 AND (?2 IS NULL OR worker = ?2) ORDER BY id LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![worker.as_bytes()], slash_row)?;
+    let after = to_db("slash id", after_id)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(
+        params![after, worker.map(|w| w.as_bytes().to_vec()), limit],
+        |r| {
+            Ok(SlashRow {
+                id: r.get(0)?,
+                worker: r.get(1)?,
+                round: r.get(2)?,
+                ppm: r.get(3)?,
+                amount: r.get(4)?,
+                evidence: r.get(5)?,
+                hash: r.get(6)?,
+                size: r.get(7)?,
+                kept: r.get(8)?,
+                at_unix: r.get(9)?,
+            })
+        },
+    )?;
     rows.map(|row| slash_record(row?)).collect()
 }
 
-/// Every slash of every worker, in the order they were recorded.
-pub(super) fn all_slashes(conn: &Connection) -> Result<Vec<SlashRecord>, LedgerError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT worker, round, fraction_ppm, amount, evidence FROM slashes ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], slash_row)?;
-    rows.map(|row| slash_record(row?)).collect()
+/// Drops evidence from the store's keeping: every item recorded before `keep_since_unix`, then, while
+/// the kept items (each counted once) weigh more than `max_bytes`, the evidence of the slash that moved
+/// the least, oldest first, so a flood of slashes of unstaked keys is the first to go. Returns the
+/// items no kept slash names any more, for the store to delete.
+pub(super) fn prune_evidence(
+    conn: &Connection,
+    max_bytes: u64,
+    keep_since_unix: u64,
+) -> Result<Vec<[u8; 32]>, LedgerError> {
+    let kept: Vec<(i64, Vec<u8>, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT id, evidence_hash, evidence_size, at_unix FROM slashes
+             WHERE evidence_kept = 1 ORDER BY amount, id",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut named: std::collections::HashMap<Vec<u8>, (u64, usize)> =
+        std::collections::HashMap::new();
+    for (_, hash, size, _) in &kept {
+        let entry = named
+            .entry(hash.clone())
+            .or_insert((from_db("evidence size", *size)?, 0));
+        entry.1 += 1;
+    }
+    let mut total: u64 = named.values().map(|(size, _)| size).sum();
+    let keep_since = to_db("slash time", keep_since_unix)?;
+    let mut dropped_ids = Vec::new();
+    let mut unnamed = Vec::new();
+    // Old ones first, whatever they weigh; then by the order above until the rest fit.
+    let (old, recent): (Vec<_>, Vec<_>) =
+        kept.into_iter().partition(|(_, _, _, at)| *at < keep_since);
+    let over = |total: u64| total > max_bytes;
+    for (is_old, (id, hash, _, _)) in old
+        .into_iter()
+        .map(|r| (true, r))
+        .chain(recent.into_iter().map(|r| (false, r)))
+    {
+        if !is_old && !over(total) {
+            break;
+        }
+        dropped_ids.push(id);
+        if let Some(entry) = named.get_mut(&hash) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                total -= entry.0;
+                unnamed.push(
+                    <[u8; 32]>::try_from(hash.as_slice())
+                        .map_err(|_| LedgerError::Corrupt("evidence hash length".into()))?,
+                );
+            }
+        }
+    }
+    let mut update = conn.prepare_cached("UPDATE slashes SET evidence_kept = 0 WHERE id = ?1")?;
+    for id in dropped_ids {
+        update.execute(params![id])?;
+    }
+    Ok(unnamed)
 }
 
-type SlashRow = (Vec<u8>, i64, i64, i64, Vec<u8>);
-
-fn slash_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SlashRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+/// Every item some slash still keeps in the evidence store.
+pub(super) fn kept_evidence(
+    conn: &Connection,
+) -> Result<std::collections::HashSet<[u8; 32]>, LedgerError> {
+    let hashes: Vec<Vec<u8>> = conn
+        .prepare_cached("SELECT DISTINCT evidence_hash FROM slashes WHERE evidence_kept = 1")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    hashes
+        .into_iter()
+        .map(|h| {
+            <[u8; 32]>::try_from(h.as_slice())
+                .map_err(|_| LedgerError::Corrupt("evidence hash length".into()))
+        })
+        .collect()
 }
 
-fn slash_record(
-    (worker, round, ppm, amount, evidence): SlashRow,
-) -> Result<SlashRecord, LedgerError> {
+struct SlashRow {
+    id: i64,
+    worker: Vec<u8>,
+    round: i64,
+    ppm: i64,
+    amount: i64,
+    evidence: Vec<u8>,
+    hash: Option<Vec<u8>>,
+    size: i64,
+    kept: bool,
+    at_unix: i64,
+}
+
+fn slash_record(row: SlashRow) -> Result<SlashRecord, LedgerError> {
+    let ppm = row.ppm;
     let ppm =
         u32::try_from(ppm).map_err(|_| LedgerError::Corrupt(format!("slash fraction {ppm}")))?;
+    let stored = match row.hash {
+        None => None,
+        Some(hash) => Some(StoredEvidence {
+            hash: <[u8; 32]>::try_from(hash.as_slice())
+                .map_err(|_| LedgerError::Corrupt("evidence hash length".into()))?,
+            size: from_db("evidence size", row.size)?,
+            kept: row.kept,
+        }),
+    };
     Ok(SlashRecord {
-        worker: id_from_db(worker)?,
-        round: from_db("round", round)?,
+        id: from_db("slash id", row.id)?,
+        worker: id_from_db(row.worker)?,
+        round: from_db("round", row.round)?,
         fraction: SlashFraction::from_ppm(ppm)?,
-        amount: from_db("slash", amount)?,
-        evidence,
+        amount: from_db("slash", row.amount)?,
+        evidence: row.evidence,
+        stored,
+        at_unix: from_db("slash time", row.at_unix)?,
     })
 }

@@ -256,7 +256,7 @@ impl BlobService {
             worker,
             kind: if late { "late" } else { "failed" }.to_owned(),
             round,
-            evidence: slashed.evidence,
+            evidence: slashed.evidence.hash.to_vec(),
         };
         if let Err(e) = self
             .index

@@ -43,7 +43,8 @@ pub struct FaultRecord {
     pub worker: PublicId,
     pub kind: String,
     pub round: u64,
-    /// An encoded `SlashEvidence`.
+    /// The BLAKE3 hash of the encoded `SlashEvidence`: its name in the evidence store (the slash's
+    /// `evidence_hash` in ListSlashes).
     pub evidence: Vec<u8>,
 }
 
@@ -153,11 +154,23 @@ impl BlobIndex {
 
     /// Every blob, ordered by root.
     pub fn blobs(&self) -> Result<Vec<IndexedBlob>, IndexError> {
+        self.blobs_page(None, usize::MAX)
+    }
+
+    /// At most `limit` blobs with roots after `after`, in root order: a page of [`Self::blobs`].
+    pub fn blobs_page(
+        &self,
+        after: Option<&[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<IndexedBlob>, IndexError> {
         let conn = self.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT root, size, replicas FROM blobs ORDER BY root")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT root, size, replicas FROM blobs WHERE root > ?1 ORDER BY root LIMIT ?2",
+        )?;
+        let after: &[u8] = after.map_or(&[], |a| &a[..]);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![after, limit], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
                     r.get::<_, i64>(1)?,

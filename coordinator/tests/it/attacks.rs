@@ -635,3 +635,222 @@ async fn self_reported_copies_never_count() {
     }
     newcomer.kill().await;
 }
+
+/// A client's choice of bitrate: a 1280x720 rung at 16 kb/s (which no encoder can keep above the
+/// content check's threshold on motion) is refused with `INVALID_ARGUMENT` naming the bitrate needed,
+/// before any worker sees it. A ladder above the floor on a source hard enough that libx264 itself
+/// fails the check (block-sized noise, new every frame) is content-checked, found inconclusive against
+/// the coordinator's own reference encode, and delivered: nobody is slashed for what an honest encoder
+/// produces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_starved_ladder_gets_no_honest_worker_slashed() {
+    use crate::support::{make_lavfi_clip, small_profile};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    // Every result content-checked.
+    let config = dir.path().join("coordinator.toml");
+    std::fs::write(&config, "content_check_share = 1.0\n").expect("config");
+    let coordinator = CoordinatorProcess::start(
+        dir.path(),
+        &[
+            "--metrics-addr",
+            &metrics,
+            "--config",
+            config.to_str().expect("utf-8 path"),
+        ],
+    );
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let worker = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let pan = make_lavfi_clip(
+        dir.path(),
+        "pan.ts",
+        "testsrc2=size=1280x720:rate=30,crop=640:360:x='mod(t*1500,640)':y='mod(t*500,360)'",
+        1.0,
+    );
+    let starved = [small_profile("720p", 1280, 720, 16_000)];
+    let err = client
+        .transcode_segment(std::fs::read(&pan).expect("clip"), &starved, "starved")
+        .await
+        .expect_err("a starved ladder is refused");
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    assert!(
+        err.to_string().contains("floor") && err.to_string().contains("at least 304128 b/s"),
+        "{err}"
+    );
+    let listed = client.list_workers().await.expect("workers");
+    assert_eq!(
+        (listed[0].jobs_done, listed[0].jobs_failed),
+        (0, 0),
+        "no worker saw the starved job"
+    );
+
+    // Above the floor (90p needs 0.075 bits per pixel: 32,400 b/s at 30 fps), on a source no encoder
+    // keeps at that rate.
+    let noise = make_lavfi_clip(
+        dir.path(),
+        "blocks.ts",
+        "nullsrc=size=20x12:rate=30,format=gray,geq=lum='random(1)*255',scale=160:90:flags=neighbor,format=yuv420p",
+        1.0,
+    );
+    let hard = [small_profile("90p", 160, 90, 33_000)];
+    let response = client
+        .transcode_segment(std::fs::read(&noise).expect("clip"), &hard, "hard")
+        .await
+        .expect("a hard source above the floor is delivered");
+    assert_eq!(response.renditions.len(), 1);
+    let page = http_get(&metrics, "/metrics").expect("metrics");
+    assert!(
+        counter(
+            &page,
+            "dualrig_verifications_total",
+            "outcome=\"inconclusive\""
+        ) >= 1.0,
+        "the content check was not inconclusive: {}",
+        page.lines()
+            .filter(|l| l.contains("verifications") || l.contains("lowest_pass"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(list_slashes(&coordinator.url, None).await.is_empty());
+    let listed = client.list_workers().await.expect("workers");
+    assert_eq!((listed[0].jobs_done, listed[0].jobs_failed), (1, 0));
+    worker.kill().await;
+}
+
+/// Total bytes of the files directly in `dir` (0 when it does not exist).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+/// An evidence flood: throwaway keys, one after another, take a job each and return signed garbage.
+/// Each is slashed with its evidence, but the evidence lives outside the ledger (the ledger keeps a
+/// verdict of a few hundred bytes per slash) and the store keeps at most its configured bytes;
+/// `ListSlashes` pages through every slash with its verdict, kept evidence still re-verifies, and an
+/// honest worker is served after the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_evidence_flood_is_kept_to_its_bytes_and_every_slash_still_lists() {
+    use dualrig_coordinator::evidence::reverify;
+    use dualrig_worker::job::Fault;
+
+    const CHEATS: usize = 5;
+    const EVIDENCE_CAP: u64 = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = EVIDENCE_CAP.to_string();
+    let coordinator = CoordinatorProcess::start(
+        dir.path(),
+        &[
+            "--evidence-max-bytes",
+            &cap,
+            "--worker-wait-secs",
+            "0.3",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let media = tempfile::tempdir().expect("media");
+    let noise = crate::support::make_lavfi_clip(
+        media.path(),
+        "noise.ts",
+        "nullsrc=size=160x90:rate=30,format=gray,geq=lum='random(1)*255',format=yuv420p",
+        1.0,
+    );
+    let segment = std::fs::read(&noise).expect("clip");
+    let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("profile");
+
+    for n in 0..CHEATS {
+        let cheat =
+            RunningWorker::start_with(&coordinator.url, |c| c.fault = Some(Fault::Garbage)).await;
+        wait_for_workers(&client, 1).await;
+        let err = client
+            .transcode_segment(segment.clone(), &profiles, &format!("flood-{n}"))
+            .await
+            .expect_err("garbage is refused");
+        assert!(err.to_string().contains("bad result"), "{err}");
+        cheat.kill().await;
+        for _ in 0..200 {
+            if client.list_workers().await.expect("workers").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let slashes = crate::support::list_slashes_paged(&coordinator.url, None, 2).await;
+    assert_eq!(slashes.len(), CHEATS, "every slash lists, page by page");
+    assert!(slashes.windows(2).all(|w| w[0].id < w[1].id));
+    let mut generated = 0;
+    let mut kept = Vec::new();
+    for entry in &slashes {
+        assert!(
+            entry.fault.is_some() && !entry.reason.is_empty(),
+            "{entry:?}"
+        );
+        generated += entry.evidence_size;
+        if entry.evidence_dropped {
+            assert!(entry.evidence.is_empty());
+        } else {
+            assert_eq!(
+                blake3::hash(&entry.evidence).as_bytes().to_vec(),
+                entry.evidence_hash
+            );
+            kept.push(entry.clone());
+        }
+    }
+    let one = slashes[0].evidence_size;
+    eprintln!(
+        "{CHEATS} slashes, {generated} bytes of evidence made ({one} each), {} kept, store {} bytes",
+        kept.len(),
+        dir_bytes(&dir.path().join("evidence"))
+    );
+    assert!(
+        generated > EVIDENCE_CAP,
+        "the flood exceeds the cap ({generated} bytes)"
+    );
+    assert!(!kept.is_empty(), "the latest evidence is kept");
+    assert!(kept.len() < CHEATS, "older evidence was dropped for room");
+    assert!(dir_bytes(&dir.path().join("evidence")) <= EVIDENCE_CAP);
+    // The newest slash's evidence is kept, and re-verifies.
+    let newest = slashes.last().expect("a slash");
+    assert!(!newest.evidence_dropped);
+    let scratch = tempfile::tempdir().expect("scratch");
+    let verdict = reverify(newest, scratch.path()).expect("reverify runs");
+    assert!(verdict.upheld && verdict.agrees(), "{verdict}");
+
+    // The ledger keeps verdicts, not evidence: a few hundred bytes per slash.
+    let ledger = rusqlite::Connection::open_with_flags(
+        dir.path().join("ledger.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("ledger");
+    let in_ledger: i64 = ledger
+        .query_row("SELECT sum(length(evidence)) FROM slashes", [], |r| {
+            r.get(0)
+        })
+        .expect("sum");
+    eprintln!("ledger holds {in_ledger} bytes of verdicts for {CHEATS} slashes");
+    assert!(
+        (in_ledger as u64) < CHEATS as u64 * 1024,
+        "{in_ledger} bytes in the ledger"
+    );
+
+    // An honest worker is served after the flood.
+    let honest = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    client
+        .transcode_segment(segment, &profiles, "after the flood")
+        .await
+        .expect("served");
+    honest.kill().await;
+}

@@ -301,6 +301,7 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
             .map(|_| ()),
             raw.list_slashes(ListSlashesRequest {
                 worker: bad.clone(),
+                ..ListSlashesRequest::default()
             })
             .await
             .map(|_| ()),

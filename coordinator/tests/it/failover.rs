@@ -344,7 +344,16 @@ async fn a_staked_worker_whose_result_fails_verification_is_slashed_and_suspende
     );
     assert_eq!(account.suspended_until, account.round + 5);
     assert_eq!(coordinator.ledger.pool_balance().expect("pool"), 2_000_000);
-    let slashes = coordinator.ledger.slashes(&cheat_id).expect("slashes");
+    assert_eq!(
+        coordinator
+            .ledger
+            .slashes(&cheat_id)
+            .expect("slashes")
+            .len(),
+        1
+    );
+    // The ledger keeps the verdict; the evidence itself is in the evidence store, served with it.
+    let slashes = crate::support::list_slashes(&coordinator.url, Some(cheat_id)).await;
     assert_eq!(slashes.len(), 1);
     let evidence: dualrig_proto::v1::SlashEvidence =
         prost::Message::decode(slashes[0].evidence.as_slice())

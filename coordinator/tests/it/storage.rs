@@ -439,7 +439,13 @@ async fn damaged_and_deleted_blobs_are_caught_and_repaired_to_their_copies() {
         .into_iter()
         .find(|f| f.worker == a)
         .expect("fault recorded");
-    let evidence: SlashEvidence = prost::Message::decode(&fault.evidence[..]).expect("evidence");
+    // The index names the evidence the ledger's slash keeps.
+    let slashes = crate::support::list_slashes(&coordinator.url, Some(a)).await;
+    let slash = slashes
+        .iter()
+        .find(|s| s.evidence_hash == fault.evidence)
+        .expect("the fault names the slash's evidence");
+    let evidence: SlashEvidence = prost::Message::decode(&slash.evidence[..]).expect("evidence");
     let Some(slash_evidence::Kind::Storage(storage)) = evidence.kind else {
         panic!("storage evidence expected");
     };

@@ -310,22 +310,45 @@ pub fn small_profile(name: &str, width: u32, height: u32, bitrate: u64) -> Profi
     }
 }
 
-/// Every slash the coordinator at `url` lists (one worker's with `worker`), through `ListSlashes`.
+/// Every slash the coordinator at `url` lists (one worker's with `worker`), with its evidence, following
+/// `ListSlashes`'s pages.
 pub async fn list_slashes(
     url: &str,
     worker: Option<dualrig_proto::identity::PublicId>,
+) -> Vec<dualrig_proto::v1::SlashEntry> {
+    list_slashes_paged(url, worker, 0).await
+}
+
+/// [`list_slashes`] in pages of `page_size` (0: the coordinator's default).
+pub async fn list_slashes_paged(
+    url: &str,
+    worker: Option<dualrig_proto::identity::PublicId>,
+    page_size: u32,
 ) -> Vec<dualrig_proto::v1::SlashEntry> {
     let mut api = dualrig_proto::v1::coordinator_client::CoordinatorClient::connect(url.to_owned())
         .await
         .expect("connect")
         .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
-    api.list_slashes(dualrig_proto::v1::ListSlashesRequest {
-        worker: worker.map(|w| w.as_bytes().to_vec()).unwrap_or_default(),
-    })
-    .await
-    .expect("ListSlashes")
-    .into_inner()
-    .slashes
+    let mut all = Vec::new();
+    let mut page_token = Vec::new();
+    loop {
+        let page = api
+            .list_slashes(dualrig_proto::v1::ListSlashesRequest {
+                worker: worker.map(|w| w.as_bytes().to_vec()).unwrap_or_default(),
+                page_token,
+                page_size,
+                with_evidence: true,
+            })
+            .await
+            .expect("ListSlashes")
+            .into_inner();
+        assert!(page_size == 0 || page.slashes.len() <= page_size as usize);
+        all.extend(page.slashes);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// Waits until `worker` holds a job (no free session), so the test can act on it mid-job.

@@ -3,6 +3,7 @@
 //! Files are read, not memory-mapped: a mapped file that another process truncates kills the reader
 //! with SIGBUS, while a read simply comes up short and is reported as [`HashError::Truncated`].
 
+use std::fs::File;
 use std::io::Read;
 use std::sync::{Mutex, PoisonError};
 
@@ -10,7 +11,7 @@ use blake3::hazmat::{ChainingValue, HasherExt, merge_subtrees_root};
 use rayon::prelude::*;
 
 use super::source::WindowSource;
-use super::tree::{Levels, TreeAssembler, WindowOutput, chunk_count, merge_level};
+use super::tree::{Levels, Sink, TreeAssembler, WindowOutput, chunk_count, merge_level};
 use super::{BlobDigest, BlobHasher, CHUNK_LEN, HashError, HashMode, Outboard};
 
 /// Below this many bytes, spreading one hash over threads costs more than it saves.
@@ -196,9 +197,10 @@ impl CpuHasher {
         source: &mut WindowSource<'_>,
         mode: HashMode,
         current: &mut [u8],
+        sink: Sink<'_>,
     ) -> Result<BlobDigest, HashError> {
         let window_chunks = (self.window / CHUNK_LEN) as u64;
-        let mut tree = TreeAssembler::new(mode, window_chunks, true);
+        let mut tree = TreeAssembler::new(mode, window_chunks, sink);
         let mut first_chunk = 0u64;
         let mut index = 0usize;
         loop {
@@ -218,7 +220,7 @@ impl CpuHasher {
             index += 1;
         }
         let len = source.consumed();
-        let (hash, outboard) = tree.finish(len);
+        let (hash, outboard) = tree.finish(len).map_err(HashError::OutboardWrite)?;
         Ok(BlobDigest {
             hash,
             len,
@@ -273,10 +275,31 @@ impl BlobHasher for CpuHasher {
         let mut source = WindowSource::new(reader, expected_len);
         self.with_buffers(|current, next| {
             if with_outboard {
-                self.stream_tree(&mut source, mode, current)
+                self.stream_tree(&mut source, mode, current, Sink::Memory)
             } else {
                 self.stream_root(&mut source, mode, current, next)
             }
+        })
+    }
+
+    fn hash_reader_to_file(
+        &self,
+        reader: &mut dyn Read,
+        len: u64,
+        mode: HashMode,
+        outboard: &File,
+    ) -> Result<BlobDigest, HashError> {
+        let mut source = WindowSource::new(reader, Some(len));
+        self.with_buffers(|current, _| {
+            self.stream_tree(
+                &mut source,
+                mode,
+                current,
+                Sink::File {
+                    file: outboard,
+                    len,
+                },
+            )
         })
     }
 

@@ -9,6 +9,7 @@ mod batch;
 mod device;
 mod kernels;
 
+use std::fs::File;
 use std::io::Read;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -18,7 +19,7 @@ use wgpu::util::DeviceExt;
 use self::device::{GpuDevice, MapRequest};
 use self::kernels::{Kernels, WindowPlan};
 use super::source::{Filled, WindowSource};
-use super::tree::{Levels, TreeAssembler, WindowOutput, chunk_count, level_sizes};
+use super::tree::{Levels, Sink, TreeAssembler, WindowOutput, chunk_count, level_sizes};
 use super::{BlobDigest, BlobHasher, CHUNK_LEN, HashError, HashMode};
 
 /// Default cap on a window: enough to keep a large GPU busy, small enough to leave a miner its
@@ -324,9 +325,10 @@ impl GpuHasher {
         slots: &mut [Slot],
         source: &mut WindowSource<'_>,
         mode: HashMode,
-        keep_levels: bool,
+        sink: Sink<'_>,
     ) -> Result<BlobDigest, HashError> {
-        let mut tree = TreeAssembler::new(mode, self.window_chunks(), keep_levels);
+        let keep_levels = sink.wants_levels();
+        let mut tree = TreeAssembler::new(mode, self.window_chunks(), sink);
         let mut index = 0usize;
         loop {
             let slot = &mut slots[index % 2];
@@ -349,7 +351,7 @@ impl GpuHasher {
             }
         }
         let len = source.consumed();
-        let (hash, outboard) = tree.finish(len);
+        let (hash, outboard) = tree.finish(len).map_err(HashError::OutboardWrite)?;
         Ok(BlobDigest {
             hash,
             len,
@@ -480,6 +482,28 @@ fn new_slot(device: &wgpu::Device, kernels: &Kernels, window: u64) -> Slot {
     }
 }
 
+impl GpuHasher {
+    /// Streams `reader` through the two window slots into `sink`.
+    fn stream_locked(
+        &self,
+        reader: &mut dyn Read,
+        expected_len: Option<u64>,
+        mode: HashMode,
+        sink: Sink<'_>,
+    ) -> Result<BlobDigest, HashError> {
+        let mut slots = self.lock_slots();
+        let mut source = WindowSource::new(reader, expected_len);
+        let result = self.stream(&mut slots, &mut source, mode, sink);
+        if result.is_err() {
+            // Leave the slots idle for the next caller; the first error is the one worth reporting.
+            for slot in slots.iter_mut() {
+                let _ = self.settle(slot);
+            }
+        }
+        result
+    }
+}
+
 impl BlobHasher for GpuHasher {
     fn describe(&self) -> String {
         self.gpu.describe()
@@ -502,16 +526,26 @@ impl BlobHasher for GpuHasher {
         mode: HashMode,
         with_outboard: bool,
     ) -> Result<BlobDigest, HashError> {
-        let mut slots = self.lock_slots();
-        let mut source = WindowSource::new(reader, expected_len);
-        let result = self.stream(&mut slots, &mut source, mode, with_outboard);
-        if result.is_err() {
-            // Leave the slots idle for the next caller; the first error is the one worth reporting.
-            for slot in slots.iter_mut() {
-                let _ = self.settle(slot);
-            }
-        }
-        result
+        let sink = if with_outboard {
+            Sink::Memory
+        } else {
+            Sink::None
+        };
+        self.stream_locked(reader, expected_len, mode, sink)
+    }
+
+    fn hash_reader_to_file(
+        &self,
+        reader: &mut dyn Read,
+        len: u64,
+        mode: HashMode,
+        outboard: &File,
+    ) -> Result<BlobDigest, HashError> {
+        let sink = Sink::File {
+            file: outboard,
+            len,
+        };
+        self.stream_locked(reader, Some(len), mode, sink)
     }
 
     fn hash_batch(&self, blobs: &[&[u8]], mode: HashMode) -> Result<Vec<blake3::Hash>, HashError> {

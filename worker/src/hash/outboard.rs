@@ -55,6 +55,18 @@ impl Outboard {
         }
     }
 
+    /// An outboard from its parents in pre-order (`(chunks − 1) × 64` bytes).
+    pub(crate) fn from_parents(content_len: u64, parents: Vec<u8>) -> Self {
+        debug_assert_eq!(
+            parents.len() as u64,
+            (chunk_count(content_len) - 1) * PARENT_LEN as u64
+        );
+        Outboard {
+            content_len,
+            parents,
+        }
+    }
+
     /// Length of the blob this outboard describes.
     pub fn content_len(&self) -> u64 {
         self.content_len
@@ -112,12 +124,11 @@ impl Outboard {
 }
 
 /// Appends the parents of the subtree over chunks `[start, start + count)` in pre-order.
-fn push_subtree(levels: &Levels, start: u64, count: u64, out: &mut Vec<u8>) {
+pub(crate) fn push_subtree(levels: &Levels, start: u64, count: u64, out: &mut Vec<u8>) {
     if count <= 1 {
         return;
     }
-    // The left child holds the largest power of two of chunks strictly below `count`.
-    let left_count = 1u64 << (63 - (count - 1).leading_zeros());
+    let left_count = super::tree::left_subtree_chunks(count);
     let j = left_count.trailing_zeros() as usize;
     let i = (start >> j) as usize;
     out.extend_from_slice(&levels[j][i]);

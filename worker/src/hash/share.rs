@@ -142,6 +142,16 @@ impl BlobHasher for SharedHasher {
         self.metered(|h| h.hash_reader(reader, expected_len, mode, with_outboard))
     }
 
+    fn hash_reader_to_file(
+        &self,
+        reader: &mut dyn Read,
+        len: u64,
+        mode: HashMode,
+        outboard: &std::fs::File,
+    ) -> Result<BlobDigest, HashError> {
+        self.metered(|h| h.hash_reader_to_file(reader, len, mode, outboard))
+    }
+
     fn hash_file(
         &self,
         path: &Path,

@@ -706,6 +706,65 @@ fn binary_hash_reads_standard_input_like_b3sum() {
     );
 }
 
+/// The streamed outboard, written into a file window by window, is byte for byte bao's outboard and the
+/// in-memory one, across window boundaries (small windows put many windows in a short input); an
+/// input that ends early or goes on is an error, not a hash.
+#[test]
+fn outboards_written_to_a_file_as_they_are_hashed_are_bao_outboard_encodings() {
+    let input = shared_data();
+    let small_cpu = CpuHasher::with_window_chunks(4);
+    for len in [
+        0,
+        1,
+        1024,
+        1025,
+        4096,
+        4097,
+        7 * 1024 + 5,
+        33 * 1024,
+        100_000,
+        (1 << 20) + 1,
+    ] {
+        let input = &input[..len];
+        let (bao_outboard, bao_hash) = bao::encode::outboard(input);
+        for hasher in [
+            gpu() as &dyn BlobHasher,
+            small_window_gpu(),
+            &CpuHasher::new(),
+            &small_cpu,
+        ] {
+            let file = tempfile::tempfile().expect("temp file");
+            let digest = hasher
+                .hash_reader_to_file(&mut &input[..], len as u64, HashMode::Plain, &file)
+                .expect("hashes");
+            assert_eq!((digest.hash, digest.len), (bao_hash, len as u64));
+            assert!(digest.outboard.is_none());
+            let mut written = Vec::new();
+            (&file).read_to_end(&mut written).expect("reads back");
+            assert_eq!(
+                written,
+                bao_outboard,
+                "{len} bytes on {}",
+                hasher.describe()
+            );
+            let in_memory = hasher
+                .hash_reader(&mut &input[..], Some(len as u64), HashMode::Plain, true)
+                .expect("hashes")
+                .outboard
+                .expect("outboard");
+            assert_eq!(in_memory.encode(), bao_outboard, "{len} bytes in memory");
+        }
+    }
+    let file = tempfile::tempfile().expect("temp file");
+    let short = small_cpu.hash_reader_to_file(&mut &input[..5000], 6000, HashMode::Plain, &file);
+    assert!(
+        matches!(short, Err(HashError::Truncated { .. })),
+        "{short:?}"
+    );
+    let long = small_cpu.hash_reader_to_file(&mut &input[..7000], 6000, HashMode::Plain, &file);
+    assert!(matches!(long, Err(HashError::Grew { .. })), "{long:?}");
+}
+
 #[test]
 fn outboards_are_bao_outboard_encodings() {
     let input = shared_data();

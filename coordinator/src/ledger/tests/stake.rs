@@ -203,3 +203,94 @@ fn all_slashes_lists_every_worker_in_the_order_slashed() {
     );
     assert_eq!(h.ledger.slashes(&b.id()).expect("b's"), vec![first, third]);
 }
+
+#[test]
+fn slashes_page_in_order_and_evidence_is_pruned_by_age_then_least_slashed_first() {
+    let (staked, free, other) = (actor(1), actor(2), actor(3));
+    let h = Harness::in_memory(&[(&staked, 1000), (&free, 1000), (&other, 1000)]);
+    h.ok(&staked, Operation::Bond { amount: 1000 });
+    let tenth = SlashFraction::from_ppm(100_000).expect("ppm");
+    let item = |n: u8, size: u64| StoredEvidence {
+        hash: [n; 32],
+        size,
+        kept: true,
+    };
+    let slash = |who: &Identity, stored: StoredEvidence, at_unix: u64| {
+        let note = SlashNote {
+            evidence: b"verdict",
+            stored: Some(stored),
+            at_unix,
+        };
+        h.ledger
+            .slash_noted(&who.id(), tenth, &note)
+            .expect("slash")
+    };
+    // The staked worker's slash moves 100; the unstaked ones move nothing.
+    let old = slash(&other, item(9, 10), 50);
+    let kept = slash(&staked, item(1, 400), 1000);
+    let first_free = slash(&free, item(2, 400), 1001);
+    let second_free = slash(&free, item(3, 400), 1002);
+    // The same evidence twice is counted once.
+    let again = slash(&other, item(3, 400), 1003);
+    assert_eq!(kept.amount, 100);
+    assert_eq!(first_free.amount, 0);
+
+    let page = h.ledger.slashes_page(None, 0, 2).expect("page");
+    assert_eq!(page, vec![old.clone(), kept.clone()]);
+    let page = h.ledger.slashes_page(None, kept.id, 10).expect("page");
+    assert_eq!(page.len(), 3);
+    let page = h.ledger.slashes_page(Some(free.id()), 0, 10).expect("page");
+    assert_eq!(page, vec![first_free.clone(), second_free.clone()]);
+
+    // Under 900 bytes kept, recorded since 100: the old item goes for age; then the unstaked slashes'
+    // evidence, oldest first, until the rest fits; item 3 goes only once neither slash naming it keeps it.
+    let unnamed = h.ledger.prune_evidence(900, 100).expect("prune");
+    assert_eq!(unnamed, vec![[9; 32], [2; 32]]);
+    let kept_now = h.ledger.kept_evidence().expect("kept");
+    assert_eq!(kept_now, [[1; 32], [3; 32]].into());
+    let unnamed = h.ledger.prune_evidence(400, 100).expect("prune");
+    assert_eq!(unnamed, vec![[3; 32]]);
+    let listed = h.ledger.all_slashes().expect("all");
+    let kept_flags: Vec<bool> = listed
+        .iter()
+        .map(|r| r.stored.expect("stored").kept)
+        .collect();
+    assert_eq!(kept_flags, [false, true, false, false, false]);
+    assert_eq!(listed[4].id, again.id);
+    // Nothing left to drop.
+    assert!(h.ledger.prune_evidence(400, 100).expect("prune").is_empty());
+}
+
+#[test]
+fn a_version_1_ledger_keeps_its_inline_evidence_after_the_upgrade() {
+    let worker = actor(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    // A ledger as version 1 wrote it: the slashes table without the evidence store's columns.
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let tx = conn.unchecked_transaction().expect("tx");
+        tx.execute_batch(super::super::schema::TABLES_V1_FOR_TESTS)
+            .expect("v1 tables");
+        tx.execute("INSERT INTO meta (key, value) VALUES ('schema', 1)", [])
+            .expect("version");
+        tx.execute(
+            "INSERT INTO slashes (worker, round, fraction_ppm, amount, evidence) VALUES (?1, 3, 1000, 7, ?2)",
+            rusqlite::params![worker.id().as_bytes().to_vec(), b"inline evidence".to_vec()],
+        )
+        .expect("v1 slash");
+        tx.commit().expect("commit");
+    }
+    let ledger = Ledger::open(&path, CONFIG, &genesis(&[(&worker, 1000)])).expect("upgrades");
+    let listed = ledger.slashes(&worker.id()).expect("slashes");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].amount,
+            listed[0].evidence.as_slice(),
+            listed[0].stored
+        ),
+        (7, &b"inline evidence"[..], None)
+    );
+    assert!(ledger.kept_evidence().expect("kept").is_empty());
+}
