@@ -36,6 +36,8 @@ pub struct RenditionOutput {
     pub path: PathBuf,
     /// Video frames written.
     pub frames: u64,
+    /// Source frames decoded (the same for every rendition of a transcode): what the job's units count.
+    pub source_frames: u64,
     /// The decoder that read the source, by FFmpeg's name: `h264` (software), `h264_cuvid` …
     pub decoder: String,
 }
@@ -184,7 +186,7 @@ fn transcode_once(
                     senders.push(tx);
                     handles.push((name, h));
                 }
-                Err(e) => return (Err(e), Vec::new()),
+                Err(e) => return (Err(e), Vec::new(), 0),
             }
         }
         let gone = || MediaError::RenditionGone;
@@ -233,10 +235,10 @@ fn transcode_once(
                 })
             })
             .collect::<Vec<_>>();
-        (decoded.map(|_| ()), results)
+        (decoded.map(|_| ()), results, index)
     });
 
-    let (decoded, results) = outcome;
+    let (decoded, results, source_frames) = outcome;
     let first_real_failure = results
         .iter()
         .position(|r| matches!(r, Err(e) if !matches!(e, MediaError::DecodingAbandoned)));
@@ -244,7 +246,10 @@ fn transcode_once(
         (_, Some(i)) => results.into_iter().nth(i).and_then(Result::err),
         (Err(e), None) => Some(e),
         (Ok(()), None) => match results.into_iter().collect::<Result<Vec<_>, _>>() {
-            Ok(outputs) => {
+            Ok(mut outputs) => {
+                for output in &mut outputs {
+                    output.source_frames = source_frames;
+                }
                 tracing::debug!(
                     input = %input.display(),
                     renditions = outputs.len(),
@@ -495,6 +500,7 @@ impl RenditionWriter {
             profile: self.job.profile.clone(),
             path: self.job.path.clone(),
             frames: self.written,
+            source_frames: 0,
             decoder: self.job.decoder.clone(),
         })
     }

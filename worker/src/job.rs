@@ -20,6 +20,16 @@ pub enum JobError {
     Media(#[from] dualrig_media::MediaError),
     #[error("scratch space: {0}")]
     Io(#[from] std::io::Error),
+    /// The job's tickets were checked against fewer units than the segment holds: the result is
+    /// withheld, as for any payment that does not cover the work.
+    #[error(
+        "the job was paid for {said} units, but its {frames} source frames make {counted} (PROTOCOL §5.2)"
+    )]
+    UnitsUnderstated {
+        said: u64,
+        counted: u64,
+        frames: u64,
+    },
     #[cfg(feature = "fault-injection")]
     #[error("stalled on purpose until the job's deadline")]
     Stalled,
@@ -90,6 +100,7 @@ pub fn run_transcode(
         );
     }
     let outputs = dualrig_media::transcode_segment(&input, &profiles, encoder, work.path())?;
+    check_units(job, &profiles, &outputs)?;
     let renditions = read_renditions(&outputs)?;
     let signature = sign_result(identity, &job.job_id, &renditions);
     let elapsed = started.elapsed();
@@ -102,6 +113,30 @@ pub fn run_transcode(
         encoder: encoder.name.clone(),
         transcode_ms: elapsed.as_millis() as u64,
     })
+}
+
+/// A paid job's units, which its tickets were checked against, must count the frames the transcode
+/// decoded (one frame of slack for a decoder that counts an edge frame differently): a coordinator
+/// cannot buy a long segment at a short one's price.
+fn check_units(
+    job: &TranscodeJob,
+    profiles: &[dualrig_proto::profile::Profile],
+    outputs: &[dualrig_media::RenditionOutput],
+) -> Result<(), JobError> {
+    if job.payment.is_empty() {
+        return Ok(());
+    }
+    let frames = outputs.first().map_or(0, |o| o.source_frames);
+    let counted = dualrig_proto::profile::job_units(profiles, frames);
+    let with_slack = dualrig_proto::profile::job_units(profiles, frames.saturating_sub(1));
+    if with_slack > job.units {
+        return Err(JobError::UnitsUnderstated {
+            said: job.units,
+            counted,
+            frames,
+        });
+    }
+    Ok(())
 }
 
 fn read_renditions(
@@ -190,5 +225,44 @@ mod faulty {
             encoder: encoder.name.clone(),
             transcode_ms: 0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dualrig_proto::profile::{Profile, job_units};
+
+    #[test]
+    fn a_paid_job_whose_units_undercount_its_frames_is_withheld() {
+        let profiles = Profile::parse_list("240p,360p").expect("ladder");
+        let output = |source_frames| dualrig_media::RenditionOutput {
+            profile: profiles[0].clone(),
+            path: "240p.ts".into(),
+            frames: source_frames,
+            source_frames,
+            decoder: "h264".into(),
+        };
+        let job = |units, paid: bool| TranscodeJob {
+            units,
+            payment: if paid {
+                vec![dualrig_proto::v1::SignedTicket::default()]
+            } else {
+                Vec::new()
+            },
+            ..TranscodeJob::default()
+        };
+        let said = job_units(&profiles, 60);
+        for frames in [60, 61, 59] {
+            check_units(&job(said, true), &profiles, &[output(frames)]).expect("counted alike");
+        }
+        let err = check_units(&job(said, true), &profiles, &[output(600)])
+            .expect_err("ten times the frames");
+        assert!(
+            matches!(err, JobError::UnitsUnderstated { said: s, frames: 600, .. } if s == said),
+            "{err}"
+        );
+        // Free work counts nothing.
+        check_units(&job(0, false), &profiles, &[output(600)]).expect("free");
     }
 }

@@ -413,12 +413,18 @@ impl Worker {
                     worker_event::Event::Result(result)
                 }
                 Ok(Err(e)) => {
-                    metrics::job("failed");
+                    let payment_refused =
+                        matches!(e, crate::job::JobError::UnitsUnderstated { .. });
+                    metrics::job(if payment_refused {
+                        "payment_refused"
+                    } else {
+                        "failed"
+                    });
                     warn!(error = %e, "job failed");
                     worker_event::Event::Failure(JobFailure {
                         job_id,
                         reason: e.to_string(),
-                        payment_refused: false,
+                        payment_refused,
                     })
                 }
                 Err(e) => {

@@ -45,9 +45,18 @@ struct Pending {
     pushes: HashMap<String, (PublicId, oneshot::Sender<BlobStored>)>,
     /// Each fetch's inbox: the Attach loop hands pieces in without waiting, the fetch's relay takes
     /// them out as its reader reads.
-    fetches: HashMap<String, (PublicId, mpsc::Sender<Piece>)>,
+    fetches: HashMap<String, (PublicId, Inbox)>,
     challenges: HashMap<String, (PublicId, oneshot::Sender<ChallengeAnswer>)>,
     rooms: HashMap<PublicId, Room>,
+}
+
+/// Where one fetch's pieces wait for its relay: room for the window the worker was granted and one
+/// more, so the coordinator's own "sent more than it was granted" always fits behind them.
+#[derive(Clone)]
+struct Inbox {
+    pieces: mpsc::Sender<Piece>,
+    /// Pieces in `pieces` the relay has not taken yet.
+    waiting: Arc<std::sync::atomic::AtomicU32>,
 }
 
 #[derive(Default)]
@@ -227,15 +236,14 @@ impl Links {
         end: u64,
     ) -> Result<Fetch, String> {
         let id = new_id();
-        let (inbox, queued) = mpsc::channel(FETCH_WINDOW as usize);
+        let (waiting, queued) = self.open_inbox(worker, &id);
         let (out, pieces) = mpsc::channel(1);
-        self.lock().fetches.insert(id.clone(), (*worker, inbox));
         tokio::spawn(relay(
             Arc::clone(self),
             Arc::clone(pool),
             *worker,
             id.clone(),
-            queued,
+            (waiting, queued),
             out,
         ));
         let fetch = Fetch {
@@ -254,6 +262,22 @@ impl Links {
         });
         send(pool, worker, command).await?;
         Ok(fetch)
+    }
+
+    /// Registers fetch `id` from `worker`; returns its inbox's count of waiting pieces and receiver.
+    fn open_inbox(
+        &self,
+        worker: &PublicId,
+        id: &str,
+    ) -> (Arc<std::sync::atomic::AtomicU32>, mpsc::Receiver<Piece>) {
+        let (pieces, queued) = mpsc::channel(FETCH_WINDOW as usize + 1);
+        let waiting = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let inbox = Inbox {
+            pieces,
+            waiting: Arc::clone(&waiting),
+        };
+        self.lock().fetches.insert(id.to_owned(), (*worker, inbox));
+        (waiting, queued)
     }
 
     /// Sends `challenge` to `worker` and waits for its answer until `deadline` passes.
@@ -312,17 +336,21 @@ impl Links {
             Err(error)
         };
         let failed = piece.is_err();
-        let overrun = match inbox.try_send(piece) {
-            Ok(()) => false,
-            Err(mpsc::error::TrySendError::Full(_)) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        };
+        let waiting = inbox
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        let overrun = waiting > FETCH_WINDOW;
         if overrun {
             tracing::warn!(
                 fetch = fetch_id,
                 "worker sent past its fetch window; fetch dropped"
             );
-            let _ = inbox.try_send(Err("the holder sent more than it was granted".into()));
+            let _ = inbox
+                .pieces
+                .try_send(Err("the holder sent more than it was granted".into()));
+        } else {
+            let _ = inbox.pieces.try_send(piece);
         }
         if last || failed || overrun {
             // Dropping the inbox's sender ends the fetch once its relay has handed on what it holds.
@@ -352,10 +380,11 @@ async fn relay(
     pool: Arc<WorkerPool>,
     worker: PublicId,
     id: String,
-    mut queued: mpsc::Receiver<Piece>,
+    (waiting, mut queued): (Arc<std::sync::atomic::AtomicU32>, mpsc::Receiver<Piece>),
     out: mpsc::Sender<Piece>,
 ) {
     while let Some(piece) = queued.recv().await {
+        waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         match tokio::time::timeout(FETCH_IDLE, out.send(piece)).await {
             Ok(Ok(())) => {
                 let credit = worker_command::Command::FetchCredit(FetchCredit {
@@ -374,5 +403,87 @@ async fn relay(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dualrig_proto::identity::Identity;
+
+    /// A reply carries an id any peer could copy; it counts only from the worker it was asked of.
+    #[test]
+    fn replies_with_another_workers_ids_are_ignored() {
+        let links = Links::default();
+        let (asked, spoofer) = (Identity::generate().id(), Identity::generate().id());
+
+        let (done, mut answer) = oneshot::channel();
+        links.lock().challenges.insert("c1".into(), (asked, done));
+        let reply = |by: &str| ChallengeAnswer {
+            challenge_id: "c1".into(),
+            blobs: vec![dualrig_proto::v1::BlobProofs {
+                error: by.into(),
+                ..Default::default()
+            }],
+        };
+        links.on_answer(&spoofer, reply("spoofed"));
+        assert!(answer.try_recv().is_err(), "a spoofed answer is not taken");
+        links.on_answer(&asked, reply("asked"));
+        assert_eq!(
+            answer.try_recv().expect("the answer").blobs[0].error,
+            "asked"
+        );
+
+        let (done, mut stored) = oneshot::channel();
+        links.lock().pushes.insert("t1".into(), (asked, done));
+        let confirm = BlobStored {
+            transfer_id: "t1".into(),
+            ..Default::default()
+        };
+        links.on_stored(&spoofer, confirm.clone());
+        assert!(
+            stored.try_recv().is_err(),
+            "a spoofed confirmation is not taken"
+        );
+        links.on_stored(&asked, confirm);
+        assert!(stored.try_recv().is_ok());
+
+        let (_, mut pieces) = links.open_inbox(&asked, "f1");
+        links.on_piece(&spoofer, "f1", vec![6; 4], true, String::new());
+        assert!(pieces.try_recv().is_err(), "a spoofed piece is not taken");
+        assert!(
+            links.lock().fetches.contains_key("f1"),
+            "nor does it end the fetch"
+        );
+        links.on_piece(&asked, "f1", vec![7; 4], true, String::new());
+        assert_eq!(
+            &pieces.try_recv().expect("piece").expect("data")[..],
+            &[7; 4]
+        );
+    }
+
+    /// A holder that sends past the window it was granted loses the fetch, and the reader is told why
+    /// after the pieces it was granted.
+    #[test]
+    fn a_holder_that_sends_past_its_window_loses_the_fetch() {
+        let links = Links::default();
+        let holder = Identity::generate().id();
+        let (_, mut pieces) = links.open_inbox(&holder, "f1");
+        for _ in 0..=FETCH_WINDOW + 3 {
+            links.on_piece(&holder, "f1", vec![1; 8], false, String::new());
+        }
+        assert!(
+            !links.lock().fetches.contains_key("f1"),
+            "the fetch is dropped"
+        );
+        for _ in 0..FETCH_WINDOW {
+            assert!(pieces.try_recv().expect("a granted piece").is_ok());
+        }
+        let why = pieces
+            .try_recv()
+            .expect("the coordinator's word")
+            .expect_err("an error");
+        assert!(why.contains("more than it was granted"), "{why}");
+        assert!(pieces.try_recv().is_err(), "nothing after it");
     }
 }

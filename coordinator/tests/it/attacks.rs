@@ -214,7 +214,8 @@ async fn oversized_registrations_cost_no_memory_and_break_nothing() {
 
 /// Paid work with no funds: a key with no balance and no deposit signs tickets for a paid job. The
 /// coordinator refuses it on the header, naming the deposit needed, so no worker does any work and
-/// the ledger does not move; the same job from a funded sender goes through. A configuration whose
+/// the ledger does not move; nor does a payment whose tickets come from two senders. The same job from
+/// a funded sender goes through. A configuration whose
 /// tickets would outlive a sender's unlock is refused at start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unfunded_sender_buys_no_work() {
@@ -268,9 +269,51 @@ async fn an_unfunded_sender_buys_no_work() {
         err.to_string().contains("needs a deposit of at least"),
         "{err}"
     );
+    // One payment, two senders (each could claim the other covers the job): refused on the header.
+    let mut quoter = CoordinatorClient::connect(coordinator.url.clone())
+        .await
+        .expect("connect");
+    let quote = quoter
+        .quote(dualrig_proto::v1::QuoteRequest {
+            profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+            segment_size: segment.len() as u64,
+        })
+        .await
+        .expect("quote")
+        .into_inner();
+    let params = dualrig_proto::ticket::TicketParams::try_from(
+        quote.params.as_ref().expect("quoted params"),
+    )
+    .expect("params");
+    let other = Identity::from_secret([43; 32]);
+    let mut tickets = Vec::new();
+    for sender in [&throwaway, &other] {
+        tickets.extend(
+            dualrig_proto::ticket::TicketPayer::new()
+                .pay_for_units(sender, &params, 1_000_000)
+                .expect("tickets"),
+        );
+    }
+    let header = dualrig_proto::v1::TranscodeHeader {
+        profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+        segment_size: segment.len() as u64,
+        label: "mixed senders".into(),
+        quote_id: quote.quote_id,
+        payment: tickets.iter().map(Into::into).collect(),
+    };
+    let err = client
+        .transcode_raw(header, segment.clone())
+        .await
+        .expect_err("mixed senders are refused");
+    assert_eq!(err.code(), Some(tonic::Code::FailedPrecondition), "{err}");
+    assert!(
+        err.to_string().contains("one payment has one sender"),
+        "{err}"
+    );
+
     let listed = client.list_workers().await.expect("workers");
     assert_eq!((listed[0].jobs_done, listed[0].jobs_failed), (0, 0));
-    for account in [throwaway.id(), worker.id] {
+    for account in [throwaway.id(), other.id(), worker.id] {
         let info = client.account(account).await.expect("account");
         assert_eq!((info.balance, info.deposit, info.nonce), (0, 0, 0));
     }

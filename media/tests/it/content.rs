@@ -41,6 +41,27 @@ fn generated(dir: &Path, name: &str, inputs: &[&str], filter: Option<&str>) -> P
     path
 }
 
+/// Full-frame random noise, 1280x720: the hardest honest content for per-pixel measures.
+fn noise_source(dir: &Path) -> PathBuf {
+    generated(
+        dir,
+        "noise",
+        &["nullsrc=size=1280x720:rate=30"],
+        Some("[0]format=yuv420p,geq=lum='random(1)*255':cb=128:cr=128"),
+    )
+}
+
+/// A fast pan, 1280x720 cut from a 2560x1440 testsrc2 moving 2000 px/s: the hardest for a starved
+/// encoder.
+fn fast_pan_source(dir: &Path) -> PathBuf {
+    generated(
+        dir,
+        "pan",
+        &["testsrc2=size=2560x1440:rate=30"],
+        Some("[0]crop=1280:720:x='mod(t*2000,1280)':y='mod(t*700,720)'"),
+    )
+}
+
 /// A cheating rendition: `source` through `vf` then scaled to the profile, with the source's timestamps.
 fn doctored(dir: &Path, source: &Path, name: &str, vf: &str, profile: &Profile) -> PathBuf {
     let out = dir.join(format!("{name}-{}.ts", profile.name));
@@ -157,24 +178,8 @@ fn measure_honest_and_cheating_scores_across_content() {
             "testsrc2",
             generated(d, "testsrc2", &["testsrc2=size=1280x720:rate=30"], None),
         ),
-        (
-            "noise",
-            generated(
-                d,
-                "noise",
-                &["nullsrc=size=1280x720:rate=30"],
-                Some("[0]format=yuv420p,geq=lum='random(1)*255':cb=128:cr=128"),
-            ),
-        ),
-        (
-            "fast-pan",
-            generated(
-                d,
-                "pan",
-                &["testsrc2=size=2560x1440:rate=30"],
-                Some("[0]crop=1280:720:x='mod(t*2000,1280)':y='mod(t*700,720)'"),
-            ),
-        ),
+        ("noise", noise_source(d)),
+        ("fast-pan", fast_pan_source(d)),
         (
             "dark",
             generated(
@@ -287,24 +292,8 @@ fn measure_honest_scores_across_bits_per_pixel() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let sources = [
-        (
-            "noise",
-            generated(
-                d,
-                "noise",
-                &["nullsrc=size=1280x720:rate=30"],
-                Some("[0]format=yuv420p,geq=lum='random(1)*255':cb=128:cr=128"),
-            ),
-        ),
-        (
-            "fast-pan",
-            generated(
-                d,
-                "pan",
-                &["testsrc2=size=2560x1440:rate=30"],
-                Some("[0]crop=1280:720:x='mod(t*2000,1280)':y='mod(t*700,720)'"),
-            ),
-        ),
+        ("noise", noise_source(d)),
+        ("fast-pan", fast_pan_source(d)),
         (
             "mandelbrot",
             generated(d, "mandelbrot", &["mandelbrot=size=1280x720:rate=30"], None),
@@ -360,12 +349,7 @@ fn measure_honest_scores_across_bits_per_pixel() {
 #[test]
 fn at_the_bitrate_floor_a_fast_pan_passes_with_the_reference_margin() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let source = generated(
-        dir.path(),
-        "pan",
-        &["testsrc2=size=2560x1440:rate=30"],
-        Some("[0]crop=1280:720:x='mod(t*2000,1280)':y='mod(t*700,720)'"),
-    );
+    let source = fast_pan_source(dir.path());
     let at_floor = |name: &str, width: u32, height: u32| {
         let floor = dualrig_proto::profile::bits_per_pixel_floor(width, height);
         let mut profile = Profile {

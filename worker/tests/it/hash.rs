@@ -706,11 +706,26 @@ fn binary_hash_reads_standard_input_like_b3sum() {
     );
 }
 
-/// The streamed outboard, written into a file window by window, is byte for byte bao's outboard and the
-/// in-memory one, across window boundaries (small windows put many windows in a short input); an
-/// input that ends early or goes on is an error, not a hash.
+/// An outboard written to a file for a stream whose length is wrong is an error, not a hash.
 #[test]
-fn outboards_written_to_a_file_as_they_are_hashed_are_bao_outboard_encodings() {
+fn an_outboard_file_for_a_stream_of_the_wrong_length_is_an_error() {
+    let input = shared_data();
+    let hasher = CpuHasher::with_window_chunks(4);
+    let file = tempfile::tempfile().expect("temp file");
+    let short = hasher.hash_reader_to_file(&mut &input[..5000], 6000, HashMode::Plain, &file);
+    assert!(
+        matches!(short, Err(HashError::Truncated { .. })),
+        "{short:?}"
+    );
+    let long = hasher.hash_reader_to_file(&mut &input[..7000], 6000, HashMode::Plain, &file);
+    assert!(matches!(long, Err(HashError::Grew { .. })), "{long:?}");
+}
+
+/// Every way an outboard is made (in memory from bytes or a stream, or written into a file window by
+/// window as a put does) gives bao's outboard byte for byte, across window boundaries: small windows
+/// put many windows in a short input.
+#[test]
+fn outboards_are_bao_outboard_encodings() {
     let input = shared_data();
     let small_cpu = CpuHasher::with_window_chunks(4);
     for len in [
@@ -734,17 +749,17 @@ fn outboards_written_to_a_file_as_they_are_hashed_are_bao_outboard_encodings() {
             &small_cpu,
         ] {
             let file = tempfile::tempfile().expect("temp file");
-            let digest = hasher
+            let streamed = hasher
                 .hash_reader_to_file(&mut &input[..], len as u64, HashMode::Plain, &file)
                 .expect("hashes");
-            assert_eq!((digest.hash, digest.len), (bao_hash, len as u64));
-            assert!(digest.outboard.is_none());
+            assert_eq!((streamed.hash, streamed.len), (bao_hash, len as u64));
+            assert!(streamed.outboard.is_none());
             let mut written = Vec::new();
             (&file).read_to_end(&mut written).expect("reads back");
             assert_eq!(
                 written,
                 bao_outboard,
-                "{len} bytes on {}",
+                "{len} bytes to a file on {}",
                 hasher.describe()
             );
             let in_memory = hasher
@@ -752,30 +767,11 @@ fn outboards_written_to_a_file_as_they_are_hashed_are_bao_outboard_encodings() {
                 .expect("hashes")
                 .outboard
                 .expect("outboard");
-            assert_eq!(in_memory.encode(), bao_outboard, "{len} bytes in memory");
-        }
-    }
-    let file = tempfile::tempfile().expect("temp file");
-    let short = small_cpu.hash_reader_to_file(&mut &input[..5000], 6000, HashMode::Plain, &file);
-    assert!(
-        matches!(short, Err(HashError::Truncated { .. })),
-        "{short:?}"
-    );
-    let long = small_cpu.hash_reader_to_file(&mut &input[..7000], 6000, HashMode::Plain, &file);
-    assert!(matches!(long, Err(HashError::Grew { .. })), "{long:?}");
-}
-
-#[test]
-fn outboards_are_bao_outboard_encodings() {
-    let input = shared_data();
-    for len in [0, 1, 1024, 1025, 4096, 4097, 100_000, (1 << 20) + 1] {
-        let input = &input[..len];
-        let (bao_outboard, bao_hash) = bao::encode::outboard(input);
-        for hasher in [
-            gpu() as &dyn BlobHasher,
-            small_window_gpu(),
-            &CpuHasher::new(),
-        ] {
+            assert_eq!(
+                in_memory.encode(),
+                bao_outboard,
+                "{len} bytes streamed in memory"
+            );
             let digest = hasher
                 .hash_bytes(input, HashMode::Plain, true)
                 .expect("hashes");
@@ -791,4 +787,74 @@ fn outboards_are_bao_outboard_encodings() {
             assert_eq!(decoded, input);
         }
     }
+}
+
+/// Peak resident memory of this process, in bytes (`VmHWM`).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// Run in a child process by the test below: hashes 1 GiB with its outboard either in memory or
+/// written to a file, and prints how far its peak memory grew.
+#[test]
+#[ignore = "run in its own process by a_put_holds_one_window_of_its_outboard_in_memory"]
+fn outboard_memory_child() {
+    let Ok(how) = std::env::var("DUALRIG_OUTBOARD_CHILD") else {
+        return;
+    };
+    const LEN: u64 = 1 << 30;
+    let hasher = CpuHasher::with_window_chunks(1024);
+    let before = peak_rss();
+    let mut input = io::repeat(7).take(LEN);
+    let digest = if how == "file" {
+        let file = tempfile::tempfile().expect("temp file");
+        hasher.hash_reader_to_file(&mut input, LEN, HashMode::Plain, &file)
+    } else {
+        hasher.hash_reader(&mut input, Some(LEN), HashMode::Plain, true)
+    }
+    .expect("hashes");
+    assert_eq!(digest.len, LEN);
+    println!("peak-growth {}", peak_rss().saturating_sub(before));
+}
+
+/// A put holds one window's tree, not its whole outboard: hashing 1 GiB (a 64 MiB outboard) with the
+/// outboard written to a file grows the process's peak memory by less than half the outboard, while
+/// keeping it in memory grows it by more than the outboard. Each in its own process, so nothing else
+/// in the test run moves the peak.
+#[test]
+fn a_put_holds_one_window_of_its_outboard_in_memory() {
+    let outboard_len = dualrig_proto::proof::outboard_len(1 << 30);
+    let growth = |how: &str| -> u64 {
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--ignored",
+                "--exact",
+                "hash::outboard_memory_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("DUALRIG_OUTBOARD_CHILD", how)
+            .output()
+            .expect("child runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{how}: {stdout}");
+        stdout
+            .lines()
+            .find_map(|l| l.split("peak-growth ").nth(1))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{how}: no figure in {stdout}"))
+    };
+    let (streamed, in_memory) = (growth("file"), growth("memory"));
+    eprintln!(
+        "1 GiB hashed with its {outboard_len}-byte outboard: peak memory +{streamed} bytes written to a file, +{in_memory} bytes in memory"
+    );
+    assert!(streamed < outboard_len / 2, "streamed: +{streamed} bytes");
+    assert!(in_memory > outboard_len, "in memory: +{in_memory} bytes");
 }
