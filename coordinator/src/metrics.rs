@@ -16,6 +16,7 @@ pub const VERIFICATIONS: &str = "dualrig_verifications_total";
 pub const REGISTRATIONS: &str = "dualrig_registrations_total";
 pub const LEDGER_REQUESTS: &str = "dualrig_ledger_requests_total";
 pub const LEDGER_ROUND: &str = "dualrig_ledger_round";
+pub const LEDGER_GROUP: &str = "dualrig_ledger_requests_per_commit";
 pub const SLASHES: &str = "dualrig_slashes_total";
 pub const SLASHED_UNITS: &str = "dualrig_slashed_units_total";
 pub const SUSPENSIONS: &str = "dualrig_suspensions_total";
@@ -78,12 +79,20 @@ fn describe() {
         "Signed ledger requests, by operation and outcome"
     );
     describe_gauge!(LEDGER_ROUND, "The ledger's current round");
+    describe_histogram!(
+        LEDGER_GROUP,
+        "Signed ledger requests applied in one fsync'd transaction (group commit)"
+    );
     describe_counter!(
         SLASHES,
         "Slashes by the kind of fault (forged, renditions, structure, content, storage_late, storage_proof)"
     );
     describe_counter!(SLASHED_UNITS, "Stake units moved to the pool by slashes");
     describe_counter!(SUSPENSIONS, "Workers suspended after a slash");
+}
+
+pub fn ledger_group(requests: usize) {
+    histogram!(LEDGER_GROUP).record(requests as f64);
 }
 
 pub fn job_finished(outcome: &'static str, elapsed: Duration) {

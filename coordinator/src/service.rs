@@ -48,6 +48,8 @@ pub struct CoordinatorService {
     storage: Arc<BlobService>,
     /// Where slash evidence is kept, for ListSlashes.
     evidence: Arc<EvidenceStore>,
+    /// Signed ledger requests, several to a transaction under load.
+    ledger_writes: crate::ledger::GroupCommit,
     next_job: AtomicU64,
     /// Segment bytes held for uploads and their jobs.
     segment_budget: Arc<StagingBudget>,
@@ -73,6 +75,7 @@ impl CoordinatorService {
             storage,
             segment_budget,
             evidence: Arc::clone(slasher.evidence_store()),
+            ledger_writes: crate::ledger::GroupCommit::start(Arc::clone(&ledger)),
             dispatcher: JobDispatcher::new(Arc::clone(&pool), Arc::clone(&config), slasher),
             identity,
             config,
@@ -617,14 +620,9 @@ impl CoordinatorApi for CoordinatorService {
             .map_err(LedgerError::from)?;
         let operation = Operation::decode(&signed.operation).ok();
         let name = operation.as_ref().map_or("malformed", operation_name);
-        let outcome = self
-            .ledger
-            .call(move |l| {
-                let receipt = l.execute(&signed)?;
-                Ok((receipt, l.last_nonce(&account)?, l.round()?))
-            })
-            .await;
-        let (receipt, nonce, round) = match outcome {
+        let nonce = signed.nonce;
+        let outcome = self.ledger_writes.execute(signed).await;
+        let (receipt, round) = match outcome {
             Ok(done) => {
                 metrics::ledger_request(name, "applied");
                 done

@@ -204,3 +204,61 @@ fn a_sender_with_nothing_pays_nothing_and_the_ticket_stays_redeemable() {
     h.ok(&worker, redeem_op(t, r));
     assert_eq!(h.balance(&worker), FACE);
 }
+
+/// Group commit: a batch applies each request exactly as it would alone, in order, in one
+/// transaction; a refused one leaves no trace and does not stop the rest.
+#[test]
+fn a_batch_of_requests_applies_each_as_alone_in_one_transaction() {
+    let (client, worker) = (actor(1), actor(2));
+    let h = Harness::on_disk(&[(&client, 10_000)]);
+    h.ok(&client, Operation::Deposit { amount: 5000 });
+    let (first, first_rand) = winning_ticket(&client, &worker.id(), FACE, 10, 1);
+    let (second, second_rand) = winning_ticket(&client, &worker.id(), FACE, 10, 2);
+    let nonce = h.ledger.last_nonce(&worker.id()).expect("nonce");
+    let sign = |n: u64, op: Operation| SignedRequest::sign(&worker, n, &op);
+    let mut forged = sign(nonce + 3, redeem_op(second, second_rand));
+    forged.sig[0] ^= 1;
+    let batch = [
+        sign(nonce + 1, redeem_op(first, first_rand)),
+        // The same ticket again, with a fresh nonce: already redeemed, within the same transaction.
+        sign(nonce + 2, redeem_op(first, first_rand)),
+        forged,
+        // A nonce the batch already used.
+        sign(nonce + 1, redeem_op(second, second_rand)),
+        sign(nonce + 2, redeem_op(second, second_rand)),
+    ];
+    let outcomes = h.ledger.execute_batch(&batch).expect("commits");
+    assert!(
+        matches!(outcomes[0], Ok((Receipt::Redeemed(_), _))),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(
+        matches!(outcomes[1], Err(LedgerError::AlreadyRedeemed { .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(outcomes[2], Err(LedgerError::BadSignature { .. })),
+        "{:?}",
+        outcomes[2]
+    );
+    assert!(
+        matches!(outcomes[3], Err(LedgerError::StaleNonce { .. })),
+        "{:?}",
+        outcomes[3]
+    );
+    assert!(
+        matches!(outcomes[4], Ok((Receipt::Redeemed(_), _))),
+        "{:?}",
+        outcomes[4]
+    );
+    // Exactly two payments, and the refused requests left nothing (the nonce of the second refusal
+    // was not taken: the last applied request's is).
+    assert_eq!(h.balance(&worker), 2 * FACE);
+    assert_eq!(
+        h.ledger.sender(&client.id()).expect("sender").deposit,
+        5000 - 2 * FACE
+    );
+    assert_eq!(h.ledger.last_nonce(&worker.id()).expect("nonce"), nonce + 2);
+}
