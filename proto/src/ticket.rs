@@ -168,7 +168,12 @@ impl Ticket {
     /// `blake3 derive_key("dualrig 2026-11 ticket v1", bytes)`: what the sender signs and the ledger's
     /// unique key for redemption.
     pub fn ticket_hash(&self) -> [u8; 32] {
-        blake3::derive_key(TICKET_CONTEXT, &self.bytes())
+        // The context's key is derived once per process, not once per ticket.
+        static CONTEXT_HASHER: std::sync::LazyLock<blake3::Hasher> =
+            std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(TICKET_CONTEXT));
+        let mut hasher = CONTEXT_HASHER.clone();
+        hasher.update(&self.bytes());
+        *hasher.finalize().as_bytes()
     }
 
     /// `face_value × win_prob / 2^64`, rounded down, computed exactly in 128-bit integers. Every side
@@ -235,13 +240,25 @@ impl SignedTicket {
     /// Checks the signature under the ticket's sender, refusing small-order keys and non-canonical
     /// signatures so nobody can sign for a key without its secret.
     pub fn verify(&self) -> Result<(), TicketError> {
-        let forged = TicketError::ForgedSignature {
-            sender: self.ticket.sender,
-        };
-        let key =
-            VerifyingKey::from_bytes(self.ticket.sender.as_bytes()).map_err(|_| forged.clone())?;
+        self.verify_with(&self.sender_key()?)
+    }
+
+    /// The sender's key, decompressed (a caller checking many tickets from one sender keeps it).
+    pub fn sender_key(&self) -> Result<VerifyingKey, TicketError> {
+        VerifyingKey::from_bytes(self.ticket.sender.as_bytes()).map_err(|_| {
+            TicketError::ForgedSignature {
+                sender: self.ticket.sender,
+            }
+        })
+    }
+
+    /// [`Self::verify`] under `key`, which must be [`Self::sender_key`]'s.
+    pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), TicketError> {
+        debug_assert_eq!(key.as_bytes(), self.ticket.sender.as_bytes());
         key.verify_strict(&self.ticket_hash(), &Signature::from_bytes(&self.sig))
-            .map_err(|_| forged)
+            .map_err(|_| TicketError::ForgedSignature {
+                sender: self.ticket.sender,
+            })
     }
 
     pub fn wins(&self, recipient_rand: &[u8; 32]) -> bool {

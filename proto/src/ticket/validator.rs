@@ -46,7 +46,13 @@ pub struct TicketValidator {
     live: HashMap<[u8; 32], Issued>,
     /// Retired params by `recipient_rand_hash`, kept until they expire so their tickets stay refused.
     retired: HashMap<[u8; 32], u64>,
+    /// Senders' keys, decompressed once: a payment's tickets share a sender, and senders pay again.
+    /// At most [`KEY_CACHE`] entries; cleared when full.
+    keys: HashMap<PublicId, ed25519_dalek::VerifyingKey>,
 }
+
+/// Sender keys a validator keeps decompressed.
+const KEY_CACHE: usize = 1024;
 
 impl std::fmt::Debug for TicketValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +75,7 @@ impl TicketValidator {
             current_round,
             live: HashMap::new(),
             retired: HashMap::new(),
+            keys: HashMap::new(),
         }
     }
 
@@ -169,7 +176,8 @@ impl TicketValidator {
         let mut offered = 0u64;
         let mut price = 0u64;
         for signed in tickets {
-            let issued = self.check_one(signed)?;
+            let price_per_unit = self.check_one(signed)?.params.price_per_unit;
+            self.check_signature(signed)?;
             let t = &signed.ticket;
             if !batch.insert((t.recipient_rand_hash, t.sender, t.sender_nonce)) {
                 return Err(replayed(signed));
@@ -179,7 +187,7 @@ impl TicketValidator {
                 .ok_or(TicketError::Overflow {
                     what: "sum of ticket expected values",
                 })?;
-            price = price.max(issued.params.price_per_unit);
+            price = price.max(price_per_unit);
         }
         let owed = price.checked_mul(units).ok_or(TicketError::Overflow {
             what: "price_per_unit × units",
@@ -253,8 +261,24 @@ impl TicketValidator {
         if issued.seen.contains(&(t.sender, t.sender_nonce)) {
             return Err(replayed(signed));
         }
-        signed.verify()?;
         Ok(issued)
+    }
+
+    /// The sender's signature, under its key decompressed once.
+    fn check_signature(&mut self, signed: &SignedTicket) -> Result<(), TicketError> {
+        let sender = signed.ticket.sender;
+        let key = match self.keys.get(&sender) {
+            Some(key) => *key,
+            None => {
+                let key = signed.sender_key()?;
+                if self.keys.len() >= KEY_CACHE {
+                    self.keys.clear();
+                }
+                self.keys.insert(sender, key);
+                key
+            }
+        };
+        signed.verify_with(&key)
     }
 }
 
