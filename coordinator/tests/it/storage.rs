@@ -729,3 +729,89 @@ async fn a_get_skips_a_holder_that_serves_bad_bytes_and_writes_only_verified_one
     }
     coordinator.stop().await;
 }
+
+/// Every list answers in pages, in key order: five blobs in pages of two come back as 2, 2 and 1 with
+/// each token the last root served, the client's listing follows the pages to all five, and so do the
+/// workers'. A token no list hands out is refused by name, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lists_page_in_key_order_and_a_foreign_token_is_refused() {
+    use dualrig_proto::v1::{ListBlobsRequest, ListWorkersRequest};
+
+    let coordinator = RunningCoordinator::start(|_| {}).await;
+    let client = coordinator.client().await;
+    let workers = [
+        RunningWorker::start(&coordinator.url).await,
+        RunningWorker::start(&coordinator.url).await,
+        RunningWorker::start(&coordinator.url).await,
+    ];
+    wait_for_workers(&client, 3).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut roots = Vec::new();
+    for n in 0..5u8 {
+        let stored = crate::support::put_bytes(&client, dir.path(), &[n; 3000], 1).await;
+        roots.push(stored.root.as_bytes().to_vec());
+    }
+    roots.sort();
+
+    let mut api = client.api();
+    let (mut token, mut pages) = (Vec::new(), Vec::new());
+    loop {
+        let page = api
+            .list_blobs(ListBlobsRequest {
+                page_token: token.clone(),
+                page_size: 2,
+            })
+            .await
+            .expect("a page")
+            .into_inner();
+        let listed: Vec<Vec<u8>> = page.blobs.iter().map(|b| b.root.clone()).collect();
+        if !page.next_page_token.is_empty() {
+            assert_eq!(
+                Some(&page.next_page_token),
+                listed.last(),
+                "the token is the last root"
+            );
+        }
+        pages.push(listed);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    assert_eq!(pages.concat(), roots, "in root order, each once");
+    assert_eq!(client.list_blobs().await.expect("all").len(), 5);
+
+    let page = api
+        .list_workers(ListWorkersRequest {
+            page_token: Vec::new(),
+            page_size: 2,
+        })
+        .await
+        .expect("workers")
+        .into_inner();
+    assert_eq!(page.workers.len(), 2);
+    assert!(!page.next_page_token.is_empty());
+    assert_eq!(client.list_workers().await.expect("all").len(), 3);
+
+    for token in [vec![7u8; 5], vec![7u8; 33]] {
+        let err = api
+            .list_blobs(ListBlobsRequest {
+                page_token: token.clone(),
+                page_size: 0,
+            })
+            .await
+            .expect_err("a foreign token");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("page token"), "{}", err.message());
+    }
+    assert_eq!(
+        client.list_blobs().await.expect("all").len(),
+        5,
+        "nothing changed"
+    );
+    for w in workers {
+        w.kill().await;
+    }
+    coordinator.stop().await;
+}
