@@ -151,10 +151,16 @@ impl Slasher {
                     at_unix: now,
                 };
                 let record = l.slash_noted(&worker, fraction, &note)?;
-                let unnamed = l.prune_evidence(
-                    keeping.max_bytes,
-                    now.saturating_sub(keeping.retention.as_secs()),
-                )?;
+                // The slash stands whatever pruning does: a failure here only keeps evidence longer.
+                let unnamed = l
+                    .prune_evidence(
+                        keeping.max_bytes,
+                        now.saturating_sub(keeping.retention.as_secs()),
+                    )
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "cannot prune slash evidence");
+                        Vec::new()
+                    });
                 Ok((record, l.suspended_until(&worker)?, unnamed))
             })
             .await;
