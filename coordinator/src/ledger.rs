@@ -203,17 +203,24 @@ impl Ledger {
     /// apply exactly as they would alone, in order. The outer `Err` is the commit failing, and then
     /// none of them applied. Each applied one comes with the round it was applied in.
     pub fn execute_batch(&self, requests: &[SignedRequest]) -> Result<Vec<Applied>, LedgerError> {
-        let checked: Vec<Result<Operation, LedgerError>> =
-            requests.iter().map(check_stateless).collect();
+        self.execute_checked(requests.iter().cloned().map(Checked::new).collect())
+    }
+
+    /// [`Self::execute_batch`] for requests already through [`Checked::new`] (a refusal there keeps its
+    /// place in the answer).
+    pub fn execute_checked(
+        &self,
+        requests: Vec<Result<Checked, LedgerError>>,
+    ) -> Result<Vec<Applied>, LedgerError> {
         self.write(|tx, config| {
             let round = store::round(tx)?;
             let mut out = Vec::with_capacity(requests.len());
-            for (request, operation) in requests.iter().zip(checked) {
-                let outcome = match operation {
+            for checked in requests {
+                let outcome = match checked {
                     Err(e) => Err(e),
-                    Ok(operation) => {
+                    Ok(checked) => {
                         tx.execute_batch("SAVEPOINT request")?;
-                        match apply(tx, config, request, operation) {
+                        match apply(tx, config, &checked.request, checked.operation) {
                             Ok(receipt) => {
                                 tx.execute_batch("RELEASE request")?;
                                 Ok((receipt, round))
@@ -395,6 +402,22 @@ impl Ledger {
     /// Rows this handle has inserted, updated or deleted since it was opened (a metrics counter).
     pub fn rows_written(&self) -> u64 {
         self.lock().total_changes()
+    }
+}
+
+/// A signed request whose stateless checks passed ([`check_stateless`]), ready for a transaction.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    request: SignedRequest,
+    operation: Operation,
+}
+
+impl Checked {
+    /// Runs the checks that need no ledger state. CPU-bound (two signature checks for a redemption):
+    /// callers run it on their own blocking thread, outside any queue or lock.
+    pub fn new(request: SignedRequest) -> Result<Self, LedgerError> {
+        let operation = check_stateless(&request)?;
+        Ok(Self { request, operation })
     }
 }
 

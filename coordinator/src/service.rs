@@ -38,6 +38,10 @@ const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 /// Quotes open at once: a flood of Quote calls is refused past this instead of growing the table.
 const MAX_OPEN_QUOTES: usize = 16_384;
 
+/// `ListSlashes` pages with evidence read at once: each may hold 32 MiB, so many at once would hold
+/// the coordinator's memory for whoever asks.
+const EVIDENCE_PAGES_AT_ONCE: usize = 4;
+
 #[derive(Debug)]
 pub struct CoordinatorService {
     identity: Arc<Identity>,
@@ -48,6 +52,8 @@ pub struct CoordinatorService {
     storage: Arc<BlobService>,
     /// Where slash evidence is kept, for ListSlashes.
     evidence: Arc<EvidenceStore>,
+    /// `ListSlashes` pages carrying evidence (up to 32 MiB each) being read at once.
+    evidence_pages: Arc<tokio::sync::Semaphore>,
     /// Signed ledger requests, several to a transaction under load.
     ledger_writes: crate::ledger::GroupCommit,
     next_job: AtomicU64,
@@ -75,6 +81,7 @@ impl CoordinatorService {
             storage,
             segment_budget,
             evidence: Arc::clone(slasher.evidence_store()),
+            evidence_pages: Arc::new(tokio::sync::Semaphore::new(EVIDENCE_PAGES_AT_ONCE)),
             ledger_writes: crate::ledger::GroupCommit::start(Arc::clone(&ledger)),
             dispatcher: JobDispatcher::new(Arc::clone(&pool), Arc::clone(&config), slasher),
             identity,
@@ -621,7 +628,13 @@ impl CoordinatorApi for CoordinatorService {
         let operation = Operation::decode(&signed.operation).ok();
         let name = operation.as_ref().map_or("malformed", operation_name);
         let nonce = signed.nonce;
-        let outcome = self.ledger_writes.execute(signed).await;
+        // Signatures are checked here, in parallel, before the request may wait for a transaction.
+        let outcome =
+            match tokio::task::spawn_blocking(move || crate::ledger::Checked::new(signed)).await {
+                Ok(Ok(checked)) => self.ledger_writes.execute(checked).await,
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(LedgerError::Task(e.to_string())),
+            };
         let (receipt, round) = match outcome {
             Ok(done) => {
                 metrics::ledger_request(name, "applied");
@@ -701,9 +714,22 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ListSlashesRequest>,
     ) -> Result<Response<ListSlashesResponse>, Status> {
-        let slashes =
-            crate::evidence::list_slashes(&self.ledger, &self.evidence, request.into_inner())
-                .await?;
+        let request = request.into_inner();
+        let _reading = if request.with_evidence {
+            let busy = |_| {
+                CoordinatorError::Busy(format!(
+                    "{EVIDENCE_PAGES_AT_ONCE} pages of slash evidence are being read; try again shortly, or list without evidence"
+                ))
+            };
+            Some(
+                Arc::clone(&self.evidence_pages)
+                    .try_acquire_owned()
+                    .map_err(busy)?,
+            )
+        } else {
+            None
+        };
+        let slashes = crate::evidence::list_slashes(&self.ledger, &self.evidence, request).await?;
         Ok(Response::new(slashes))
     }
 

@@ -1,13 +1,15 @@
 //! Group commit for signed ledger requests (`Execute`): requests that arrive while a transaction is
 //! being written wait and go into the next one together, so under load many redemptions share one
 //! fsync, and a lone request goes out at once. Each request still succeeds or fails alone
-//! (`Ledger::execute_batch` runs each in its own savepoint), in arrival order.
+//! (`Ledger::execute_checked` runs each in its own savepoint), in arrival order. Only requests whose
+//! signatures already passed (`Checked`) enter the queue: a flood of forged requests is refused on the
+//! callers' own threads and never delays anyone's transaction.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Applied, Ledger, LedgerError, Receipt, SignedRequest};
+use super::{Applied, Checked, Ledger, LedgerError, Receipt};
 
 /// Most requests one transaction takes.
 pub const MAX_GROUP: usize = 256;
@@ -19,7 +21,7 @@ type Reply = oneshot::Sender<Applied>;
 /// A handle on the ledger's group committer; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct GroupCommit {
-    queue: mpsc::Sender<(SignedRequest, Reply)>,
+    queue: mpsc::Sender<(Checked, Reply)>,
 }
 
 impl GroupCommit {
@@ -31,7 +33,7 @@ impl GroupCommit {
     }
 
     /// Applies `request` in the next transaction; returns its receipt and the round it was applied in.
-    pub async fn execute(&self, request: SignedRequest) -> Result<(Receipt, u64), LedgerError> {
+    pub async fn execute(&self, request: Checked) -> Result<(Receipt, u64), LedgerError> {
         let (reply, answer) = oneshot::channel();
         let gone = || LedgerError::Task("the ledger's committer stopped".into());
         self.queue
@@ -42,7 +44,7 @@ impl GroupCommit {
     }
 }
 
-async fn commit_groups(ledger: Arc<Ledger>, mut waiting: mpsc::Receiver<(SignedRequest, Reply)>) {
+async fn commit_groups(ledger: Arc<Ledger>, mut waiting: mpsc::Receiver<(Checked, Reply)>) {
     while let Some(first) = waiting.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -51,9 +53,10 @@ async fn commit_groups(ledger: Arc<Ledger>, mut waiting: mpsc::Receiver<(SignedR
                 Err(_) => break,
             }
         }
-        let (requests, replies): (Vec<SignedRequest>, Vec<Reply>) = group.into_iter().unzip();
+        let (requests, replies): (Vec<Result<Checked, LedgerError>>, Vec<Reply>) =
+            group.into_iter().map(|(c, r)| (Ok(c), r)).unzip();
         crate::metrics::ledger_group(requests.len());
-        match ledger.call(move |l| l.execute_batch(&requests)).await {
+        match ledger.call(move |l| l.execute_checked(requests)).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);

@@ -429,6 +429,19 @@ pub(super) fn prune_evidence(
     max_bytes: u64,
     keep_since_unix: u64,
 ) -> Result<Vec<[u8; 32]>, LedgerError> {
+    // Most slashes leave the store within its bounds: find that out without loading the rows.
+    let (held, oldest): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(size), 0), MIN(oldest) FROM (
+                 SELECT MAX(evidence_size) AS size, MIN(at_unix) AS oldest FROM slashes
+                 WHERE evidence_kept = 1 GROUP BY evidence_hash)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if from_db("evidence size", held)? <= max_bytes
+        && oldest.is_none_or(|at| at >= to_db("slash time", keep_since_unix).unwrap_or(i64::MAX))
+    {
+        return Ok(Vec::new());
+    }
     let kept: Vec<(i64, Vec<u8>, i64, i64)> = conn
         .prepare_cached(
             "SELECT id, evidence_hash, evidence_size, at_unix FROM slashes

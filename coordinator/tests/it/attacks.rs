@@ -897,3 +897,74 @@ async fn an_evidence_flood_is_kept_to_its_bytes_and_every_slash_still_lists() {
         .expect("served");
     honest.kill().await;
 }
+
+/// An `Execute` flood: throwaway keys send forged requests (signatures that do not verify) and
+/// well-signed transfers of funds they do not have, all at once, while a funded account transfers.
+/// Forgeries are refused before they can wait for a transaction, the unfunded transfers are refused
+/// inside one without a trace, the honest transfer applies exactly once, and no flooder's account or
+/// nonce moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_execute_flood_from_throwaway_keys_moves_nothing_and_delays_no_transfer() {
+    use dualrig_proto::identity::Identity;
+    use dualrig_proto::ledger_request::{Operation, SignedRequest};
+
+    const FLOOD: usize = 100;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let funded = Identity::from_secret([44; 32]);
+    let payee = Identity::from_secret([45; 32]);
+    let genesis = dir.path().join("genesis.toml");
+    crate::support::write_genesis(&genesis, &[(funded.id(), 1_000_000)]);
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let genesis_arg = genesis.to_str().expect("utf-8").to_owned();
+    let coordinator = CoordinatorProcess::start(&data, &["--genesis", &genesis_arg]);
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+
+    let flooders: Vec<Identity> = (0..FLOOD).map(|_| Identity::generate()).collect();
+    let floods = flooders.iter().enumerate().map(|(i, key)| {
+        let client = client.clone();
+        let operation = Operation::Transfer {
+            to: payee.id(),
+            amount: 1,
+        };
+        let mut request = SignedRequest::sign(key, 1, &operation);
+        if i % 2 == 0 {
+            request.sig[0] ^= 1;
+        }
+        async move { (i % 2 == 0, client.execute_signed(&request).await) }
+    });
+    let honest = client.execute(
+        &funded,
+        Operation::Transfer {
+            to: payee.id(),
+            amount: 700,
+        },
+    );
+    let (outcomes, honest) = tokio::join!(futures::future::join_all(floods), honest);
+    honest.expect("the funded transfer applies");
+    for (forged, outcome) in outcomes {
+        let err = outcome.expect_err("every flood request is refused");
+        let expected = if forged {
+            tonic::Code::Unauthenticated
+        } else {
+            tonic::Code::FailedPrecondition
+        };
+        assert_eq!(err.code(), Some(expected), "{err}");
+    }
+    for key in &flooders {
+        let info = client.account(key.id()).await.expect("account");
+        assert_eq!(
+            (info.balance, info.nonce),
+            (0, 0),
+            "a flooder's account moved"
+        );
+    }
+    assert_eq!(
+        client.account(payee.id()).await.expect("payee").balance,
+        700
+    );
+    let funded_now = client.account(funded.id()).await.expect("funded");
+    assert_eq!((funded_now.balance, funded_now.nonce), (1_000_000 - 700, 1));
+}

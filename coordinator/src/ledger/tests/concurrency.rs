@@ -136,7 +136,14 @@ fn fifty_concurrent_executes_through_group_commit_pay_no_ticket_twice() {
             let commits = commits.clone();
             let (ticket, rand) = tickets[i % 10];
             let request = SignedRequest::sign(&worker, i as u64 + 1, &redeem_op(ticket, rand));
-            async move { (i % 10, commits.execute(request).await) }
+            async move {
+                (
+                    i % 10,
+                    commits
+                        .execute(Checked::new(request).expect("signed"))
+                        .await,
+                )
+            }
         });
         futures::future::join_all(calls).await
     });
