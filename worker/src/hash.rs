@@ -10,6 +10,7 @@
 pub mod cli;
 mod cpu;
 mod gpu;
+mod mapped;
 mod outboard;
 pub mod share;
 mod source;

@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use super::{BenchArgs, BenchError, format_size};
 use crate::hash::{AdapterPolicy, BlobHasher, CpuHasher, GpuHasher, GpuMode, GpuOptions, HashMode};
+use crate::store::BlobStore;
 
 /// Value of [`HashBenchReport::schema`] for this layout.
 pub const SCHEMA: &str = "dualrig.bench.hash/1";
@@ -137,6 +139,41 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
+/// One row timed over the input file.
+struct FileRow<'a> {
+    name: &'static str,
+    threads: Option<usize>,
+    /// Hashes per timing (1 for a process: its start-up is part of what it costs).
+    repeat: u64,
+    hash: Box<dyn FnMut() -> Result<blake3::Hash, BenchError> + 'a>,
+}
+
+/// Times every row `runs` times, the rows taking turns within each run; returns each row's median
+/// per hash, in the rows' order.
+fn time_in_turn(
+    runs: u32,
+    rows: &mut [FileRow<'_>],
+    expected: &blake3::Hash,
+) -> Result<Vec<Duration>, BenchError> {
+    let mut times = vec![Vec::with_capacity(runs as usize); rows.len()];
+    for _ in 0..runs {
+        for (row, row_times) in rows.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            for _ in 0..row.repeat {
+                let got = (row.hash)()?;
+                if &got != expected {
+                    return Err(BenchError::Mismatch(format!(
+                        "{} hashed to {got}, b3sum and blake3 to {expected}",
+                        row.name
+                    )));
+                }
+            }
+            row_times.push(start.elapsed() / row.repeat as u32);
+        }
+    }
+    Ok(times.into_iter().map(median).collect())
+}
+
 /// Times `runs` runs of `hash`, each repeating it `repeat` times; returns the median per hash.
 fn time_runs(
     runs: u32,
@@ -174,27 +211,33 @@ fn b3sum_version() -> Result<String, String> {
 }
 
 fn b3sum_once(file: &Path, threads: usize) -> Result<blake3::Hash, BenchError> {
-    let out = Command::new("b3sum")
-        .arg("--num-threads")
-        .arg(threads.to_string())
-        .arg(file)
-        .output()
-        .map_err(|source| BenchError::Io {
-            what: "running b3sum".to_owned(),
-            source,
-        })?;
+    hash_process(
+        Command::new("b3sum")
+            .arg("--num-threads")
+            .arg(threads.to_string())
+            .arg(file),
+        "b3sum",
+    )
+}
+
+/// Runs a program that prints a hash as `b3sum` does and returns the hash.
+fn hash_process(command: &mut Command, what: &str) -> Result<blake3::Hash, BenchError> {
+    let out = command.output().map_err(|source| BenchError::Io {
+        what: format!("running {what}"),
+        source,
+    })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let hex = text
         .get(..64)
         .filter(|_| out.status.success())
         .ok_or_else(|| {
             BenchError::Mismatch(format!(
-                "b3sum printed no hash: {}",
+                "{what} printed no hash: {}",
                 String::from_utf8_lossy(&out.stderr)
             ))
         })?;
     blake3::Hash::from_hex(hex)
-        .map_err(|e| BenchError::Mismatch(format!("b3sum printed {hex:?}: {e}")))
+        .map_err(|e| BenchError::Mismatch(format!("{what} printed {hex:?}: {e}")))
 }
 
 fn open_gpu(mode: GpuMode) -> Result<Result<Gpu, String>, BenchError> {
@@ -298,13 +341,18 @@ fn measure_size(
         what: "creating the temporary input file".to_owned(),
         source,
     })?;
+    // Synced, so no writeback of the input runs while the file rows are timed.
     file.write_all(&data)
         .and_then(|()| file.flush())
+        .and_then(|()| file.as_file().sync_all())
         .map_err(|source| BenchError::Io {
             what: format!("writing {label} to {}", file.path().display()),
             source,
         })?;
-    let path = file.path();
+    // Closed (the path stays until dropped): a file somebody holds open for writing is read, not
+    // mapped, and the worker's own files are not open for writing when it hashes them.
+    let file = file.into_temp_path();
+    let path: &Path = &file;
     let runs = args.runs;
     let repeat = (MIN_BYTES_PER_RUN / bytes).max(1);
     let mut rows: Vec<(&'static str, Option<usize>, Duration)> = Vec::new();
@@ -330,16 +378,6 @@ fn measure_size(
     )?;
     rows.push(("cpu_all_threads", Some(threads), t));
 
-    step("cpu_file");
-    let t = time_runs(
-        runs,
-        repeat,
-        || Ok(cpu.hash_file(path, HashMode::Plain, false)?.hash),
-        &expected,
-        "cpu_file",
-    )?;
-    rows.push(("cpu_file", Some(threads), t));
-
     if let Some(gpu) = gpu {
         step("gpu_kernel");
         let t = time_gpu_kernel(&gpu.hasher, &data, runs, repeat, &expected)?;
@@ -354,34 +392,101 @@ fn measure_size(
             "gpu_end_to_end",
         )?;
         rows.push(("gpu_end_to_end", None, t));
-
-        step("gpu_file");
-        let t = time_runs(
-            runs,
-            repeat,
-            || Ok(gpu.hasher.hash_file(path, HashMode::Plain, false)?.hash),
-            &expected,
-            "gpu_file",
-        )?;
-        rows.push(("gpu_file", None, t));
     }
 
-    let mut b3sum_rates = (None, None);
+    // Rows that read the file take turns run by run, so page cache, load and frequency changes fall
+    // on each alike.
+    // A store holding a copy of the input: a scrub rehashes it and checks its outboard.
+    let store_dir = tempfile::tempdir().map_err(|source| BenchError::Io {
+        what: "creating a temporary store".to_owned(),
+        source,
+    })?;
+    let store = BlobStore::open(
+        store_dir.path(),
+        bytes * 2 + (64 << 20),
+        Arc::new(CpuHasher::new()),
+    )
+    .and_then(|store| store.put_file(path).map(|_| store))
+    .map_err(|e| BenchError::Mismatch(format!("storing the input for store_scrub: {e}")))?;
+    let worker = std::env::current_exe().map_err(|source| BenchError::Io {
+        what: "finding this program to time `dualrig-worker hash`".to_owned(),
+        source,
+    })?;
+    let mut file_rows: Vec<FileRow<'_>> = vec![
+        FileRow {
+            name: "cpu_file",
+            threads: Some(threads),
+            repeat,
+            hash: Box::new(|| Ok(cpu.hash_file(path, HashMode::Plain, false)?.hash)),
+        },
+        FileRow {
+            name: "cpu_file_outboard",
+            threads: Some(threads),
+            repeat,
+            hash: Box::new(|| Ok(cpu.hash_file(path, HashMode::Plain, true)?.hash)),
+        },
+        FileRow {
+            name: "worker_hash_cli",
+            threads: Some(threads),
+            repeat: 1,
+            hash: Box::new(|| {
+                hash_process(
+                    Command::new(&worker)
+                        .args(["hash", "--gpu", "off"])
+                        .arg(path),
+                    "dualrig-worker hash",
+                )
+            }),
+        },
+    ];
+    file_rows.push(FileRow {
+        name: "store_scrub",
+        threads: Some(threads),
+        repeat,
+        hash: Box::new(|| {
+            let report = store
+                .scrub()
+                .map_err(|e| BenchError::Mismatch(format!("store_scrub: {e}")))?;
+            if report.checked != 1 || !report.corrupt.is_empty() || !report.missing.is_empty() {
+                return Err(BenchError::Mismatch(format!(
+                    "store_scrub found the stored input unsound: {report:?}"
+                )));
+            }
+            Ok(expected)
+        }),
+    });
+    if let Some(gpu) = gpu {
+        file_rows.push(FileRow {
+            name: "gpu_file",
+            threads: None,
+            repeat,
+            hash: Box::new(|| Ok(gpu.hasher.hash_file(path, HashMode::Plain, false)?.hash)),
+        });
+    }
     if with_b3sum {
         for (name, n) in [("b3sum_1_thread", 1), ("b3sum_all_threads", threads)] {
-            step(name);
-            let t = time_runs(runs, 1, || b3sum_once(path, n), &expected, name)?;
-            rows.push((name, Some(n), t));
-            let rate = bytes as f64 / t.as_secs_f64();
-            if n == 1 {
-                b3sum_rates.0 = Some(rate);
-            } else {
-                b3sum_rates.1 = Some(rate);
-            }
+            file_rows.push(FileRow {
+                name,
+                threads: Some(n),
+                repeat: 1,
+                hash: Box::new(move || b3sum_once(path, n)),
+            });
         }
-        if threads == 1 {
-            b3sum_rates.1 = b3sum_rates.0;
+    }
+    step("file rows in turn");
+    let times = time_in_turn(runs, &mut file_rows, &expected)?;
+    let mut b3sum_rates = (None, None);
+    for (row, t) in file_rows.iter().zip(times) {
+        rows.push((row.name, row.threads, t));
+        let rate = bytes as f64 / t.as_secs_f64();
+        match row.name {
+            "b3sum_1_thread" => b3sum_rates.0 = Some(rate),
+            "b3sum_all_threads" => b3sum_rates.1 = Some(rate),
+            _ => {}
         }
+    }
+    if threads == 1 {
+        b3sum_rates.1 = b3sum_rates.0;
     }
 
     let rows = rows

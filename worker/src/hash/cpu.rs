@@ -1,21 +1,31 @@
 //! The CPU backend: the `blake3` crate (SIMD, multithreaded with rayon) behind [`BlobHasher`].
 //!
-//! Files are read, not memory-mapped: a mapped file that another process truncates kills the reader
-//! with SIGBUS, while a read simply comes up short and is reported as [`HashError::Truncated`].
+//! Files of [`MAP_MIN`] bytes and more are hashed in place, mapped under a read lease ([`mapped`]),
+//! which saves the copy a read makes; others, and any file that cannot be leased or that somebody
+//! wants to write while it is hashed, are read, where a file that comes up short is reported as
+//! [`HashError::Truncated`].
+//!
+//! [`mapped`]: super::mapped
 
 use std::fs::File;
 use std::io::Read;
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use blake3::hazmat::{ChainingValue, HasherExt, merge_subtrees_root};
 use rayon::prelude::*;
 
+use super::mapped::{LeasedMap, MAP_MIN};
 use super::source::WindowSource;
 use super::tree::{Levels, Sink, TreeAssembler, WindowOutput, chunk_count, merge_level};
-use super::{BlobDigest, BlobHasher, CHUNK_LEN, HashError, HashMode, Outboard};
+use super::{BlobDigest, BlobHasher, CHUNK_LEN, HashError, HashMode, Outboard, open_regular_file};
 
 /// Below this many bytes, spreading one hash over threads costs more than it saves.
 const RAYON_MIN: usize = 128 * 1024;
+
+/// Window over a mapped file: large, since no buffer has to stay in cache, and short enough to hash
+/// that a pending lease break is seen within milliseconds.
+const MAPPED_WINDOW: usize = 16 << 20;
 
 /// Default streaming window: a power of two of chunks, enough to keep every thread busy, small
 /// enough that the window just read is still in cache when it is hashed.
@@ -229,6 +239,58 @@ impl CpuHasher {
     }
 }
 
+impl CpuHasher {
+    /// Hashes a leased map window by window, or `None` as soon as somebody waits to write the file.
+    fn hash_mapped(
+        &self,
+        map: &LeasedMap<'_>,
+        mode: HashMode,
+        with_outboard: bool,
+    ) -> Option<Result<BlobDigest, HashError>> {
+        let data = map.bytes();
+        let len = data.len() as u64;
+        let windows = data.chunks(MAPPED_WINDOW);
+        if !with_outboard {
+            let mut hasher = mode.hasher();
+            for window in windows {
+                if !map.undisturbed() {
+                    return None;
+                }
+                update(&mut hasher, window);
+            }
+            return Some(Ok(BlobDigest {
+                hash: hasher.finalize(),
+                len,
+                outboard: None,
+            }));
+        }
+        let window_chunks = (MAPPED_WINDOW / CHUNK_LEN) as u64;
+        let rooted = windows.len() == 1;
+        let mut tree = TreeAssembler::new(mode, window_chunks, Sink::Memory);
+        for (i, window) in windows.enumerate() {
+            if !map.undisturbed() {
+                return None;
+            }
+            tree.push(window_output(
+                window,
+                i as u64 * window_chunks,
+                mode,
+                rooted,
+                true,
+            ));
+        }
+        Some(
+            tree.finish(len)
+                .map_err(HashError::OutboardWrite)
+                .map(|(hash, outboard)| BlobDigest {
+                    hash,
+                    len,
+                    outboard,
+                }),
+        )
+    }
+}
+
 impl BlobHasher for CpuHasher {
     fn describe(&self) -> String {
         format!(
@@ -303,6 +365,25 @@ impl BlobHasher for CpuHasher {
         })
     }
 
+    fn hash_file(
+        &self,
+        path: &Path,
+        mode: HashMode,
+        with_outboard: bool,
+    ) -> Result<BlobDigest, HashError> {
+        let (mut file, len) = open_regular_file(path)?;
+        if len >= MAP_MIN
+            && let Some(map) = LeasedMap::new(&file, len)
+            && let Some(digest) = self.hash_mapped(&map, mode, with_outboard)
+        {
+            return digest.map_err(|e| e.for_input(path));
+        }
+        // Not leased, or somebody wants to write it: read it, from the start (the map never moved
+        // the file's position).
+        self.hash_reader(&mut file, Some(len), mode, with_outboard)
+            .map_err(|e| e.for_input(path))
+    }
+
     fn hash_batch(&self, blobs: &[&[u8]], mode: HashMode) -> Result<Vec<blake3::Hash>, HashError> {
         Ok(blobs
             .par_iter()
@@ -312,5 +393,58 @@ impl BlobHasher for CpuHasher {
                 hasher.finalize()
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_writer_waiting_stops_the_mapped_hash_and_the_file_is_read_instead() {
+        let data: Vec<u8> = (0..(MAP_MIN as usize) * 2)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let mut tmp = tempfile::NamedTempFile::new().expect("temp file");
+        tmp.write_all(&data).expect("writes");
+        let path = tmp.into_temp_path();
+        let hasher = CpuHasher::new();
+        let reader = File::open(&path).expect("opens");
+        let map = LeasedMap::new(&reader, data.len() as u64).expect("maps a file nobody writes");
+        let whole = hasher
+            .hash_mapped(&map, HashMode::Plain, true)
+            .expect("undisturbed")
+            .expect("hashes");
+        assert_eq!(whole.hash, blake3::hash(&data));
+
+        let target = path.to_path_buf();
+        let truncator = std::thread::spawn(move || {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .expect("opens for writing once the lease is gone");
+            file.set_len(5000).expect("truncates");
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while map.undisturbed() {
+            assert!(Instant::now() < deadline, "the break never showed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for outboard in [false, true] {
+            assert!(
+                hasher
+                    .hash_mapped(&map, HashMode::Plain, outboard)
+                    .is_none(),
+                "a pending break stops the mapped hash before it touches a page"
+            );
+        }
+        drop(map);
+        truncator.join().expect("truncator");
+        let digest = hasher
+            .hash_file(&path, HashMode::Plain, false)
+            .expect("hashes what is left");
+        assert_eq!(digest.hash, blake3::hash(&data[..5000]));
     }
 }

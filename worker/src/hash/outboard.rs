@@ -12,9 +12,13 @@
 //! its right subtree. A blob of at most one chunk (1024 bytes) has no parents: its outboard is the
 //! 8-byte length alone. Chunks of the blob itself are not included.
 
-use blake3::hazmat::ChainingValue;
+use blake3::hazmat::{ChainingValue, merge_subtrees_non_root, merge_subtrees_root};
 
-use super::tree::{Levels, chunk_count};
+use super::HashMode;
+use super::tree::{Levels, chunk_count, left_subtree_chunks};
+
+/// Subtrees of at least this many chunks check their two halves on two threads.
+const PARALLEL_CHECK_CHUNKS: u64 = 1 << 14;
 
 /// Bytes of the length header.
 pub const HEADER_LEN: usize = 8;
@@ -89,6 +93,54 @@ impl Outboard {
         Some((left, right))
     }
 
+    /// The root hash this outboard's tree merges to, when every parent below the root is the merge
+    /// of the two chaining values its own parent holds for it; `None` when any is not.
+    ///
+    /// A blob that hashes to the returned root has exactly this outboard: a different parent
+    /// anywhere would be a BLAKE3 collision on the way up. So a blob's hash and this check together
+    /// prove an outboard sound with one compression per parent, where rebuilding it would hash every
+    /// chunk on its own.
+    pub fn implied_root(&self, mode: HashMode) -> Option<blake3::Hash> {
+        let chunks = chunk_count(self.content_len);
+        if chunks == 1 {
+            return None;
+        }
+        let (left, right) = self.parent(0)?;
+        let left_count = left_subtree_chunks(chunks);
+        let sound = rayon::join(
+            || self.subtree_holds(1, left_count, &left, mode),
+            || self.subtree_holds(left_count as usize, chunks - left_count, &right, mode),
+        );
+        (sound == (true, true)).then(|| merge_subtrees_root(&left, &right, mode.hazmat()))
+    }
+
+    /// Whether the subtree over `count` chunks whose first parent (if any) is at pre-order `index`
+    /// merges to `cv`. Leaves (single chunks) are taken as they are.
+    fn subtree_holds(&self, index: usize, count: u64, cv: &ChainingValue, mode: HashMode) -> bool {
+        if count <= 1 {
+            return true;
+        }
+        let Some((left, right)) = self.parent(index) else {
+            return false;
+        };
+        if &merge_subtrees_non_root(&left, &right, mode.hazmat()) != cv {
+            return false;
+        }
+        let left_count = left_subtree_chunks(count);
+        let right_index = index + left_count as usize;
+        let right_count = count - left_count;
+        if count >= PARALLEL_CHECK_CHUNKS {
+            let (a, b) = rayon::join(
+                || self.subtree_holds(index + 1, left_count, &left, mode),
+                || self.subtree_holds(right_index, right_count, &right, mode),
+            );
+            a && b
+        } else {
+            self.subtree_holds(index + 1, left_count, &left, mode)
+                && self.subtree_holds(right_index, right_count, &right, mode)
+        }
+    }
+
     /// The parent nodes without the length header.
     pub fn parents_bytes(&self) -> &[u8] {
         &self.parents
@@ -128,7 +180,7 @@ pub(crate) fn push_subtree(levels: &Levels, start: u64, count: u64, out: &mut Ve
     if count <= 1 {
         return;
     }
-    let left_count = super::tree::left_subtree_chunks(count);
+    let left_count = left_subtree_chunks(count);
     let j = left_count.trailing_zeros() as usize;
     let i = (start >> j) as usize;
     out.extend_from_slice(&levels[j][i]);
@@ -149,5 +201,32 @@ mod tests {
         let outboard = Outboard::decode(&bytes).expect("one parent for two chunks");
         assert_eq!(outboard.parent_count(), 1);
         assert_eq!(outboard.encode(), bytes);
+    }
+
+    #[test]
+    fn implied_root_is_the_hash_and_any_changed_parent_breaks_it() {
+        use crate::hash::{BlobHasher, CpuHasher};
+        let hasher = CpuHasher::new();
+        for len in [1025usize, 4096, 5000, 70_000, (1 << 14) * 1024 * 2 + 3] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let digest = hasher
+                .hash_bytes(&data, HashMode::Plain, true)
+                .expect("hashes");
+            let outboard = digest.outboard.expect("asked for");
+            assert_eq!(outboard.implied_root(HashMode::Plain), Some(digest.hash));
+            let mut bytes = outboard.encode();
+            for at in [HEADER_LEN, bytes.len() - 1, HEADER_LEN + bytes.len() / 2] {
+                bytes[at] ^= 1;
+                let damaged = Outboard::decode(&bytes).expect("same size");
+                assert_ne!(
+                    damaged.implied_root(HashMode::Plain),
+                    Some(digest.hash),
+                    "len {len}, byte {at}"
+                );
+                bytes[at] ^= 1;
+            }
+        }
+        let one_chunk = Outboard::decode(&1024u64.to_le_bytes()).expect("no parents");
+        assert_eq!(one_chunk.implied_root(HashMode::Plain), None);
     }
 }
