@@ -55,6 +55,38 @@ fn tickets(c: &mut Criterion) {
             start.elapsed()
         })
     });
+
+    // A whole payment of 64 tickets at once, as a worker checks a job's, per ticket.
+    group.bench_function("validate_payment_of_64", |b| {
+        b.iter_custom(|iters| {
+            let mut validator = TicketValidator::new(worker.id(), SECRET, 0);
+            let params = validator.issue(terms(0), [5; 32]).expect("issue");
+            let payments: Vec<Vec<SignedTicket>> = (0..iters.div_ceil(64))
+                .map(|p| {
+                    (0..64)
+                        .map(|n| {
+                            SignedTicket::sign(params.ticket(client.id(), p * 64 + n), &client)
+                        })
+                        .collect()
+                })
+                .collect();
+            let start = Instant::now();
+            for payment in &payments {
+                validator.validate(payment, 0).expect("valid");
+            }
+            start
+                .elapsed()
+                .mul_f64(iters as f64 / (payments.len() * 64) as f64)
+        })
+    });
+
+    // The signature check alone, key decompressed once: the floor under `validate`.
+    group.bench_function("verify_strict", |b| {
+        let params = TicketParams::derive(worker.id(), &SECRET, [6; 32], terms(0));
+        let signed = SignedTicket::sign(params.ticket(client.id(), 1), &client);
+        let key = signed.sender_key().expect("key");
+        b.iter(|| signed.verify_with(&key).expect("valid"))
+    });
     group.finish();
 }
 

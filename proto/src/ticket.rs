@@ -8,6 +8,7 @@
 mod payer;
 mod status;
 mod validator;
+mod verify;
 pub mod wire;
 
 use ed25519_dalek::{Signature, VerifyingKey};

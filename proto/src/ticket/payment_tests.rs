@@ -87,6 +87,35 @@ fn forged_signature_is_refused() {
 }
 
 #[test]
+fn one_forged_ticket_among_many_refuses_the_payment_and_records_nothing() {
+    let mut s = setup(NEVER);
+    let mut tickets: Vec<SignedTicket> = (0..64)
+        .map(|n| SignedTicket::sign(s.params.ticket(s.client.id(), n), &s.client))
+        .collect();
+    let honest = tickets[37];
+    // Each way a signature can be bad, in the middle of an otherwise good payment.
+    let mut flipped_s = honest;
+    flipped_s.sig[40] ^= 1;
+    let mut flipped_r = honest;
+    flipped_r.sig[3] ^= 1;
+    let mut other_ticket = honest;
+    other_ticket.ticket.sender_nonce = 1000;
+    let signed_by_another = SignedTicket::sign(honest.ticket, &s.worker);
+    for bad in [flipped_s, flipped_r, other_ticket, signed_by_another] {
+        tickets[37] = bad;
+        assert_eq!(
+            s.validator.validate(&tickets, 0),
+            Err(TicketError::ForgedSignature {
+                sender: s.client.id()
+            })
+        );
+    }
+    // Nothing was recorded: the same nonces, all honest, are accepted.
+    tickets[37] = honest;
+    s.validator.validate(&tickets, 0).expect("accepted");
+}
+
+#[test]
 fn ticket_for_another_recipient_is_refused() {
     let mut s = setup(NEVER);
     let mut ticket = s.params.ticket(s.client.id(), 1);

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::verify::SenderKey;
 use super::{
     MAX_TICKETS_PER_PAYMENT, SignedTicket, TicketError, TicketParams, TicketTerms, params_label,
     recipient_rand,
@@ -46,13 +47,13 @@ pub struct TicketValidator {
     live: HashMap<[u8; 32], Issued>,
     /// Retired params by `recipient_rand_hash`, kept until they expire so their tickets stay refused.
     retired: HashMap<[u8; 32], u64>,
-    /// Senders' keys, decompressed once: a payment's tickets share a sender, and senders pay again.
-    /// At most [`KEY_CACHE`] entries; cleared when full.
-    keys: HashMap<PublicId, ed25519_dalek::VerifyingKey>,
+    /// Senders' keys with their tables, made once: a payment's tickets share a sender, and senders
+    /// pay again. At most [`KEY_CACHE`] entries (about 10 KiB each); cleared when full.
+    keys: HashMap<PublicId, SenderKey>,
 }
 
-/// Sender keys a validator keeps decompressed.
-const KEY_CACHE: usize = 1024;
+/// Sender keys a validator keeps ready.
+const KEY_CACHE: usize = 256;
 
 impl std::fmt::Debug for TicketValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,21 +265,23 @@ impl TicketValidator {
         Ok(issued)
     }
 
-    /// The sender's signature, under its key decompressed once.
+    /// The sender's signature, by [`SignedTicket::verify`]'s rule, under its key made ready once.
     fn check_signature(&mut self, signed: &SignedTicket) -> Result<(), TicketError> {
         let sender = signed.ticket.sender;
-        let key = match self.keys.get(&sender) {
-            Some(key) => *key,
-            None => {
-                let key = signed.sender_key()?;
-                if self.keys.len() >= KEY_CACHE {
-                    self.keys.clear();
-                }
-                self.keys.insert(sender, key);
-                key
+        let forged = || TicketError::ForgedSignature { sender };
+        if !self.keys.contains_key(&sender) {
+            let key = SenderKey::new(sender.as_bytes()).ok_or_else(forged)?;
+            if self.keys.len() >= KEY_CACHE {
+                self.keys.clear();
             }
-        };
-        signed.verify_with(&key)
+            self.keys.insert(sender, key);
+        }
+        let key = self.keys.get(&sender).ok_or_else(forged)?;
+        if key.verifies(&signed.ticket_hash(), &signed.sig) {
+            Ok(())
+        } else {
+            Err(forged())
+        }
     }
 }
 
