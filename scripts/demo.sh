@@ -10,6 +10,7 @@ bin="$root/target/release"
 out="$root/demo-out"
 work=$(mktemp -d -t dualrig-demo-XXXXXX)
 pids=()
+worker_pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -42,6 +43,7 @@ metrics="127.0.0.1:$((20000 + RANDOM % 20000))"
 "$bin/dualrig-coordinator" --listen 127.0.0.1:0 --data-dir "$work/coordinator" \
     --genesis "$work/genesis.toml" --metrics-addr "$metrics" >"$out/coordinator.log" 2>&1 &
 pids+=($!)
+coordinator_pid=$!
 for _ in $(seq 100); do [ -s "$work/coordinator/coordinator.addr" ] && break; sleep 0.1; done
 [ -s "$work/coordinator/coordinator.addr" ] || { cat "$out/coordinator.log"; exit 1; }
 url="http://$(cat "$work/coordinator/coordinator.addr")"
@@ -55,6 +57,7 @@ for n in 1 2; do
     "$bin/dualrig-worker" --data-dir "$work/worker$n" --price-per-unit 1 \
         --ticket-face-value 400000000 --ticket-win-prob-one-in 4 >"$out/worker$n.log" 2>&1 &
     pids+=($!)
+    worker_pids+=($!)
 done
 for _ in $(seq 200); do
     [ "$("$bin/dualrig" workers 2>/dev/null | grep -c encoder=)" = 2 ] && break
@@ -62,18 +65,31 @@ for _ in $(seq 200); do
 done
 "$bin/dualrig" workers
 
+# CPU seconds a running process has used so far (user + system, every thread).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# CPU seconds of the processes named, summed.
+cpu_sum() { local total=0; for pid in "$@"; do total=$(echo "$total + $(cpu_of "$pid")" | bc); done; echo "$total"; }
+TIMEFORMAT='%U %S'
+
 echo "== dualrig transcode through the network ($profiles)"
+coordinator_cpu=$(cpu_of "$coordinator_pid")
+workers_cpu=$(cpu_sum "${worker_pids[@]}")
 start=$(date +%s.%N)
-"$bin/dualrig" --key "$client_key" transcode "$out/demo.mp4" --out "$out/hls" --profiles "$profiles" --pay
+{ time "$bin/dualrig" --key "$client_key" transcode "$out/demo.mp4" --out "$out/hls" \
+    --profiles "$profiles" --pay 2>&3; } 3>&2 2>"$work/client.cpu"
 network=$(echo "$(date +%s.%N) - $start" | bc)
+coordinator_cpu=$(echo "$(cpu_of "$coordinator_pid") - $coordinator_cpu" | bc)
+workers_cpu=$(echo "$(cpu_sum "${worker_pids[@]}") - $workers_cpu" | bc)
+client_cpu=$(awk '{ print $1 + $2 }' "$work/client.cpu")
 
 echo "== the same ladder with the ffmpeg CLI and the same encoder settings"
 mkdir -p "$out/ffmpeg-cli"
 mapfile -t args < <("$bin/dualrig-worker" ladder-command --profiles "$profiles" "$out/demo.mp4" "$out/ffmpeg-cli")
 echo "ffmpeg ${args[*]}"
 start=$(date +%s.%N)
-ffmpeg -hide_banner -loglevel error -y "${args[@]}"
+{ time ffmpeg -hide_banner -loglevel error -y "${args[@]}" 2>&3; } 3>&2 2>"$work/cli.cpu"
 cli=$(echo "$(date +%s.%N) - $start" | bc)
+cli_cpu=$(awk '{ print $1 + $2 }' "$work/cli.cpu")
 
 echo
 echo "== storage: the HLS ladder's master playlist and the source clip kept on both workers, fetched back verified"
@@ -99,6 +115,9 @@ echo
 echo "== metrics ($metrics/metrics)"
 curl -fsS "http://$metrics/metrics" 2>/dev/null | grep -E '^dualrig_(jobs_total|workers_connected|bytes_|storage_(blobs|gets))' || true
 echo
+printf 'CPU seconds: client %.2f, coordinator %.2f, workers %.2f (network total %.2f); ffmpeg CLI %.2f\n' \
+    "$client_cpu" "$coordinator_cpu" "$workers_cpu" \
+    "$(echo "$client_cpu + $coordinator_cpu + $workers_cpu" | bc)" "$cli_cpu"
 printf 'network ladder: %.2f s   ffmpeg CLI ladder: %.2f s   ratio: %.2f\n' \
     "$network" "$cli" "$(echo "$network / $cli" | bc -l)"
 for p in ${profiles//,/ }; do

@@ -1,7 +1,10 @@
 //! What the coordinator's verification of one result costs next to the transcode that made it: for a few
 //! generated segments, the worker's ladder is transcoded with `dualrig_media` (the selected encoder), then
 //! the result is checked with the coordinator's own `check_result`, once structurally only and once with the
-//! content check. Prints the median of several runs of each and their ratio to the transcode.
+//! content check; beside them, every rendition decoded in full with `verify_rendition` (what the
+//! structural check did before it read bitstreams). Prints the median of several runs of each, in CPU
+//! milliseconds of this process (every thread, so a frame-threaded decode counts all its cores) and in
+//! wall milliseconds, and the CPU ratios to the transcode.
 //!
 //! Run: `cargo bench -p dualrig-benches --bench verify` (`VERIFY_BENCH_RUNS` sets the runs, default 5).
 
@@ -10,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dualrig_coordinator::verify::{ContentCheck, check_result};
-use dualrig_media::{EncoderChoice, inspect, select_encoder, transcode_segment};
+use dualrig_media::{EncoderChoice, inspect, select_encoder, transcode_segment, verify_rendition};
 use dualrig_proto::identity::Identity;
 use dualrig_proto::profile::Profile;
 use dualrig_proto::result::{rendition, sign_result};
@@ -76,6 +79,40 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
+/// CPU time this process has used, every thread.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the one we pass.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Medians of CPU and wall time over `runs` runs of `f`.
+#[derive(Clone, Copy)]
+struct Cost {
+    cpu: Duration,
+    wall: Duration,
+}
+
+fn measure(runs: usize, mut f: impl FnMut()) -> Cost {
+    let (mut cpu, mut wall) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        let (c, w) = (process_cpu(), Instant::now());
+        f();
+        wall.push(w.elapsed());
+        cpu.push(process_cpu() - c);
+    }
+    Cost {
+        cpu: median(cpu),
+        wall: median(wall),
+    }
+}
+
 fn main() {
     let runs: usize = std::env::var("VERIFY_BENCH_RUNS")
         .ok()
@@ -88,26 +125,33 @@ fn main() {
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch");
     let worker = Identity::generate();
-    println!("encoder {}, {runs} runs each, medians in ms", encoder.name);
     println!(
-        "{:<16} {:>9} {:>9} {:>11} {:>14} {:>10} {:>14}",
-        "segment", "transcode", "inspect", "structural", "+content", "struct/tx", "+content/tx"
+        "encoder {}, {runs} runs each, medians: CPU ms (wall ms)",
+        encoder.name
+    );
+    println!(
+        "{:<16} {:>15} {:>13} {:>13} {:>13} {:>15} {:>9} {:>9} {:>11}",
+        "segment",
+        "transcode",
+        "inspect",
+        "structural",
+        "full decode",
+        "+content",
+        "struct/tx",
+        "full/tx",
+        "+content/tx"
     );
     for (name, graph, secs, ladder) in SEGMENTS {
         let segment_path = generate(dir.path(), name, graph, *secs);
-        let segment = std::fs::read(&segment_path).expect("segment");
         let profiles = Profile::parse_list(ladder).expect("ladder");
         let out = dir.path().join("out");
 
-        let mut transcode = Vec::with_capacity(runs);
         let mut outputs = Vec::new();
-        for _ in 0..runs {
+        let transcode = measure(runs, || {
             let _ = std::fs::remove_dir_all(&out);
-            let started = Instant::now();
             outputs =
                 transcode_segment(&segment_path, &profiles, &encoder, &out).expect("transcodes");
-            transcode.push(started.elapsed());
-        }
+        });
         let renditions: Vec<_> = outputs
             .iter()
             .map(|o| rendition(&o.profile.name, std::fs::read(&o.path).expect("rendition")))
@@ -121,19 +165,14 @@ fn main() {
             transcode_ms: 0,
         };
 
-        let mut inspected = Vec::with_capacity(runs);
         let mut source = None;
-        for _ in 0..runs {
-            let started = Instant::now();
+        let inspected = measure(runs, || {
             source = Some(inspect(&segment_path).expect("inspects"));
-            inspected.push(started.elapsed());
-        }
+        });
         let source = source.expect("at least one run");
 
         let check = |content: ContentCheck<'_>| {
-            let mut times = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let started = Instant::now();
+            measure(runs, || {
                 check_result(
                     &worker.id(),
                     &job_id,
@@ -144,26 +183,32 @@ fn main() {
                     content,
                 )
                 .expect("an honest result passes");
-                times.push(started.elapsed());
-            }
-            median(times)
+            })
         };
         let structural = check(ContentCheck::Off);
+        let full_decode = measure(runs, || {
+            for o in &outputs {
+                verify_rendition(&source, &o.path, &o.profile).expect("an honest rendition");
+            }
+        });
         let with_content = check(ContentCheck::Sampled {
-            segment: &segment,
+            segment: &segment_path,
             seed: 7,
         });
-        let transcode = median(transcode);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let cell = |c: Cost| format!("{:.0} ({:.0})", ms(c.cpu), ms(c.wall));
+        let ratio = |c: Cost| ms(c.cpu) / ms(transcode.cpu);
         println!(
-            "{:<16} {:>9.0} {:>9.0} {:>11.0} {:>14.0} {:>10.3} {:>14.3}",
+            "{:<16} {:>15} {:>13} {:>13} {:>13} {:>15} {:>9.3} {:>9.3} {:>11.3}",
             name,
-            ms(transcode),
-            ms(median(inspected)),
-            ms(structural),
-            ms(with_content),
-            ms(structural) / ms(transcode),
-            ms(with_content) / ms(transcode),
+            cell(transcode),
+            cell(inspected),
+            cell(structural),
+            cell(full_decode),
+            cell(with_content),
+            ratio(structural),
+            ratio(full_decode),
+            ratio(with_content),
         );
     }
 }

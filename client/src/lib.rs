@@ -98,11 +98,13 @@ impl Payment {
     }
 }
 
-/// Frames in a segment, counted by decoding its header the way the coordinator inspects it.
+/// Frames in a segment, counted from its bitstream: at least what the coordinator's decode counts, so
+/// the tickets cover the job (a segment whose packets do not all decode pays for a frame or two
+/// more), at a small share of decoding it.
 fn segment_frames(segment: &[u8]) -> Result<u64, ClientError> {
     let mut file = tempfile::NamedTempFile::new().map_err(ClientError::io("staging a segment"))?;
     std::io::Write::write_all(&mut file, segment).map_err(ClientError::io("staging a segment"))?;
-    Ok(dualrig_media::inspect(file.path())?.frames)
+    Ok(dualrig_media::count_frames(file.path())?)
 }
 
 /// Every entry of a paged list (PROTOCOL §10): asks for `fetch(token)` from the empty token until the

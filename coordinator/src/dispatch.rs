@@ -30,6 +30,9 @@ use crate::verify::{CheckError, ContentCheck, Verified, check_result};
 pub struct JobSpec {
     pub job_id: String,
     pub segment: Bytes,
+    /// `segment` in scratch, written once at upload for its inspection and read again by every content
+    /// check of the job; deleted with the last reference.
+    pub staged: Arc<tempfile::TempPath>,
     pub source: StreamInfo,
     pub profiles: Vec<Profile>,
     /// Output pixels the job produces (what a payment must cover).
@@ -268,7 +271,7 @@ impl JobDispatcher {
         let checked = tokio::task::spawn_blocking(move || {
             let content = match seed {
                 Some(seed) => ContentCheck::Sampled {
-                    segment: &spec.segment[..],
+                    segment: &spec.staged,
                     seed,
                 },
                 None => ContentCheck::Off,

@@ -277,7 +277,7 @@ pub fn reverify_transcode(
                 return Ok(Verdict::not_upheld(recorded, note));
             }
         };
-    let segment = &job.segment[..];
+    let segment = staged.path();
     let content = match &recorded {
         Some(Fault::Content { seed, .. }) => ContentCheck::Sampled {
             segment,

@@ -187,14 +187,17 @@ impl CoordinatorService {
         let segment = segment.freeze();
 
         let scratch = self.config.scratch_dir();
-        let staged = segment.clone();
-        let source = tokio::task::spawn_blocking(move || {
+        let bytes = segment.clone();
+        let (source, staged) = tokio::task::spawn_blocking(move || {
             let mut file = tempfile::Builder::new()
                 .prefix("segment-")
                 .tempfile_in(&scratch)?;
-            std::io::Write::write_all(&mut file, &staged)?;
-            dualrig_media::inspect_within(file.path(), dualrig_media::DecodeBudget::SEGMENT)
-                .map_err(|e| CoordinatorError::BadSegment(format!("segment rejected: {e}")))
+            std::io::Write::write_all(&mut file, &bytes)?;
+            let staged = file.into_temp_path();
+            let source =
+                dualrig_media::inspect_within(&staged, dualrig_media::DecodeBudget::SEGMENT)
+                    .map_err(|e| CoordinatorError::BadSegment(format!("segment rejected: {e}")))?;
+            Ok::<_, CoordinatorError>((source, Arc::new(staged)))
         })
         .await
         .map_err(|e| CoordinatorError::BadSegment(format!("segment inspection crashed: {e}")))??;
@@ -223,6 +226,7 @@ impl CoordinatorService {
             .run(JobSpec {
                 job_id: job_id.clone(),
                 segment,
+                staged,
                 source,
                 profiles,
                 units,

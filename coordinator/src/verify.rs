@@ -3,6 +3,12 @@
 //! (±1) and the source's timestamps. On the jobs the dispatcher picks, a content check follows: a few
 //! random frames of each rendition against the source's (`dualrig_media::content_check`), so a blank,
 //! swapped or foreign video with the right shape is refused too.
+//!
+//! Without the content check, each rendition's structure is read from its bitstream
+//! (`dualrig_media::verify_rendition_quick`: packets counted, timestamps read, the first frame decoded),
+//! a small share of decoding it all; only a rendition that fails that is decoded in full
+//! (`verify_rendition`), and only that verdict is a fault. With the content check every rendition is
+//! decoded in full.
 
 use std::io::Write;
 use std::path::Path;
@@ -27,14 +33,14 @@ const MAX_EVERY_FRAME: u64 = 1 << 12;
 pub enum ContentCheck<'a> {
     Off,
     /// [`CONTENT_SAMPLES`] frames of each rendition, drawn from `seed`, against `segment`, the job's
-    /// source: the same seed draws the same frames, so the verdict replays.
+    /// source as staged in scratch: the same seed draws the same frames, so the verdict replays.
     Sampled {
-        segment: &'a [u8],
+        segment: &'a Path,
         seed: u64,
     },
     /// Every frame of each rendition against `segment`: fails wherever any sampled check could.
     EveryFrame {
-        segment: &'a [u8],
+        segment: &'a Path,
         frames: u64,
     },
 }
@@ -68,9 +74,10 @@ pub enum CheckError {
 
 /// Checks `result` from `worker` against the job's source and ladder, then runs `content`. The one
 /// function that judges a transcode result: the dispatcher calls it live and `evidence::reverify`
-/// calls it again on a slash's evidence. Blocking: decodes every rendition (and, for the content
-/// check, the source once per rendition; where a rendition fails it, also encodes that rendition with
-/// libx264 to see whether an honest encoder could have done better).
+/// calls it again on a slash's evidence. Blocking: reads every rendition's bitstream, decodes in full
+/// the renditions that fail that or that are content-checked (and, for the content check, the source
+/// once per rendition; where a rendition fails it, also encodes that rendition with libx264 to see
+/// whether an honest encoder could have done better).
 pub fn check_result(
     worker: &PublicId,
     job_id: &str,
@@ -124,7 +131,18 @@ fn check(
             return Err(set_fault(&r.profile, RenditionSet::Duplicate).into());
         }
     }
-    let mut staged_renditions = Vec::with_capacity(profiles.len());
+    let (segment, samples, seed) = match content {
+        ContentCheck::Off => (None, 0, 0),
+        ContentCheck::Sampled { segment, seed } => (Some(segment), CONTENT_SAMPLES, seed),
+        ContentCheck::EveryFrame { segment, frames } => {
+            (Some(segment), frames.clamp(1, MAX_EVERY_FRAME) as usize, 0)
+        }
+    };
+    // Sampled frames of every rendition are scored together, the source decoded once; every frame of
+    // each (a replay) is scored rendition by rendition, so only one rendition's frames are held.
+    let one_by_one = samples > CONTENT_SAMPLES;
+    let mut drawn = Vec::with_capacity(profiles.len());
+    let mut scores = Vec::with_capacity(profiles.len());
     for profile in profiles {
         let rendition = result
             .renditions
@@ -137,18 +155,36 @@ fn check(
             .tempfile_in(scratch)?;
         staged.write_all(&rendition.data)?;
         staged.flush()?;
-        dualrig_media::verify_rendition(source, staged.path(), profile)
+        if let Some(segment) = segment {
+            // Decoded in full, the content check's frames drawn on the way.
+            let (_, sample) = dualrig_media::verify_rendition_sampled(
+                source,
+                staged.path(),
+                profile,
+                samples,
+                seed,
+            )
             .map_err(Fault::Structure)?;
-        staged_renditions.push((profile, staged));
-    }
-    let (segment, samples, seed) = match content {
-        ContentCheck::Off => return Ok(Verified::Passed),
-        ContentCheck::Sampled { segment, seed } => (segment, CONTENT_SAMPLES, seed),
-        ContentCheck::EveryFrame { segment, frames } => {
-            (segment, frames.clamp(1, MAX_EVERY_FRAME) as usize, 0)
+            if one_by_one {
+                scores.extend(
+                    dualrig_media::score_samples(segment, &[&sample]).map_err(Fault::Structure)?,
+                );
+            } else {
+                drawn.push(sample);
+            }
+        } else if dualrig_media::verify_rendition_quick(source, staged.path(), profile).is_err() {
+            dualrig_media::verify_rendition(source, staged.path(), profile)
+                .map_err(Fault::Structure)?;
         }
+    }
+    let Some(segment) = segment else {
+        return Ok(Verified::Passed);
     };
-    let outcome = check_content(segment, &staged_renditions, scratch, samples, seed);
+    if !one_by_one {
+        let drawn: Vec<&dualrig_media::ContentSample> = drawn.iter().collect();
+        scores = dualrig_media::score_samples(segment, &drawn).map_err(Fault::Structure)?;
+    }
+    let outcome = check_content(segment, profiles, scores, scratch, samples, seed);
     let label = match &outcome {
         Ok(ContentOutcome::Passed { lowest_db }) => {
             record_passing_score(*lowest_db);
@@ -197,29 +233,22 @@ fn record_passing_score(score_db: f64) {
     }
 }
 
-/// Compares `samples` frames of every rendition, drawn from `seed`, with the source segment's. A
-/// rendition under the threshold is a fault only where libx264's own rendition of the same profile
-/// scores at least [`REFERENCE_MARGIN_DB`] above it on the same frames; otherwise it is inconclusive
-/// and the other renditions are still checked.
+/// Judges every rendition's content score (its `samples` frames from `seed` against the source
+/// segment's). A rendition under the threshold is a fault only where libx264's own rendition of the
+/// same profile scores at least [`REFERENCE_MARGIN_DB`] above it on the same frames; otherwise it is
+/// inconclusive and the other renditions are still checked.
 fn check_content(
-    segment: &[u8],
-    renditions: &[(&Profile, tempfile::NamedTempFile)],
+    segment: &Path,
+    profiles: &[Profile],
+    scores: Vec<dualrig_media::ContentScore>,
     scratch: &Path,
     samples: usize,
     seed: u64,
 ) -> Result<ContentOutcome, CheckError> {
-    let mut staged = tempfile::Builder::new()
-        .prefix("source-")
-        .tempfile_in(scratch)?;
-    staged.write_all(segment)?;
-    staged.flush()?;
     let threshold_db = dualrig_media::CONTENT_THRESHOLD_DB;
     let mut lowest = f64::INFINITY;
     let mut inconclusive = None;
-    for (profile, rendition) in renditions {
-        let score =
-            dualrig_media::content_check(staged.path(), rendition.path(), profile, samples, seed)
-                .map_err(Fault::Structure)?;
+    for (profile, score) in profiles.iter().zip(scores) {
         tracing::debug!(
             rendition = %profile.name,
             min_block_psnr_db = score.min_block_psnr_db,
@@ -229,7 +258,7 @@ fn check_content(
             lowest = lowest.min(score.min_block_psnr_db);
             continue;
         };
-        let reference_db = reference_score(staged.path(), profile, scratch, samples, seed)?;
+        let reference_db = reference_score(segment, profile, scratch, samples, seed)?;
         if reference_db >= threshold_db + REFERENCE_MARGIN_DB {
             return Err(Fault::from_content(failure, seed, reference_db).into());
         }

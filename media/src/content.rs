@@ -107,95 +107,177 @@ pub fn content_check(
     samples: usize,
     seed: u64,
 ) -> Result<ContentScore, VerifyError> {
-    let undecodable = |what: &str, e: MediaError| VerifyError::Undecodable {
-        rendition: profile.name.clone(),
-        detail: format!("{what}: {e}"),
-    };
-    let picked = sample_frames(rendition, samples.max(1), seed)
-        .map_err(|e| undecodable("decoding it for the content check", e))?;
-    let matched =
-        matching_frames(source, &picked).map_err(|e| undecodable("decoding its source", e))?;
-    let mut frames = Vec::with_capacity(picked.len());
-    let mut scaler: Option<scaling::Context> = None;
-    let mut converter: Option<scaling::Context> = None;
-    for (sample, source_frame) in picked.iter().zip(matched) {
-        let Some(source_frame) = source_frame else {
-            continue;
-        };
-        let seen = &sample.frame;
-        let (width, height) = (seen.width(), seen.height());
-        let scaled = scale(&mut scaler, &source_frame, width, height)
-            .map_err(|e| undecodable("scaling its source", e))?;
-        let seen = if seen.format() == Pixel::YUV420P {
-            None
-        } else {
-            Some(
-                scale(&mut converter, seen, width, height)
-                    .map_err(|e| undecodable("converting it", e))?,
-            )
-        };
-        let seen = seen.as_ref().unwrap_or(&sample.frame);
-        let (psnr_db, block_psnr_db) = luma_psnr(&scaled, seen);
-        frames.push(FrameScore {
-            index: sample.index,
-            pts_secs: sample.pts_secs,
-            block_psnr_db,
-            psnr_db,
-        });
-    }
-    if frames.is_empty() {
-        return Err(VerifyError::Undecodable {
+    let picked =
+        sample_frames(rendition, samples.max(1), seed).map_err(|e| VerifyError::Undecodable {
             rendition: profile.name.clone(),
-            detail: "no source frame lines up with its frames".to_owned(),
-        });
-    }
-    let min_block_psnr_db = frames
-        .iter()
-        .map(|f| f.block_psnr_db)
-        .fold(f64::INFINITY, f64::min);
-    Ok(ContentScore {
-        frames,
-        min_block_psnr_db,
-    })
+            detail: format!("decoding it for the content check: {e}"),
+        })?;
+    let sample = ContentSample {
+        rendition: profile.name.clone(),
+        frames: picked,
+    };
+    let mut scores = score_samples(source, &[&sample])?;
+    Ok(scores.remove(0))
 }
 
-/// Reservoir-samples `k` frames of `path` in one pass, without knowing how many there are; returns them in
-/// presentation order.
+/// Frames of one rendition drawn for the content check (by [`crate::verify_rendition_sampled`] while
+/// it decodes the rendition), waiting to be compared with the source by [`score_samples`].
+pub struct ContentSample {
+    rendition: String,
+    frames: Vec<Timed<frame::Video>>,
+}
+
+impl std::fmt::Debug for ContentSample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentSample")
+            .field("rendition", &self.rendition)
+            .field("frames", &self.frames.len())
+            .finish()
+    }
+}
+
+/// Scores every rendition's sample against `source`, decoded once for all of them: what
+/// [`content_check`] finds for each, in the order given.
+pub fn score_samples(
+    source: &Path,
+    samples: &[&ContentSample],
+) -> Result<Vec<ContentScore>, VerifyError> {
+    let Some(first) = samples.first() else {
+        return Ok(Vec::new());
+    };
+    let wanted: Vec<&Timed<frame::Video>> = samples.iter().flat_map(|s| &s.frames).collect();
+    let mut matched = matching_frames(source, &wanted)
+        .map_err(|e| VerifyError::Undecodable {
+            rendition: first.rendition.clone(),
+            detail: format!("decoding its source: {e}"),
+        })?
+        .into_iter();
+    let mut scores = Vec::with_capacity(samples.len());
+    let mut scaler: Option<scaling::Context> = None;
+    let mut converter: Option<scaling::Context> = None;
+    for sample in samples {
+        let undecodable = |what: &str, e: MediaError| VerifyError::Undecodable {
+            rendition: sample.rendition.clone(),
+            detail: format!("{what}: {e}"),
+        };
+        let mut frames = Vec::with_capacity(sample.frames.len());
+        for picked in &sample.frames {
+            let Some(source_frame) = matched.next().flatten() else {
+                continue;
+            };
+            let seen = &picked.frame;
+            let (width, height) = (seen.width(), seen.height());
+            let scaled = scale(&mut scaler, &source_frame, width, height)
+                .map_err(|e| undecodable("scaling its source", e))?;
+            let converted = if seen.format() == Pixel::YUV420P {
+                None
+            } else {
+                Some(
+                    scale(&mut converter, seen, width, height)
+                        .map_err(|e| undecodable("converting it", e))?,
+                )
+            };
+            let seen = converted.as_ref().unwrap_or(seen);
+            let (psnr_db, block_psnr_db) = luma_psnr(&scaled, seen);
+            frames.push(FrameScore {
+                index: picked.index,
+                pts_secs: picked.pts_secs,
+                block_psnr_db,
+                psnr_db,
+            });
+        }
+        if frames.is_empty() {
+            return Err(VerifyError::Undecodable {
+                rendition: sample.rendition.clone(),
+                detail: "no source frame lines up with its frames".to_owned(),
+            });
+        }
+        let min_block_psnr_db = frames
+            .iter()
+            .map(|f| f.block_psnr_db)
+            .fold(f64::INFINITY, f64::min);
+        scores.push(ContentScore {
+            frames,
+            min_block_psnr_db,
+        });
+    }
+    Ok(scores)
+}
+
+/// Keeps `k` frames of a stream seen once, each equally likely, without knowing its length
+/// (reservoir sampling, seeded so the same seed keeps the same frames).
+pub(crate) struct Reservoir {
+    rng: SplitMix64,
+    k: usize,
+    kept: Vec<Timed<frame::Video>>,
+    index: u64,
+    /// Seconds per pts tick.
+    tb: f64,
+}
+
+impl Reservoir {
+    pub fn new(k: usize, seed: u64, tb: f64) -> Self {
+        Reservoir {
+            rng: SplitMix64(seed),
+            k: k.max(1),
+            kept: Vec::with_capacity(k.max(1)),
+            index: 0,
+            tb,
+        }
+    }
+
+    /// Offers the next frame in presentation order.
+    pub fn offer(&mut self, frame: frame::Video) {
+        let index = self.index;
+        self.index += 1;
+        let slot = if self.kept.len() < self.k {
+            None
+        } else {
+            match usize::try_from(self.rng.below(index + 1)) {
+                Ok(j) if j < self.kept.len() => Some(j),
+                _ => return,
+            }
+        };
+        let timed = Timed {
+            index,
+            pts_secs: frame.pts().unwrap_or(0) as f64 * self.tb,
+            frame,
+        };
+        match slot {
+            None => self.kept.push(timed),
+            Some(j) => self.kept[j] = timed,
+        }
+    }
+
+    /// The kept frames, in presentation order, as the sample of `rendition`.
+    pub fn finish(mut self, rendition: &str) -> ContentSample {
+        self.kept.sort_by_key(|t| t.index);
+        ContentSample {
+            rendition: rendition.to_owned(),
+            frames: self.kept,
+        }
+    }
+}
+
+/// Reservoir-samples `k` frames of `path` in one pass; returns them in presentation order.
 fn sample_frames(path: &Path, k: usize, seed: u64) -> Result<Vec<Timed<frame::Video>>, MediaError> {
     let mut source = VideoSource::open(path, 1)?;
-    let tb = f64::from(source.video_time_base);
-    let mut rng = SplitMix64(seed);
-    let mut kept: Vec<Timed<frame::Video>> = Vec::with_capacity(k);
-    let mut index = 0u64;
+    let mut reservoir = Reservoir::new(k, seed, f64::from(source.video_time_base));
     source.decode(
         |frame| {
-            let timed = Timed {
-                index,
-                pts_secs: frame.pts().unwrap_or(0) as f64 * tb,
-                frame,
-            };
-            if kept.len() < k {
-                kept.push(timed);
-            } else {
-                let j = rng.below(index + 1);
-                if let Some(slot) = usize::try_from(j).ok().and_then(|j| kept.get_mut(j)) {
-                    *slot = timed;
-                }
-            }
-            index += 1;
+            reservoir.offer(frame);
             Ok(())
         },
         |_| Ok(()),
     )?;
-    kept.sort_by_key(|t| t.index);
-    Ok(kept)
+    Ok(reservoir.finish("").frames)
 }
 
-/// For each sampled frame, the source frame whose presentation time is nearest to it (the earlier on a
+/// For each wanted frame, the source frame whose presentation time is nearest to it (the earlier on a
 /// tie, as a player would still be showing it).
 fn matching_frames(
     path: &Path,
-    wanted: &[Timed<frame::Video>],
+    wanted: &[&Timed<frame::Video>],
 ) -> Result<Vec<Option<Rc<frame::Video>>>, MediaError> {
     let mut source = VideoSource::open(path, 1)?;
     let tb = f64::from(source.video_time_base);
@@ -226,10 +308,12 @@ fn scale(
     height: u32,
 ) -> Result<frame::Video, MediaError> {
     let stale = cached.as_ref().is_none_or(|s| {
-        let input = s.input();
+        let (input, output) = (s.input(), s.output());
         input.format != frame.format()
             || input.width != frame.width()
             || input.height != frame.height()
+            || output.width != width
+            || output.height != height
     });
     if stale {
         let context = scaling::Context::get(

@@ -253,6 +253,102 @@ impl VideoSource {
         Ok(summary)
     }
 
+    /// Reads every packet without decoding the stream: video packets counted, their presentation
+    /// timestamps' span and the key flag of the earliest one kept, and only the first frame decoded
+    /// (its size, and that the stream starts as a picture). At most `max_packets` video packets are
+    /// read. What the bitstream says, for a check that need not decode all of it.
+    pub(crate) fn scan(&mut self, max_packets: u64) -> Result<DecodeSummary, MediaError> {
+        let mut summary = DecodeSummary::default();
+        let mut video_packets = 0u64;
+        let mut earliest_key = false;
+        let mut first_frame: Option<frame::Video> = None;
+        loop {
+            let mut packet = Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => break,
+                Err(e) => {
+                    return Err(MediaError::Undecodable {
+                        detail: format!("reading stops after {video_packets} video packets: {e}"),
+                    });
+                }
+            }
+            if packet.stream() != self.video_index {
+                continue;
+            }
+            if packet.is_corrupt() {
+                return Err(MediaError::Undecodable {
+                    detail: format!("video packet {} is damaged", video_packets + 1),
+                });
+            }
+            video_packets += 1;
+            if video_packets > max_packets {
+                return Err(MediaError::TooManyFrames {
+                    frames: video_packets,
+                    limit: max_packets,
+                });
+            }
+            let Some(pts) = packet.pts().or(packet.dts()) else {
+                return Err(MediaError::Undecodable {
+                    detail: format!("video packet {video_packets} carries no timestamp"),
+                });
+            };
+            if summary.first_pts.is_none_or(|p| pts < p) {
+                summary.first_pts = Some(pts);
+                earliest_key = packet.is_key();
+            }
+            summary.last_pts = Some(summary.last_pts.map_or(pts, |p| p.max(pts)));
+            if first_frame.is_none() {
+                self.decoder
+                    .send_packet(&packet)
+                    .map_err(|e| MediaError::Undecodable {
+                        detail: format!("video packet {video_packets} does not decode: {e}"),
+                    })?;
+                first_frame = self.receive_one()?;
+            }
+        }
+        if first_frame.is_none() {
+            match self.decoder.send_eof() {
+                Ok(()) | Err(ffmpeg::Error::Eof) => {}
+                Err(e) => {
+                    return Err(MediaError::Undecodable {
+                        detail: format!("the video does not decode: {e}"),
+                    });
+                }
+            }
+            first_frame = self.receive_one()?;
+        }
+        let Some(frame) = first_frame else {
+            return Err(MediaError::Undecodable {
+                detail: format!(
+                    "no {} frame decodes from {video_packets} video packets",
+                    self.video_codec
+                ),
+            });
+        };
+        summary.frames = video_packets;
+        summary.width = frame.width();
+        summary.height = frame.height();
+        summary.first_is_key = earliest_key && frame.is_key();
+        Ok(summary)
+    }
+
+    /// The next decoded frame, or `None` while the decoder wants more packets.
+    fn receive_one(&mut self) -> Result<Option<frame::Video>, MediaError> {
+        let mut frame = frame::Video::empty();
+        match self.decoder.receive_frame(&mut frame) {
+            Ok(()) if frame.is_corrupt() => Err(MediaError::Undecodable {
+                detail: "the first frame decodes damaged".to_owned(),
+            }),
+            Ok(()) => Ok(Some(frame)),
+            Err(ffmpeg::Error::Eof) => Ok(None),
+            Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => Ok(None),
+            Err(e) => Err(MediaError::Undecodable {
+                detail: format!("the first frame does not decode: {e}"),
+            }),
+        }
+    }
+
     fn drain(
         &mut self,
         on_frame: &mut impl FnMut(frame::Video) -> Result<(), MediaError>,

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use dualrig_proto::profile::Profile;
 
-use crate::decode::VideoSource;
+use crate::content::{ContentSample, Reservoir};
+use crate::decode::{DecodeSummary, VideoSource};
 use crate::error::{MediaError, VerifyError};
 
 /// What decoding a file found.
@@ -116,13 +117,22 @@ pub fn inspect_within(path: &Path, budget: DecodeBudget) -> Result<StreamInfo, M
 }
 
 fn inspect_source(
-    mut source: VideoSource,
+    source: VideoSource,
     budget: Option<DecodeBudget>,
 ) -> Result<StreamInfo, MediaError> {
-    let stated_rate = source.frame_rate;
+    inspect_source_with(source, budget, |_| {})
+}
+
+/// [`inspect_source`], handing every decoded frame to `on_frame` once it has been counted.
+fn inspect_source_with(
+    mut source: VideoSource,
+    budget: Option<DecodeBudget>,
+    mut on_frame: impl FnMut(ffmpeg_next::frame::Video),
+) -> Result<StreamInfo, MediaError> {
     let (mut frames, mut pixels) = (0u64, 0u64);
     let count = |frame: ffmpeg_next::frame::Video| {
         let Some(budget) = budget else {
+            on_frame(frame);
             return Ok(());
         };
         frames += 1;
@@ -138,9 +148,16 @@ fn inspect_source(
                 detail: format!("it decodes to more than {} pixels", budget.max_pixels),
             });
         }
+        on_frame(frame);
         Ok(())
     };
     let summary = source.decode(count, |_| Ok(()))?;
+    Ok(stream_info(&source, &summary))
+}
+
+/// What a run over the stream found, in seconds and with the frame rate settled.
+fn stream_info(source: &VideoSource, summary: &DecodeSummary) -> StreamInfo {
+    let stated_rate = source.frame_rate;
     let tb = f64::from(source.video_time_base);
     let first = summary.first_pts.unwrap_or(0);
     let last = summary.last_pts.unwrap_or(first);
@@ -158,7 +175,7 @@ fn inspect_source(
     } else {
         (summary.frames - 1) as f64 / span_secs
     };
-    Ok(StreamInfo {
+    StreamInfo {
         container: source.container.clone(),
         video_codec: source.video_codec.clone(),
         width: summary.width,
@@ -170,7 +187,7 @@ fn inspect_source(
         has_audio: source.audio_index.is_some(),
         audio_codec: source.audio_codec.clone(),
         starts_with_keyframe: summary.first_is_key,
-    })
+    }
 }
 
 /// Checks one rendition against its source's [`StreamInfo`]: it decodes without errors, has the asked
@@ -181,22 +198,96 @@ pub fn verify_rendition(
     rendition: &Path,
     profile: &Profile,
 ) -> Result<StreamInfo, VerifyError> {
-    let name = || profile.name.clone();
     // Bounded by what the rendition must be: a few frames more than asked, at the asked size. A
     // rendition past that is refused as soon as it decodes past it, not decoded in full. Only what
     // decodes counts: a container's declared duration may run past the video (its audio), and an
     // honest rendition must never fail on an estimate.
-    let expected = match profile.fps {
-        0 => source.frames,
-        fps => (source.duration_secs * f64::from(fps)).round() as u64,
-    };
+    let expected = expected_frames(source, profile);
     let budget = DecodeBudget {
         max_frames: expected + 2,
         max_pixels: (expected + 2) * u64::from(profile.width) * u64::from(profile.height),
     };
-    let info = match VideoSource::open(rendition, threads())
-        .and_then(|source| inspect_source(source, Some(budget)))
-    {
+    let decoded = VideoSource::open(rendition, threads())
+        .and_then(|source| inspect_source(source, Some(budget)));
+    check_rendition(source, decoded, profile, expected)
+}
+
+/// [`verify_rendition`] that also draws the rendition's content-check sample (`samples` frames from
+/// `seed`, as [`crate::content_check`] draws them) in the same decode, for [`crate::score_samples`].
+pub fn verify_rendition_sampled(
+    source: &StreamInfo,
+    rendition: &Path,
+    profile: &Profile,
+    samples: usize,
+    seed: u64,
+) -> Result<(StreamInfo, ContentSample), VerifyError> {
+    let expected = expected_frames(source, profile);
+    let budget = DecodeBudget {
+        max_frames: expected + 2,
+        max_pixels: (expected + 2) * u64::from(profile.width) * u64::from(profile.height),
+    };
+    let mut reservoir = None;
+    let decoded = VideoSource::open(rendition, threads()).and_then(|video| {
+        let drawn = reservoir.insert(Reservoir::new(
+            samples,
+            seed,
+            f64::from(video.video_time_base),
+        ));
+        inspect_source_with(video, Some(budget), |frame| drawn.offer(frame))
+    });
+    let info = check_rendition(source, decoded, profile, expected)?;
+    let sample =
+        reservoir
+            .map(|r| r.finish(&profile.name))
+            .ok_or_else(|| VerifyError::Undecodable {
+                rendition: profile.name.clone(),
+                detail: "it was not decoded".to_owned(),
+            })?;
+    Ok((info, sample))
+}
+
+/// [`verify_rendition`] from the bitstream: frames counted as packets, timestamps and the leading
+/// keyframe read from them, the size from the one frame decoded, the first. An honest rendition passes
+/// both the same way; a pass here does not show that every frame decodes (the content check, which
+/// decodes, does), so a failure here is only a reason to run [`verify_rendition`], whose verdict counts.
+pub fn verify_rendition_quick(
+    source: &StreamInfo,
+    rendition: &Path,
+    profile: &Profile,
+) -> Result<StreamInfo, VerifyError> {
+    let expected = expected_frames(source, profile);
+    let scanned = VideoSource::open(rendition, 1).and_then(|mut video| {
+        let summary = video.scan(expected + 2)?;
+        Ok(stream_info(&video, &summary))
+    });
+    check_rendition(source, scanned, profile, expected)
+}
+
+/// Frames in `path` as its bitstream counts them (video packets), decoding only the first: never fewer
+/// than a full decode counts, so a client working out what a job costs pays at least what the
+/// coordinator's [`inspect_within`] will ask.
+pub fn count_frames(path: &Path) -> Result<u64, MediaError> {
+    let mut video = VideoSource::open(path, 1)?;
+    Ok(video.scan(u64::MAX)?.frames)
+}
+
+/// Frames a rendition of `source` at `profile` must have.
+fn expected_frames(source: &StreamInfo, profile: &Profile) -> u64 {
+    match profile.fps {
+        0 => source.frames,
+        fps => (source.duration_secs * f64::from(fps)).round() as u64,
+    }
+}
+
+/// The checks [`verify_rendition`] makes on what reading the rendition found.
+fn check_rendition(
+    source: &StreamInfo,
+    read: Result<StreamInfo, MediaError>,
+    profile: &Profile,
+    expected: u64,
+) -> Result<StreamInfo, VerifyError> {
+    let name = || profile.name.clone();
+    let info = match read {
         Ok(info) => info,
         // Counting stopped past the bound: the rendition has at least that many frames.
         Err(MediaError::TooManyFrames { frames, .. }) if profile.fps == 0 => {

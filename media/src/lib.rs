@@ -31,7 +31,8 @@ use std::sync::Once;
 
 pub use cli::{ffmpeg_cli_ladder_args, ffmpeg_cli_ladder_args_for};
 pub use content::{
-    CONTENT_THRESHOLD_DB, ContentScore, FrameScore, REFERENCE_MARGIN_DB, content_check,
+    CONTENT_THRESHOLD_DB, ContentSample, ContentScore, FrameScore, REFERENCE_MARGIN_DB,
+    content_check, score_samples,
 };
 pub use decoder::{
     DecoderProbe, DecoderSelection, HARDWARE_DECODER_FAMILIES, HardwareDecoder, probe_decoders,
@@ -42,7 +43,10 @@ pub use encoder::{
     SOFTWARE_ENCODER, probe_encoders, select_encoder,
 };
 pub use error::{MediaError, VerifyError};
-pub use inspect::{DecodeBudget, StreamInfo, inspect, inspect_within, verify_rendition};
+pub use inspect::{
+    DecodeBudget, StreamInfo, count_frames, inspect, inspect_within, verify_rendition,
+    verify_rendition_quick, verify_rendition_sampled,
+};
 pub use ladder::KEYFRAME_INTERVAL_SECS;
 pub use segment::{Segment, segment_file_name, split_segments};
 pub use sessions::probe_sessions;

@@ -375,3 +375,48 @@ fn at_the_bitrate_floor_a_fast_pan_passes_with_the_reference_margin() {
         );
     }
 }
+
+/// The coordinator draws each rendition's frames while it decodes it for the structural check and
+/// scores a whole ladder against one decode of the source: the scores are exactly `content_check`'s,
+/// one rendition at a time, for honest and blank renditions alike.
+#[test]
+fn a_ladder_scored_in_one_pass_scores_as_each_rendition_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = generated(dir.path(), "bars", &["testsrc2=size=640x360:rate=30"], None);
+    let source_info = dualrig_media::inspect(&source).expect("inspects");
+    let ladder = [
+        Profile::standard("360p").expect("360p"),
+        Profile::standard("240p").expect("240p"),
+    ];
+    let mut renditions: Vec<(PathBuf, Profile)> = honest(dir.path(), &source, "bars", &ladder)
+        .into_iter()
+        .zip(ladder.iter().cloned())
+        .collect();
+    let blank = doctored(
+        dir.path(),
+        &source,
+        "blank",
+        "drawbox=c=black:t=fill",
+        &ladder[1],
+    );
+    renditions.push((blank, ladder[1].clone()));
+    for seed in [1u64, 42, 7_777] {
+        let drawn: Vec<_> = renditions
+            .iter()
+            .map(|(path, profile)| {
+                dualrig_media::verify_rendition_sampled(&source_info, path, profile, 4, seed)
+                    .expect("verifies")
+                    .1
+            })
+            .collect();
+        let together = dualrig_media::score_samples(&source, &drawn.iter().collect::<Vec<_>>())
+            .expect("scores");
+        let alone: Vec<ContentScore> = renditions
+            .iter()
+            .map(|(path, profile)| {
+                content_check(&source, path, profile, 4, seed).expect("content check runs")
+            })
+            .collect();
+        assert_eq!(together, alone, "seed {seed}");
+    }
+}

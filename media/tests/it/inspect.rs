@@ -129,3 +129,35 @@ fn damage_in_the_middle_is_undecodable_not_truncated() {
     let err = inspect(&damaged).expect_err("damaged");
     assert!(matches!(err, MediaError::Undecodable { .. }), "{err}");
 }
+
+/// A client counts a segment's frames from its bitstream to price a job; on honest files, with and
+/// without B-frames, that is the count the coordinator's full decode finds.
+#[test]
+fn counting_packets_finds_the_frames_a_decode_finds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = crate::support::clip(dir.path(), "plain.ts", 2, "320x240");
+    let bframes = dir.path().join("bframes.ts");
+    crate::support::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "3",
+        "-g",
+        "30",
+        crate::support::path_str(&bframes),
+    ]);
+    for path in [&plain, &bframes] {
+        assert_eq!(
+            dualrig_media::count_frames(path).expect("counts"),
+            dualrig_media::inspect(path).expect("inspects").frames,
+            "{}",
+            path.display()
+        );
+    }
+}

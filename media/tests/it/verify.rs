@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dualrig_media::{StreamInfo, VerifyError, inspect, verify_rendition};
+use dualrig_media::{StreamInfo, VerifyError, inspect, verify_rendition, verify_rendition_quick};
 use dualrig_proto::profile::Profile;
 
 use crate::support::{clip, ffmpeg, path_str};
@@ -184,4 +184,95 @@ fn a_segment_declaring_more_than_its_budget_is_refused_unread() {
     let info = dualrig_media::inspect_within(&f.source, dualrig_media::DecodeBudget::SEGMENT)
         .expect("an ordinary segment is within the budget");
     assert_eq!(info, f.info);
+}
+
+/// `verify_rendition_quick` reads the bitstream where `verify_rendition` decodes every frame: on every
+/// rendition above, good or wrong, the two agree, error for error; only damage inside the pictures,
+/// which needs decoding to see, gets past the quick check (the coordinator decodes in full whenever the
+/// quick check fails and on every content-checked job).
+#[test]
+fn the_bitstream_check_agrees_with_the_full_decode() {
+    let f = fixture();
+    let dir = f.dir.path();
+    let mut p15 = f.p240.clone();
+    p15.fps = 15;
+    let bogus = dir.join("bogus.ts");
+    std::fs::write(&bogus, vec![0x47u8; 188 * 10]).expect("write");
+    let good = rendition(dir, &f.source, "good.ts", "scale=426:240", &[]);
+    let cases = [
+        (good.clone(), &f.p240),
+        (
+            rendition(dir, &f.source, "small.ts", "scale=426:236", &[]),
+            &f.p240,
+        ),
+        (
+            rendition(
+                dir,
+                &f.source,
+                "short.ts",
+                "scale=426:240",
+                &["-frames:v", "100"],
+            ),
+            &f.p240,
+        ),
+        (
+            rendition(
+                dir,
+                &f.source,
+                "mpeg2.ts",
+                "scale=426:240",
+                &["-c:v", "mpeg2video"],
+            ),
+            &f.p240,
+        ),
+        (
+            rendition(
+                dir,
+                &f.source,
+                "late.ts",
+                "scale=426:240",
+                &["-output_ts_offset", "0.5"],
+            ),
+            &f.p240,
+        ),
+        (good.clone(), &p15),
+        (bogus, &f.p240),
+        (
+            rendition(dir, &f.source, "doubled.ts", "scale=426:240,fps=60", &[]),
+            &f.p240,
+        ),
+        (
+            rendition(dir, &f.source, "bframes.ts", "scale=426:240", &["-bf", "2"]),
+            &f.p240,
+        ),
+    ];
+    for (path, profile) in &cases {
+        let full = verify_rendition(&f.info, path, profile);
+        let quick = verify_rendition_quick(&f.info, path, profile);
+        match (&full, &quick) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", path.display()),
+            (Err(VerifyError::Undecodable { .. }), Err(b)) => {
+                assert!(matches!(b, VerifyError::Undecodable { .. }), "{b}")
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "{}", path.display()),
+            _ => panic!("{}: full {full:?}, quick {quick:?}", path.display()),
+        }
+    }
+
+    // Damage in the middle of the pictures (payload bytes of transport packets past the first
+    // keyframe, their headers kept): the full decode refuses it, the bitstream check does not see it.
+    let mut damaged = std::fs::read(&good).expect("read");
+    let packets = damaged.len() / 188;
+    for p in (packets / 2..packets * 3 / 4).step_by(3) {
+        for b in &mut damaged[p * 188 + 8..p * 188 + 188] {
+            *b ^= 0x5a;
+        }
+    }
+    let damaged_path = dir.join("damaged.ts");
+    std::fs::write(&damaged_path, &damaged).expect("write");
+    assert!(verify_rendition(&f.info, &damaged_path, &f.p240).is_err());
+    eprintln!(
+        "damaged pictures, quick check: {:?}",
+        verify_rendition_quick(&f.info, &damaged_path, &f.p240).map(|i| i.frames)
+    );
 }
