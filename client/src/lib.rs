@@ -98,6 +98,11 @@ impl Payment {
     }
 }
 
+/// Quotes a paid segment may take: a quote is lost (`Aborted`) when its worker cannot finish the job
+/// or when another job's winning ticket retired the params it was paid under, which several segments
+/// in flight to one worker make likely at a high win probability.
+const PAID_TRIES: u32 = 4;
+
 /// Frames in a segment, counted from its bitstream: at least what the coordinator's decode counts, so
 /// the tickets cover the job (a segment whose packets do not all decode pays for a frame or two
 /// more), at a small share of decoding it.
@@ -179,8 +184,9 @@ impl DualrigClient {
     /// Like [`Self::transcode_segment`], paying the worker with tickets from `payer`, signed by
     /// `sender`: a Quote draws the worker and gives its params, the job's units (output pixels:
     /// `Σ width × height × frames`, frames counted here) set how many tickets, and the header carries
-    /// them. A quoted worker that cannot finish the job costs a new quote (`Aborted`), tried once
-    /// more. `max_price` refuses a worker asking more per output pixel.
+    /// them. A lost quote (`Aborted`: the quoted worker could not finish the job, or its params were
+    /// retired by another job's win) costs a new quote, up to [`PAID_TRIES`] in all. `max_price`
+    /// refuses a worker asking more per output pixel.
     pub async fn transcode_segment_paid(
         &self,
         segment: Vec<u8>,
@@ -240,7 +246,7 @@ impl DualrigClient {
                 payment: tickets.iter().map(Into::into).collect(),
             };
             match self.transcode_raw(header, segment.clone()).await {
-                Err(e) if e.code() == Some(tonic::Code::Aborted) && tries < 2 => continue,
+                Err(e) if e.code() == Some(tonic::Code::Aborted) && tries < PAID_TRIES => continue,
                 Err(e) => return Err(e),
                 Ok(response) => {
                     check_response(&response, profiles)?;

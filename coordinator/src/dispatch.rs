@@ -185,6 +185,14 @@ impl JobDispatcher {
                 Ok(Ok(AttemptOutcome::PaymentRefused(why))) => {
                     // The client's payment, not the worker, is at fault: no retry, no penalty.
                     metrics::attempt("payment_refused");
+                    if self.params_replaced(&spec, &worker) {
+                        // A ticket of another job won after this job's quote and retired the
+                        // params it was paid under: nobody's fault, a new quote pays again.
+                        return Err(CoordinatorError::QuoteLost(QuoteLost::ParamsReplaced {
+                            worker,
+                            why,
+                        }));
+                    }
                     return Err(CoordinatorError::PaymentRefused { worker, why });
                 }
                 Ok(Ok(AttemptOutcome::Failed(why))) => {
@@ -250,6 +258,20 @@ impl JobDispatcher {
     }
 
     /// Whether this result also gets the content check: always for a worker's first
+    /// Whether the worker has published ticket params since the ones `spec` was paid under: the
+    /// worker retired those because one of their tickets won, so a refusal of them is stale.
+    fn params_replaced(&self, spec: &JobSpec, worker: &PublicId) -> bool {
+        let (Some(payment), Some(current)) = (&spec.payment, self.pool.ticket_params(worker))
+        else {
+            return false;
+        };
+        payment.tickets.iter().any(|t| {
+            t.ticket
+                .as_ref()
+                .is_some_and(|t| t.recipient_rand_hash != current.recipient_rand_hash)
+        })
+    }
+
     /// `content_check_first_jobs` verified jobs, otherwise on `content_check_share` of jobs.
     fn wants_content_check(&self, worker: &PublicId) -> bool {
         self.pool.jobs_done(worker) < self.config.content_check_first_jobs

@@ -364,3 +364,104 @@ async fn a_paid_job_pays_its_worker_through_redeemed_tickets() {
     worker.kill().await;
     coordinator.stop().await;
 }
+
+/// Two jobs quoted under the same params, where the first one's ticket wins and retires them: the
+/// worker refuses the second's tickets, and that refusal comes back `ABORTED` (ask again), not as the
+/// client's fault; a new quote then pays and goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_under_params_another_win_retired_is_asked_again() {
+    const FACE: u64 = 1_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payer_key = Identity::from_secret([33; 32]);
+    let genesis = dir.path().join("genesis.toml");
+    write_genesis(&genesis, &[(payer_key.id(), 1_000 * TOKEN)]);
+    let coordinator = RunningCoordinator::start_at(&dir.path().join("data"), |c| {
+        c.genesis = Some(genesis.clone());
+        c.require_payment = true;
+    })
+    .await;
+    let client = coordinator.client().await;
+    client
+        .execute(
+            &payer_key,
+            Operation::Deposit {
+                amount: 500 * TOKEN,
+            },
+        )
+        .await
+        .expect("deposit");
+    // Every ticket wins, so every accepted job retires the params it was paid under.
+    let worker = crate::support::RunningWorker::start_with(&coordinator.url, |w| {
+        w.price_per_unit = 1;
+        w.ticket_face_value = FACE;
+        w.ticket_win_prob_one_in = 1;
+    })
+    .await;
+    crate::support::wait_for_workers(&client, 1).await;
+    let clip = crate::support::make_clip(dir.path(), "paid.ts", 1, "320x240");
+    let segment = std::fs::read(&clip).expect("read clip");
+    let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("standard profile");
+    let units = dualrig_proto::profile::job_units(&profiles, 25);
+
+    // Two quotes before either job runs: the same params.
+    let mut api = client.api();
+    let mut headers = Vec::new();
+    let mut payer = TicketPayer::new();
+    for label in ["first", "second"] {
+        let quote = api
+            .quote(dualrig_proto::v1::QuoteRequest {
+                profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+                segment_size: segment.len() as u64,
+            })
+            .await
+            .expect("quote")
+            .into_inner();
+        let params = dualrig_proto::ticket::TicketParams::try_from(
+            quote.params.as_ref().expect("quoted params"),
+        )
+        .expect("params");
+        let tickets = payer
+            .pay_for_units(&payer_key, &params, units * 2)
+            .expect("tickets");
+        headers.push(dualrig_proto::v1::TranscodeHeader {
+            profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+            segment_size: segment.len() as u64,
+            label: label.into(),
+            quote_id: quote.quote_id,
+            payment: tickets.iter().map(Into::into).collect(),
+        });
+    }
+    assert_eq!(
+        headers[0].payment[0]
+            .ticket
+            .as_ref()
+            .map(|t| &t.recipient_rand_hash),
+        headers[1].payment[0]
+            .ticket
+            .as_ref()
+            .map(|t| &t.recipient_rand_hash),
+        "both quotes carry the same params"
+    );
+    let mut headers = headers.into_iter();
+    client
+        .transcode_raw(headers.next().expect("first"), segment.clone())
+        .await
+        .expect("the first job is paid and done");
+    let err = client
+        .transcode_raw(headers.next().expect("second"), segment.clone())
+        .await
+        .expect_err("its params were retired by the first job's win");
+    assert_eq!(err.code(), Some(Code::Aborted), "{err}");
+    assert!(err.to_string().contains("ask for a new quote"), "{err}");
+
+    // The client's own path quotes again and goes through.
+    let payment = dualrig_client::Payment::new(Identity::from_secret([33; 32]), None);
+    client
+        .transcode_segment_paid(segment, &profiles, "third", &payment)
+        .await
+        .expect("a new quote pays under the new params");
+    let listed = client.list_workers().await.expect("workers");
+    assert_eq!((listed[0].jobs_done, listed[0].jobs_failed), (2, 0));
+    worker.kill().await;
+    coordinator.stop().await;
+}
