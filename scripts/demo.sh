@@ -3,6 +3,9 @@
 # into segments, transcoded to the default 4-rung ladder through the network, and the same ladder made by
 # the ffmpeg CLI on the same machine for comparison; then files stored on the workers and fetched back
 # verified. Stops everything it started.
+#
+# DEMO_CONTENT_CHECK_FIRST_JOBS=N sets the coordinator's `content_check_first_jobs` (default 3, which
+# in a 5-segment demo puts every job through the content check); 0 leaves the steady-state share.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +43,12 @@ for n in 1 2; do worker_ids+=("$("$bin/dualrig-worker" id --data-dir "$work/work
 
 echo "== starting a coordinator and two workers on 127.0.0.1"
 metrics="127.0.0.1:$((20000 + RANDOM % 20000))"
-"$bin/dualrig-coordinator" --listen 127.0.0.1:0 --data-dir "$work/coordinator" \
+config=()
+if [ -n "${DEMO_CONTENT_CHECK_FIRST_JOBS:-}" ]; then
+    printf 'content_check_first_jobs = %d\n' "$DEMO_CONTENT_CHECK_FIRST_JOBS" >"$work/coordinator.toml"
+    config=(--config "$work/coordinator.toml")
+fi
+"$bin/dualrig-coordinator" --listen 127.0.0.1:0 --data-dir "$work/coordinator" "${config[@]}" \
     --genesis "$work/genesis.toml" --metrics-addr "$metrics" >"$out/coordinator.log" 2>&1 &
 pids+=($!)
 coordinator_pid=$!

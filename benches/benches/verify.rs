@@ -194,6 +194,7 @@ fn main() {
         let with_content = check(ContentCheck::Sampled {
             segment: &segment_path,
             seed: 7,
+            kept: None,
         });
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let cell = |c: Cost| format!("{:.0} ({:.0})", ms(c.cpu), ms(c.wall));

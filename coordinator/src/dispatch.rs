@@ -34,6 +34,8 @@ pub struct JobSpec {
     /// check of the job; deleted with the last reference.
     pub staged: Arc<tempfile::TempPath>,
     pub source: StreamInfo,
+    /// Source frames kept at upload for the job's first content check, with the seed they are for.
+    pub source_frames: Option<Arc<dualrig_media::SourceFrames>>,
     pub profiles: Vec<Profile>,
     /// Output pixels the job produces (what a payment must cover).
     pub units: u64,
@@ -63,6 +65,14 @@ pub struct JobDispatcher {
     pool: Arc<WorkerPool>,
     config: Arc<Config>,
     slasher: Arc<Slasher>,
+}
+
+/// Why a job could not be handed to a worker.
+enum Unassigned {
+    /// No worker could take it in time.
+    Shortage(crate::pool::Shortage),
+    /// Its paid worker retired the params it was paid under while it waited.
+    ParamsReplaced(PublicId),
 }
 
 /// Why an attempt's result was not accepted.
@@ -125,16 +135,23 @@ impl JobDispatcher {
                     reasons: reasons.join("; "),
                 }));
             }
-            let assignment = match self.assign(&mut job, needs, &excluded).await {
+            let assignment = match self.assign(&spec, &mut job, needs, &excluded).await {
                 Ok(a) => a,
-                Err(shortage) if reasons.is_empty() => {
+                Err(Unassigned::ParamsReplaced(worker)) => {
+                    metrics::attempt("params_replaced");
+                    return Err(CoordinatorError::QuoteLost(QuoteLost::ParamsReplaced {
+                        worker,
+                        why: "new params came while the job waited for the worker".into(),
+                    }));
+                }
+                Err(Unassigned::Shortage(shortage)) if reasons.is_empty() => {
                     return Err(CoordinatorError::NoWorker(format!(
                         "no worker could take job {} within {:.1} s ({shortage}); start a worker or retry later",
                         spec.job_id,
                         self.config.worker_wait.as_secs_f64()
                     )));
                 }
-                Err(shortage) => {
+                Err(Unassigned::Shortage(shortage)) => {
                     reasons.push(format!("no other worker available ({shortage})"));
                     break;
                 }
@@ -190,7 +207,7 @@ impl JobDispatcher {
                         // params it was paid under: nobody's fault, a new quote pays again.
                         return Err(CoordinatorError::QuoteLost(QuoteLost::ParamsReplaced {
                             worker,
-                            why,
+                            why: format!("it refused them: {why}"),
                         }));
                     }
                     return Err(CoordinatorError::PaymentRefused { worker, why });
@@ -229,10 +246,12 @@ impl JobDispatcher {
     /// worker is told a deadline `job_timeout` from its assignment, so a later attempt gets its full time.
     async fn assign(
         &self,
+        spec: &JobSpec,
         job: &mut TranscodeJob,
         needs: Requirements,
         excluded: &HashSet<PublicId>,
-    ) -> Result<crate::pool::Assignment, crate::pool::Shortage> {
+    ) -> Result<crate::pool::Assignment, Unassigned> {
+        let stale_for = spec.payment.as_ref().map(|p| p.worker);
         let started = tokio::time::Instant::now();
         let absent_deadline = started + self.config.worker_wait;
         let busy_deadline = started + self.config.job_timeout.max(self.config.worker_wait);
@@ -240,6 +259,13 @@ impl JobDispatcher {
             let changed = self.pool.changed();
             tokio::pin!(changed);
             changed.as_mut().enable();
+            if let Some(worker) = stale_for {
+                // A paid job waiting for its worker, whose params a win retired meanwhile, would
+                // only be refused: the client can quote again now rather than after the wait.
+                if self.params_replaced(spec, &worker) {
+                    return Err(Unassigned::ParamsReplaced(worker));
+                }
+            }
             job.deadline_unix_ms = unix_ms_after(self.config.job_timeout);
             match self.pool.try_assign(job, needs, excluded) {
                 Ok(a) => return Ok(a),
@@ -250,14 +276,13 @@ impl JobDispatcher {
                         absent_deadline
                     };
                     if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                        return Err(shortage);
+                        return Err(Unassigned::Shortage(shortage));
                     }
                 }
             }
         }
     }
 
-    /// Whether this result also gets the content check: always for a worker's first
     /// Whether the worker has published ticket params since the ones `spec` was paid under: the
     /// worker retired those because one of their tickets won, so a refusal of them is stale.
     fn params_replaced(&self, spec: &JobSpec, worker: &PublicId) -> bool {
@@ -272,6 +297,7 @@ impl JobDispatcher {
         })
     }
 
+    /// Whether this result also gets the content check: always for a worker's first
     /// `content_check_first_jobs` verified jobs, otherwise on `content_check_share` of jobs.
     fn wants_content_check(&self, worker: &PublicId) -> bool {
         self.pool.jobs_done(worker) < self.config.content_check_first_jobs
@@ -287,14 +313,22 @@ impl JobDispatcher {
     ) -> Result<JobResult, Refused> {
         let spec = Arc::clone(spec);
         let scratch: PathBuf = self.config.scratch_dir();
-        // Unpredictable, so a worker cannot know which frames will be looked at.
-        let seed = self.wants_content_check(&worker).then(rand::random::<u64>);
+        // Unpredictable, so a worker cannot know which frames will be looked at: drawn at upload
+        // (no worker sees it) for the first content check of the source, afresh for any later one,
+        // since a content fault publishes its seed.
+        let seed = self.wants_content_check(&worker).then(|| {
+            spec.source_frames
+                .as_ref()
+                .and_then(|f| f.take_seed())
+                .unwrap_or_else(rand::random::<u64>)
+        });
         let started = Instant::now();
         let checked = tokio::task::spawn_blocking(move || {
             let content = match seed {
                 Some(seed) => ContentCheck::Sampled {
                     segment: &spec.staged,
                     seed,
+                    kept: spec.source_frames.as_deref(),
                 },
                 None => ContentCheck::Off,
             };

@@ -124,7 +124,7 @@ pub enum QuoteLost {
     #[error("quoted worker {} is gone; ask for a new quote", .worker.short())]
     WorkerGone { worker: PublicId },
     #[error(
-        "worker {} refused the payment ({why}) because the params it was paid under were retired when another of their tickets won; ask for a new quote and pay again",
+        "the params worker {} was paid under were retired when another of their tickets won ({why}); ask for a new quote and pay again",
         .worker.short()
     )]
     ParamsReplaced { worker: PublicId, why: String },

@@ -282,6 +282,7 @@ pub fn reverify_transcode(
         Some(Fault::Content { seed, .. }) => ContentCheck::Sampled {
             segment,
             seed: *seed,
+            kept: None,
         },
         Some(_) => ContentCheck::Off,
         None => ContentCheck::EveryFrame {

@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod evidence;
 pub mod fault;
+pub mod inspections;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;

@@ -455,6 +455,9 @@ impl WorkerPool {
         {
             w.capabilities.ticket_params = Some(params);
         }
+        drop(state);
+        // Paid jobs waiting for this worker under its old params can give up now.
+        self.changed.notify_waiters();
     }
 
     /// Attached workers that charge for their work (a price above zero).

@@ -61,6 +61,8 @@ pub struct CoordinatorService {
     segment_budget: Arc<StagingBudget>,
     /// Open quotes: id → (drawn worker, when).
     quotes: std::sync::Mutex<std::collections::HashMap<String, (PublicId, Instant)>>,
+    /// Recent segments' inspections, for a client that uploads one again after losing its quote.
+    inspections: crate::inspections::Inspections,
 }
 
 impl CoordinatorService {
@@ -89,6 +91,7 @@ impl CoordinatorService {
             pool,
             ledger,
             next_job: AtomicU64::new(1),
+            inspections: crate::inspections::Inspections::default(),
             quotes: std::sync::Mutex::default(),
         }
     }
@@ -176,6 +179,38 @@ impl CoordinatorService {
         Ok((header, segment, reservation))
     }
 
+    /// Stages `segment` in scratch and inspects it (a full decode: what decodes is what an honest
+    /// rendition must match), keeping the source frames its first content check will need.
+    async fn inspect(
+        &self,
+        segment: bytes::Bytes,
+    ) -> Result<Arc<crate::inspections::Inspected>, CoordinatorError> {
+        let scratch = self.config.scratch_dir();
+        tokio::task::spawn_blocking(move || {
+            let mut file = tempfile::Builder::new()
+                .prefix("segment-")
+                .tempfile_in(&scratch)?;
+            std::io::Write::write_all(&mut file, &segment)?;
+            let staged = file.into_temp_path();
+            // The first content check's seed is drawn now, so its source frames can be kept from
+            // this decode; no worker ever sees it.
+            let (source, kept) = dualrig_media::inspect_keeping(
+                &staged,
+                dualrig_media::DecodeBudget::SEGMENT,
+                crate::verify::CONTENT_SAMPLES,
+                rand::random(),
+            )
+            .map_err(|e| CoordinatorError::BadSegment(format!("segment rejected: {e}")))?;
+            Ok(Arc::new(crate::inspections::Inspected {
+                source,
+                staged: Arc::new(staged),
+                kept: Arc::new(kept),
+            }))
+        })
+        .await
+        .map_err(|e| CoordinatorError::BadSegment(format!("segment inspection crashed: {e}")))?
+    }
+
     async fn transcode(
         &self,
         client: Option<std::net::IpAddr>,
@@ -186,21 +221,16 @@ impl CoordinatorService {
         let profiles = ladder_from_wire(&header.profiles)?;
         let segment = segment.freeze();
 
-        let scratch = self.config.scratch_dir();
-        let bytes = segment.clone();
-        let (source, staged) = tokio::task::spawn_blocking(move || {
-            let mut file = tempfile::Builder::new()
-                .prefix("segment-")
-                .tempfile_in(&scratch)?;
-            std::io::Write::write_all(&mut file, &bytes)?;
-            let staged = file.into_temp_path();
-            let source =
-                dualrig_media::inspect_within(&staged, dualrig_media::DecodeBudget::SEGMENT)
-                    .map_err(|e| CoordinatorError::BadSegment(format!("segment rejected: {e}")))?;
-            Ok::<_, CoordinatorError>((source, Arc::new(staged)))
-        })
-        .await
-        .map_err(|e| CoordinatorError::BadSegment(format!("segment inspection crashed: {e}")))??;
+        let hash = blake3::hash(&segment);
+        let inspected = match self.inspections.get(&hash) {
+            Some(inspected) => inspected,
+            None => {
+                let inspected = self.inspect(segment.clone()).await?;
+                self.inspections.insert(hash, Arc::clone(&inspected));
+                inspected
+            }
+        };
+        let source = inspected.source.clone();
         info!(
             frames = source.frames,
             width = source.width,
@@ -226,8 +256,9 @@ impl CoordinatorService {
             .run(JobSpec {
                 job_id: job_id.clone(),
                 segment,
-                staged,
+                staged: Arc::clone(&inspected.staged),
                 source,
+                source_frames: Some(Arc::clone(&inspected.kept)),
                 profiles,
                 units,
                 round,

@@ -34,9 +34,12 @@ pub enum ContentCheck<'a> {
     Off,
     /// [`CONTENT_SAMPLES`] frames of each rendition, drawn from `seed`, against `segment`, the job's
     /// source as staged in scratch: the same seed draws the same frames, so the verdict replays.
+    /// `kept` are source frames kept when it was inspected (for some seed), which spare decoding the
+    /// source where they are the frames needed; the verdict is the same with or without them.
     Sampled {
         segment: &'a Path,
         seed: u64,
+        kept: Option<&'a dualrig_media::SourceFrames>,
     },
     /// Every frame of each rendition against `segment`: fails wherever any sampled check could.
     EveryFrame {
@@ -131,12 +134,19 @@ fn check(
             return Err(set_fault(&r.profile, RenditionSet::Duplicate).into());
         }
     }
-    let (segment, samples, seed) = match content {
-        ContentCheck::Off => (None, 0, 0),
-        ContentCheck::Sampled { segment, seed } => (Some(segment), CONTENT_SAMPLES, seed),
-        ContentCheck::EveryFrame { segment, frames } => {
-            (Some(segment), frames.clamp(1, MAX_EVERY_FRAME) as usize, 0)
-        }
+    let (segment, samples, seed, kept) = match content {
+        ContentCheck::Off => (None, 0, 0, None),
+        ContentCheck::Sampled {
+            segment,
+            seed,
+            kept,
+        } => (Some(segment), CONTENT_SAMPLES, seed, kept),
+        ContentCheck::EveryFrame { segment, frames } => (
+            Some(segment),
+            frames.clamp(1, MAX_EVERY_FRAME) as usize,
+            0,
+            None,
+        ),
     };
     // Sampled frames of every rendition are scored together, the source decoded once; every frame of
     // each (a replay) is scored rendition by rendition, so only one rendition's frames are held.
@@ -167,7 +177,8 @@ fn check(
             .map_err(Fault::Structure)?;
             if one_by_one {
                 scores.extend(
-                    dualrig_media::score_samples(segment, &[&sample]).map_err(Fault::Structure)?,
+                    dualrig_media::score_samples(segment, &[&sample], None)
+                        .map_err(Fault::Structure)?,
                 );
             } else {
                 drawn.push(sample);
@@ -182,7 +193,7 @@ fn check(
     };
     if !one_by_one {
         let drawn: Vec<&dualrig_media::ContentSample> = drawn.iter().collect();
-        scores = dualrig_media::score_samples(segment, &drawn).map_err(Fault::Structure)?;
+        scores = dualrig_media::score_samples(segment, &drawn, kept).map_err(Fault::Structure)?;
     }
     let outcome = check_content(segment, profiles, scores, scratch, samples, seed);
     let label = match &outcome {

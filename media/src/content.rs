@@ -10,7 +10,7 @@
 //! for diagnosis. Measurements behind [`CONTENT_THRESHOLD_DB`] are in the benches' results file.
 
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use dualrig_proto::profile::Profile;
 use ffmpeg_next::{format::Pixel, frame, software::scaling};
@@ -116,7 +116,7 @@ pub fn content_check(
         rendition: profile.name.clone(),
         frames: picked,
     };
-    let mut scores = score_samples(source, &[&sample])?;
+    let mut scores = score_samples(source, &[&sample], None)?;
     Ok(scores.remove(0))
 }
 
@@ -138,20 +138,27 @@ impl std::fmt::Debug for ContentSample {
 
 /// Scores every rendition's sample against `source`, decoded once for all of them: what
 /// [`content_check`] finds for each, in the order given.
+///
+/// With `kept` (frames kept when the source was inspected), the source is decoded only when a
+/// rendition's frame lines up with a source frame that was not kept; the scores are the same either
+/// way.
 pub fn score_samples(
     source: &Path,
     samples: &[&ContentSample],
+    kept: Option<&SourceFrames>,
 ) -> Result<Vec<ContentScore>, VerifyError> {
     let Some(first) = samples.first() else {
         return Ok(Vec::new());
     };
     let wanted: Vec<&Timed<frame::Video>> = samples.iter().flat_map(|s| &s.frames).collect();
-    let mut matched = matching_frames(source, &wanted)
-        .map_err(|e| VerifyError::Undecodable {
+    let matched = match kept.and_then(|k| k.matching(&wanted)) {
+        Some(matched) => matched,
+        None => matching_frames(source, &wanted).map_err(|e| VerifyError::Undecodable {
             rendition: first.rendition.clone(),
             detail: format!("decoding its source: {e}"),
-        })?
-        .into_iter();
+        })?,
+    };
+    let mut matched = matched.into_iter();
     let mut scores = Vec::with_capacity(samples.len());
     let mut scaler: Option<scaling::Context> = None;
     let mut converter: Option<scaling::Context> = None;
@@ -259,6 +266,129 @@ impl Reservoir {
     }
 }
 
+/// The largest picture [`SourceFrames`] keeps frames of: past it a content check decodes the source
+/// again instead (a job's kept frames live as long as the job).
+const MAX_KEPT_PIXELS: u64 = 1920 * 1088;
+
+/// Source frames kept from the inspection at upload for the content check the job will most likely
+/// get: a [`Reservoir`] from the same seed run over the source, which keeps exactly the frames it
+/// keeps from an honest rendition with the source's frame count, so the check need not decode the
+/// source again. Every source frame's timestamp is kept too, so a rendition's frame is matched with
+/// exactly the source frame a decode would match it with; where that frame was not kept (another
+/// seed, a rendition a frame longer or shorter), the source is decoded after all.
+pub struct SourceFrames {
+    /// The seed the kept frames are for.
+    seed: u64,
+    /// Whether [`Self::take_seed`] has handed the seed out.
+    seed_taken: std::sync::atomic::AtomicBool,
+    /// Seconds per pts tick.
+    tb: f64,
+    /// Every frame's pts, in presentation order.
+    pts: Vec<i64>,
+    kept: Vec<(u64, Arc<frame::Video>)>,
+}
+
+impl std::fmt::Debug for SourceFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceFrames")
+            .field("seed", &self.seed)
+            .field("frames", &self.pts.len())
+            .field("kept", &self.kept.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceFrames {
+    /// A collector for a decode of a `width`×`height` source, keeping `samples` frames from `seed`.
+    pub(crate) fn collector(
+        samples: usize,
+        seed: u64,
+        tb: f64,
+        width: u32,
+        height: u32,
+    ) -> SourceFrameCollector {
+        SourceFrameCollector {
+            rng: SplitMix64(seed),
+            k: samples.max(1),
+            keep: u64::from(width) * u64::from(height) <= MAX_KEPT_PIXELS,
+            frames: SourceFrames {
+                seed,
+                seed_taken: std::sync::atomic::AtomicBool::new(false),
+                tb,
+                pts: Vec::new(),
+                kept: Vec::new(),
+            },
+        }
+    }
+
+    /// The seed the frames were kept for, the first time it is asked for and never again: once a
+    /// content check has used it, a fault may publish it, so no later check may use it.
+    pub fn take_seed(&self) -> Option<u64> {
+        (!self
+            .seed_taken
+            .swap(true, std::sync::atomic::Ordering::SeqCst))
+        .then_some(self.seed)
+    }
+
+    /// Whether these samples can be scored from the kept frames alone, without decoding the source.
+    pub fn serves(&self, samples: &[&ContentSample]) -> bool {
+        let wanted: Vec<&Timed<frame::Video>> = samples.iter().flat_map(|s| &s.frames).collect();
+        self.matching(&wanted).is_some()
+    }
+
+    /// For each wanted frame, the source frame [`matching_frames`] would find, or `None` when any of
+    /// them was not kept.
+    fn matching(&self, wanted: &[&Timed<frame::Video>]) -> Option<Vec<Option<Arc<frame::Video>>>> {
+        wanted
+            .iter()
+            .map(|want| {
+                let mut best: Option<(f64, usize)> = None;
+                for (i, &pts) in self.pts.iter().enumerate() {
+                    let gap = (want.pts_secs - pts as f64 * self.tb).abs();
+                    if best.is_none_or(|(g, _)| gap < g) {
+                        best = Some((gap, i));
+                    }
+                }
+                let (_, index) = best?;
+                self.kept
+                    .iter()
+                    .find(|(i, _)| *i == index as u64)
+                    .map(|(_, f)| Some(Arc::clone(f)))
+            })
+            .collect()
+    }
+}
+
+/// Builds [`SourceFrames`] frame by frame during a decode: the same draws as [`Reservoir::offer`].
+pub(crate) struct SourceFrameCollector {
+    rng: SplitMix64,
+    k: usize,
+    keep: bool,
+    frames: SourceFrames,
+}
+
+impl SourceFrameCollector {
+    pub fn offer(&mut self, frame: frame::Video) {
+        let index = self.frames.pts.len() as u64;
+        self.frames.pts.push(frame.pts().unwrap_or(0));
+        if !self.keep {
+            return;
+        }
+        let kept = &mut self.frames.kept;
+        if kept.len() < self.k {
+            kept.push((index, Arc::new(frame)));
+        } else if let Ok(j) = usize::try_from(self.rng.below(index + 1))
+            && j < kept.len()
+        {
+            kept[j] = (index, Arc::new(frame));
+        }
+    }
+
+    pub fn finish(self) -> SourceFrames {
+        self.frames
+    }
+}
+
 /// Reservoir-samples `k` frames of `path` in one pass; returns them in presentation order.
 fn sample_frames(path: &Path, k: usize, seed: u64) -> Result<Vec<Timed<frame::Video>>, MediaError> {
     let mut source = VideoSource::open(path, 1)?;
@@ -278,19 +408,19 @@ fn sample_frames(path: &Path, k: usize, seed: u64) -> Result<Vec<Timed<frame::Vi
 fn matching_frames(
     path: &Path,
     wanted: &[&Timed<frame::Video>],
-) -> Result<Vec<Option<Rc<frame::Video>>>, MediaError> {
+) -> Result<Vec<Option<Arc<frame::Video>>>, MediaError> {
     let mut source = VideoSource::open(path, 1)?;
     let tb = f64::from(source.video_time_base);
-    let mut best: Vec<Option<(f64, Rc<frame::Video>)>> = vec![None; wanted.len()];
+    let mut best: Vec<Option<(f64, Arc<frame::Video>)>> = vec![None; wanted.len()];
     source.decode(
         |frame| {
             let at = frame.pts().unwrap_or(0) as f64 * tb;
-            let mut shared: Option<Rc<frame::Video>> = None;
+            let mut shared: Option<Arc<frame::Video>> = None;
             for (want, slot) in wanted.iter().zip(best.iter_mut()) {
                 let gap = (want.pts_secs - at).abs();
                 if slot.as_ref().is_none_or(|(g, _)| gap < *g) {
-                    let f = shared.get_or_insert_with(|| Rc::new(frame.clone()));
-                    *slot = Some((gap, Rc::clone(f)));
+                    let f = shared.get_or_insert_with(|| Arc::new(frame.clone()));
+                    *slot = Some((gap, Arc::clone(f)));
                 }
             }
             Ok(())

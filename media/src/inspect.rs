@@ -5,7 +5,7 @@ use std::path::Path;
 
 use dualrig_proto::profile::Profile;
 
-use crate::content::{ContentSample, Reservoir};
+use crate::content::{ContentSample, Reservoir, SourceFrames};
 use crate::decode::{DecodeSummary, VideoSource};
 use crate::error::{MediaError, VerifyError};
 
@@ -88,6 +88,34 @@ pub fn inspect(path: &Path) -> Result<StreamInfo, MediaError> {
 /// checked before any frame is decoded, and what decodes is counted as it does.
 pub fn inspect_within(path: &Path, budget: DecodeBudget) -> Result<StreamInfo, MediaError> {
     let source = VideoSource::open(path, threads())?;
+    check_declared(&source, budget)?;
+    inspect_source(source, Some(budget))
+}
+
+/// [`inspect_within`] that also keeps the source frames a content check of `samples` frames from
+/// `seed` will compare an honest rendition with ([`SourceFrames`]), so that check need not decode
+/// the source again.
+pub fn inspect_keeping(
+    path: &Path,
+    budget: DecodeBudget,
+    samples: usize,
+    seed: u64,
+) -> Result<(StreamInfo, SourceFrames), MediaError> {
+    let source = VideoSource::open(path, threads())?;
+    check_declared(&source, budget)?;
+    let mut collector = SourceFrames::collector(
+        samples,
+        seed,
+        f64::from(source.video_time_base),
+        source.decoder.width(),
+        source.decoder.height(),
+    );
+    let info = inspect_source_with(source, Some(budget), |frame| collector.offer(frame))?;
+    Ok((info, collector.finish()))
+}
+
+/// Refuses a file whose container declares more than `budget` allows, before anything is decoded.
+fn check_declared(source: &VideoSource, budget: DecodeBudget) -> Result<(), MediaError> {
     let (width, height) = (source.decoder.width(), source.decoder.height());
     let pixels = u64::from(width) * u64::from(height);
     let declared_frames = source
@@ -113,7 +141,7 @@ pub fn inspect_within(path: &Path, budget: DecodeBudget) -> Result<StreamInfo, M
             ),
         });
     }
-    inspect_source(source, Some(budget))
+    Ok(())
 }
 
 fn inspect_source(

@@ -32,7 +32,7 @@ use std::sync::Once;
 pub use cli::{ffmpeg_cli_ladder_args, ffmpeg_cli_ladder_args_for};
 pub use content::{
     CONTENT_THRESHOLD_DB, ContentSample, ContentScore, FrameScore, REFERENCE_MARGIN_DB,
-    content_check, score_samples,
+    SourceFrames, content_check, score_samples,
 };
 pub use decoder::{
     DecoderProbe, DecoderSelection, HARDWARE_DECODER_FAMILIES, HardwareDecoder, probe_decoders,
@@ -44,8 +44,8 @@ pub use encoder::{
 };
 pub use error::{MediaError, VerifyError};
 pub use inspect::{
-    DecodeBudget, StreamInfo, count_frames, inspect, inspect_within, verify_rendition,
-    verify_rendition_quick, verify_rendition_sampled,
+    DecodeBudget, StreamInfo, count_frames, inspect, inspect_keeping, inspect_within,
+    verify_rendition, verify_rendition_quick, verify_rendition_sampled,
 };
 pub use ladder::KEYFRAME_INTERVAL_SECS;
 pub use segment::{Segment, segment_file_name, split_segments};

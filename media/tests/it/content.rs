@@ -409,8 +409,28 @@ fn a_ladder_scored_in_one_pass_scores_as_each_rendition_alone() {
                     .1
             })
             .collect();
-        let together = dualrig_media::score_samples(&source, &drawn.iter().collect::<Vec<_>>())
-            .expect("scores");
+        let drawn: Vec<_> = drawn.iter().collect();
+        let together = dualrig_media::score_samples(&source, &drawn, None).expect("scores");
+        // Source frames kept at inspection, for this seed and for another: the same scores, with the
+        // source decoded again only where a needed frame was not kept.
+        for kept_seed in [seed, seed + 1] {
+            let (_, kept) = dualrig_media::inspect_keeping(
+                &source,
+                dualrig_media::DecodeBudget::SEGMENT,
+                4,
+                kept_seed,
+            )
+            .expect("inspects");
+            let with_kept =
+                dualrig_media::score_samples(&source, &drawn, Some(&kept)).expect("scores");
+            assert_eq!(
+                with_kept, together,
+                "seed {seed}, frames kept for {kept_seed}"
+            );
+            if kept_seed == seed {
+                assert!(kept.serves(&drawn), "the source need not be decoded again");
+            }
+        }
         let alone: Vec<ContentScore> = renditions
             .iter()
             .map(|(path, profile)| {
