@@ -2,9 +2,10 @@
 //! worker's params retired by another job's win, or the worker unable to finish) quotes again and
 //! uploads the same segment again; the coordinator need not stage and decode it again.
 //!
-//! Bounded: [`CAPACITY`] entries, each at most [`TTL`] old. An entry holds the staged file and the
-//! source frames kept for the first content check, whose seed is handed out once whichever job of
-//! the entry asks first (`SourceFrames::take_seed`).
+//! Bounded: [`CAPACITY`] entries, each at most [`TTL`] old, in memory only (each job stages its own
+//! copy of the segment, deleted with the job). An entry holds the source frames kept for the first
+//! content check (at most 4 frames of up to 1920×1088), whose seed is handed out once whichever job
+//! of the entry asks first (`SourceFrames::take_seed`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use dualrig_media::{SourceFrames, StreamInfo};
 
 /// Inspections kept.
-const CAPACITY: usize = 8;
+const CAPACITY: usize = 4;
 /// How long one is kept.
 const TTL: Duration = Duration::from_secs(60);
 
@@ -21,8 +22,6 @@ const TTL: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Inspected {
     pub source: StreamInfo,
-    /// The segment in scratch, deleted with the last job holding it.
-    pub staged: Arc<tempfile::TempPath>,
     pub kept: Arc<SourceFrames>,
 }
 

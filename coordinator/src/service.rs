@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::dispatch::{JobDispatcher, JobPayment, JobSpec};
 use crate::error::{CoordinatorError, QuoteLost};
 use crate::evidence::EvidenceStore;
+use crate::inspections::Inspected;
 use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
 use crate::paging::Page;
@@ -179,19 +180,25 @@ impl CoordinatorService {
         Ok((header, segment, reservation))
     }
 
-    /// Stages `segment` in scratch and inspects it (a full decode: what decodes is what an honest
-    /// rendition must match), keeping the source frames its first content check will need.
-    async fn inspect(
+    /// Stages `segment` in scratch (deleted with the returned path) and inspects it (a full decode:
+    /// what decodes is what an honest rendition must match), keeping the source frames its first
+    /// content check will need; a segment inspected moments ago is only staged.
+    async fn stage_and_inspect(
         &self,
         segment: bytes::Bytes,
-    ) -> Result<Arc<crate::inspections::Inspected>, CoordinatorError> {
+    ) -> Result<(Arc<tempfile::TempPath>, Arc<Inspected>), CoordinatorError> {
+        let hash = blake3::hash(&segment);
+        let known = self.inspections.get(&hash);
         let scratch = self.config.scratch_dir();
-        tokio::task::spawn_blocking(move || {
+        let (staged, inspected) = tokio::task::spawn_blocking(move || {
             let mut file = tempfile::Builder::new()
                 .prefix("segment-")
                 .tempfile_in(&scratch)?;
             std::io::Write::write_all(&mut file, &segment)?;
             let staged = file.into_temp_path();
+            if let Some(known) = known {
+                return Ok((Arc::new(staged), known));
+            }
             // The first content check's seed is drawn now, so its source frames can be kept from
             // this decode; no worker ever sees it.
             let (source, kept) = dualrig_media::inspect_keeping(
@@ -201,14 +208,16 @@ impl CoordinatorService {
                 rand::random(),
             )
             .map_err(|e| CoordinatorError::BadSegment(format!("segment rejected: {e}")))?;
-            Ok(Arc::new(crate::inspections::Inspected {
+            let inspected = Arc::new(Inspected {
                 source,
-                staged: Arc::new(staged),
                 kept: Arc::new(kept),
-            }))
+            });
+            Ok::<_, CoordinatorError>((Arc::new(staged), inspected))
         })
         .await
-        .map_err(|e| CoordinatorError::BadSegment(format!("segment inspection crashed: {e}")))?
+        .map_err(|e| CoordinatorError::BadSegment(format!("segment inspection crashed: {e}")))??;
+        self.inspections.insert(hash, Arc::clone(&inspected));
+        Ok((staged, inspected))
     }
 
     async fn transcode(
@@ -221,15 +230,7 @@ impl CoordinatorService {
         let profiles = ladder_from_wire(&header.profiles)?;
         let segment = segment.freeze();
 
-        let hash = blake3::hash(&segment);
-        let inspected = match self.inspections.get(&hash) {
-            Some(inspected) => inspected,
-            None => {
-                let inspected = self.inspect(segment.clone()).await?;
-                self.inspections.insert(hash, Arc::clone(&inspected));
-                inspected
-            }
-        };
+        let (staged, inspected) = self.stage_and_inspect(segment.clone()).await?;
         let source = inspected.source.clone();
         info!(
             frames = source.frames,
@@ -256,7 +257,7 @@ impl CoordinatorService {
             .run(JobSpec {
                 job_id: job_id.clone(),
                 segment,
-                staged: Arc::clone(&inspected.staged),
+                staged,
                 source,
                 source_frames: Some(Arc::clone(&inspected.kept)),
                 profiles,

@@ -164,15 +164,14 @@ impl VideoSource {
         let mut next_pts = None;
         let frame_duration = self.frame_duration_ts();
         loop {
-            let mut packet = Packet::empty();
-            match packet.read(&mut self.input) {
-                Ok(()) => {}
-                Err(ffmpeg::Error::Eof) => break,
+            let packet = match self.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => break,
                 Err(e) => {
                     read_error = Some(e);
                     break;
                 }
-            }
+            };
             packets += 1;
             if packet.is_corrupt() {
                 last_corrupt = Some(packets);
@@ -262,17 +261,9 @@ impl VideoSource {
         let mut video_packets = 0u64;
         let mut earliest_key = false;
         let mut first_frame: Option<frame::Video> = None;
-        loop {
-            let mut packet = Packet::empty();
-            match packet.read(&mut self.input) {
-                Ok(()) => {}
-                Err(ffmpeg::Error::Eof) => break,
-                Err(e) => {
-                    return Err(MediaError::Undecodable {
-                        detail: format!("reading stops after {video_packets} video packets: {e}"),
-                    });
-                }
-            }
+        while let Some(packet) = self.next_packet().map_err(|e| MediaError::Undecodable {
+            detail: format!("reading stops after {video_packets} video packets: {e}"),
+        })? {
             if packet.stream() != self.video_index {
                 continue;
             }
@@ -331,6 +322,16 @@ impl VideoSource {
         summary.height = frame.height();
         summary.first_is_key = earliest_key && frame.is_key();
         Ok(summary)
+    }
+
+    /// The file's next packet, or `None` at its end.
+    fn next_packet(&mut self) -> Result<Option<Packet>, ffmpeg::Error> {
+        let mut packet = Packet::empty();
+        match packet.read(&mut self.input) {
+            Ok(()) => Ok(Some(packet)),
+            Err(ffmpeg::Error::Eof) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The next decoded frame, or `None` while the decoder wants more packets.

@@ -273,18 +273,7 @@ async fn an_unfunded_sender_buys_no_work() {
     let mut quoter = CoordinatorClient::connect(coordinator.url.clone())
         .await
         .expect("connect");
-    let quote = quoter
-        .quote(dualrig_proto::v1::QuoteRequest {
-            profiles: profiles.iter().map(|p| p.to_wire()).collect(),
-            segment_size: segment.len() as u64,
-        })
-        .await
-        .expect("quote")
-        .into_inner();
-    let params = dualrig_proto::ticket::TicketParams::try_from(
-        quote.params.as_ref().expect("quoted params"),
-    )
-    .expect("params");
+    let (quote_id, params) = crate::support::quote(&mut quoter, &profiles, segment.len()).await;
     let other = Identity::from_secret([43; 32]);
     let mut tickets = Vec::new();
     for sender in [&throwaway, &other] {
@@ -298,7 +287,7 @@ async fn an_unfunded_sender_buys_no_work() {
         profiles: profiles.iter().map(|p| p.to_wire()).collect(),
         segment_size: segment.len() as u64,
         label: "mixed senders".into(),
-        quote_id: quote.quote_id,
+        quote_id,
         payment: tickets.iter().map(Into::into).collect(),
     };
     let err = client

@@ -293,14 +293,20 @@ async fn accounts_move_their_own_funds_over_grpc_and_keep_them_across_a_restart(
     coordinator.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paid_job_pays_its_worker_through_redeemed_tickets() {
-    const FACE: u64 = 1_000_000;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let payer_key = Identity::from_secret([31; 32]);
-    let genesis = dir.path().join("genesis.toml");
-    write_genesis(&genesis, &[(payer_key.id(), 1_000 * TOKEN)]);
-    let coordinator = RunningCoordinator::start_at(&dir.path().join("data"), |c| {
+/// A coordinator that requires payment, `payer` with 500 tokens deposited of its 1,000, and one
+/// worker at one base unit per output pixel whose every ticket wins (face value `face`).
+async fn paid_network(
+    dir: &std::path::Path,
+    payer: &Identity,
+    face: u64,
+) -> (
+    RunningCoordinator,
+    dualrig_client::DualrigClient,
+    crate::support::RunningWorker,
+) {
+    let genesis = dir.join("genesis.toml");
+    write_genesis(&genesis, &[(payer.id(), 1_000 * TOKEN)]);
+    let coordinator = RunningCoordinator::start_at(&dir.join("data"), |c| {
         c.genesis = Some(genesis.clone());
         c.require_payment = true;
     })
@@ -308,21 +314,30 @@ async fn a_paid_job_pays_its_worker_through_redeemed_tickets() {
     let client = coordinator.client().await;
     client
         .execute(
-            &payer_key,
+            payer,
             Operation::Deposit {
                 amount: 500 * TOKEN,
             },
         )
         .await
         .expect("deposit");
-    // Every ticket wins, so what the worker earns is exactly the tickets' face values.
     let worker = crate::support::RunningWorker::start_with(&coordinator.url, |w| {
         w.price_per_unit = 1;
-        w.ticket_face_value = FACE;
+        w.ticket_face_value = face;
         w.ticket_win_prob_one_in = 1;
     })
     .await;
     crate::support::wait_for_workers(&client, 1).await;
+    (coordinator, client, worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_job_pays_its_worker_through_redeemed_tickets() {
+    const FACE: u64 = 1_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payer_key = Identity::from_secret([31; 32]);
+    // Every ticket wins, so what the worker earns is exactly the tickets' face values.
+    let (coordinator, client, worker) = paid_network(dir.path(), &payer_key, FACE).await;
 
     let clip = crate::support::make_clip(dir.path(), "paid.ts", 1, "320x240");
     let segment = std::fs::read(&clip).expect("read clip");
@@ -370,34 +385,10 @@ async fn a_paid_job_pays_its_worker_through_redeemed_tickets() {
 /// client's fault; a new quote then pays and goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_under_params_another_win_retired_is_asked_again() {
-    const FACE: u64 = 1_000_000;
     let dir = tempfile::tempdir().expect("tempdir");
     let payer_key = Identity::from_secret([33; 32]);
-    let genesis = dir.path().join("genesis.toml");
-    write_genesis(&genesis, &[(payer_key.id(), 1_000 * TOKEN)]);
-    let coordinator = RunningCoordinator::start_at(&dir.path().join("data"), |c| {
-        c.genesis = Some(genesis.clone());
-        c.require_payment = true;
-    })
-    .await;
-    let client = coordinator.client().await;
-    client
-        .execute(
-            &payer_key,
-            Operation::Deposit {
-                amount: 500 * TOKEN,
-            },
-        )
-        .await
-        .expect("deposit");
     // Every ticket wins, so every accepted job retires the params it was paid under.
-    let worker = crate::support::RunningWorker::start_with(&coordinator.url, |w| {
-        w.price_per_unit = 1;
-        w.ticket_face_value = FACE;
-        w.ticket_win_prob_one_in = 1;
-    })
-    .await;
-    crate::support::wait_for_workers(&client, 1).await;
+    let (coordinator, client, worker) = paid_network(dir.path(), &payer_key, 1_000_000).await;
     let clip = crate::support::make_clip(dir.path(), "paid.ts", 1, "320x240");
     let segment = std::fs::read(&clip).expect("read clip");
     let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("standard profile");
@@ -408,18 +399,7 @@ async fn a_payment_under_params_another_win_retired_is_asked_again() {
     let mut headers = Vec::new();
     let mut payer = TicketPayer::new();
     for label in ["first", "second"] {
-        let quote = api
-            .quote(dualrig_proto::v1::QuoteRequest {
-                profiles: profiles.iter().map(|p| p.to_wire()).collect(),
-                segment_size: segment.len() as u64,
-            })
-            .await
-            .expect("quote")
-            .into_inner();
-        let params = dualrig_proto::ticket::TicketParams::try_from(
-            quote.params.as_ref().expect("quoted params"),
-        )
-        .expect("params");
+        let (quote_id, params) = crate::support::quote(&mut api, &profiles, segment.len()).await;
         let tickets = payer
             .pay_for_units(&payer_key, &params, units * 2)
             .expect("tickets");
@@ -427,7 +407,7 @@ async fn a_payment_under_params_another_win_retired_is_asked_again() {
             profiles: profiles.iter().map(|p| p.to_wire()).collect(),
             segment_size: segment.len() as u64,
             label: label.into(),
-            quote_id: quote.quote_id,
+            quote_id,
             payment: tickets.iter().map(Into::into).collect(),
         });
     }

@@ -501,3 +501,24 @@ pub async fn put_bytes(
     }
     panic!("the workers never reported room for the blob");
 }
+
+/// A quote for `profiles` over a segment of `segment_size` bytes: its id and the drawn worker's params.
+pub async fn quote(
+    api: &mut dualrig_proto::v1::coordinator_client::CoordinatorClient<tonic::transport::Channel>,
+    profiles: &[dualrig_proto::profile::Profile],
+    segment_size: usize,
+) -> (String, dualrig_proto::ticket::TicketParams) {
+    let quote = api
+        .quote(dualrig_proto::v1::QuoteRequest {
+            profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+            segment_size: segment_size as u64,
+        })
+        .await
+        .expect("quote")
+        .into_inner();
+    let params = dualrig_proto::ticket::TicketParams::try_from(
+        quote.params.as_ref().expect("quoted params"),
+    )
+    .expect("params");
+    (quote.quote_id, params)
+}

@@ -400,7 +400,6 @@ impl BlobHasher for CpuHasher {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn a_writer_waiting_stops_the_mapped_hash_and_the_file_is_read_instead() {
@@ -419,19 +418,8 @@ mod tests {
             .expect("hashes");
         assert_eq!(whole.hash, blake3::hash(&data));
 
-        let target = path.to_path_buf();
-        let truncator = std::thread::spawn(move || {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&target)
-                .expect("opens for writing once the lease is gone");
-            file.set_len(5000).expect("truncates");
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while map.undisturbed() {
-            assert!(Instant::now() < deadline, "the break never showed");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let truncator =
+            crate::hash::mapped::testing::truncate_behind(&map, path.to_path_buf(), 5000);
         for outboard in [false, true] {
             assert!(
                 hasher

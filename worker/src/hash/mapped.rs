@@ -116,11 +116,39 @@ fn ignore_lease_break_signal() {
     });
 }
 
+/// Truncating a leased file from another thread, for tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    use super::LeasedMap;
+
+    /// Starts a thread that opens `path` for writing and truncates it to `len`, and returns once
+    /// `map` shows that writer waiting for the lease (the thread finishes once the map is dropped).
+    pub fn truncate_behind(map: &LeasedMap<'_>, path: PathBuf, len: u64) -> JoinHandle<()> {
+        let truncator = std::thread::spawn(move || {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("opens for writing once the lease is gone");
+            file.set_len(len).expect("truncates");
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while map.undisturbed() {
+            assert!(Instant::now() < deadline, "the break never showed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        truncator
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     /// A file nobody holds open.
     fn file_of(len: usize) -> tempfile::TempPath {
@@ -162,19 +190,7 @@ mod tests {
         let map = LeasedMap::new(&reader, 1 << 20).expect("maps a file nobody writes");
         assert!(map.undisturbed());
         assert_eq!(map.bytes().len(), 1 << 20);
-        let path = tmp.to_path_buf();
-        let truncator = std::thread::spawn(move || {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .expect("opens for writing once the lease is gone");
-            file.set_len(10).expect("truncates");
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while map.undisturbed() {
-            assert!(Instant::now() < deadline, "the break never showed");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let truncator = testing::truncate_behind(&map, tmp.to_path_buf(), 10);
         // The writer is still waiting: the length is what it was.
         assert_eq!(reader.metadata().expect("stat").len(), 1 << 20);
         drop(map);
