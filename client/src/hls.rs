@@ -41,6 +41,8 @@ pub struct Variant {
     /// Peak bits per second measured over the segments, at least the profile's target.
     pub bandwidth: u64,
     pub uri: String,
+    /// The `CODECS` attribute (RFC 6381 codec strings, e.g. `avc1.64001f,mp4a.40.2`), when known.
+    pub codecs: Option<String>,
 }
 
 /// The master playlist, highest resolution first.
@@ -51,9 +53,14 @@ pub fn master_playlist(variants: &[Variant]) -> String {
     let _ = writeln!(out, "#EXTM3U");
     let _ = writeln!(out, "#EXT-X-VERSION:3");
     for v in sorted {
+        let codecs = v
+            .codecs
+            .as_ref()
+            .map(|c| format!(",CODECS=\"{c}\""))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{},NAME=\"{}\"",
+            "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{}{codecs},NAME=\"{}\"",
             v.bandwidth, v.profile.width, v.profile.height, v.profile.name
         );
         let _ = writeln!(out, "{}", v.uri);
@@ -95,11 +102,29 @@ mod tests {
             profile: Profile::standard(name).expect("standard"),
             bandwidth: 1_000_000,
             uri: format!("{name}/index.m3u8"),
+            codecs: None,
         };
         let text = master_playlist(&[variant("360p"), variant("720p")]);
         let first = text.find("720p/index.m3u8").expect("720p");
         let second = text.find("360p/index.m3u8").expect("360p");
         assert!(first < second, "{text}");
         assert!(text.contains("RESOLUTION=1280x720"), "{text}");
+        assert!(!text.contains("CODECS"), "{text}");
+    }
+
+    #[test]
+    fn a_known_codec_string_is_the_codecs_attribute() {
+        let text = master_playlist(&[Variant {
+            profile: Profile::standard("240p").expect("standard"),
+            bandwidth: 400_000,
+            uri: "240p/index.m3u8".into(),
+            codecs: Some("avc1.64001e,mp4a.40.2".into()),
+        }]);
+        assert!(
+            text.contains(
+                "#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=426x240,CODECS=\"avc1.64001e,mp4a.40.2\",NAME=\"240p\"\n"
+            ),
+            "{text}"
+        );
     }
 }

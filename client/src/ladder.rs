@@ -162,10 +162,28 @@ pub async fn transcode_file(
             })
             .max()
             .unwrap_or(0);
+        // Named from the first segment's rendition: every segment of a rendition is made alike.
+        let codecs = match finished.first() {
+            Some((segment, ..)) => {
+                let path = out_dir.join(&p.name).join(segment_name(segment.index));
+                tokio::task::spawn_blocking(move || dualrig_media::hls_codecs(&path))
+                    .await
+                    .map_err(|source| ClientError::Task {
+                        what: "naming a rendition's codecs",
+                        source,
+                    })?
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(rendition = %p.name, error = %e, "no CODECS attribute");
+                        None
+                    })
+            }
+            None => None,
+        };
         variants.push(Variant {
             profile: p.clone(),
             bandwidth: peak.max(p.bitrate),
             uri: format!("{}/index.m3u8", p.name),
+            codecs,
         });
     }
     let master = out_dir.join("master.m3u8");

@@ -125,10 +125,15 @@ impl Coordinator {
         health
             .set_serving::<CoordinatorServer<CoordinatorService>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(dualrig_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Both reflection versions: grpcurl speaks v1, Python's stock grpcio-reflection and many
+        // older tools only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(dualrig_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection = reflection().build_v1()?;
         let (stop_rounds, rounds_stopped) = oneshot::channel();
         let rounds = tokio::spawn(run_rounds(
             Arc::clone(&self.ledger),
@@ -152,6 +157,7 @@ impl Coordinator {
             .layer(crate::limits::MessageLimitLayer)
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(api)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await;

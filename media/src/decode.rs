@@ -324,6 +324,28 @@ impl VideoSource {
         Ok(summary)
     }
 
+    /// The codec string of the first SPS among the first video packets (Annex B, as in a transport
+    /// stream), or `None` when the first few carry none.
+    pub(crate) fn first_sps_codec_string(&mut self) -> Result<Option<String>, MediaError> {
+        let mut video_packets = 0;
+        while video_packets < 8 {
+            let Some(packet) = self.next_packet().map_err(|e| MediaError::Undecodable {
+                detail: format!("reading stops after {video_packets} video packets: {e}"),
+            })?
+            else {
+                break;
+            };
+            if packet.stream() != self.video_index {
+                continue;
+            }
+            video_packets += 1;
+            if let Some(codec) = packet.data().and_then(crate::h264::avc1_codec_string) {
+                return Ok(Some(codec));
+            }
+        }
+        Ok(None)
+    }
+
     /// The file's next packet, or `None` at its end.
     fn next_packet(&mut self) -> Result<Option<Packet>, ffmpeg::Error> {
         let mut packet = Packet::empty();

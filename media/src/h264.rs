@@ -35,6 +35,20 @@ fn nal_type(unit: &[u8]) -> u8 {
     unit.first().map_or(0, |b| b & 0x1f)
 }
 
+/// The RFC 6381 codec string of the first SPS in an Annex B buffer (`avc1.` then profile_idc, the
+/// constraint flags byte and level_idc in hex), as an HLS `CODECS` attribute names H.264.
+pub(crate) fn avc1_codec_string(data: &[u8]) -> Option<String> {
+    let sps = nal_units(data)
+        .into_iter()
+        .find(|u| nal_type(u) == NAL_SPS)?;
+    match sps {
+        [_, profile, constraints, level, ..] => {
+            Some(format!("avc1.{profile:02x}{constraints:02x}{level:02x}"))
+        }
+        _ => None,
+    }
+}
+
 /// Whether a packet is Annex B (start codes) rather than length-prefixed, as in MP4.
 pub(crate) fn is_annex_b(data: &[u8]) -> bool {
     data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1])
@@ -132,6 +146,18 @@ mod tests {
         let data = [&[0, 0, 1][..], SPS, &[0, 0], &[0, 0, 1], IDR].concat();
         let units = nal_units(&data);
         assert_eq!(units, vec![SPS, IDR]);
+    }
+
+    #[test]
+    fn the_codec_string_comes_from_the_first_sps() {
+        let data = annex_b(&[
+            &[NAL_AUD, 0xf0],
+            &[0x67, 0x64, 0x00, 0x1f, 0xac],
+            &[0x68, 1],
+        ]);
+        assert_eq!(avc1_codec_string(&data).as_deref(), Some("avc1.64001f"));
+        assert_eq!(avc1_codec_string(&annex_b(&[&[0x68, 1]])), None);
+        assert_eq!(avc1_codec_string(&annex_b(&[&[0x67, 0x64]])), None);
     }
 
     #[test]

@@ -299,6 +299,32 @@ pub fn count_frames(path: &Path) -> Result<u64, MediaError> {
     Ok(video.scan(u64::MAX)?.frames)
 }
 
+/// The HLS `CODECS` attribute of a rendition (RFC 8216 §4.3.4.2, codec strings of RFC 6381): the
+/// video's `avc1.PPCCLL` from its first SPS, then the audio's (`mp4a.40.2` for AAC, `mp4a.40.34` for
+/// MP3, `ac-3`, `ec-3`). `None` where either cannot be named: a wrong attribute makes players refuse a
+/// variant, a missing one only costs them a probe.
+pub fn hls_codecs(path: &Path) -> Result<Option<String>, MediaError> {
+    let mut video = VideoSource::open(path, 1)?;
+    if video.video_codec != "h264" {
+        return Ok(None);
+    }
+    let audio = match video.audio_codec.as_deref() {
+        None => None,
+        Some("aac") => Some("mp4a.40.2"),
+        Some("mp3") => Some("mp4a.40.34"),
+        Some("ac3") => Some("ac-3"),
+        Some("eac3") => Some("ec-3"),
+        Some(_) => return Ok(None),
+    };
+    let Some(avc1) = video.first_sps_codec_string()? else {
+        return Ok(None);
+    };
+    Ok(Some(match audio {
+        Some(audio) => format!("{avc1},{audio}"),
+        None => avc1,
+    }))
+}
+
 /// Frames a rendition of `source` at `profile` must have.
 fn expected_frames(source: &StreamInfo, profile: &Profile) -> u64 {
     match profile.fps {

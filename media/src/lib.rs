@@ -44,7 +44,7 @@ pub use encoder::{
 };
 pub use error::{MediaError, VerifyError};
 pub use inspect::{
-    DecodeBudget, StreamInfo, count_frames, inspect, inspect_keeping, inspect_within,
+    DecodeBudget, StreamInfo, count_frames, hls_codecs, inspect, inspect_keeping, inspect_within,
     verify_rendition, verify_rendition_quick, verify_rendition_sampled,
 };
 pub use ladder::KEYFRAME_INTERVAL_SECS;

@@ -79,3 +79,73 @@ fn binary_refuses_a_config_it_does_not_understand() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("max_atempts"), "{stderr}");
 }
+
+/// Server reflection answers both versions of the protocol: v1 (grpcurl) and v1alpha (Python's
+/// stock grpcio-reflection client and older tools), each listing the coordinator's service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_v1_and_v1alpha_clients() {
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coordinator = crate::support::CoordinatorProcess::start(dir.path(), &[]);
+
+    let channel = tonic::transport::Channel::from_shared(coordinator.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1 reflection")
+        .into_inner();
+    let answer = answers.message().await.expect("v1 answer").expect("one");
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("v1: not a service list: {answer:?}");
+    };
+    let v1_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("v1alpha answer")
+        .expect("one");
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("v1alpha: not a service list: {answer:?}");
+    };
+    let v1alpha_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+
+    for names in [&v1_names, &v1alpha_names] {
+        assert!(
+            names.iter().any(|n| n == "dualrig.v1.Coordinator"),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "{names:?}"
+        );
+    }
+}

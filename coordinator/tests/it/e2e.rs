@@ -60,6 +60,13 @@ async fn whole_video_becomes_a_verified_hls_ladder() {
         assert_eq!((width, height), (p.width, p.height), "rendition {}", p.name);
         assert_eq!(frames, source_frames, "rendition {} frame count", p.name);
     }
+    // Every variant names its codecs (RFC 8216 SHOULD), read from its own rendition.
+    for line in master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+    {
+        assert!(line.contains(",CODECS=\"avc1."), "{line}");
+    }
     // The master playlist itself is playable: ffprobe opens it and finds the top rendition.
     let (frames, ..) = probe_video(&summary.master_playlist);
     assert_eq!(frames, source_frames);

@@ -161,3 +161,92 @@ fn counting_packets_finds_the_frames_a_decode_finds() {
         );
     }
 }
+
+/// The master playlist's `CODECS` attribute comes from the rendition itself: profile and level in the
+/// `avc1` string are what ffprobe reads from the same file, AAC audio adds `mp4a.40.2`, and a codec
+/// that cannot be named leaves the attribute out.
+#[test]
+fn a_rendition_names_its_codecs_as_ffprobe_sees_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let make = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec![
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        args.push(crate::support::path_str(&path));
+        crate::support::ffmpeg(&args);
+        path
+    };
+    let probe = |path: &std::path::Path| -> (String, u32) {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=profile,level", "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("ffprobe runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // The stream shows up in the program's section too: the first line is enough.
+        let line = text.lines().find(|l| !l.trim().is_empty()).expect("a line");
+        let (profile, level) = line.trim().split_once(',').expect("profile,level");
+        (profile.to_owned(), level.parse().expect("level"))
+    };
+    let cases = [
+        (
+            make(
+                "main-aac.ts",
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-profile:v",
+                    "main",
+                    "-level",
+                    "3.1",
+                    "-c:a",
+                    "aac",
+                ],
+            ),
+            0x4d,
+            Some("mp4a.40.2"),
+        ),
+        (
+            make(
+                "high-silent.ts",
+                &["-c:v", "libx264", "-profile:v", "high", "-an"],
+            ),
+            0x64,
+            None,
+        ),
+    ];
+    for (path, profile_idc, audio) in &cases {
+        let codecs = dualrig_media::hls_codecs(path)
+            .expect("reads")
+            .expect("named");
+        let (avc1, rest) = codecs
+            .split_once(',')
+            .map_or((codecs.as_str(), None), |(v, a)| (v, Some(a)));
+        let (_, level) = probe(path);
+        assert_eq!(
+            avc1.get(5..7),
+            Some(format!("{profile_idc:02x}").as_str()),
+            "{codecs}"
+        );
+        assert_eq!(
+            u32::from_str_radix(avc1.get(9..11).expect("level"), 16).expect("hex"),
+            level,
+            "{codecs}"
+        );
+        assert_eq!(rest, *audio, "{codecs}");
+    }
+    let mpeg2 = make("mpeg2.ts", &["-c:v", "mpeg2video", "-c:a", "aac"]);
+    assert_eq!(dualrig_media::hls_codecs(&mpeg2).expect("reads"), None);
+}
