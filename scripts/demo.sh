@@ -14,6 +14,10 @@ out="$root/demo-out"
 work=$(mktemp -d -t dualrig-demo-XXXXXX)
 pids=()
 worker_pids=()
+worker_metrics=()
+# Tickets: face value in base units, and one in how many wins.
+face_value=400000000
+one_in=4
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -62,8 +66,10 @@ done
 "$bin/dualrig" --key "$client_key" deposit 5000 >/dev/null
 for n in 1 2; do
     # Priced at 1 base unit per output pixel, paid with tickets that win one time in four.
+    worker_metrics+=("127.0.0.1:$((20000 + RANDOM % 20000))")
     "$bin/dualrig-worker" --data-dir "$work/worker$n" --price-per-unit 1 \
-        --ticket-face-value 400000000 --ticket-win-prob-one-in 4 >"$out/worker$n.log" 2>&1 &
+        --ticket-face-value "$face_value" --ticket-win-prob-one-in "$one_in" \
+        --metrics-addr "${worker_metrics[$((n - 1))]}" >"$out/worker$n.log" 2>&1 &
     pids+=($!)
     worker_pids+=($!)
 done
@@ -115,7 +121,33 @@ echo "== what each worker did"
 grep -h "transcoded" "$out"/worker*.log | sed 's/^/  /' | tail -n 20 || true
 echo
 echo "== who paid whom (winning tickets are redeemed in the background; amounts in tokens)"
-sleep 2
+# A counter of a worker's metrics page: metric name and outcome label.
+counter() {
+    curl -fsS "http://$1/metrics" 2>/dev/null |
+        awk -v m="$2" -v o="$3" '$1 == m "{outcome=\"" o "\"}" { v = $2 } END { printf "%d", v + 0 }'
+}
+# Redemption is in the background: wait (up to 30 s) until every worker redeemed all it won.
+for _ in $(seq 300); do
+    pending=0
+    for m in "${worker_metrics[@]}"; do
+        won=$(counter "$m" dualrig_worker_tickets_total won)
+        paid=$(counter "$m" dualrig_worker_redemptions_total paid)
+        [ "$paid" -ge "$won" ] || pending=1
+    done
+    [ "$pending" = 0 ] && break
+    sleep 0.1
+done
+for n in 1 2; do
+    m=${worker_metrics[$((n - 1))]}
+    received=$(counter "$m" dualrig_worker_tickets_total received)
+    won=$(counter "$m" dualrig_worker_tickets_total won)
+    redeemed=$(counter "$m" dualrig_worker_redemptions_total paid)
+    value=$(curl -fsS "http://$m/metrics" 2>/dev/null |
+        awk '$1 == "dualrig_worker_redeemed_value_total" { v = $2 } END { printf "%d", v + 0 }')
+    printf '  worker%d: %d tickets received (expected value %s tokens), %d won, %d redeemed for %s tokens\n' \
+        "$n" "$received" "$(echo "scale=2; $received * $face_value / $one_in / 1000000" | bc)" \
+        "$won" "$redeemed" "$(echo "scale=2; $value / 1000000" | bc)"
+done
 summary() { "$bin/dualrig" account "$1" | grep -E '^(balance|deposit|stake) ' | tr -s ' ' | paste -sd';' -; }
 echo "  client:  $(summary "$client_id")"
 for n in 1 2; do echo "  worker$n: $(summary "${worker_ids[$((n - 1))]}")"; done

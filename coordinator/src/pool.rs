@@ -182,6 +182,8 @@ pub struct Shortage {
     pub too_small: usize,
     /// Free workers without enough stake, or suspended.
     pub unstaked: usize,
+    /// The stake a worker needs to be drawn, in base units.
+    pub min_stake: u64,
 }
 
 impl std::fmt::Display for Shortage {
@@ -190,7 +192,15 @@ impl std::fmt::Display for Shortage {
             f,
             "{} worker(s) connected: {} busy, {} already failed this job, {} cannot output this size, {} below the minimum stake or suspended",
             self.connected, self.busy, self.excluded, self.too_small, self.unstaked
-        )
+        )?;
+        if self.unstaked > 0 {
+            let stake = dualrig_proto::amount::format_tokens(self.min_stake);
+            write!(
+                f,
+                "; a worker is drawn once it has bonded at least {stake} tokens (`dualrig --key WORKER_DATA_DIR/worker.key stake bond {stake}`, from tokens in its account), or start the coordinator with `--min-stake 0` to draw every worker"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -575,6 +585,7 @@ impl WorkerPool {
         let mut state = self.lock();
         let mut shortage = Shortage {
             connected: state.workers.len(),
+            min_stake: self.min_stake,
             ..Shortage::default()
         };
         let eligible: Vec<PublicId> = state

@@ -174,9 +174,12 @@ impl RunArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // wgpu reports every Vulkan extension a software adapter lacks as a warning; only its errors
+    // matter to a miner unless RUST_LOG asks for more.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wgpu_hal=error,wgpu_core=error".into()),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)

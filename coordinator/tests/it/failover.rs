@@ -385,6 +385,9 @@ async fn a_staked_worker_whose_result_fails_verification_is_slashed_and_suspende
             .contains("1 below the minimum stake or suspended"),
         "{refused}"
     );
+    // And says how a worker gets drawn.
+    assert!(refused.to_string().contains("stake bond"), "{refused}");
+    assert!(refused.to_string().contains("--min-stake 0"), "{refused}");
     cheat.die();
     coordinator.stop().await;
 }
