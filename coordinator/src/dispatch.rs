@@ -35,7 +35,7 @@ pub struct JobSpec {
     pub staged: Arc<tempfile::TempPath>,
     pub source: StreamInfo,
     /// Source frames kept at upload for the job's first content check, with the seed they are for.
-    pub source_frames: Option<Arc<dualrig_media::SourceFrames>>,
+    pub source_frames: Option<Arc<crate::inspections::KeptFrames>>,
     pub profiles: Vec<Profile>,
     /// Output pixels the job produces (what a payment must cover).
     pub units: u64,
@@ -319,7 +319,7 @@ impl JobDispatcher {
         let seed = self.wants_content_check(&worker).then(|| {
             spec.source_frames
                 .as_ref()
-                .and_then(|f| f.take_seed())
+                .and_then(|k| k.frames.take_seed())
                 .unwrap_or_else(rand::random::<u64>)
         });
         let started = Instant::now();
@@ -328,7 +328,7 @@ impl JobDispatcher {
                 Some(seed) => ContentCheck::Sampled {
                     segment: &spec.staged,
                     seed,
-                    kept: spec.source_frames.as_deref(),
+                    kept: spec.source_frames.as_deref().map(|k| &k.frames),
                 },
                 None => ContentCheck::Off,
             };

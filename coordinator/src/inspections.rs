@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use dualrig_media::{SourceFrames, StreamInfo};
 
+use crate::staging::Reservation;
+
 /// Inspections kept.
 const CAPACITY: usize = 4;
 /// How long one is kept.
@@ -22,8 +24,27 @@ const TTL: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Inspected {
     pub source: StreamInfo,
-    pub kept: Arc<SourceFrames>,
+    /// `None` where the kept-frames budget was spent: the content check decodes the source instead.
+    pub kept: Option<Arc<KeptFrames>>,
 }
+
+/// Source frames kept for a job's first content check, with the budget they hold until the last job
+/// and cache entry holding them are gone: decoded pictures are far larger than the segment bytes a
+/// client's upload budget counts, so a flood of small high-resolution segments must not keep them
+/// without bound.
+#[derive(Debug)]
+pub struct KeptFrames {
+    pub frames: SourceFrames,
+    pub held: Reservation,
+}
+
+/// The most memory kept source frames may take, in all and for one client address: 20 and 5 jobs'
+/// worth of the largest kept frames.
+pub const KEPT_FRAMES_BYTES: u64 = 20 * KEPT_PER_JOB;
+pub const KEPT_FRAMES_BYTES_PER_CLIENT: u64 = 5 * KEPT_PER_JOB;
+/// What one job's kept frames may take.
+pub const KEPT_PER_JOB: u64 =
+    crate::verify::CONTENT_SAMPLES as u64 * dualrig_media::MAX_KEPT_FRAME_BYTES;
 
 #[derive(Debug, Default)]
 pub struct Inspections {

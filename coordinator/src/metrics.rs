@@ -23,6 +23,7 @@ pub const SUSPENSIONS: &str = "dualrig_suspensions_total";
 pub const PAYMENTS: &str = "dualrig_payments_total";
 pub const PAID_VALUE: &str = "dualrig_paid_expected_value_total";
 pub const WORKER_STAKE: &str = "dualrig_worker_stake_units";
+pub const KEPT_FRAMES_BYTES: &str = "dualrig_kept_source_frame_bytes";
 
 /// Starts the Prometheus endpoint on `addr` and describes every metric.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
@@ -36,6 +37,7 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
     describe();
     workers_connected(0);
+    kept_frames_bytes(0);
     describe_storage();
     Ok(())
 }
@@ -58,6 +60,11 @@ fn describe() {
         "Jobs handed to another worker after an attempt failed"
     );
     describe_gauge!(WORKERS_CONNECTED, "Workers attached right now");
+    describe_gauge!(
+        KEPT_FRAMES_BYTES,
+        metrics::Unit::Bytes,
+        "Memory budgeted for source frames kept for content checks"
+    );
     describe_gauge!(
         WORKER_STAKE,
         "Stake bonded on each worker (self-bond plus delegations), base units"
@@ -115,6 +122,10 @@ pub fn worker_stake(worker: &dualrig_proto::identity::PublicId, units: u64) {
 
 pub fn workers_connected(n: usize) {
     gauge!(WORKERS_CONNECTED).set(n as f64);
+}
+
+pub fn kept_frames_bytes(bytes: u64) {
+    gauge!(KEPT_FRAMES_BYTES).set(bytes as f64);
 }
 
 pub fn bytes_in(kind: &'static str, n: usize) {

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::dispatch::{JobDispatcher, JobPayment, JobSpec};
 use crate::error::{CoordinatorError, QuoteLost};
 use crate::evidence::EvidenceStore;
-use crate::inspections::Inspected;
+use crate::inspections::{Inspected, KeptFrames};
 use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
 use crate::paging::Page;
@@ -64,6 +64,8 @@ pub struct CoordinatorService {
     quotes: std::sync::Mutex<std::collections::HashMap<String, (PublicId, Instant)>>,
     /// Recent segments' inspections, for a client that uploads one again after losing its quote.
     inspections: crate::inspections::Inspections,
+    /// Memory of source frames kept for content checks.
+    kept_budget: Arc<StagingBudget>,
 }
 
 impl CoordinatorService {
@@ -93,6 +95,12 @@ impl CoordinatorService {
             ledger,
             next_job: AtomicU64::new(1),
             inspections: crate::inspections::Inspections::default(),
+            kept_budget: StagingBudget::with_gauge(
+                "kept source frame",
+                crate::inspections::KEPT_FRAMES_BYTES,
+                crate::inspections::KEPT_FRAMES_BYTES_PER_CLIENT,
+                metrics::kept_frames_bytes,
+            ),
             quotes: std::sync::Mutex::default(),
         }
     }
@@ -182,13 +190,23 @@ impl CoordinatorService {
 
     /// Stages `segment` in scratch (deleted with the returned path) and inspects it (a full decode:
     /// what decodes is what an honest rendition must match), keeping the source frames its first
-    /// content check will need; a segment inspected moments ago is only staged.
+    /// content check will need while the kept-frames budget allows; a segment inspected moments ago
+    /// is only staged.
     async fn stage_and_inspect(
         &self,
+        client: Option<std::net::IpAddr>,
         segment: bytes::Bytes,
     ) -> Result<(Arc<tempfile::TempPath>, Arc<Inspected>), CoordinatorError> {
         let hash = blake3::hash(&segment);
         let known = self.inspections.get(&hash);
+        // Past the budget the job is served all the same; its content check decodes the source.
+        let held = match known {
+            Some(_) => None,
+            None => self
+                .kept_budget
+                .reserve(client, crate::inspections::KEPT_PER_JOB)
+                .ok(),
+        };
         let scratch = self.config.scratch_dir();
         let (staged, inspected) = tokio::task::spawn_blocking(move || {
             let mut file = tempfile::Builder::new()
@@ -199,20 +217,28 @@ impl CoordinatorService {
             if let Some(known) = known {
                 return Ok((Arc::new(staged), known));
             }
-            // The first content check's seed is drawn now, so its source frames can be kept from
-            // this decode; no worker ever sees it.
-            let (source, kept) = dualrig_media::inspect_keeping(
-                &staged,
-                dualrig_media::DecodeBudget::SEGMENT,
-                crate::verify::CONTENT_SAMPLES,
-                rand::random(),
-            )
-            .map_err(|e| CoordinatorError::BadSegment(format!("segment rejected: {e}")))?;
-            let inspected = Arc::new(Inspected {
-                source,
-                kept: Arc::new(kept),
-            });
-            Ok::<_, CoordinatorError>((Arc::new(staged), inspected))
+            let rejected = |e| CoordinatorError::BadSegment(format!("segment rejected: {e}"));
+            let budget = dualrig_media::DecodeBudget::SEGMENT;
+            let inspected = match held {
+                // The first content check's seed is drawn now, so its source frames can be kept
+                // from this decode; no worker ever sees it.
+                Some(held) => {
+                    let (source, frames) = dualrig_media::inspect_keeping(
+                        &staged,
+                        budget,
+                        crate::verify::CONTENT_SAMPLES,
+                        rand::random(),
+                    )
+                    .map_err(rejected)?;
+                    let kept = Some(Arc::new(KeptFrames { frames, held }));
+                    Inspected { source, kept }
+                }
+                None => Inspected {
+                    source: dualrig_media::inspect_within(&staged, budget).map_err(rejected)?,
+                    kept: None,
+                },
+            };
+            Ok::<_, CoordinatorError>((Arc::new(staged), Arc::new(inspected)))
         })
         .await
         .map_err(|e| CoordinatorError::BadSegment(format!("segment inspection crashed: {e}")))??;
@@ -230,7 +256,7 @@ impl CoordinatorService {
         let profiles = ladder_from_wire(&header.profiles)?;
         let segment = segment.freeze();
 
-        let (staged, inspected) = self.stage_and_inspect(segment.clone()).await?;
+        let (staged, inspected) = self.stage_and_inspect(client, segment.clone()).await?;
         let source = inspected.source.clone();
         info!(
             frames = source.frames,
@@ -259,7 +285,7 @@ impl CoordinatorService {
                 segment,
                 staged,
                 source,
-                source_frames: Some(Arc::clone(&inspected.kept)),
+                source_frames: inspected.kept.clone(),
                 profiles,
                 units,
                 round,

@@ -18,6 +18,8 @@ pub struct StagingBudget {
     total: u64,
     per_client: u64,
     used: Mutex<Used>,
+    /// Published with the bytes in use after every change.
+    in_use_gauge: Option<fn(u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +40,7 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         let mut used = self.budget.lock();
         used.total -= self.bytes;
+        self.budget.publish(used.total);
         if let Some(client) = self.client
             && let Some(held) = used.by_client.get_mut(&client)
         {
@@ -51,12 +54,38 @@ impl Drop for Reservation {
 
 impl StagingBudget {
     pub fn new(what: &'static str, total: u64, per_client: u64) -> Arc<Self> {
+        Self::build(what, total, per_client, None)
+    }
+
+    /// [`Self::new`] that publishes the bytes in use through `gauge` after every change.
+    pub fn with_gauge(
+        what: &'static str,
+        total: u64,
+        per_client: u64,
+        gauge: fn(u64),
+    ) -> Arc<Self> {
+        Self::build(what, total, per_client, Some(gauge))
+    }
+
+    fn build(
+        what: &'static str,
+        total: u64,
+        per_client: u64,
+        in_use_gauge: Option<fn(u64)>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             what,
             total,
             per_client,
             used: Mutex::default(),
+            in_use_gauge,
         })
+    }
+
+    fn publish(&self, in_use: u64) {
+        if let Some(gauge) = self.in_use_gauge {
+            gauge(in_use);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Used> {
@@ -88,6 +117,7 @@ impl StagingBudget {
             )));
         }
         used.total += bytes;
+        self.publish(used.total);
         if let Some(c) = client {
             *used.by_client.entry(c).or_default() += bytes;
         }

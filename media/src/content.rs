@@ -270,6 +270,10 @@ impl Reservoir {
 /// again instead (a job's kept frames live as long as the job).
 const MAX_KEPT_PIXELS: u64 = 1920 * 1088;
 
+/// The most memory one kept frame takes (a YUV 4:2:0 picture of the largest kept size): what a caller
+/// budgets for before it asks [`crate::inspect_keeping`] to keep frames.
+pub const MAX_KEPT_FRAME_BYTES: u64 = MAX_KEPT_PIXELS * 3 / 2;
+
 /// Source frames kept from the inspection at upload for the content check the job will most likely
 /// get: a [`Reservoir`] from the same seed run over the source, which keeps exactly the frames it
 /// keeps from an honest rendition with the source's frame count, so the check need not decode the

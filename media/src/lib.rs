@@ -31,8 +31,8 @@ use std::sync::Once;
 
 pub use cli::{ffmpeg_cli_ladder_args, ffmpeg_cli_ladder_args_for};
 pub use content::{
-    CONTENT_THRESHOLD_DB, ContentSample, ContentScore, FrameScore, REFERENCE_MARGIN_DB,
-    SourceFrames, content_check, score_samples,
+    CONTENT_THRESHOLD_DB, ContentSample, ContentScore, FrameScore, MAX_KEPT_FRAME_BYTES,
+    REFERENCE_MARGIN_DB, SourceFrames, content_check, score_samples,
 };
 pub use decoder::{
     DecoderProbe, DecoderSelection, HARDWARE_DECODER_FAMILIES, HardwareDecoder, probe_decoders,

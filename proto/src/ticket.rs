@@ -16,7 +16,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use crate::identity::{Identity, PublicId};
 
 pub use payer::TicketPayer;
-pub use validator::{Accepted, TicketValidator, WinningTicket};
+pub use validator::{Accepted, RefusedTicket, TicketValidator, WinningTicket};
 
 /// Key-derivation context of `ticket_hash`, the digest a sender signs.
 pub const TICKET_CONTEXT: &str = "dualrig 2026-11 ticket v1";

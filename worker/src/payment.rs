@@ -224,7 +224,7 @@ impl Payments {
                 PaymentRefused(e.to_string())
             })?;
         let mut state = self.lock();
-        let accepted = match state.validator.validate(&tickets, job.units) {
+        let accepted = match state.validator.validate_naming_ticket(&tickets, job.units) {
             Ok(accepted) => accepted,
             Err(e) => {
                 metrics::tickets("refused", tickets.len());

@@ -957,3 +957,68 @@ async fn an_execute_flood_from_throwaway_keys_moves_nothing_and_delays_no_transf
     let funded_now = client.account(funded.id()).await.expect("funded");
     assert_eq!((funded_now.balance, funded_now.nonce), (1_000_000 - 700, 1));
 }
+
+/// A flood of small full-HD segments: each upload's bytes are little, but the source frames kept for
+/// a content check are decoded pictures, megabytes each. A throwaway client sends 16 at once while no
+/// worker can take them (so every job waits, holding what it was given): the memory budgeted for kept
+/// frames never passes one client's share, every upload is still inspected and answered, and an
+/// honest job afterwards is transcoded and verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_small_full_hd_segments_keeps_frames_within_its_budget() {
+    use dualrig_coordinator::inspections::{KEPT_FRAMES_BYTES_PER_CLIENT, KEPT_PER_JOB};
+
+    const FLOOD: usize = 16;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let coordinator = CoordinatorProcess::start(
+        dir.path(),
+        &["--metrics-addr", &metrics, "--worker-wait-secs", "6"],
+    );
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("profile");
+    let mut uploads = Vec::new();
+    for i in 0..FLOOD {
+        // Distinct segments (so no inspection is reused), each a second of about 1920x1080.
+        let size = format!("1920x{}", 1080 - 8 * i);
+        let clip = crate::support::make_clip(dir.path(), &format!("hd{i}.ts"), 1, &size);
+        let segment = std::fs::read(&clip).expect("clip");
+        let client = client.clone();
+        let profiles = profiles.clone();
+        uploads.push(tokio::spawn(async move {
+            client.transcode_segment(segment, &profiles, "flood").await
+        }));
+    }
+    let mut most = 0.0f64;
+    while !uploads.iter().all(|u| u.is_finished()) {
+        let page = http_get(&metrics, "/metrics").unwrap_or_default();
+        most = most.max(counter(&page, "dualrig_kept_source_frame_bytes", ""));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for upload in uploads {
+        let err = upload
+            .await
+            .expect("upload task")
+            .expect_err("no worker can take it");
+        assert_eq!(err.code(), Some(tonic::Code::Unavailable), "{err}");
+    }
+    eprintln!("kept-frame budget in use at most {most} bytes");
+    assert!(most >= KEPT_PER_JOB as f64, "frames were kept: {most}");
+    assert!(
+        most <= KEPT_FRAMES_BYTES_PER_CLIENT as f64,
+        "{most} bytes budgeted for one client's kept frames"
+    );
+
+    let worker = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    let clip = crate::support::make_clip(dir.path(), "honest.ts", 1, "320x240");
+    let done = client
+        .transcode_segment(std::fs::read(&clip).expect("clip"), &profiles, "honest")
+        .await
+        .expect("an honest job is served after the flood");
+    assert_eq!(done.renditions.len(), 1);
+    let listed = client.list_workers().await.expect("workers");
+    assert_eq!((listed[0].jobs_done, listed[0].jobs_failed), (1, 0));
+    worker.kill().await;
+}

@@ -445,3 +445,54 @@ async fn a_payment_under_params_another_win_retired_is_asked_again() {
     worker.kill().await;
     coordinator.stop().await;
 }
+
+/// A funded sender pays with three tickets, the middle one's signature spoiled: the worker refuses
+/// the payment before any work, the refusal that reaches the client names that ticket, and the worker
+/// neither failed a job nor lost anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_with_one_forged_ticket_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payer_key = Identity::from_secret([34; 32]);
+    let (coordinator, client, worker) = paid_network(dir.path(), &payer_key, 1_000_000).await;
+    let clip = crate::support::make_clip(dir.path(), "paid.ts", 1, "320x240");
+    let segment = std::fs::read(&clip).expect("read clip");
+    let profiles = dualrig_proto::profile::Profile::parse_list("240p").expect("standard profile");
+    let units = dualrig_proto::profile::job_units(&profiles, 30);
+    let mut api = client.api();
+    let (quote_id, params) = crate::support::quote(&mut api, &profiles, segment.len()).await;
+    let mut payer = TicketPayer::new();
+    let mut tickets = Vec::new();
+    for _ in 0..3 {
+        tickets.extend(
+            payer
+                .pay_for_units(&payer_key, &params, units)
+                .expect("tickets"),
+        );
+    }
+    let mut wire: Vec<dualrig_proto::v1::SignedTicket> = tickets.iter().map(Into::into).collect();
+    wire[1].sig[10] ^= 1;
+    let header = dualrig_proto::v1::TranscodeHeader {
+        profiles: profiles.iter().map(|p| p.to_wire()).collect(),
+        segment_size: segment.len() as u64,
+        label: "one forged".into(),
+        quote_id,
+        payment: wire,
+    };
+    let err = client
+        .transcode_raw(header, segment)
+        .await
+        .expect_err("a forged ticket refuses the payment");
+    assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+    let nonce = tickets[1].ticket.sender_nonce;
+    assert!(
+        err.to_string()
+            .contains(&format!("ticket 1 (nonce {nonce})")),
+        "{err}"
+    );
+    let listed = client.list_workers().await.expect("workers");
+    assert_eq!((listed[0].jobs_done, listed[0].jobs_failed), (0, 0));
+    let account = client.account(worker.id).await.expect("worker account");
+    assert_eq!(account.balance, 0);
+    worker.kill().await;
+    coordinator.stop().await;
+}

@@ -110,6 +110,16 @@ fn one_forged_ticket_among_many_refuses_the_payment_and_records_nothing() {
             })
         );
     }
+    // The refusal names the ticket at fault.
+    let refused = s
+        .validator
+        .validate_naming_ticket(&tickets, 0)
+        .expect_err("still refused");
+    assert_eq!(refused.ticket, Some((37, honest.ticket.sender_nonce)));
+    assert!(
+        refused.to_string().starts_with("ticket 37 (nonce 37): "),
+        "{refused}"
+    );
     // Nothing was recorded: the same nonces, all honest, are accepted.
     tickets[37] = honest;
     s.validator.validate(&tickets, 0).expect("accepted");

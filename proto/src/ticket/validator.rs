@@ -30,6 +30,24 @@ pub struct Accepted {
     pub retired: Vec<[u8; 32]>,
 }
 
+/// A refused payment: why, and the ticket at fault where one is (its place in the payment, from 0,
+/// and its nonce).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct RefusedTicket {
+    pub ticket: Option<(usize, u64)>,
+    #[source]
+    pub error: TicketError,
+}
+
+impl std::fmt::Display for RefusedTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ticket {
+            Some((index, nonce)) => write!(f, "ticket {index} (nonce {nonce}): {}", self.error),
+            None => write!(f, "{}", self.error),
+        }
+    }
+}
+
 struct Issued {
     params: TicketParams,
     recipient_rand: [u8; 32],
@@ -164,37 +182,60 @@ impl TicketValidator {
         tickets: &[SignedTicket],
         units: u64,
     ) -> Result<Accepted, TicketError> {
+        self.validate_naming_ticket(tickets, units)
+            .map_err(|refused| refused.error)
+    }
+
+    /// [`Self::validate`], whose refusal also names the ticket refused (its place in the payment and
+    /// its nonce) where one ticket is at fault rather than the payment as a whole.
+    pub fn validate_naming_ticket(
+        &mut self,
+        tickets: &[SignedTicket],
+        units: u64,
+    ) -> Result<Accepted, RefusedTicket> {
+        let whole = |error| RefusedTicket {
+            ticket: None,
+            error,
+        };
         if tickets.len() > MAX_TICKETS_PER_PAYMENT {
-            return Err(TicketError::TooManyTickets {
+            return Err(whole(TicketError::TooManyTickets {
                 count: tickets.len() as u64,
                 limit: MAX_TICKETS_PER_PAYMENT,
-            });
+            }));
         }
         if tickets.is_empty() && units > 0 {
-            return Err(TicketError::NoTickets { units });
+            return Err(whole(TicketError::NoTickets { units }));
         }
         let mut batch = HashSet::with_capacity(tickets.len());
         let mut offered = 0u64;
         let mut price = 0u64;
-        for signed in tickets {
-            let price_per_unit = self.check_one(signed)?.params.price_per_unit;
-            self.check_signature(signed)?;
+        for (index, signed) in tickets.iter().enumerate() {
+            let this = |error| RefusedTicket {
+                ticket: Some((index, signed.ticket.sender_nonce)),
+                error,
+            };
+            let price_per_unit = self.check_one(signed).map_err(this)?.params.price_per_unit;
+            self.check_signature(signed).map_err(this)?;
             let t = &signed.ticket;
             if !batch.insert((t.recipient_rand_hash, t.sender, t.sender_nonce)) {
-                return Err(replayed(signed));
+                return Err(this(replayed(signed)));
             }
             offered = offered
                 .checked_add(t.expected_value())
                 .ok_or(TicketError::Overflow {
                     what: "sum of ticket expected values",
-                })?;
+                })
+                .map_err(whole)?;
             price = price.max(price_per_unit);
         }
-        let owed = price.checked_mul(units).ok_or(TicketError::Overflow {
-            what: "price_per_unit × units",
-        })?;
+        let owed = price
+            .checked_mul(units)
+            .ok_or(TicketError::Overflow {
+                what: "price_per_unit × units",
+            })
+            .map_err(whole)?;
         if offered < owed {
-            return Err(TicketError::EvShort { offered, owed });
+            return Err(whole(TicketError::EvShort { offered, owed }));
         }
 
         // Every ticket was checked against live params, so the lookups below cannot miss; a params is
