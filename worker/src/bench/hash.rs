@@ -394,8 +394,6 @@ fn measure_size(
         rows.push(("gpu_end_to_end", None, t));
     }
 
-    // Rows that read the file take turns run by run, so page cache, load and frequency changes fall
-    // on each alike.
     // A store holding a copy of the input: a scrub rehashes it and checks its outboard.
     let store_dir = tempfile::tempdir().map_err(|source| BenchError::Io {
         what: "creating a temporary store".to_owned(),
@@ -408,6 +406,20 @@ fn measure_size(
     )
     .and_then(|store| store.put_file(path).map(|_| store))
     .map_err(|e| BenchError::Mismatch(format!("storing the input for store_scrub: {e}")))?;
+    // A store the input is put into again and again (a put of a blob already there still hashes,
+    // copies and syncs it before it finds the blob present).
+    let put_dir = tempfile::tempdir().map_err(|source| BenchError::Io {
+        what: "creating a temporary store".to_owned(),
+        source,
+    })?;
+    let put_store = BlobStore::open(
+        put_dir.path(),
+        bytes * 3 + (64 << 20),
+        Arc::new(CpuHasher::new()),
+    )
+    .map_err(|e| BenchError::Mismatch(format!("opening a store for store_put: {e}")))?;
+    // Rows that read the file take turns run by run, so page cache, load and frequency changes fall
+    // on each alike.
     let worker = std::env::current_exe().map_err(|source| BenchError::Io {
         what: "finding this program to time `dualrig-worker hash`".to_owned(),
         source,
@@ -453,6 +465,17 @@ fn measure_size(
                 )));
             }
             Ok(expected)
+        }),
+    });
+    file_rows.push(FileRow {
+        name: "store_put",
+        threads: Some(threads),
+        repeat,
+        hash: Box::new(|| {
+            put_store
+                .put_file(path)
+                .map(|info| info.root)
+                .map_err(|e| BenchError::Mismatch(format!("store_put: {e}")))
         }),
     });
     if let Some(gpu) = gpu {
