@@ -237,23 +237,12 @@ impl Reservoir {
     pub fn offer(&mut self, frame: frame::Video) {
         let index = self.index;
         self.index += 1;
-        let slot = if self.kept.len() < self.k {
-            None
-        } else {
-            match usize::try_from(self.rng.below(index + 1)) {
-                Ok(j) if j < self.kept.len() => Some(j),
-                _ => return,
-            }
-        };
-        let timed = Timed {
+        let tb = self.tb;
+        reservoir_place(&mut self.kept, self.k, &mut self.rng, index, || Timed {
             index,
-            pts_secs: frame.pts().unwrap_or(0) as f64 * self.tb,
+            pts_secs: frame.pts().unwrap_or(0) as f64 * tb,
             frame,
-        };
-        match slot {
-            None => self.kept.push(timed),
-            Some(j) => self.kept[j] = timed,
-        }
+        });
     }
 
     /// The kept frames, in presentation order, as the sample of `rendition`.
@@ -378,18 +367,32 @@ impl SourceFrameCollector {
         if !self.keep {
             return;
         }
-        let kept = &mut self.frames.kept;
-        if kept.len() < self.k {
-            kept.push((index, Arc::new(frame)));
-        } else if let Ok(j) = usize::try_from(self.rng.below(index + 1))
-            && j < kept.len()
-        {
-            kept[j] = (index, Arc::new(frame));
-        }
+        reservoir_place(&mut self.frames.kept, self.k, &mut self.rng, index, || {
+            (index, Arc::new(frame))
+        });
     }
 
     pub fn finish(self) -> SourceFrames {
         self.frames
+    }
+}
+
+/// Puts the item at presentation `index` into a reservoir of at most `k` (`kept`), by the one draw
+/// rule every reservoir here follows, so the same seed keeps the same frames of a rendition and of its
+/// source: the first `k` go in, each later one replaces slot `below(index + 1)` when that is a slot.
+fn reservoir_place<T>(
+    kept: &mut Vec<T>,
+    k: usize,
+    rng: &mut SplitMix64,
+    index: u64,
+    item: impl FnOnce() -> T,
+) {
+    if kept.len() < k {
+        kept.push(item());
+    } else if let Ok(j) = usize::try_from(rng.below(index + 1))
+        && j < kept.len()
+    {
+        kept[j] = item();
     }
 }
 

@@ -231,10 +231,7 @@ pub fn verify_rendition(
     // decodes counts: a container's declared duration may run past the video (its audio), and an
     // honest rendition must never fail on an estimate.
     let expected = expected_frames(source, profile);
-    let budget = DecodeBudget {
-        max_frames: expected + 2,
-        max_pixels: (expected + 2) * u64::from(profile.width) * u64::from(profile.height),
-    };
+    let budget = rendition_budget(expected, profile);
     let decoded = VideoSource::open(rendition, threads())
         .and_then(|source| inspect_source(source, Some(budget)));
     check_rendition(source, decoded, profile, expected)
@@ -250,10 +247,7 @@ pub fn verify_rendition_sampled(
     seed: u64,
 ) -> Result<(StreamInfo, ContentSample), VerifyError> {
     let expected = expected_frames(source, profile);
-    let budget = DecodeBudget {
-        max_frames: expected + 2,
-        max_pixels: (expected + 2) * u64::from(profile.width) * u64::from(profile.height),
-    };
+    let budget = rendition_budget(expected, profile);
     let mut reservoir = None;
     let decoded = VideoSource::open(rendition, threads()).and_then(|video| {
         let drawn = reservoir.insert(Reservoir::new(
@@ -323,6 +317,15 @@ pub fn hls_codecs(path: &Path) -> Result<Option<String>, MediaError> {
         Some(audio) => format!("{avc1},{audio}"),
         None => avc1,
     }))
+}
+
+/// What decoding a rendition that must have `expected` frames at `profile` may cost: a few frames
+/// more, at the asked size.
+fn rendition_budget(expected: u64, profile: &Profile) -> DecodeBudget {
+    DecodeBudget {
+        max_frames: expected + 2,
+        max_pixels: (expected + 2) * u64::from(profile.width) * u64::from(profile.height),
+    }
 }
 
 /// Frames a rendition of `source` at `profile` must have.
