@@ -325,6 +325,26 @@ mod tests {
     }
 
     #[test]
+    fn durations_read_back_bit_for_bit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut record = record(dir.path());
+        // Durations as the cutter computes them: sums and quotients of time bases, rarely short.
+        let durations: Vec<f64> = (1..200).map(|i| f64::from(i) * 1.001 / 3.0 + 0.1).collect();
+        record.settings.segment_secs = 0.1 + 0.2;
+        record.segments[0].duration_secs = durations[0];
+        record.save(dir.path()).expect("save");
+        let mut back = ResumeRecord::load(dir.path())
+            .expect("load")
+            .expect("a record");
+        assert_eq!(back.settings, record.settings);
+        assert_eq!(back.keep_intact(dir.path(), &cut(&durations)), 0);
+        for d in durations {
+            let text = serde_json::to_string(&d).expect("to json");
+            assert_eq!(serde_json::from_str::<f64>(&text).expect("from json"), d);
+        }
+    }
+
+    #[test]
     fn a_changed_file_or_another_cut_drops_the_segment() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut changed = record(dir.path());
