@@ -19,6 +19,8 @@ pub const STORE_BLOBS: &str = "dualrig_worker_store_blobs";
 pub const PROOFS: &str = "dualrig_worker_proofs_total";
 pub const CHALLENGE_SECONDS: &str = "dualrig_worker_challenge_seconds";
 pub const SCRUBBED: &str = "dualrig_worker_scrubbed_blobs_total";
+pub const SESSIONS: &str = "dualrig_worker_sessions";
+pub const RELOADS: &str = "dualrig_worker_config_reloads_total";
 
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -63,6 +65,11 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         SCRUBBED,
         "Blobs rehashed by scrubs, by outcome (sound, dropped)"
     );
+    describe_gauge!(SESSIONS, "Jobs the worker runs at once");
+    describe_counter!(
+        RELOADS,
+        "Config reloads on SIGHUP, by outcome (applied, refused)"
+    );
     Ok(())
 }
 
@@ -106,4 +113,12 @@ pub fn challenge_answered(proofs: usize, elapsed: Duration) {
 pub fn scrubbed(checked: usize, dropped: usize) {
     counter!(SCRUBBED, "outcome" => "sound").increment(checked.saturating_sub(dropped) as u64);
     counter!(SCRUBBED, "outcome" => "dropped").increment(dropped as u64);
+}
+
+pub fn sessions(sessions: u32) {
+    gauge!(SESSIONS).set(f64::from(sessions));
+}
+
+pub fn reload(outcome: &'static str) {
+    counter!(RELOADS, "outcome" => outcome).increment(1);
 }
