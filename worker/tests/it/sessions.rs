@@ -341,6 +341,67 @@ async fn sighup_grows_the_sessions_while_a_job_runs_and_the_job_is_still_verifie
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_shrinks_the_sessions_letting_running_jobs_finish_and_holding_new_ones() {
+    let media = tempfile::tempdir().expect("tempdir");
+    let segment = make_segment(media.path(), 4);
+    let coordinator = TestCoordinator::start().await;
+    let client = coordinator.client().await;
+
+    let config = tempfile::tempdir().expect("tempdir");
+    let config_path = config.path().join("worker.toml");
+    write_config(&config_path, "sessions = 2\nencoder = \"libx264\"\n");
+    let mut worker = WorkerProcess::start(
+        &coordinator.url,
+        &["--config", config_path.to_str().expect("utf-8")],
+        &[],
+    );
+    let info = wait_for_worker(&client, &mut worker, |w| sessions(w) == 2).await;
+
+    let first = submit(&client, &segment, "first");
+    let second = submit(&client, &segment, "second");
+    worker.wait_for_log(" transcoding ", 2).await;
+    write_config(&config_path, "sessions = 1\nencoder = \"libx264\"\n");
+    worker.hang_up();
+    wait_for_worker(&client, &mut worker, |w| sessions(w) == 1).await;
+    // Sent once the coordinator knows of one session: it waits there until both running jobs end.
+    let third = submit(&client, &segment, "third");
+
+    assert_verified(first, &info).await;
+    assert_verified(second, &info).await;
+    assert_verified(third, &info).await;
+    let idle = wait_for_worker(&client, &mut worker, |w| w.free_sessions == 1).await;
+    assert_eq!((sessions(&idle), idle.jobs_done), (1, 3));
+
+    let log = worker.log();
+    assert!(
+        log.lines().any(|l| l.contains("config reloaded")
+            && l.contains("sessions_before=2")
+            && l.contains("sessions=1")),
+        "{log}"
+    );
+    let seen = concurrency(&log, "SIGHUP");
+    assert_eq!(seen.at_mark, 2, "both jobs ran at the reload:\n{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    let hangup = lines
+        .iter()
+        .position(|l| l.contains("SIGHUP"))
+        .expect("SIGHUP logged");
+    let third_started = hangup
+        + lines[hangup..]
+            .iter()
+            .position(|l| l.contains(" transcoding "))
+            .expect("the third job ran");
+    let finished_before = lines[..third_started]
+        .iter()
+        .filter(|l| l.contains(" transcoded "))
+        .count();
+    assert_eq!(
+        finished_before, 2,
+        "the third job started only after both running jobs finished:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sighup_with_a_broken_file_keeps_the_sessions_and_the_worker_up() {
     let media = tempfile::tempdir().expect("tempdir");
     let segment = make_segment(media.path(), 1);
