@@ -158,11 +158,6 @@ impl Worker {
         &self.capabilities
     }
 
-    /// The gate that holds jobs to the worker's sessions.
-    pub fn slots(&self) -> &Arc<JobSlots> {
-        &self.slots
-    }
-
     /// What applies `source` again to this worker once it runs (on SIGHUP): `source` is where its
     /// config came from.
     pub fn reloader(&self, source: ConfigSource) -> Reloader {
