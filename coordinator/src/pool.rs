@@ -508,13 +508,15 @@ impl WorkerPool {
         state.draw(big_enough, self.min_stake)
     }
 
-    /// Sets how many jobs a worker takes at once.
+    /// Sets how many jobs a worker takes at once, as its `Capacity` says (PROTOCOL §8.2); the worker
+    /// list shows it as the worker's sessions from then on. Jobs it holds beyond the new count finish.
     pub fn set_capacity(&self, id: PublicId, connection: u64, sessions: u32) {
         let mut state = self.lock();
         if let Some(w) = state.workers.get_mut(&id)
             && w.connection == connection
         {
             w.sessions = sessions;
+            w.capabilities.sessions = sessions;
         }
         drop(state);
         self.changed.notify_waiters();

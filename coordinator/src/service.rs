@@ -601,6 +601,7 @@ impl CoordinatorApi for CoordinatorService {
                     match event.event {
                         Some(worker_event::Event::Heartbeat(_)) | None => {}
                         Some(worker_event::Event::Capacity(c)) => {
+                            info!(sessions = c.free_sessions, "worker changed its sessions");
                             pool.set_capacity(worker, connection, c.free_sessions)
                         }
                         Some(worker_event::Event::Result(result)) => {

@@ -1,15 +1,113 @@
-//! The worker's validated configuration.
+//! The worker's validated configuration, and where it comes from: flags, `DUALRIG_*` environment
+//! variables and a TOML file agree on names; flags win over the environment, which wins over the file
+//! ([`settings`]).
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use dualrig_media::EncoderChoice;
 
 use crate::hash::GpuMode;
 
+pub mod settings;
+
+pub use settings::{ConfigError, ConfigSource, Loaded, WorkerSettings};
+
 /// The worker's key file inside its data dir.
 pub const KEY_FILE: &str = "worker.key";
+
+/// The coordinator a worker serves when nothing says otherwise.
+pub const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7300";
+
+/// The data dir when nothing says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "dualrig-worker-data";
+
+/// Most jobs a worker may be told to run at once: far above what one encoder holds, low enough that a
+/// typo (`10000`) is refused rather than letting the coordinator hand out that many segments.
+pub const MAX_SESSIONS: u32 = 256;
+
+/// How many jobs the worker runs at once (`--sessions`, `sessions` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sessions {
+    /// From the encoder: 1 for libx264 (it already uses every core); for a hardware encoder, the 1080p
+    /// sessions it opens divided by the default ladder's renditions, at least 1.
+    #[default]
+    Auto,
+    Fixed(NonZeroU32),
+}
+
+impl FromStr for Sessions {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("auto") {
+            return Ok(Sessions::Auto);
+        }
+        let n: u64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is neither auto nor a number of jobs (1, 2, …)"))?;
+        Sessions::from_count(n)
+    }
+}
+
+impl Sessions {
+    fn from_count(n: u64) -> Result<Self, String> {
+        u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= MAX_SESSIONS)
+            .and_then(NonZeroU32::new)
+            .map(Sessions::Fixed)
+            .ok_or_else(|| {
+                format!("{n} jobs at once: must be auto or a number from 1 to {MAX_SESSIONS}")
+            })
+    }
+}
+
+impl fmt::Display for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sessions::Auto => f.write_str("auto"),
+            Sessions::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// `sessions = 2` or `sessions = "auto"` (or `"2"`) in the file.
+impl<'de> serde::Deserialize<'de> for Sessions {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Sessions;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"auto\" or a number of jobs from 1 to 256")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Sessions, E> {
+                Sessions::from_count(n).map_err(E::custom)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Sessions, E> {
+                let n = u64::try_from(n).map_err(|_| {
+                    E::custom(format!(
+                        "{n} jobs at once: must be auto or a number from 1 to {MAX_SESSIONS}"
+                    ))
+                })?;
+                Sessions::from_count(n).map_err(E::custom)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Sessions, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        de.deserialize_any(Visitor)
+    }
+}
 
 /// Blob store capacity when `--storage-capacity` is absent: 10 GiB.
 pub const DEFAULT_STORAGE_CAPACITY: u64 = 10 << 30;
@@ -21,8 +119,9 @@ pub struct WorkerConfig {
     /// Holds the worker's key and its scratch space.
     pub data_dir: PathBuf,
     pub encoder: EncoderChoice,
-    /// Jobs run at once; `None` picks from the encoder (1 for libx264, which already uses every core).
-    pub sessions: Option<u32>,
+    /// Jobs run at once; [`Sessions::Auto`] picks from the encoder. The one setting a reload changes
+    /// live ([`crate::reload`]).
+    pub sessions: Sessions,
     pub gpu: GpuMode,
     /// Most share of the time hashing may keep the GPU busy, in (0, 1] (`--gpu-hash-share`).
     pub gpu_hash_share: f64,
@@ -52,7 +151,7 @@ impl WorkerConfig {
             coordinator: coordinator.into(),
             data_dir,
             encoder: EncoderChoice::Auto,
-            sessions: None,
+            sessions: Sessions::Auto,
             gpu: GpuMode::Auto,
             gpu_hash_share: 1.0,
             metrics_addr: None,
@@ -87,6 +186,42 @@ impl WorkerConfig {
         self.data_dir.join("scratch")
     }
 
+    /// The file keys whose values differ between this running config and `next`, `sessions` aside
+    /// (the one a reload applies live): each takes effect only at the next start.
+    pub fn restart_keys(&self, next: &WorkerConfig) -> Vec<&'static str> {
+        let differs = [
+            ("coordinator", self.coordinator != next.coordinator),
+            ("data_dir", self.data_dir != next.data_dir),
+            ("encoder", self.encoder != next.encoder),
+            ("gpu", self.gpu != next.gpu),
+            ("gpu_hash_share", self.gpu_hash_share != next.gpu_hash_share),
+            ("metrics_addr", self.metrics_addr != next.metrics_addr),
+            ("price_per_unit", self.price_per_unit != next.price_per_unit),
+            (
+                "ticket_face_value",
+                self.ticket_face_value != next.ticket_face_value,
+            ),
+            (
+                "ticket_win_prob_one_in",
+                self.ticket_win_prob_one_in != next.ticket_win_prob_one_in,
+            ),
+            (
+                "storage_capacity",
+                self.storage_capacity != next.storage_capacity,
+            ),
+            (
+                "scrub_interval_secs",
+                self.scrub_interval != next.scrub_interval,
+            ),
+            ("redeem_delay_secs", self.redeem_delay != next.redeem_delay),
+        ];
+        differs
+            .into_iter()
+            .filter(|(_, differs)| *differs)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(self.coordinator.starts_with("http://") || self.coordinator.starts_with("https://")) {
             return Err(format!(
@@ -109,9 +244,6 @@ impl WorkerConfig {
         }
         if self.scrub_interval < Duration::from_millis(10) {
             return Err("--scrub-interval-secs must be at least 0.01".into());
-        }
-        if self.sessions == Some(0) {
-            return Err("--sessions must be at least 1".into());
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! [`session`] keeps the outbound connection to the coordinator alive, [`job`] turns one transcode job
 //! into a signed result, [`hash`] is the GPU/CPU BLAKE3 hasher, [`store`] keeps hosted blobs with their
 //! outboards, [`hosting`] serves them (pushes, fetches, challenges, scrubs), and [`bench`] measures the rig.
+//! [`slots`] holds jobs to the worker's sessions, which [`reload`] changes live.
 
 pub mod bench;
 pub mod config;
@@ -13,7 +14,9 @@ pub mod hosting;
 pub mod job;
 pub mod metrics;
 pub mod payment;
+pub mod reload;
 pub mod session;
+pub mod slots;
 pub mod store;
 
 pub use config::WorkerConfig;

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use dualrig_media::EncoderChoice;
+use dualrig_worker::Worker;
+use dualrig_worker::config::{ConfigSource, Sessions, WorkerSettings};
 use dualrig_worker::hash::GpuMode;
-use dualrig_worker::{Worker, WorkerConfig};
 
 /// The dualrig worker. With no subcommand it serves the coordinator given by --coordinator.
 #[derive(Debug, Parser)]
@@ -61,7 +62,7 @@ struct CoordinatorArg {
     #[arg(
         long,
         env = "DUALRIG_COORDINATOR",
-        default_value = "http://127.0.0.1:7300"
+        default_value = dualrig_worker::config::DEFAULT_COORDINATOR
     )]
     coordinator: String,
 }
@@ -70,7 +71,7 @@ struct CoordinatorArg {
 #[derive(Debug, Args)]
 struct DataDirArg {
     /// Directory for the worker's key and scratch files.
-    #[arg(long, env = "DUALRIG_DATA_DIR", default_value = "dualrig-worker-data")]
+    #[arg(long, env = "DUALRIG_DATA_DIR", default_value = dualrig_worker::config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
 }
 
@@ -80,52 +81,61 @@ impl DataDirArg {
     }
 }
 
+/// Settings of the serving worker. Each may also come from the TOML file given by `--config`, under
+/// the same name with underscores (`storage_capacity = "500GiB"`); flags and variables win over it.
 #[derive(Debug, Args)]
 struct RunArgs {
-    #[command(flatten)]
-    coordinator: CoordinatorArg,
-    #[command(flatten)]
-    data_dir: DataDirArg,
-    /// `auto` (a hardware encoder that opens, else libx264) or an FFmpeg encoder name.
-    #[arg(long, env = "DUALRIG_ENCODER", default_value = "auto")]
-    encoder: EncoderChoice,
-    /// Jobs to run at once (default: 1 for libx264; for a hardware encoder, the encoder sessions it
-    /// opens at 1080p divided by the default ladder's renditions, at least 1).
-    #[arg(long, env = "DUALRIG_SESSIONS")]
-    sessions: Option<u32>,
-    /// Where hashing runs: a hardware GPU if present (auto), any adapter (require), or the CPU (off).
-    #[arg(long, env = "DUALRIG_GPU", value_enum, default_value = "auto")]
-    gpu: GpuMode,
-    /// Most share of the time hashing may keep the GPU busy, above 0 and at most 1, so a miner beside
-    /// the worker keeps the rest.
+    /// TOML file with any of the settings below, read again on SIGHUP (`sessions` changes live).
+    #[arg(long, env = "DUALRIG_WORKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// The coordinator's gRPC URL (default http://127.0.0.1:7300).
+    #[arg(long, env = "DUALRIG_COORDINATOR")]
+    coordinator: Option<String>,
+    /// Directory for the worker's key and scratch files (default dualrig-worker-data).
+    #[arg(long, env = "DUALRIG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// `auto` (a hardware encoder that opens, else libx264; the default) or an FFmpeg encoder name.
+    #[arg(long, env = "DUALRIG_ENCODER")]
+    encoder: Option<EncoderChoice>,
+    /// Jobs to run at once: `auto` (the default: 1 for libx264; for a hardware encoder, the encoder
+    /// sessions it opens at 1080p divided by the default ladder's renditions, at least 1) or a number.
+    #[arg(long, env = "DUALRIG_SESSIONS", value_name = "auto|N")]
+    sessions: Option<Sessions>,
+    /// Where hashing runs: a hardware GPU if present (auto, the default), any adapter (require), or the
+    /// CPU (off).
+    #[arg(long, env = "DUALRIG_GPU", value_enum)]
+    gpu: Option<GpuMode>,
+    /// Most share of the time hashing may keep the GPU busy, above 0 and at most 1 (default 1), so a
+    /// miner beside the worker keeps the rest.
     #[arg(
         long,
         env = "DUALRIG_GPU_HASH_SHARE",
-        default_value_t = 1.0,
         value_parser = dualrig_worker::hash::share::parse_share
     )]
-    gpu_hash_share: f64,
+    gpu_hash_share: Option<f64>,
     /// Address to serve Prometheus metrics on (off when absent).
     #[arg(long, env = "DUALRIG_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// Price per output pixel clients pay in tickets; 0 (the default) works for free.
-    #[arg(long, env = "DUALRIG_PRICE_PER_UNIT", default_value_t = 0)]
-    price_per_unit: u64,
-    /// Face value of this worker's tickets.
-    #[arg(long, default_value_t = 1_000_000)]
-    ticket_face_value: u64,
-    /// One ticket in this many wins.
-    #[arg(long, default_value_t = 100)]
-    ticket_win_prob_one_in: u64,
-    /// Most space the blob store may take, outboards included (e.g. `500GiB`, `2TB`, or bytes).
-    #[arg(long, env = "DUALRIG_STORAGE_CAPACITY", default_value = "10GiB", value_parser = parse_size)]
-    storage_capacity: u64,
-    /// Seconds between rehashes of the whole blob store (default six hours).
-    #[arg(long, env = "DUALRIG_SCRUB_INTERVAL_SECS", default_value_t = 21_600.0)]
-    scrub_interval_secs: f64,
-    /// Seconds a winning ticket waits before it is redeemed (0: at once; winners wait on disk).
-    #[arg(long, env = "DUALRIG_REDEEM_DELAY_SECS", default_value_t = 0.0)]
-    redeem_delay_secs: f64,
+    #[arg(long, env = "DUALRIG_PRICE_PER_UNIT")]
+    price_per_unit: Option<u64>,
+    /// Face value of this worker's tickets (default 1000000).
+    #[arg(long, env = "DUALRIG_TICKET_FACE_VALUE")]
+    ticket_face_value: Option<u64>,
+    /// One ticket in this many wins (default 100).
+    #[arg(long, env = "DUALRIG_TICKET_WIN_PROB_ONE_IN")]
+    ticket_win_prob_one_in: Option<u64>,
+    /// Most space the blob store may take, outboards included (e.g. `500GiB`, `2TB`, or bytes; default
+    /// 10GiB).
+    #[arg(long, env = "DUALRIG_STORAGE_CAPACITY", value_parser = parse_size)]
+    storage_capacity: Option<bytesize::ByteSize>,
+    /// Seconds between rehashes of the whole blob store (default 21600, six hours).
+    #[arg(long, env = "DUALRIG_SCRUB_INTERVAL_SECS")]
+    scrub_interval_secs: Option<f64>,
+    /// Seconds a winning ticket waits before it is redeemed (0, the default: at once; winners wait on
+    /// disk).
+    #[arg(long, env = "DUALRIG_REDEEM_DELAY_SECS")]
+    redeem_delay_secs: Option<f64>,
     /// Cheat on every job this way, to test that the coordinator catches it (fault-injection builds).
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_enum)]
@@ -133,43 +143,34 @@ struct RunArgs {
 }
 
 /// A size with an optional unit (`10GiB`, `500 MB`, `4096`).
-fn parse_size(text: &str) -> Result<u64, String> {
+fn parse_size(text: &str) -> Result<bytesize::ByteSize, String> {
     text.parse::<bytesize::ByteSize>()
-        .map(|size| size.as_u64())
         .map_err(|e| format!("{text:?} is not a size such as 500GiB or 2TB: {e}"))
 }
 
 impl RunArgs {
-    fn into_config(self) -> anyhow::Result<WorkerConfig> {
-        let mut config = WorkerConfig::new(self.coordinator.coordinator, self.data_dir.data_dir);
-        config.encoder = self.encoder;
-        config.sessions = self.sessions;
-        config.gpu = self.gpu;
-        config.gpu_hash_share = self.gpu_hash_share;
-        config.metrics_addr = self.metrics_addr;
-        config.price_per_unit = self.price_per_unit;
-        config.ticket_face_value = self.ticket_face_value;
-        config.ticket_win_prob_one_in = self.ticket_win_prob_one_in;
-        config.storage_capacity = self.storage_capacity;
-        config.scrub_interval = std::time::Duration::try_from_secs_f64(self.scrub_interval_secs)
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "--scrub-interval-secs {} is not a duration in seconds",
-                    self.scrub_interval_secs
-                )
-            })?;
-        config.redeem_delay = std::time::Duration::try_from_secs_f64(self.redeem_delay_secs)
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "--redeem-delay-secs {} is not a duration in seconds",
-                    self.redeem_delay_secs
-                )
-            })?;
-        #[cfg(feature = "fault-injection")]
-        {
-            config.fault = self.fault;
+    /// The file to read and the flags to lay over it, kept apart so a reload reads the file again.
+    fn into_source(self) -> ConfigSource {
+        ConfigSource {
+            file: self.config,
+            flags: WorkerSettings {
+                coordinator: self.coordinator,
+                data_dir: self.data_dir,
+                encoder: self.encoder,
+                sessions: self.sessions,
+                gpu: self.gpu,
+                gpu_hash_share: self.gpu_hash_share,
+                metrics_addr: self.metrics_addr,
+                price_per_unit: self.price_per_unit,
+                ticket_face_value: self.ticket_face_value,
+                ticket_win_prob_one_in: self.ticket_win_prob_one_in,
+                storage_capacity: self.storage_capacity,
+                scrub_interval_secs: self.scrub_interval_secs,
+                redeem_delay_secs: self.redeem_delay_secs,
+                #[cfg(feature = "fault-injection")]
+                fault: self.fault,
+            },
         }
-        Ok(config)
     }
 }
 
@@ -277,17 +278,43 @@ fn earnings(coordinator: String, key: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn serve(args: RunArgs) -> anyhow::Result<()> {
-    let config = args.into_config()?;
+    let source = args.into_source();
+    let loaded = source.load()?;
+    for key in &loaded.shadowed {
+        tracing::info!(
+            key,
+            "config file value not used: a flag or environment variable sets it"
+        );
+    }
+    let config = loaded.config;
     let runtime = tokio::runtime::Runtime::new()?;
     // The endpoint is up before the store opens, so the store's figures are on it from the start.
     if let Some(addr) = config.metrics_addr {
-        let _runtime = runtime.enter();
+        let _context = runtime.enter();
         dualrig_worker::metrics::install_exporter(addr).map_err(anyhow::Error::msg)?;
     }
+    // Taken before the encoder probe, so a SIGHUP while the worker starts is a reload, not its end.
+    let mut hangups = {
+        let _context = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?
+    };
     let worker = Worker::prepare(config).context("worker cannot start")?;
     println!("worker {}", worker.id());
-    runtime.block_on(worker.run(async {
-        let _ = tokio::signal::ctrl_c().await;
-    }));
+    let reloader = worker.reloader(source);
+    runtime.block_on(async move {
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                // A refused reload is logged by the reloader and changes nothing.
+                let _ = reloader.reload().await;
+            }
+        });
+        worker
+            .run(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
+    });
     Ok(())
 }

@@ -19,6 +19,8 @@ pub const STORE_BLOBS: &str = "dualrig_worker_store_blobs";
 pub const PROOFS: &str = "dualrig_worker_proofs_total";
 pub const CHALLENGE_SECONDS: &str = "dualrig_worker_challenge_seconds";
 pub const SCRUBBED: &str = "dualrig_worker_scrubbed_blobs_total";
+pub const SESSIONS: &str = "dualrig_worker_sessions";
+pub const RELOADS: &str = "dualrig_worker_config_reloads_total";
 
 /// `outcome` of [`JOBS`].
 pub const JOB_OUTCOMES: &[&str] = &["done", "failed", "payment_refused", "crashed"];
@@ -32,6 +34,8 @@ pub const REDEMPTION_OUTCOMES: &[&str] = &["paid", "refused", "given_up", "retry
 pub const BLOB_OUTCOMES: &[&str] = &["stored", "refused", "served"];
 /// `outcome` of [`SCRUBBED`].
 pub const SCRUB_OUTCOMES: &[&str] = &["sound", "dropped"];
+/// `outcome` of [`RELOADS`].
+pub const RELOAD_OUTCOMES: &[&str] = &["applied", "refused"];
 
 /// Upper bounds of the [`TRANSCODE_SECONDS`] buckets: one segment to its whole ladder.
 const TRANSCODE_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
@@ -68,6 +72,7 @@ fn register() {
         (REDEMPTIONS, REDEMPTION_OUTCOMES),
         (BLOBS, BLOB_OUTCOMES),
         (SCRUBBED, SCRUB_OUTCOMES),
+        (RELOADS, RELOAD_OUTCOMES),
     ] {
         for &outcome in outcomes {
             counter!(name, "outcome" => outcome).increment(0);
@@ -123,6 +128,11 @@ fn describe() {
         SCRUBBED,
         "Blobs rehashed by scrubs, by outcome (sound, dropped)"
     );
+    describe_gauge!(SESSIONS, "Jobs the worker runs at once");
+    describe_counter!(
+        RELOADS,
+        "Config reloads on SIGHUP, by outcome (applied, refused)"
+    );
 }
 
 pub fn job(outcome: &'static str) {
@@ -165,4 +175,12 @@ pub fn challenge_answered(proofs: usize, elapsed: Duration) {
 pub fn scrubbed(checked: usize, dropped: usize) {
     counter!(SCRUBBED, "outcome" => "sound").increment(checked.saturating_sub(dropped) as u64);
     counter!(SCRUBBED, "outcome" => "dropped").increment(dropped as u64);
+}
+
+pub fn sessions(sessions: u32) {
+    gauge!(SESSIONS).set(f64::from(sessions));
+}
+
+pub fn reload(outcome: &'static str) {
+    counter!(RELOADS, "outcome" => outcome).increment(1);
 }

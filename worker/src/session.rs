@@ -10,20 +10,22 @@ use dualrig_media::EncoderSelection;
 use dualrig_proto::identity::{Identity, registration_message};
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 use dualrig_proto::v1::{
-    Capabilities, Heartbeat, HelloRequest, JobFailure, RegisterRequest, WorkerEvent,
+    Capabilities, Capacity, Heartbeat, HelloRequest, JobFailure, RegisterRequest, WorkerEvent,
     worker_command, worker_event,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::WorkerConfig;
+use crate::config::{ConfigSource, WorkerConfig};
 use crate::hosting::Hosting;
 use crate::job::run_transcode;
 use crate::metrics;
 use crate::payment::{Payments, redeem_forever};
+use crate::reload::Reloader;
+use crate::slots::JobSlots;
 use crate::store::BlobStore;
 use dualrig_proto::v1::AccountRequest;
 
@@ -71,22 +73,6 @@ enum SessionError {
     Closed,
 }
 
-/// Most 1080p encoder sessions probed at start-up.
-const SESSION_PROBE_CAP: u32 = 32;
-
-/// Jobs to run at once when `--sessions` is absent: libx264 already uses every core, so 1; a hardware
-/// encoder, as many jobs as its probed sessions hold, each job opening one session per rendition of the
-/// default ladder; at least 1.
-fn default_sessions(encoder: &EncoderSelection) -> u32 {
-    if !encoder.hardware {
-        return 1;
-    }
-    let renditions = dualrig_proto::profile::DEFAULT_LADDER.len() as u32;
-    let probed = dualrig_media::probe_sessions(encoder, SESSION_PROBE_CAP);
-    info!(encoder = %encoder.name, probed, "encoder sessions probed");
-    (probed / renditions).max(1)
-}
-
 /// A worker ready to serve: its key, its encoder, what it tells the coordinator it can do.
 #[derive(Debug)]
 pub struct Worker {
@@ -96,6 +82,7 @@ pub struct Worker {
     capabilities: Capabilities,
     payments: Arc<Payments>,
     hosting: Arc<Hosting>,
+    slots: Arc<JobSlots>,
     winners: std::sync::Mutex<Option<mpsc::UnboundedReceiver<crate::payment::QueuedWinner>>>,
 }
 
@@ -139,9 +126,8 @@ impl Worker {
             "blob store open"
         );
         let hosting = Arc::new(Hosting::new(identity.id(), Arc::new(store)));
-        let sessions = config
-            .sessions
-            .unwrap_or_else(|| default_sessions(&encoder));
+        let sessions = crate::slots::initial_sessions(config.sessions, &encoder);
+        info!(sessions, setting = %config.sessions, "jobs run at once");
         let capabilities = Capabilities {
             encoders: encoder.available.clone(),
             selected_encoder: encoder.name.clone(),
@@ -159,6 +145,7 @@ impl Worker {
             capabilities,
             payments: Arc::new(payments),
             hosting,
+            slots: JobSlots::new(sessions),
             winners: std::sync::Mutex::new(Some(winners)),
         })
     }
@@ -169,6 +156,17 @@ impl Worker {
 
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// What applies `source` again to this worker once it runs (on SIGHUP): `source` is where its
+    /// config came from.
+    pub fn reloader(&self, source: ConfigSource) -> Reloader {
+        Reloader::new(
+            source,
+            self.config.clone(),
+            Arc::clone(&self.slots),
+            Arc::clone(&self.encoder),
+        )
     }
 
     /// The worker's blob store.
@@ -275,6 +273,9 @@ impl Worker {
         // Params must expire before a paying sender could withdraw: the coordinator says how soon.
         self.payments.set_validity(hello.ticket_validity_rounds);
         let mut capabilities = self.capabilities.clone();
+        // Registered with the count in effect now; a later change goes up as a `Capacity`.
+        let mut sessions = self.slots.subscribe();
+        capabilities.sessions = *sessions.borrow_and_update();
         capabilities.ticket_params = Some((&self.payments.current()).into());
         let signature = self.identity.sign(&registration_message(&hello.nonce, &id));
         let registered = client
@@ -318,7 +319,7 @@ impl Worker {
         let mut tasks = JoinSet::new();
         let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(100)));
         tasks.spawn(heartbeats(events.clone(), interval));
-        let sessions = Arc::new(Semaphore::new(self.capabilities.sessions as usize));
+        tasks.spawn(announce_sessions(events.clone(), sessions).in_current_span());
         self.hosting.attached(&events).await;
         loop {
             let command = commands
@@ -329,10 +330,7 @@ impl Worker {
             match command.command {
                 Some(worker_command::Command::Job(job)) => {
                     let span = info_span!("job", id = %job.job_id);
-                    tasks.spawn(
-                        self.start_job(job, Arc::clone(&sessions), events.clone())
-                            .instrument(span),
-                    );
+                    tasks.spawn(self.start_job(job, events.clone()).instrument(span));
                 }
                 Some(worker_command::Command::Cancel(cancel)) => {
                     // The coordinator has already given the job to someone else and will discard our
@@ -364,9 +362,9 @@ impl Worker {
     fn start_job(
         &self,
         job: dualrig_proto::v1::TranscodeJob,
-        sessions: Arc<Semaphore>,
         events: mpsc::Sender<WorkerEvent>,
     ) -> impl Future<Output = ()> + Send + 'static {
+        let slots = Arc::clone(&self.slots);
         let encoder = Arc::clone(&self.encoder);
         let identity = Arc::clone(&self.identity);
         let scratch = self.config.scratch_dir();
@@ -393,9 +391,8 @@ impl Worker {
                     return;
                 }
             }
-            let Ok(_permit) = sessions.acquire_owned().await else {
-                return;
-            };
+            // Held until the result is sent: a reload that shrinks the sessions waits for it.
+            let _slot = slots.acquire(job.profiles.len() as u32).await;
             let job_id = job.job_id.clone();
             info!(
                 bytes = job.segment.len(),
@@ -438,6 +435,23 @@ impl Worker {
             };
             // If the stream is gone the coordinator has already moved the job elsewhere.
             let _ = events.send(WorkerEvent { event: Some(event) }).await;
+        }
+    }
+}
+
+/// Tells the coordinator each new session count (PROTOCOL §8.2: `capacity` replaces `sessions`).
+async fn announce_sessions(events: mpsc::Sender<WorkerEvent>, mut sessions: watch::Receiver<u32>) {
+    while sessions.changed().await.is_ok() {
+        let free_sessions = *sessions.borrow_and_update();
+        info!(
+            sessions = free_sessions,
+            "telling the coordinator the new sessions"
+        );
+        let capacity = WorkerEvent {
+            event: Some(worker_event::Event::Capacity(Capacity { free_sessions })),
+        };
+        if events.send(capacity).await.is_err() {
+            return;
         }
     }
 }

@@ -185,3 +185,61 @@ fn scores_halve_on_failure_recover_on_success_and_have_a_floor() {
     }
     assert_eq!(pool.score(&id), 1.0);
 }
+
+#[test]
+fn a_capacity_below_the_jobs_in_flight_keeps_them_and_takes_no_more_until_they_finish() {
+    let pool = WorkerPool::with_rng(0, StdRng::seed_from_u64(10));
+    let mut w = attach(&pool, 7);
+    let needs = Requirements {
+        width: 640,
+        height: 360,
+    };
+    let job = |i: usize| TranscodeJob {
+        job_id: format!("job-{i}"),
+        ..TranscodeJob::default()
+    };
+    for i in 0..2 {
+        pool.try_assign(&job(i), needs, &HashSet::new())
+            .expect("a free session");
+    }
+    pool.set_capacity(w.id, w.connection, 1);
+    let listed = &pool.snapshot()[0];
+    assert_eq!(
+        listed.capabilities.as_ref().map(|c| c.sessions),
+        Some(1),
+        "the worker list shows the new count"
+    );
+    assert_eq!(listed.free_sessions, 0);
+    pool.try_assign(&job(2), needs, &HashSet::new())
+        .expect_err("two in flight, one session");
+    while w.commands.try_recv().is_ok() {}
+    assert!(pool.complete(
+        w.id,
+        w.connection,
+        "job-0",
+        AttemptOutcome::Failed("done".into())
+    ));
+    pool.try_assign(&job(2), needs, &HashSet::new())
+        .expect_err("one still in flight fills the one session");
+    assert!(pool.complete(
+        w.id,
+        w.connection,
+        "job-1",
+        AttemptOutcome::Failed("done".into())
+    ));
+    pool.try_assign(&job(2), needs, &HashSet::new())
+        .expect("free once both finished");
+
+    pool.set_capacity(w.id, w.connection, 3);
+    assert_eq!(pool.snapshot()[0].free_sessions, 2);
+    for i in 3..5 {
+        pool.try_assign(&job(i), needs, &HashSet::new())
+            .expect("grown");
+    }
+    // A capacity from an old connection changes nothing.
+    pool.set_capacity(w.id, w.connection + 1, 9);
+    assert_eq!(
+        pool.snapshot()[0].capabilities.as_ref().map(|c| c.sessions),
+        Some(3)
+    );
+}

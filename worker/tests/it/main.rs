@@ -2,4 +2,5 @@
 mod bench;
 mod hash;
 mod metrics;
+mod sessions;
 mod shaders;

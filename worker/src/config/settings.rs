@@ -1,0 +1,344 @@
+//! The settings a worker is started with, layer by layer: its defaults, then the TOML file
+//! (`--config`, `DUALRIG_WORKER_CONFIG`), then flags and `DUALRIG_*` variables, which clap has already
+//! merged (a flag wins over its variable). The layers are kept apart so a reload can read the file
+//! again and lay the same flags over it.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use dualrig_media::EncoderChoice;
+use serde::{Deserialize, Deserializer};
+
+use super::{DEFAULT_COORDINATOR, DEFAULT_DATA_DIR, Sessions, WorkerConfig};
+use crate::hash::GpuMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// On one line, so a reload's log line holds all of it: where, what was written, what is wrong.
+    #[error("config file {path}{at}: {message}")]
+    Parse {
+        path: PathBuf,
+        /// ` line N (`the line`)`, when the parser knows where.
+        at: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One layer of settings, every one optional: the file's keys, or what the flags and environment
+/// set. Unknown keys in the file are refused.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub coordinator: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "parsed")]
+    pub encoder: Option<EncoderChoice>,
+    pub sessions: Option<Sessions>,
+    pub gpu: Option<GpuMode>,
+    pub gpu_hash_share: Option<f64>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub price_per_unit: Option<u64>,
+    pub ticket_face_value: Option<u64>,
+    pub ticket_win_prob_one_in: Option<u64>,
+    /// Bytes, or a size with a unit (`"500GiB"`).
+    pub storage_capacity: Option<ByteSize>,
+    pub scrub_interval_secs: Option<f64>,
+    pub redeem_delay_secs: Option<f64>,
+    /// A flag only (`--fault`): a cheat is never read from a file.
+    #[cfg(feature = "fault-injection")]
+    #[serde(skip)]
+    pub fault: Option<crate::job::Fault>,
+}
+
+/// A value the file writes as text, parsed as its flag is.
+fn parsed<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err: Display>,
+{
+    let text = String::deserialize(de)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// ` line N (`what it says`)` for the byte `offset` of `text`.
+fn where_in(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    if !text.is_char_boundary(offset) {
+        return String::new();
+    }
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let number = text[..start].matches('\n').count() + 1;
+    format!(" line {number} (`{}`)", text[start..end].trim())
+}
+
+/// Which layer a value came from, for messages that name it as the person wrote it.
+#[derive(Debug, Clone, Copy)]
+enum Origin<'a> {
+    File(&'a Path),
+    Flags,
+}
+
+impl Origin<'_> {
+    fn describe(self, key: &str, value: impl Display) -> String {
+        match self {
+            Origin::File(path) => format!("{key} = {value} in {}", path.display()),
+            Origin::Flags => format!("--{} {value}", key.replace('_', "-")),
+        }
+    }
+
+    fn secs(self, key: &str, value: f64) -> Result<Duration, ConfigError> {
+        Duration::try_from_secs_f64(value).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "{} is not a duration in seconds",
+                self.describe(key, value)
+            ))
+        })
+    }
+}
+
+impl WorkerSettings {
+    /// Reads and parses the TOML file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            at: e
+                .span()
+                .map(|span| where_in(&text, span.start))
+                .unwrap_or_default(),
+            message: e.message().trim().to_owned(),
+        })
+    }
+
+    /// The keys this layer sets.
+    pub fn keys(&self) -> Vec<&'static str> {
+        let set = [
+            ("coordinator", self.coordinator.is_some()),
+            ("data_dir", self.data_dir.is_some()),
+            ("encoder", self.encoder.is_some()),
+            ("sessions", self.sessions.is_some()),
+            ("gpu", self.gpu.is_some()),
+            ("gpu_hash_share", self.gpu_hash_share.is_some()),
+            ("metrics_addr", self.metrics_addr.is_some()),
+            ("price_per_unit", self.price_per_unit.is_some()),
+            ("ticket_face_value", self.ticket_face_value.is_some()),
+            (
+                "ticket_win_prob_one_in",
+                self.ticket_win_prob_one_in.is_some(),
+            ),
+            ("storage_capacity", self.storage_capacity.is_some()),
+            ("scrub_interval_secs", self.scrub_interval_secs.is_some()),
+            ("redeem_delay_secs", self.redeem_delay_secs.is_some()),
+        ];
+        set.into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Lays this layer's settings over `config`.
+    fn apply(&self, config: &mut WorkerConfig, origin: Origin<'_>) -> Result<(), ConfigError> {
+        if let Some(v) = &self.coordinator {
+            config.coordinator.clone_from(v);
+        }
+        if let Some(v) = &self.data_dir {
+            config.data_dir.clone_from(v);
+        }
+        if let Some(v) = &self.encoder {
+            config.encoder = v.clone();
+        }
+        if let Some(v) = self.sessions {
+            config.sessions = v;
+        }
+        if let Some(v) = self.gpu {
+            config.gpu = v;
+        }
+        if let Some(v) = self.gpu_hash_share {
+            config.gpu_hash_share = v;
+        }
+        if self.metrics_addr.is_some() {
+            config.metrics_addr = self.metrics_addr;
+        }
+        if let Some(v) = self.price_per_unit {
+            config.price_per_unit = v;
+        }
+        if let Some(v) = self.ticket_face_value {
+            config.ticket_face_value = v;
+        }
+        if let Some(v) = self.ticket_win_prob_one_in {
+            config.ticket_win_prob_one_in = v;
+        }
+        if let Some(v) = self.storage_capacity {
+            config.storage_capacity = v.as_u64();
+        }
+        if let Some(v) = self.scrub_interval_secs {
+            config.scrub_interval = origin.secs("scrub_interval_secs", v)?;
+        }
+        if let Some(v) = self.redeem_delay_secs {
+            config.redeem_delay = origin.secs("redeem_delay_secs", v)?;
+        }
+        #[cfg(feature = "fault-injection")]
+        if self.fault.is_some() {
+            config.fault = self.fault;
+        }
+        Ok(())
+    }
+}
+
+/// Where a worker's settings come from: the file, read again on every [`ConfigSource::load`], under
+/// the flags it was started with.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    pub flags: WorkerSettings,
+}
+
+/// A config read from its source.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: WorkerConfig,
+    /// Keys the file sets that a flag or variable overrides, so the file's value is not used.
+    pub shadowed: Vec<&'static str>,
+}
+
+impl ConfigSource {
+    /// Defaults, then the file (read now), then the flags; validated.
+    pub fn load(&self) -> Result<Loaded, ConfigError> {
+        let mut config = WorkerConfig::new(DEFAULT_COORDINATOR, PathBuf::from(DEFAULT_DATA_DIR));
+        let mut shadowed = Vec::new();
+        if let Some(path) = &self.file {
+            let file = WorkerSettings::load(path)?;
+            file.apply(&mut config, Origin::File(path))?;
+            let flagged = self.flags.keys();
+            shadowed = file
+                .keys()
+                .into_iter()
+                .filter(|key| flagged.contains(key))
+                .collect();
+        }
+        self.flags.apply(&mut config, Origin::Flags)?;
+        config.validate().map_err(ConfigError::Invalid)?;
+        Ok(Loaded { config, shadowed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+
+    fn fixed(n: u32) -> Sessions {
+        Sessions::Fixed(NonZeroU32::new(n).expect("not zero"))
+    }
+
+    #[test]
+    fn sessions_are_auto_or_a_count_of_at_least_one() {
+        assert_eq!("auto".parse::<Sessions>(), Ok(Sessions::Auto));
+        assert_eq!(" AUTO ".parse::<Sessions>(), Ok(Sessions::Auto));
+        assert_eq!("3".parse::<Sessions>(), Ok(fixed(3)));
+        for bad in ["0", "many", "-1", "257", "1.5", ""] {
+            let err = bad.parse::<Sessions>().expect_err(bad);
+            assert!(err.contains("auto"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        std::fs::write(
+            &path,
+            "sessions = 2\nstorage_capacity = \"2GiB\"\nencoder = \"libx264\"\ngpu = \"off\"\nprice_per_unit = 5\n",
+        )
+        .expect("write");
+        let mut source = ConfigSource {
+            file: Some(path.clone()),
+            flags: WorkerSettings::default(),
+        };
+        let loaded = source.load().expect("loads");
+        assert_eq!(loaded.config.sessions, fixed(2));
+        assert_eq!(loaded.config.storage_capacity, 2 << 30);
+        assert_eq!(
+            loaded.config.encoder,
+            EncoderChoice::Named("libx264".into())
+        );
+        assert_eq!(loaded.config.gpu, GpuMode::Off);
+        assert_eq!(loaded.config.price_per_unit, 5);
+        assert_eq!(loaded.config.coordinator, DEFAULT_COORDINATOR);
+        assert!(loaded.shadowed.is_empty());
+
+        source.flags.sessions = Some(Sessions::Auto);
+        source.flags.price_per_unit = Some(0);
+        let loaded = source.load().expect("loads");
+        assert_eq!(loaded.config.sessions, Sessions::Auto);
+        assert_eq!(loaded.config.price_per_unit, 0);
+        assert_eq!(loaded.config.storage_capacity, 2 << 30);
+        assert_eq!(loaded.shadowed, ["sessions", "price_per_unit"]);
+
+        std::fs::write(&path, "sessions = \"auto\"\nstorage_capacity = 4096\n").expect("write");
+        source.flags = WorkerSettings::default();
+        let loaded = source.load().expect("loads");
+        assert_eq!(loaded.config.sessions, Sessions::Auto);
+        assert_eq!(loaded.config.storage_capacity, 4096);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_naming_what_is_wrong() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        let source = ConfigSource {
+            file: Some(path.clone()),
+            flags: WorkerSettings::default(),
+        };
+        let err = source.load().expect_err("missing file").to_string();
+        assert!(err.contains("cannot read config file"), "{err}");
+        for (text, named) in [
+            ("sesions = 2\n", "sesions"),
+            ("sessions = 0\n", "sessions"),
+            ("sessions = \"many\"\n", "many"),
+            ("sessions = 2\nsessions = 3\n", "sessions"),
+            ("sessions = [\n", "worker.toml"),
+            ("encoder = \"lib x264\"\n", "lib x264"),
+            (
+                "scrub_interval_secs = -1.0\n",
+                "scrub_interval_secs = -1 in",
+            ),
+            ("gpu_hash_share = 2.0\n", "gpu-hash-share"),
+            ("fault = \"blank\"\n", "fault"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let err = source.load().expect_err(text).to_string();
+            assert!(err.contains(named), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_keys_that_changed_need_a_restart() {
+        let running = WorkerConfig::new(DEFAULT_COORDINATOR, PathBuf::from("data"));
+        let mut next = running.clone();
+        next.sessions = fixed(4);
+        assert!(running.restart_keys(&next).is_empty());
+        next.storage_capacity += 1;
+        next.scrub_interval = Duration::from_secs(1);
+        assert_eq!(
+            running.restart_keys(&next),
+            ["storage_capacity", "scrub_interval_secs"]
+        );
+    }
+}
