@@ -27,6 +27,8 @@ pub struct WorkerConfig {
     /// Most share of the time hashing may keep the GPU busy, in (0, 1] (`--gpu-hash-share`).
     pub gpu_hash_share: f64,
     pub metrics_addr: Option<SocketAddr>,
+    /// Where to serve the dashboard (`--dashboard-addr`; off when absent).
+    pub dashboard_addr: Option<SocketAddr>,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
     /// What clients pay this worker per output pixel; 0 works for free and takes no tickets.
@@ -56,6 +58,7 @@ impl WorkerConfig {
             gpu: GpuMode::Auto,
             gpu_hash_share: 1.0,
             metrics_addr: None,
+            dashboard_addr: None,
             max_backoff: Duration::from_secs(10),
             price_per_unit: 0,
             ticket_face_value: 1_000_000,

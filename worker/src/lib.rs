@@ -4,10 +4,12 @@
 //!
 //! [`session`] keeps the outbound connection to the coordinator alive, [`job`] turns one transcode job
 //! into a signed result, [`hash`] is the GPU/CPU BLAKE3 hasher, [`store`] keeps hosted blobs with their
-//! outboards, [`hosting`] serves them (pushes, fetches, challenges, scrubs), and [`bench`] measures the rig.
+//! outboards, [`hosting`] serves them (pushes, fetches, challenges, scrubs), [`bench`] measures the rig, and
+//! [`dashboard`] shows all of it on a page (`--dashboard-addr`).
 
 pub mod bench;
 pub mod config;
+pub mod dashboard;
 pub mod hash;
 pub mod hosting;
 pub mod job;

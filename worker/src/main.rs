@@ -108,6 +108,11 @@ struct RunArgs {
     /// Address to serve Prometheus metrics on (off when absent).
     #[arg(long, env = "DUALRIG_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Address to serve the dashboard on, e.g. 127.0.0.1:7400 (off when absent; port 0 picks one and
+    /// writes it to DATA_DIR/dashboard.addr). It shows everything the worker does to whoever can reach
+    /// it: keep it on loopback.
+    #[arg(long, env = "DUALRIG_DASHBOARD_ADDR")]
+    dashboard_addr: Option<SocketAddr>,
     /// Price per output pixel clients pay in tickets; 0 (the default) works for free.
     #[arg(long, env = "DUALRIG_PRICE_PER_UNIT", default_value_t = 0)]
     price_per_unit: u64,
@@ -147,6 +152,7 @@ impl RunArgs {
         config.gpu = self.gpu;
         config.gpu_hash_share = self.gpu_hash_share;
         config.metrics_addr = self.metrics_addr;
+        config.dashboard_addr = self.dashboard_addr;
         config.price_per_unit = self.price_per_unit;
         config.ticket_face_value = self.ticket_face_value;
         config.ticket_win_prob_one_in = self.ticket_win_prob_one_in;
@@ -256,12 +262,26 @@ fn earnings(coordinator: String, key: &std::path::Path) -> anyhow::Result<()> {
 fn serve(args: RunArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let metrics_addr = config.metrics_addr;
+    let dashboard_addr = config.dashboard_addr;
+    let coordinator = config.coordinator.clone();
+    let data_dir = config.data_dir.clone();
     let worker = Worker::prepare(config).context("worker cannot start")?;
     println!("worker {}", worker.id());
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         if let Some(addr) = metrics_addr {
             dualrig_worker::metrics::install_exporter(addr).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(addr) = dashboard_addr {
+            let dashboard = dualrig_worker::dashboard::Dashboard::bind(
+                addr,
+                &data_dir,
+                coordinator,
+                worker.id(),
+            )
+            .await?;
+            println!("dashboard http://{}/", dashboard.addr());
+            tokio::spawn(dashboard.serve());
         }
         worker
             .run(async {

@@ -142,6 +142,11 @@ impl Worker {
         let sessions = config
             .sessions
             .unwrap_or_else(|| default_sessions(&encoder));
+        metrics::store_usage(
+            hosting.store().used_bytes(),
+            hosting.store().list().len(),
+            hosting.store().capacity_bytes(),
+        );
         let capabilities = Capabilities {
             encoders: encoder.available.clone(),
             selected_encoder: encoder.name.clone(),
@@ -152,6 +157,12 @@ impl Worker {
             hasher: hasher.describe(),
             ticket_params: None,
         };
+        metrics::started(
+            &identity.id().to_string(),
+            &config.coordinator,
+            &capabilities,
+            encoder.hardware,
+        );
         Ok(Self {
             config,
             identity: Arc::new(identity),
@@ -210,8 +221,9 @@ impl Worker {
         let mut backoff = Duration::from_millis(250);
         loop {
             let started = Instant::now();
+            metrics::connecting();
             let ended = self.session().await;
-            metrics::connection("ended");
+            metrics::disconnected(&ended.to_string());
             if started.elapsed() > STABLE_SESSION {
                 backoff = Duration::from_millis(250);
             }
@@ -309,9 +321,11 @@ impl Worker {
                 status,
             })?
             .into_inner();
-        metrics::connection("attached");
+        let coordinator_id =
+            hex::encode(&hello.coordinator_id[..hello.coordinator_id.len().min(4)]);
+        metrics::attached(&coordinator_id);
         info!(
-            coordinator = %hex::encode(&hello.coordinator_id[..hello.coordinator_id.len().min(4)]),
+            coordinator = %coordinator_id,
             "attached; waiting for jobs"
         );
 
@@ -396,6 +410,7 @@ impl Worker {
             let Ok(_permit) = sessions.acquire_owned().await else {
                 return;
             };
+            metrics::job_running(true);
             let job_id = job.job_id.clone();
             info!(
                 bytes = job.segment.len(),
@@ -436,6 +451,7 @@ impl Worker {
                     })
                 }
             };
+            metrics::job_running(false);
             // If the stream is gone the coordinator has already moved the job elsewhere.
             let _ = events.send(WorkerEvent { event: Some(event) }).await;
         }
