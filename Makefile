@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := pkg-config clang libclang-dev protobuf-compiler \
 	libavcodec-dev libavformat-dev libavfilter-dev libavdevice-dev libavutil-dev \
-	libswscale-dev libswresample-dev ffmpeg b3sum mesa-vulkan-drivers libvulkan1 bc curl
+	libswscale-dev libswresample-dev ffmpeg b3sum mesa-vulkan-drivers libvulkan1 bc curl chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The GPU kernels run on Mesa's software Vulkan (lavapipe) where there is no GPU.
@@ -13,8 +13,13 @@ export WGPU_BACKEND ?= vulkan
 export WGPU_ADAPTER_NAME ?= llvmpipe
 # Mesa's Vulkan loader complains on every process when there is no runtime dir (CI, containers).
 export XDG_RUNTIME_DIR ?= $(shell d=$${TMPDIR:-/tmp}/dualrig-runtime-$$(id -u); mkdir -p -m 0700 $$d && echo $$d)
+# The browser tests' npm packages (tests/browser/package-lock.json) and the Python reflection client
+# (tests/python/requirements.txt) are installed here, out of the source tree's way.
+export DUALRIG_BROWSER_DIR ?= $(CURDIR)/.cache/browser
+export DUALRIG_PYTHON_DIR ?= $(CURDIR)/.cache/python
+export DUALRIG_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: deps build release test fmt clippy demo bench
+.PHONY: deps tool-deps build release test fmt clippy demo bench
 
 deps:
 	@missing=""; \
@@ -28,6 +33,20 @@ deps:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
+# Node.js and Python come from apt when the machine has none; the packages are pinned and reinstalled
+# only when their lock file changes.
+tool-deps: deps
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3 python3-venv; }
+	@mkdir -p $(DUALRIG_BROWSER_DIR)
+	@cmp -s tests/browser/package-lock.json $(DUALRIG_BROWSER_DIR)/package-lock.json && [ -d $(DUALRIG_BROWSER_DIR)/node_modules ] || { \
+		cp tests/browser/package.json tests/browser/package-lock.json $(DUALRIG_BROWSER_DIR)/ && \
+		npm ci --prefix $(DUALRIG_BROWSER_DIR) --no-audit --no-fund --cache $(CURDIR)/.cache/npm; }
+	@cmp -s tests/python/requirements.txt $(DUALRIG_PYTHON_DIR)/requirements.txt || { \
+		python3 -m venv $(DUALRIG_PYTHON_DIR) && \
+		$(DUALRIG_PYTHON_DIR)/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt && \
+		cp tests/python/requirements.txt $(DUALRIG_PYTHON_DIR)/requirements.txt; }
+
 build: deps
 	$(CARGO) build --workspace
 
@@ -40,12 +59,12 @@ fmt: deps
 clippy: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps
+test: tool-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --no-fail-fast
 
-demo: release
+demo: release tool-deps
 	./scripts/demo.sh
 
 bench: release

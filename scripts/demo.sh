@@ -164,5 +164,24 @@ for p in ${profiles//,/ }; do
     printf '  %-5s width,height,frames = %s\n' "$p" "$(ffprobe -v error -count_frames -select_streams v:0 \
         -show_entries stream=width,height,nb_read_frames -of csv=p=0 "$out/hls/$p/index.m3u8" | head -n 1)"
 done
+echo
+echo "== the ladder in a browser: hls.js in headless Chromium lists the renditions, plays, switches"
+if [ -d "${DUALRIG_BROWSER_DIR:-}/node_modules/playwright-core" ]; then
+    NODE_PATH="$DUALRIG_BROWSER_DIR/node_modules" node "$root/tests/browser/hls_play.cjs" "$out/hls" \
+        "$out/hls-in-browser.png" > "$out/hls-in-browser.json"
+    python3 - "$out/hls-in-browser.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for l in r["levels"]:
+    print(f"  {l['width']}x{l['height']}  {l['bitrate'] / 1e6:.2f} Mb/s  CODECS={l['codecs']}")
+lv = r["levels"]
+print(f"  played to {r['before']:.2f} s at {lv[r['from']]['height']}p, switched to "
+      f"{lv[r['to']]['height']}p, played on to {r['after']:.2f} s showing {r['frame'][0]}x{r['frame'][1]}")
+PY
+    echo "  screenshot: $out/hls-in-browser.png"
+else
+    echo "  skipped: the browser packages are not installed (make tool-deps)"
+fi
+echo
 echo "HLS ladder: $out/hls/master.m3u8   (play it: ffplay $out/hls/master.m3u8)"
 echo "logs: $out/*.log"

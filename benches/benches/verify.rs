@@ -18,6 +18,7 @@ use dualrig_proto::identity::Identity;
 use dualrig_proto::profile::Profile;
 use dualrig_proto::result::{rendition, sign_result};
 use dualrig_proto::v1::JobResult;
+use dualrig_worker::bench::stats::median;
 
 /// (name, lavfi graph, seconds, ladder).
 const SEGMENTS: &[(&str, &str, u32, &str)] = &[
@@ -74,11 +75,6 @@ fn generate(dir: &Path, name: &str, graph: &str, secs: u32) -> PathBuf {
     path
 }
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
 /// CPU time this process has used, every thread.
 fn process_cpu() -> Duration {
     let mut ts = libc::timespec {
@@ -108,8 +104,8 @@ fn measure(runs: usize, mut f: impl FnMut()) -> Cost {
         cpu.push(process_cpu() - c);
     }
     Cost {
-        cpu: median(cpu),
-        wall: median(wall),
+        cpu: median(&cpu),
+        wall: median(&wall),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod encode;
 pub mod hash;
 pub mod plot;
 pub mod report;
+pub mod stats;
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -179,18 +179,41 @@ impl RunArgs {
     }
 }
 
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` connects to a Wayland display to find the
+/// desktop's GPU, and libwayland prints "XDG_RUNTIME_DIR is invalid or not set" on stderr when there is
+/// no session, as on a headless rig or in a container. With no session there is no desktop GPU to
+/// prefer and the worker picks its adapter itself, so the layer is switched off for this process then.
+fn quiet_headless_vulkan() {
+    let session =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    if !session && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: called first thing in `main`, before any thread exists that could read the
+        // environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    quiet_headless_vulkan();
+    let cli = Cli::parse();
     // wgpu reports every Vulkan extension a software adapter lacks as a warning; only its errors
-    // matter to a miner unless RUST_LOG asks for more.
+    // matter to a miner unless RUST_LOG asks for more. `hash` prints what b3sum prints and nothing
+    // else (its GPU fallback is logged at info, shown with RUST_LOG=info).
+    let default_filter = match cli.command {
+        Some(Command::Hash(_)) => "warn,wgpu_hal=error,wgpu_core=error",
+        _ => "info,wgpu_hal=error,wgpu_core=error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,wgpu_hal=error,wgpu_core=error".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         None => serve(cli.run),
         Some(Command::Run(args)) => serve(args),

@@ -81,7 +81,8 @@ fn binary_refuses_a_config_it_does_not_understand() {
 }
 
 /// Server reflection answers both versions of the protocol: v1 (grpcurl) and v1alpha (Python's
-/// stock grpcio-reflection client and older tools), each listing the coordinator's service.
+/// stock grpcio-reflection client and older tools), each listing the coordinator's service; the stock
+/// Python client itself lists them too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_answers_v1_and_v1alpha_clients() {
     use tonic_reflection::pb::{v1, v1alpha};
@@ -138,7 +139,18 @@ async fn reflection_answers_v1_and_v1alpha_clients() {
     };
     let v1alpha_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
 
-    for names in [&v1_names, &v1alpha_names] {
+    // Python's stock client (grpcio-reflection), the one a user reaches for first.
+    let target = coordinator.url.trim_start_matches("http://").to_owned();
+    let python_names: Vec<String> = tokio::task::spawn_blocking(move || {
+        crate::browser::run_python("reflection_list", &[&target])
+    })
+    .await
+    .expect("python")
+    .lines()
+    .map(str::to_owned)
+    .collect();
+
+    for names in [&v1_names, &v1alpha_names, &python_names] {
         assert!(
             names.iter().any(|n| n == "dualrig.v1.Coordinator"),
             "{names:?}"

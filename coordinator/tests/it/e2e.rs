@@ -70,8 +70,53 @@ async fn whole_video_becomes_a_verified_hls_ladder() {
     // The master playlist itself is playable: ffprobe opens it and finds the top rendition.
     let (frames, ..) = probe_video(&summary.master_playlist);
     assert_eq!(frames, source_frames);
+    plays_in_a_browser(&out, &profiles, &master).await;
 
     a.kill().await;
     b.kill().await;
     coordinator.stop().await;
+}
+
+/// The ladder in `dir` plays in headless Chromium with hls.js: every rendition listed with its
+/// resolution and the codecs the master playlist names, playback advances, and a switch to another
+/// rendition shows its pictures while playback goes on.
+async fn plays_in_a_browser(dir: &std::path::Path, profiles: &[Profile], master: &str) {
+    let dir = dir.to_str().expect("utf-8 path").to_owned();
+    let shot = crate::browser::artifacts_dir().join("hls-after-switch.png");
+    let report = tokio::task::spawn_blocking(move || {
+        crate::browser::run_node("hls_play", &[&dir, shot.to_str().expect("utf-8 path")])
+    })
+    .await
+    .expect("browser");
+    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("one JSON report");
+    let levels = report["levels"].as_array().expect("levels");
+    assert_eq!(levels.len(), profiles.len(), "{report}");
+    for p in profiles {
+        let level = levels
+            .iter()
+            .find(|l| l["height"] == p.height)
+            .unwrap_or_else(|| panic!("hls.js lists no {}: {report}", p.name));
+        assert_eq!(level["width"], p.width, "{report}");
+        let codecs = level["codecs"].as_str().expect("codecs");
+        assert!(
+            master.contains(&format!(
+                "RESOLUTION={}x{},CODECS=\"{codecs}\"",
+                p.width, p.height
+            )),
+            "hls.js read codecs {codecs} for {}, not the master playlist's: {master}",
+            p.name
+        );
+        assert!(
+            level["videoCodec"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("avc1.")),
+            "{report}"
+        );
+    }
+    let (before, after) = (report["before"].as_f64(), report["after"].as_f64());
+    assert!(before.is_some_and(|t| t > 0.5), "{report}");
+    assert!(after > before.map(|t| t + 1.0), "{report}");
+    let to = report["to"].as_u64().expect("level switched to") as usize;
+    assert_ne!(report["from"], report["to"]);
+    assert_eq!(report["frame"][1], levels[to]["height"], "{report}");
 }

@@ -456,6 +456,20 @@ impl Drop for Killed {
     }
 }
 
+/// A binary of the workspace, built next to this package's own by `cargo test --workspace`.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
+        .parent()
+        .expect("target dir")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --bins` (`make test` builds every binary)",
+        path.display()
+    );
+    path
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

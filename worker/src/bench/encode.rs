@@ -18,6 +18,7 @@ use super::report::{
     CliRun, ClipInfo, ENCODE_SCHEMA, EncodeBenchReport, EncoderResult, LadderRun, NotMeasured,
     RenditionRate,
 };
+use super::stats::{median, median_index};
 use super::{BenchArgs, BenchError};
 
 const CLIP_WIDTH: u32 = 1920;
@@ -95,18 +96,6 @@ pub(crate) fn make_clip(dir: &Path, secs: u32) -> Result<(PathBuf, ClipInfo), Be
         seconds: info.frames as f64 / info.frame_rate,
     };
     Ok((path, clip))
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-/// The index of the median of `values` (the lower one of the middle two for an even count).
-fn median_index(values: &[f64]) -> usize {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    order[values.len().saturating_sub(1) / 2]
 }
 
 /// A selection for measuring `name`, which the probe opened, with the decoders the worker would pair
@@ -280,7 +269,7 @@ fn measure_encoder(
                 decoder.clone_from(&r.decoder);
             }
         }
-        let seconds = median(times).as_secs_f64();
+        let seconds = median(&times).as_secs_f64();
         let fps = frames as f64 / seconds;
         renditions.push(RenditionRate {
             profile: profile.name.clone(),
@@ -575,13 +564,6 @@ pub fn render_table(report: &EncodeBenchReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_median_pair_is_the_middle_ratio_or_the_lower_middle_one() {
-        assert_eq!(median_index(&[0.9, 0.7, 1.1]), 0);
-        assert_eq!(median_index(&[1.2, 0.8, 0.9, 1.0]), 2);
-        assert_eq!(median_index(&[0.5]), 0);
-    }
 
     #[test]
     fn cpu_times_are_read_after_a_command_name_with_spaces() {

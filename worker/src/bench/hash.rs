@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::stats::median;
 use super::{BenchArgs, BenchError, format_size};
 use crate::hash::{AdapterPolicy, BlobHasher, CpuHasher, GpuHasher, GpuMode, GpuOptions, HashMode};
 use crate::store::BlobStore;
@@ -134,11 +135,6 @@ fn input(len: u64) -> Vec<u8> {
     data
 }
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
 /// One row timed over the input file.
 struct FileRow<'a> {
     name: &'static str,
@@ -171,7 +167,7 @@ fn time_in_turn(
             row_times.push(start.elapsed() / row.repeat as u32);
         }
     }
-    Ok(times.into_iter().map(median).collect())
+    Ok(times.iter().map(|row| median(row)).collect())
 }
 
 /// Times `runs` runs of `hash`, each repeating it `repeat` times; returns the median per hash.
@@ -195,7 +191,7 @@ fn time_runs(
         }
         times.push(start.elapsed() / repeat as u32);
     }
-    Ok(median(times))
+    Ok(median(&times))
 }
 
 fn b3sum_version() -> Result<String, String> {

@@ -715,6 +715,44 @@ fn binary_hash_require_matches_b3sum_and_writes_the_outboard() {
     assert_eq!(written, reference_outboard(&content, &HashMode::Plain));
 }
 
+/// `hash` with the default `--gpu auto`, on a headless machine (no session runtime dir) whose only
+/// adapter is software, prints what b3sum prints and nothing on stderr: no Vulkan layer noise, no
+/// fallback notice unless RUST_LOG asks for it.
+#[test]
+fn binary_hash_with_gpu_auto_is_quiet_on_a_headless_machine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = fixture_files(dir.path());
+    let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let run = |log: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dualrig-worker"));
+        command
+            .arg("hash")
+            .args(&paths)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NODEVICE_SELECT")
+            .env_remove("RUST_LOG");
+        if let Some(filter) = log {
+            command.env("RUST_LOG", filter);
+        }
+        let out = command.output().expect("runs dualrig-worker");
+        assert!(out.status.success(), "dualrig-worker hash failed: {out:?}");
+        (
+            String::from_utf8(out.stdout).expect("utf-8"),
+            String::from_utf8(out.stderr).expect("utf-8"),
+        )
+    };
+    let (stdout, stderr) = run(None);
+    assert_eq!(stdout, b3sum(&paths));
+    assert_eq!(stderr, "", "stderr should be empty");
+    // Asked for, the choice of backend is told.
+    let (_, stderr) = run(Some("info"));
+    assert!(
+        stderr.contains("hashing on the CPU") || stderr.contains("GPU"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+}
+
 #[test]
 fn binary_hash_reads_standard_input_like_b3sum() {
     let input = &shared_data()[..70_001];
