@@ -1,4 +1,7 @@
 //! HLS output (RFC 8216): one media playlist per rendition and a master playlist that lists them all.
+//!
+//! Written by hand rather than with m3u8-rs (ARCHITECTURE.md, "Crates chosen"); the tests read every
+//! playlist back with m3u8-rs's parser, an independent reading of the RFC.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -125,6 +128,75 @@ mod tests {
                 "#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=426x240,CODECS=\"avc1.64001e,mp4a.40.2\",NAME=\"240p\"\n"
             ),
             "{text}"
+        );
+    }
+
+    /// m3u8-rs, another reading of RFC 8216, finds in our playlists what we meant to write.
+    #[test]
+    fn an_independent_parser_reads_both_playlists_back() {
+        let media = media_playlist(&[
+            PlaylistEntry {
+                uri: "seg_00000.ts".into(),
+                duration_secs: 2.002,
+            },
+            PlaylistEntry {
+                uri: "seg_00001.ts".into(),
+                duration_secs: 0.5,
+            },
+        ]);
+        let parsed = m3u8_rs::parse_media_playlist_res(media.as_bytes()).expect("media playlist");
+        assert_eq!(parsed.version, Some(3));
+        assert_eq!(parsed.target_duration, 3);
+        assert_eq!(parsed.playlist_type, Some(m3u8_rs::MediaPlaylistType::Vod));
+        assert!(parsed.end_list);
+        let segments: Vec<(&str, f32)> = parsed
+            .segments
+            .iter()
+            .map(|s| (s.uri.as_str(), s.duration))
+            .collect();
+        assert_eq!(segments, [("seg_00000.ts", 2.002), ("seg_00001.ts", 0.5)]);
+
+        let master = master_playlist(&[
+            Variant {
+                profile: Profile::standard("240p").expect("standard"),
+                bandwidth: 400_000,
+                uri: "240p/index.m3u8".into(),
+                codecs: Some("avc1.64001e,mp4a.40.2".into()),
+            },
+            Variant {
+                profile: Profile::standard("720p").expect("standard"),
+                bandwidth: 3_000_000,
+                uri: "720p/index.m3u8".into(),
+                codecs: None,
+            },
+        ]);
+        let parsed =
+            m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("master playlist");
+        assert_eq!(parsed.version, Some(3));
+        type Read<'a> = (&'a str, u64, Option<(u64, u64)>, Option<&'a str>);
+        let variants: Vec<Read> = parsed
+            .variants
+            .iter()
+            .map(|v| {
+                (
+                    v.uri.as_str(),
+                    v.bandwidth,
+                    v.resolution.map(|r| (r.width, r.height)),
+                    v.codecs.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            variants,
+            [
+                ("720p/index.m3u8", 3_000_000, Some((1280, 720)), None),
+                (
+                    "240p/index.m3u8",
+                    400_000,
+                    Some((426, 240)),
+                    Some("avc1.64001e,mp4a.40.2")
+                ),
+            ]
         );
     }
 }

@@ -4,11 +4,13 @@
 //! [`DualrigClient`] speaks the wire; [`ladder`] cuts a video into segments, runs them through the network
 //! several at a time, and [`hls`] writes the playlists. [`DualrigClient::execute`] signs ledger requests
 //! (deposits, stake, transfers) with the account's key; [`DualrigClient::account`] reads an account;
-//! [`blobs`] stores files on the network and fetches them back verified.
+//! [`blobs`] stores files on the network and fetches them back verified. [`resume`] keeps the record
+//! that lets an interrupted ladder carry on where it stopped.
 
 pub mod blobs;
 pub mod hls;
 pub mod ladder;
+pub mod resume;
 
 use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::ledger_request::{Operation, SignedRequest};
@@ -60,6 +62,16 @@ pub enum ClientError {
         what: String,
         source: std::io::Error,
     },
+    /// The output directory holds another ladder's record.
+    #[error(transparent)]
+    Resume(#[from] resume::ResumeError),
+    /// A segment kept failing in a way worth retrying until its retry time ran out.
+    #[error("{label}: gave up after retrying for {secs} s (--retry-secs): {last}")]
+    RetriesSpent {
+        label: String,
+        secs: u64,
+        last: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -73,6 +85,29 @@ impl ClientError {
         match self {
             ClientError::Status(s) => Some(s.code()),
             _ => None,
+        }
+    }
+
+    /// Whether sending the same request again, later, may succeed: the coordinator could not be
+    /// reached or the connection broke (it is down or restarting), or it said to try again
+    /// (`UNAVAILABLE`: no worker free or shutting down; `RESOURCE_EXHAUSTED`: its staging budgets;
+    /// `ABORTED`: the job failed on every worker, or a quote was lost). A refusal of the request itself
+    /// (bad ladder or segment, payment, permission) is not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } => true,
+            ClientError::Status(s) => match s.code() {
+                tonic::Code::Unavailable
+                | tonic::Code::ResourceExhausted
+                | tonic::Code::Aborted => true,
+                // Made here from a broken connection, not sent by the coordinator: those carry the
+                // transport's error as their source.
+                tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled => {
+                    std::error::Error::source(s).is_some()
+                }
+                _ => false,
+            },
+            _ => false,
         }
     }
 }
@@ -141,6 +176,7 @@ where
 #[derive(Debug, Clone)]
 pub struct DualrigClient {
     api: CoordinatorClient<Channel>,
+    url: String,
 }
 
 impl DualrigClient {
@@ -159,7 +195,18 @@ impl DualrigClient {
             api: CoordinatorClient::new(channel)
                 .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES),
+            url: url.to_owned(),
         })
+    }
+
+    /// A new connection to the same coordinator, for carrying on after the old one broke.
+    pub async fn redial(&self) -> Result<Self, ClientError> {
+        Self::connect(&self.url).await
+    }
+
+    /// The coordinator's URL, as given to [`Self::connect`].
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Uploads one segment and returns its verified renditions, checked once more here: every rendition
@@ -363,4 +410,40 @@ fn check_response(response: &TranscodeResponse, profiles: &[Profile]) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coordinator_down_or_busy_is_retried_and_a_refusal_is_not() {
+        for status in [
+            tonic::Status::unavailable("no worker can take the job"),
+            tonic::Status::resource_exhausted("staging budget"),
+            tonic::Status::aborted("quote lost"),
+            // What a broken connection turns into on this side: the transport's error as the source.
+            tonic::Status::from_error(Box::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+        ] {
+            assert!(
+                ClientError::Status(status.clone()).is_retryable(),
+                "{status:?}"
+            );
+        }
+        for status in [
+            tonic::Status::invalid_argument("bad ladder"),
+            tonic::Status::failed_precondition("sender cannot cover the tickets"),
+            tonic::Status::permission_denied("not the recipient"),
+            tonic::Status::unknown("sent by the coordinator"),
+            tonic::Status::internal("the ledger needs its operator"),
+        ] {
+            assert!(
+                !ClientError::Status(status.clone()).is_retryable(),
+                "{status:?}"
+            );
+        }
+        assert!(!ClientError::Unverified("bad signature".into()).is_retryable());
+    }
 }

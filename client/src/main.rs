@@ -54,6 +54,13 @@ enum Command {
         /// Most base units per output pixel to pay a worker; implies --pay.
         #[arg(long)]
         max_price: Option<u64>,
+        /// Seconds a segment keeps being sent again, with growing waits, while the coordinator
+        /// cannot be reached or asks to try later (0: fail at once).
+        #[arg(long, default_value_t = 120)]
+        retry_secs: u64,
+        /// Start over in --out, forgetting the segments an earlier run recorded there.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Store files on the network; prints each file's root (the same as b3sum) and its holders.
     Put {
@@ -211,6 +218,8 @@ async fn main() -> anyhow::Result<()> {
             segment_secs,
             pay,
             max_price,
+            retry_secs,
+            fresh,
         } => {
             let profiles = Profile::parse_list(&profiles)?;
             anyhow::ensure!(
@@ -235,6 +244,8 @@ async fn main() -> anyhow::Result<()> {
                 jobs,
                 segment_secs,
                 payment,
+                retry_for: std::time::Duration::from_secs(retry_secs),
+                fresh,
             };
             let summary = dualrig_client::transcode_file(
                 &client,
@@ -256,11 +267,31 @@ async fn main() -> anyhow::Result<()> {
                 summary.renditions.len(),
                 summary.master_playlist.display()
             );
+            if summary.kept > 0 {
+                println!(
+                    "  kept {} of {} segments from an earlier run in {}",
+                    summary.kept,
+                    summary.segments,
+                    out.display()
+                );
+            }
+            if summary.redone > 0 {
+                println!(
+                    "  {} recorded segments were missing or changed on disk and were made again",
+                    summary.redone
+                );
+            }
             for (worker, n) in &summary.per_worker {
                 println!("  worker {}: {n} segments", &worker[..worker.len().min(16)]);
             }
             if summary.retried > 0 {
                 println!("  {} segments needed another worker", summary.retried);
+            }
+            if summary.resent > 0 {
+                println!(
+                    "  {} segments were sent again after the coordinator was unreachable or busy",
+                    summary.resent
+                );
             }
         }
         Command::Put { files, replicas } => {

@@ -25,21 +25,165 @@ pub const PAID_VALUE: &str = "dualrig_paid_expected_value_total";
 pub const WORKER_STAKE: &str = "dualrig_worker_stake_units";
 pub const KEPT_FRAMES_BYTES: &str = "dualrig_kept_source_frame_bytes";
 
-/// Starts the Prometheus endpoint on `addr` and describes every metric.
+/// `outcome` of [`JOBS`] and [`JOB_SECONDS`].
+pub const JOB_OUTCOMES: &[&str] = &["verified", "no_worker", "failed", "rejected"];
+/// `outcome` of [`JOB_ATTEMPTS`].
+pub const ATTEMPT_OUTCOMES: &[&str] = &[
+    "verified",
+    "rejected",
+    "unchecked",
+    "params_replaced",
+    "payment_refused",
+    "worker_error",
+    "worker_lost",
+    "timeout",
+];
+/// `kind` of [`BYTES_IN`].
+pub const BYTES_IN_KINDS: &[&str] = &["segment", "rendition", "blob"];
+/// `kind` of [`BYTES_OUT`].
+pub const BYTES_OUT_KINDS: &[&str] = &["job", "result"];
+/// (`kind`, `outcome`) pairs of [`VERIFICATIONS`]: each check has verdicts of its own.
+pub const VERIFICATION_VERDICTS: &[(&str, &str)] = &[
+    ("structural", "pass"),
+    ("structural", "bad_signature"),
+    ("structural", "bad_structure"),
+    ("structural", "wrong_renditions"),
+    ("structural", "error"),
+    ("content", "pass"),
+    ("content", "inconclusive"),
+    ("content", "mismatch"),
+    ("content", "error"),
+];
+/// `outcome` of [`REGISTRATIONS`].
+pub const REGISTRATION_OUTCOMES: &[&str] = &["accepted", "refused"];
+/// `operation` of [`LEDGER_REQUESTS`]: every ledger operation, and requests that decode to none.
+pub const LEDGER_OPERATIONS: &[&str] = &[
+    "transfer",
+    "bond",
+    "delegate",
+    "unbond",
+    "withdraw_unbonded",
+    "deposit",
+    "reserve",
+    "unlock",
+    "cancel_unlock",
+    "withdraw",
+    "redeem_ticket",
+    "malformed",
+];
+/// `outcome` of [`LEDGER_REQUESTS`].
+pub const LEDGER_OUTCOMES: &[&str] = &["applied", "refused"];
+/// `fault` of [`SLASHES`]: every [`crate::fault::Fault::kind`].
+pub const SLASH_FAULTS: &[&str] = &[
+    "forged",
+    "renditions",
+    "structure",
+    "content",
+    "storage_late",
+    "storage_proof",
+];
+/// `outcome` of [`PAYMENTS`].
+pub const PAYMENT_OUTCOMES: &[&str] = &["accepted", "quote_lost", "refused", "unfunded"];
+
+/// Upper bounds of the [`JOB_SECONDS`] buckets: a segment's whole round trip.
+const JOB_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+/// Upper bounds of the [`LEDGER_GROUP`] buckets: requests in one commit.
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+/// Upper bounds of the [`PROOF_SECONDS`] buckets: a challenge's round trip, up to its deadline.
+const PROOF_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Starts the Prometheus endpoint on `addr`, describes every metric and registers every series.
+/// Call it from inside a Tokio runtime.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(JOB_SECONDS.into()),
-            &[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
-        )
-        .and_then(|b| b.install())
-        .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let builder = [
+        (JOB_SECONDS, JOB_BUCKETS),
+        (LEDGER_GROUP, GROUP_BUCKETS),
+        (PROOF_SECONDS, PROOF_BUCKETS),
+    ]
+    .into_iter()
+    .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+        b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+    })
+    .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
+    dualrig_proto::metrics_endpoint::serve(addr, builder).map_err(|e| e.to_string())?;
     describe();
+    describe_storage();
+    register();
+    Ok(())
+}
+
+/// Every series with a closed label set, at zero, so that `rate()` and alerts see it before its
+/// first event. Per-worker series ([`WORKER_STAKE`], [`BYTES_PROVEN`]) appear when a worker is known.
+fn register() {
+    for &outcome in JOB_OUTCOMES {
+        counter!(JOBS, "outcome" => outcome).increment(0);
+        // A registered handle is enough for the exporter to render the empty buckets.
+        let _ = histogram!(JOB_SECONDS, "outcome" => outcome);
+    }
+    for &outcome in ATTEMPT_OUTCOMES {
+        counter!(JOB_ATTEMPTS, "outcome" => outcome).increment(0);
+    }
+    for &kind in BYTES_IN_KINDS {
+        counter!(BYTES_IN, "kind" => kind).increment(0);
+    }
+    for &kind in BYTES_OUT_KINDS {
+        counter!(BYTES_OUT, "kind" => kind).increment(0);
+    }
+    for &(kind, outcome) in VERIFICATION_VERDICTS {
+        counter!(VERIFICATIONS, "kind" => kind, "outcome" => outcome).increment(0);
+    }
+    for &outcome in REGISTRATION_OUTCOMES {
+        counter!(REGISTRATIONS, "outcome" => outcome).increment(0);
+    }
+    for &operation in LEDGER_OPERATIONS {
+        for &outcome in LEDGER_OUTCOMES {
+            counter!(LEDGER_REQUESTS, "operation" => operation, "outcome" => outcome).increment(0);
+        }
+    }
+    for &fault in SLASH_FAULTS {
+        counter!(SLASHES, "fault" => fault).increment(0);
+    }
+    for &outcome in PAYMENT_OUTCOMES {
+        counter!(PAYMENTS, "outcome" => outcome).increment(0);
+    }
+    for &outcome in CHALLENGE_OUTCOMES {
+        counter!(CHALLENGES, "outcome" => outcome).increment(0);
+    }
+    for &outcome in PLACEMENT_OUTCOMES {
+        counter!(BLOB_PLACEMENTS, "outcome" => outcome).increment(0);
+    }
+    for name in [
+        JOB_REASSIGNMENTS,
+        SLASHED_UNITS,
+        SUSPENSIONS,
+        PAID_VALUE,
+        BLOB_REPAIRS,
+        BLOB_GETS,
+        SCRUB_DROPS,
+    ] {
+        counter!(name).increment(0);
+    }
+    let _ = histogram!(LEDGER_GROUP);
+    let _ = histogram!(PROOF_SECONDS);
     workers_connected(0);
     kept_frames_bytes(0);
-    describe_storage();
-    Ok(())
+    ledger_round(0);
+    replication(std::iter::empty());
+    // No rendition has passed yet: NaN, which Prometheus and Grafana read as "no value".
+    gauge!(CONTENT_LOWEST_PASS).set(f64::NAN);
+}
+
+/// `value`, which debug builds check is among `known` (the values registered at start), so a new
+/// label value at a call site cannot stay missing from the page until its first use.
+fn listed(value: &'static str, known: &[&str]) -> &'static str {
+    debug_assert!(
+        known.contains(&value),
+        "metric label value {value:?} is not among {known:?}: add it there"
+    );
+    value
 }
 
 fn describe() {
@@ -72,7 +216,7 @@ fn describe() {
     describe_counter!(
         BYTES_IN,
         metrics::Unit::Bytes,
-        "Bytes received, by kind (segment, rendition)"
+        "Bytes received, by kind (segment, rendition, blob)"
     );
     describe_counter!(
         BYTES_OUT,
@@ -96,6 +240,10 @@ fn describe() {
     );
     describe_counter!(SLASHED_UNITS, "Stake units moved to the pool by slashes");
     describe_counter!(SUSPENSIONS, "Workers suspended after a slash");
+    describe_gauge!(
+        CONTENT_LOWEST_PASS,
+        "Lowest block PSNR (dB) of a rendition that passed the content check since start (NaN before the first)"
+    );
 }
 
 pub fn ledger_group(requests: usize) {
@@ -103,12 +251,13 @@ pub fn ledger_group(requests: usize) {
 }
 
 pub fn job_finished(outcome: &'static str, elapsed: Duration) {
+    let outcome = listed(outcome, JOB_OUTCOMES);
     counter!(JOBS, "outcome" => outcome).increment(1);
     histogram!(JOB_SECONDS, "outcome" => outcome).record(elapsed.as_secs_f64());
 }
 
 pub fn attempt(outcome: &'static str) {
-    counter!(JOB_ATTEMPTS, "outcome" => outcome).increment(1);
+    counter!(JOB_ATTEMPTS, "outcome" => listed(outcome, ATTEMPT_OUTCOMES)).increment(1);
 }
 
 pub fn reassigned() {
@@ -129,22 +278,28 @@ pub fn kept_frames_bytes(bytes: u64) {
 }
 
 pub fn bytes_in(kind: &'static str, n: usize) {
-    counter!(BYTES_IN, "kind" => kind).increment(n as u64);
+    counter!(BYTES_IN, "kind" => listed(kind, BYTES_IN_KINDS)).increment(n as u64);
 }
 
 pub fn bytes_out(kind: &'static str, n: usize) {
-    counter!(BYTES_OUT, "kind" => kind).increment(n as u64);
+    counter!(BYTES_OUT, "kind" => listed(kind, BYTES_OUT_KINDS)).increment(n as u64);
 }
 
 pub fn verification(kind: &'static str, outcome: &'static str) {
+    debug_assert!(
+        VERIFICATION_VERDICTS.contains(&(kind, outcome)),
+        "verification {kind}/{outcome} is not among VERIFICATION_VERDICTS: add it there"
+    );
     counter!(VERIFICATIONS, "kind" => kind, "outcome" => outcome).increment(1);
 }
 
 pub fn registration(outcome: &'static str) {
-    counter!(REGISTRATIONS, "outcome" => outcome).increment(1);
+    counter!(REGISTRATIONS, "outcome" => listed(outcome, REGISTRATION_OUTCOMES)).increment(1);
 }
 
 pub fn ledger_request(operation: &'static str, outcome: &'static str) {
+    let operation = listed(operation, LEDGER_OPERATIONS);
+    let outcome = listed(outcome, LEDGER_OUTCOMES);
     counter!(LEDGER_REQUESTS, "operation" => operation, "outcome" => outcome).increment(1);
 }
 
@@ -153,7 +308,7 @@ pub fn ledger_round(round: u64) {
 }
 
 pub fn slashed(units: u64, fault: &'static str) {
-    counter!(SLASHES, "fault" => fault).increment(1);
+    counter!(SLASHES, "fault" => listed(fault, SLASH_FAULTS)).increment(1);
     counter!(SLASHED_UNITS).increment(units);
 }
 
@@ -162,7 +317,7 @@ pub fn suspended() {
 }
 
 pub fn payment(outcome: &'static str, expected_value: u64) {
-    counter!(PAYMENTS, "outcome" => outcome).increment(1);
+    counter!(PAYMENTS, "outcome" => listed(outcome, PAYMENT_OUTCOMES)).increment(1);
     counter!(PAID_VALUE).increment(expected_value);
 }
 
@@ -170,10 +325,6 @@ pub fn payment(outcome: &'static str, expected_value: u64) {
 pub const CONTENT_LOWEST_PASS: &str = "dualrig_content_check_lowest_pass_db";
 
 pub fn content_lowest_pass(score_db: f64) {
-    describe_gauge!(
-        CONTENT_LOWEST_PASS,
-        "Lowest block PSNR (dB) of a rendition that passed the content check since start"
-    );
     gauge!(CONTENT_LOWEST_PASS).set(score_db);
 }
 
@@ -186,6 +337,11 @@ pub const BLOB_PLACEMENTS: &str = "dualrig_storage_placements_total";
 pub const BLOB_REPAIRS: &str = "dualrig_storage_repaired_copies_total";
 pub const BLOB_GETS: &str = "dualrig_storage_gets_total";
 pub const SCRUB_DROPS: &str = "dualrig_storage_scrub_dropped_total";
+
+/// `outcome` of [`CHALLENGES`].
+pub const CHALLENGE_OUTCOMES: &[&str] = &["passed", "failed", "late"];
+/// `outcome` of [`BLOB_PLACEMENTS`].
+pub const PLACEMENT_OUTCOMES: &[&str] = &["stored", "refused"];
 
 fn describe_storage() {
     describe_counter!(
@@ -206,7 +362,10 @@ fn describe_storage() {
         BLOBS_BY_REPLICATION,
         "Kept blobs by replication (replicated, under_replicated, lost)"
     );
-    describe_gauge!(FEWEST_COPIES, "Fewest holders of any kept blob");
+    describe_gauge!(
+        FEWEST_COPIES,
+        "Fewest holders of any kept blob (0 while none is kept)"
+    );
     describe_counter!(BLOB_PLACEMENTS, "Blob copies pushed to workers, by outcome");
     describe_counter!(
         BLOB_REPAIRS,
@@ -220,7 +379,7 @@ fn describe_storage() {
 }
 
 pub fn challenge(outcome: &'static str) {
-    counter!(CHALLENGES, "outcome" => outcome).increment(1);
+    counter!(CHALLENGES, "outcome" => listed(outcome, CHALLENGE_OUTCOMES)).increment(1);
 }
 
 pub fn bytes_proven(worker: &dualrig_proto::identity::PublicId, bytes: u64) {
@@ -245,13 +404,12 @@ pub fn replication(blobs: impl Iterator<Item = (usize, usize)>) {
     gauge!(BLOBS_BY_REPLICATION, "state" => "replicated").set(replicated as f64);
     gauge!(BLOBS_BY_REPLICATION, "state" => "under_replicated").set(under as f64);
     gauge!(BLOBS_BY_REPLICATION, "state" => "lost").set(lost as f64);
-    if fewest != usize::MAX {
-        gauge!(FEWEST_COPIES).set(fewest as f64);
-    }
+    let fewest = if fewest == usize::MAX { 0 } else { fewest };
+    gauge!(FEWEST_COPIES).set(fewest as f64);
 }
 
 pub fn blob_placed(outcome: &'static str) {
-    counter!(BLOB_PLACEMENTS, "outcome" => outcome).increment(1);
+    counter!(BLOB_PLACEMENTS, "outcome" => listed(outcome, PLACEMENT_OUTCOMES)).increment(1);
 }
 
 pub fn repaired(copies: usize) {

@@ -229,6 +229,11 @@ async fn run_rounds(
     round: std::time::Duration,
     mut stop: oneshot::Receiver<()>,
 ) {
+    // The round a restarted coordinator resumes at is on the page before the first tick.
+    match ledger.call(|l| l.round()).await {
+        Ok(n) => crate::metrics::ledger_round(n),
+        Err(e) => tracing::error!(error = %e, "cannot read the ledger round"),
+    }
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + round, round);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -8,6 +8,7 @@ pub mod fuzzing;
 pub mod holdings;
 pub mod identity;
 pub mod ledger_request;
+pub mod metrics_endpoint;
 pub mod profile;
 pub mod proof;
 pub mod result;

@@ -125,6 +125,11 @@ fn event(event: worker_event::Event) -> WorkerEvent {
 
 impl Hosting {
     pub fn new(id: PublicId, store: Arc<BlobStore>) -> Self {
+        metrics::store_usage(
+            store.used_bytes(),
+            store.list().len(),
+            store.capacity_bytes(),
+        );
         Self {
             id,
             store,

@@ -284,17 +284,18 @@ fn earnings(coordinator: String, key: &std::path::Path) -> anyhow::Result<()> {
 
 fn serve(args: RunArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    let metrics_addr = config.metrics_addr;
+    let runtime = tokio::runtime::Runtime::new()?;
+    // The endpoint is up before the store opens, so the store's figures are on it from the start.
+    if let Some(addr) = config.metrics_addr {
+        let _runtime = runtime.enter();
+        dualrig_worker::metrics::install_exporter(addr).map_err(anyhow::Error::msg)?;
+    }
     let dashboard_addr = config.dashboard_addr;
     let coordinator = config.coordinator.clone();
     let data_dir = config.data_dir.clone();
     let worker = Worker::prepare(config).context("worker cannot start")?;
     println!("worker {}", worker.id());
-    let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        if let Some(addr) = metrics_addr {
-            dualrig_worker::metrics::install_exporter(addr).map_err(anyhow::Error::msg)?;
-        }
         if let Some(addr) = dashboard_addr {
             let dashboard = dualrig_worker::dashboard::Dashboard::bind(
                 addr,
@@ -311,6 +312,6 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await;
-        Ok(())
+        anyhow::Ok(())
     })
 }

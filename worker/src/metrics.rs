@@ -24,11 +24,71 @@ pub const PROOFS: &str = "dualrig_worker_proofs_total";
 pub const CHALLENGE_SECONDS: &str = "dualrig_worker_challenge_seconds";
 pub const SCRUBBED: &str = "dualrig_worker_scrubbed_blobs_total";
 
+/// `outcome` of [`JOBS`].
+pub const JOB_OUTCOMES: &[&str] = &["done", "failed", "payment_refused", "crashed"];
+/// `outcome` of [`CONNECTIONS`].
+pub const CONNECTION_OUTCOMES: &[&str] = &["attached", "ended"];
+/// `outcome` of [`TICKETS`].
+pub const TICKET_OUTCOMES: &[&str] = &["received", "won", "refused"];
+/// `outcome` of [`REDEMPTIONS`].
+pub const REDEMPTION_OUTCOMES: &[&str] = &["paid", "refused", "given_up", "retry"];
+/// `outcome` of [`BLOBS`].
+pub const BLOB_OUTCOMES: &[&str] = &["stored", "refused", "served"];
+/// `outcome` of [`SCRUBBED`].
+pub const SCRUB_OUTCOMES: &[&str] = &["sound", "dropped"];
+
+/// Upper bounds of the [`TRANSCODE_SECONDS`] buckets: one segment to its whole ladder.
+const TRANSCODE_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+/// Upper bounds of the [`CHALLENGE_SECONDS`] buckets: reading and proving the challenged chunks.
+const CHALLENGE_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Starts the Prometheus endpoint on `addr`, describes every metric and registers every series.
+/// Call it from inside a Tokio runtime.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let builder = [
+        (TRANSCODE_SECONDS, TRANSCODE_BUCKETS),
+        (CHALLENGE_SECONDS, CHALLENGE_BUCKETS),
+    ]
+    .into_iter()
+    .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+        b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+    })
+    .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
+    dualrig_proto::metrics_endpoint::serve(addr, builder).map_err(|e| e.to_string())?;
+    describe();
+    register();
+    Ok(())
+}
+
+/// Every series at zero, so that `rate()` and alerts see it before its first event.
+fn register() {
+    for (name, outcomes) in [
+        (JOBS, JOB_OUTCOMES),
+        (CONNECTIONS, CONNECTION_OUTCOMES),
+        (TICKETS, TICKET_OUTCOMES),
+        (REDEMPTIONS, REDEMPTION_OUTCOMES),
+        (BLOBS, BLOB_OUTCOMES),
+        (SCRUBBED, SCRUB_OUTCOMES),
+    ] {
+        for &outcome in outcomes {
+            counter!(name, "outcome" => outcome).increment(0);
+        }
+    }
+    for name in [BYTES_IN, BYTES_OUT, REDEEMED_VALUE, PROOFS] {
+        counter!(name).increment(0);
+    }
+    // A registered handle is enough for the exporter to render the empty buckets.
+    let _ = histogram!(TRANSCODE_SECONDS);
+    let _ = histogram!(CHALLENGE_SECONDS);
+    // The store's real figures replace these as soon as it opens.
+    gauge!(STORE_BYTES).set(0.0);
+    gauge!(STORE_BLOBS).set(0.0);
+}
+
+fn describe() {
     describe_counter!(JOBS, "Transcode jobs, by outcome");
     describe_histogram!(
         TRANSCODE_SECONDS,
@@ -67,7 +127,6 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         SCRUBBED,
         "Blobs rehashed by scrubs, by outcome (sound, dropped)"
     );
-    Ok(())
 }
 
 /// What the worker runs with, once it is prepared.

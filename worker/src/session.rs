@@ -142,11 +142,6 @@ impl Worker {
         let sessions = config
             .sessions
             .unwrap_or_else(|| default_sessions(&encoder));
-        metrics::store_usage(
-            hosting.store().used_bytes(),
-            hosting.store().list().len(),
-            hosting.store().capacity_bytes(),
-        );
         let capabilities = Capabilities {
             encoders: encoder.available.clone(),
             selected_encoder: encoder.name.clone(),

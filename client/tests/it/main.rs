@@ -1,4 +1,8 @@
-//! The real `dualrig` binary: what a person sees when a command is given wrong.
+//! The real `dualrig` binary: what a person sees when a command is given wrong, and a transcode that
+//! resumes and rides out a coordinator restart.
+
+mod resume;
+mod support;
 
 use std::process::Command;
 

@@ -6,4 +6,5 @@ mod bench;
 mod browser;
 mod dashboard;
 mod hash;
+mod metrics;
 mod shaders;
