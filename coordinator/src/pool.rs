@@ -576,6 +576,12 @@ impl WorkerPool {
         }
     }
 
+    /// Raises the score of `id` for a fully passed storage challenge. Not a verified job: `jobs_done`
+    /// (what `ListWorkers` reports and the content check counts) stays a count of transcode results.
+    pub fn record_challenge_passed(&self, id: PublicId) {
+        Self::raise_score(&mut self.lock(), id);
+    }
+
     /// Hands `job` to an eligible worker drawn with weight `stake × score`, or says why none is
     /// eligible.
     pub fn try_assign(

@@ -74,6 +74,9 @@ pub struct BenchArgs {
     /// Also write an SVG chart of encode rate against concurrent sessions to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Also save the JSON document as DATA_DIR/bench.json, where the worker's dashboard shows it.
+    #[arg(long, env = "DUALRIG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Why a benchmark could not run.
@@ -106,7 +109,9 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         )));
     }
     if what == BenchKind::Hash {
-        return hash::run(args);
+        let report = hash::measure(args)?;
+        save(args, &report)?;
+        return hash::print(args, &report);
     }
     let mut report = report::BenchReport {
         schema: report::SCHEMA,
@@ -129,6 +134,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             source,
         })?;
     }
+    save(args, &report)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = if args.json {
@@ -151,6 +157,24 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         what: "writing the report".to_owned(),
         source,
     })
+}
+
+/// Saves `report` as `DATA_DIR/bench.json` when `--data-dir` is given, replacing the last one whole
+/// (a reader never sees half a document).
+fn save(args: &BenchArgs, report: &impl serde::Serialize) -> Result<(), BenchError> {
+    let Some(dir) = &args.data_dir else {
+        return Ok(());
+    };
+    let path = dir.join(crate::dashboard::BENCH_FILE);
+    let io = |source| BenchError::Io {
+        what: format!("cannot save the bench document to {}", path.display()),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    serde_json::to_writer_pretty(&mut file, report)?;
+    file.persist(&path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// Parses `4096`, `512KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all binary).

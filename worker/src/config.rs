@@ -126,6 +126,8 @@ pub struct WorkerConfig {
     /// Most share of the time hashing may keep the GPU busy, in (0, 1] (`--gpu-hash-share`).
     pub gpu_hash_share: f64,
     pub metrics_addr: Option<SocketAddr>,
+    /// Where to serve the dashboard (`--dashboard-addr`; off when absent).
+    pub dashboard_addr: Option<SocketAddr>,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
     /// What clients pay this worker per output pixel; 0 works for free and takes no tickets.
@@ -155,6 +157,7 @@ impl WorkerConfig {
             gpu: GpuMode::Auto,
             gpu_hash_share: 1.0,
             metrics_addr: None,
+            dashboard_addr: None,
             max_backoff: Duration::from_secs(10),
             price_per_unit: 0,
             ticket_face_value: 1_000_000,
@@ -196,6 +199,7 @@ impl WorkerConfig {
             ("gpu", self.gpu != next.gpu),
             ("gpu_hash_share", self.gpu_hash_share != next.gpu_hash_share),
             ("metrics_addr", self.metrics_addr != next.metrics_addr),
+            ("dashboard_addr", self.dashboard_addr != next.dashboard_addr),
             ("price_per_unit", self.price_per_unit != next.price_per_unit),
             (
                 "ticket_face_value",

@@ -125,7 +125,11 @@ fn event(event: worker_event::Event) -> WorkerEvent {
 
 impl Hosting {
     pub fn new(id: PublicId, store: Arc<BlobStore>) -> Self {
-        metrics::store_usage(store.used_bytes(), store.list().len());
+        metrics::store_usage(
+            store.used_bytes(),
+            store.list().len(),
+            store.capacity_bytes(),
+        );
         Self {
             id,
             store,
@@ -154,7 +158,11 @@ impl Hosting {
         removed: Vec<blake3::Hash>,
         corrupt: Vec<blake3::Hash>,
     ) -> Holdings {
-        metrics::store_usage(self.store.used_bytes(), self.store.list().len());
+        metrics::store_usage(
+            self.store.used_bytes(),
+            self.store.list().len(),
+            self.store.capacity_bytes(),
+        );
         Holdings {
             full: false,
             added,
@@ -326,7 +334,8 @@ impl Hosting {
                 .map(|blob| prove_blob(&store, &id, seed.as_ref(), challenge.k, blob))
                 .collect::<Vec<_>>();
             let proofs: usize = blobs.iter().map(|b| b.proofs.len()).sum();
-            metrics::challenge_answered(proofs, started.elapsed());
+            let failed = blobs.iter().filter(|b| !b.error.is_empty()).count();
+            metrics::challenge_answered(proofs, blobs.len() - failed, failed, started.elapsed());
             let answer = ChallengeAnswer {
                 challenge_id: challenge.challenge_id,
                 blobs,
@@ -353,7 +362,12 @@ impl Hosting {
                     continue;
                 }
             };
-            metrics::scrubbed(report.checked, report.corrupt.len() + report.missing.len());
+            metrics::scrubbed(
+                report.checked,
+                report.corrupt.len(),
+                report.missing.len(),
+                report.repaired_outboards.len(),
+            );
             if report.corrupt.is_empty() && report.missing.is_empty() {
                 continue;
             }

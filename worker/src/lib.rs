@@ -4,11 +4,13 @@
 //!
 //! [`session`] keeps the outbound connection to the coordinator alive, [`job`] turns one transcode job
 //! into a signed result, [`hash`] is the GPU/CPU BLAKE3 hasher, [`store`] keeps hosted blobs with their
-//! outboards, [`hosting`] serves them (pushes, fetches, challenges, scrubs), and [`bench`] measures the rig.
-//! [`slots`] holds jobs to the worker's sessions, which [`reload`] changes live.
+//! outboards, [`hosting`] serves them (pushes, fetches, challenges, scrubs), [`bench`] measures the rig, and
+//! [`dashboard`] shows all of it on a page (`--dashboard-addr`). [`slots`] holds jobs to the worker's
+//! sessions, which [`reload`] changes live.
 
 pub mod bench;
 pub mod config;
+pub mod dashboard;
 pub mod hash;
 pub mod hosting;
 pub mod job;

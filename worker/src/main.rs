@@ -116,6 +116,11 @@ struct RunArgs {
     /// Address to serve Prometheus metrics on (off when absent).
     #[arg(long, env = "DUALRIG_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Address to serve the dashboard on, e.g. 127.0.0.1:7400 (off when absent; port 0 picks one and
+    /// writes it to DATA_DIR/dashboard.addr). It shows everything the worker does to whoever can reach
+    /// it: keep it on loopback.
+    #[arg(long, env = "DUALRIG_DASHBOARD_ADDR")]
+    dashboard_addr: Option<SocketAddr>,
     /// Price per output pixel clients pay in tickets; 0 (the default) works for free.
     #[arg(long, env = "DUALRIG_PRICE_PER_UNIT")]
     price_per_unit: Option<u64>,
@@ -161,6 +166,7 @@ impl RunArgs {
                 gpu: self.gpu,
                 gpu_hash_share: self.gpu_hash_share,
                 metrics_addr: self.metrics_addr,
+                dashboard_addr: self.dashboard_addr,
                 price_per_unit: self.price_per_unit,
                 ticket_face_value: self.ticket_face_value,
                 ticket_win_prob_one_in: self.ticket_win_prob_one_in,
@@ -293,6 +299,9 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
         let _context = runtime.enter();
         dualrig_worker::metrics::install_exporter(addr).map_err(anyhow::Error::msg)?;
     }
+    let dashboard_addr = config.dashboard_addr;
+    let coordinator = config.coordinator.clone();
+    let data_dir = config.data_dir.clone();
     // Taken before the encoder probe, so a SIGHUP while the worker starts is a reload, not its end.
     let mut hangups = {
         let _context = runtime.enter();
@@ -303,6 +312,17 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
     println!("worker {}", worker.id());
     let reloader = worker.reloader(source);
     runtime.block_on(async move {
+        if let Some(addr) = dashboard_addr {
+            let dashboard = dualrig_worker::dashboard::Dashboard::bind(
+                addr,
+                &data_dir,
+                coordinator,
+                worker.id(),
+            )
+            .await?;
+            println!("dashboard http://{}/", dashboard.addr());
+            tokio::spawn(dashboard.serve());
+        }
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading the config");
@@ -315,6 +335,6 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await;
-    });
-    Ok(())
+        anyhow::Ok(())
+    })
 }

@@ -1,9 +1,13 @@
-//! Every metric the worker records, declared in one place, and the Prometheus exporter.
+//! Every metric the worker records, declared in one place, and the Prometheus exporter. Each function
+//! here also feeds the dashboard's state ([`crate::dashboard::status`]), so an event is recorded once,
+//! where it happens.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+use crate::dashboard::status::{self, ScrubRun, now_unix_ms, record};
 
 pub const JOBS: &str = "dualrig_worker_jobs_total";
 pub const TRANSCODE_SECONDS: &str = "dualrig_worker_transcode_seconds";
@@ -135,8 +139,42 @@ fn describe() {
     );
 }
 
+/// What the worker runs with, once it is prepared.
+pub fn started(
+    id: &str,
+    coordinator: &str,
+    capabilities: &dualrig_proto::v1::Capabilities,
+    hardware: bool,
+) {
+    record(|s| {
+        s.worker_id = id.to_owned();
+        s.connection.coordinator = coordinator.to_owned();
+        s.encoder.name = capabilities.selected_encoder.clone();
+        s.encoder.hardware = hardware;
+        s.encoder.reason = capabilities.encoder_reason.clone();
+        s.encoder.sessions = capabilities.sessions;
+        s.encoder.hasher = capabilities.hasher.clone();
+    });
+}
+
 pub fn job(outcome: &'static str) {
     counter!(JOBS, "outcome" => outcome).increment(1);
+    record(|s| match outcome {
+        "done" => s.jobs.done += 1,
+        "payment_refused" => s.jobs.payment_refused += 1,
+        _ => s.jobs.failed += 1,
+    });
+}
+
+/// A job took (`true`) or gave back (`false`) one of the encoder sessions.
+pub fn job_running(running: bool) {
+    record(|s| {
+        s.encoder.running = if running {
+            s.encoder.running.saturating_add(1)
+        } else {
+            s.encoder.running.saturating_sub(1)
+        }
+    });
 }
 
 pub fn transcoded(elapsed: Duration, bytes_in: usize, bytes_out: usize) {
@@ -145,36 +183,124 @@ pub fn transcoded(elapsed: Duration, bytes_in: usize, bytes_out: usize) {
     counter!(BYTES_OUT).increment(bytes_out as u64);
 }
 
-pub fn connection(outcome: &'static str) {
-    counter!(CONNECTIONS, "outcome" => outcome).increment(1);
+/// Dialling the coordinator.
+pub fn connecting() {
+    record(|s| {
+        s.connection.state = "connecting";
+        s.connection.since_unix_ms = now_unix_ms();
+    });
+}
+
+/// Attached to the coordinator whose id starts with `coordinator_id` (hex).
+pub fn attached(coordinator_id: &str) {
+    counter!(CONNECTIONS, "outcome" => "attached").increment(1);
+    record(|s| {
+        s.connection.state = "attached";
+        s.connection.coordinator_id = coordinator_id.to_owned();
+        s.connection.since_unix_ms = now_unix_ms();
+        s.connection.attaches += 1;
+    });
+}
+
+/// The session with the coordinator ended, for `error`.
+pub fn disconnected(error: &str) {
+    counter!(CONNECTIONS, "outcome" => "ended").increment(1);
+    record(|s| {
+        s.connection.state = "disconnected";
+        s.connection.since_unix_ms = now_unix_ms();
+        s.connection.last_error = Some(error.to_owned());
+    });
 }
 
 pub fn tickets(outcome: &'static str, count: usize) {
     counter!(TICKETS, "outcome" => outcome).increment(count as u64);
+    let count = count as u64;
+    record(|s| match outcome {
+        "received" => s.tickets.received += count,
+        "won" => s.tickets.won += count,
+        _ => s.tickets.refused += count,
+    });
 }
 
-pub fn redeemed(outcome: &'static str, amount: u64) {
+/// A winning ticket of `face_value` waits for redemption (won now, or left by an earlier run).
+pub fn winner_queued(face_value: u64, won_now: bool) {
+    record(|s| {
+        if won_now {
+            s.tickets.won_face_value = s.tickets.won_face_value.saturating_add(face_value);
+        }
+        s.tickets.waiting += 1;
+        s.tickets.waiting_face_value = s.tickets.waiting_face_value.saturating_add(face_value);
+    });
+}
+
+/// A redemption try of a winning ticket of `face_value` ended with `outcome`, paying `amount`.
+pub fn redeemed(outcome: &'static str, amount: u64, face_value: u64) {
     counter!(REDEMPTIONS, "outcome" => outcome).increment(1);
     counter!(REDEEMED_VALUE).increment(amount);
+    record(|s| {
+        match outcome {
+            "paid" => {
+                s.tickets.redeemed += 1;
+                s.tickets.redeemed_value = s.tickets.redeemed_value.saturating_add(amount);
+            }
+            "refused" => s.tickets.redeem_refused += 1,
+            "given_up" => s.tickets.given_up += 1,
+            // Still waiting.
+            _ => return,
+        }
+        s.tickets.waiting = s.tickets.waiting.saturating_sub(1);
+        s.tickets.waiting_face_value = s.tickets.waiting_face_value.saturating_sub(face_value);
+    });
 }
 
 pub fn blob(outcome: &'static str) {
     counter!(BLOBS, "outcome" => outcome).increment(1);
+    record(|s| match outcome {
+        "stored" => s.store.stored += 1,
+        "refused" => s.store.refused += 1,
+        _ => s.store.served += 1,
+    });
 }
 
-pub fn store_usage(bytes: u64, blobs: usize) {
+pub fn store_usage(bytes: u64, blobs: usize, capacity: u64) {
     gauge!(STORE_BYTES).set(bytes as f64);
     gauge!(STORE_BLOBS).set(blobs as f64);
+    record(|s| {
+        s.store.used_bytes = bytes;
+        s.store.blobs = blobs as u64;
+        s.store.capacity_bytes = capacity;
+    });
 }
 
-pub fn challenge_answered(proofs: usize, elapsed: Duration) {
+/// A challenge answered with `proofs` chunk proofs: `proved` of its blobs proven, `failed` not.
+pub fn challenge_answered(proofs: usize, proved: usize, failed: usize, elapsed: Duration) {
     counter!(PROOFS).increment(proofs as u64);
     histogram!(CHALLENGE_SECONDS).record(elapsed.as_secs_f64());
+    record(|s| {
+        s.challenges.answered += 1;
+        s.challenges.blobs_proved += proved as u64;
+        s.challenges.blobs_failed += failed as u64;
+        s.challenges.pass_rate = status::pass_rate(&s.challenges);
+    });
 }
 
-pub fn scrubbed(checked: usize, dropped: usize) {
+/// A scrub rehashed `checked` blobs and dropped the `corrupt` and `missing` ones.
+pub fn scrubbed(checked: usize, corrupt: usize, missing: usize, repaired_outboards: usize) {
+    let dropped = corrupt + missing;
     counter!(SCRUBBED, "outcome" => "sound").increment(checked.saturating_sub(dropped) as u64);
     counter!(SCRUBBED, "outcome" => "dropped").increment(dropped as u64);
+    record(|s| {
+        s.scrubs.runs += 1;
+        s.scrubs.checked += checked as u64;
+        s.scrubs.dropped += dropped as u64;
+        s.scrubs.last = Some(ScrubRun {
+            at_unix_ms: now_unix_ms(),
+            checked: checked as u64,
+            corrupt: corrupt as u64,
+            missing: missing as u64,
+            repaired_outboards: repaired_outboards as u64,
+        });
+    });
 }
 
 pub fn sessions(sessions: u32) {

@@ -125,6 +125,7 @@ impl Payments {
             );
         }
         for winner in left {
+            metrics::winner_queued(winner.ticket.ticket.face_value, false);
             let _ = winners.send((winner, tokio::time::Instant::now()));
         }
         Ok((
@@ -250,6 +251,7 @@ impl Payments {
             if let Err(e) = self.store.save(&winner) {
                 tracing::error!(error = %e, "cannot record a winning ticket; it is redeemed only if the worker keeps running");
             }
+            metrics::winner_queued(winner.ticket.ticket.face_value, true);
             // The receiver lives as long as the worker runs.
             let _ = self.winners.send((winner, tokio::time::Instant::now()));
         }
@@ -305,7 +307,7 @@ pub async fn redeem_forever(
         for attempt in 1..=REDEEM_TRIES {
             match redeem(&mut api, &identity, &winner).await {
                 Ok(amount) => {
-                    metrics::redeemed("paid", amount);
+                    metrics::redeemed("paid", amount, face_value);
                     info!(amount, "ticket redeemed");
                     forget(&store, &winner);
                     break;
@@ -319,17 +321,17 @@ pub async fn redeem_forever(
                             | Code::Unauthenticated
                     ) =>
                 {
-                    metrics::redeemed("refused", 0);
+                    metrics::redeemed("refused", 0, face_value);
                     warn!(face_value, error = %status.message(), "ticket not redeemable; dropped");
                     forget(&store, &winner);
                     break;
                 }
                 Err(status) if attempt == REDEEM_TRIES => {
-                    metrics::redeemed("given_up", 0);
+                    metrics::redeemed("given_up", 0, face_value);
                     warn!(face_value, error = %status.message(), "ticket redemption given up");
                 }
                 Err(status) => {
-                    metrics::redeemed("retry", 0);
+                    metrics::redeemed("retry", 0, face_value);
                     info!(face_value, error = %status.message(), "ticket redemption will be retried");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(REDEEM_MAX_BACKOFF);

@@ -138,6 +138,12 @@ impl Worker {
             hasher: hasher.describe(),
             ticket_params: None,
         };
+        metrics::started(
+            &identity.id().to_string(),
+            &config.coordinator,
+            &capabilities,
+            encoder.hardware,
+        );
         Ok(Self {
             config,
             identity: Arc::new(identity),
@@ -208,8 +214,9 @@ impl Worker {
         let mut backoff = Duration::from_millis(250);
         loop {
             let started = Instant::now();
+            metrics::connecting();
             let ended = self.session().await;
-            metrics::connection("ended");
+            metrics::disconnected(&ended.to_string());
             if started.elapsed() > STABLE_SESSION {
                 backoff = Duration::from_millis(250);
             }
@@ -310,9 +317,11 @@ impl Worker {
                 status,
             })?
             .into_inner();
-        metrics::connection("attached");
+        let coordinator_id =
+            hex::encode(&hello.coordinator_id[..hello.coordinator_id.len().min(4)]);
+        metrics::attached(&coordinator_id);
         info!(
-            coordinator = %hex::encode(&hello.coordinator_id[..hello.coordinator_id.len().min(4)]),
+            coordinator = %coordinator_id,
             "attached; waiting for jobs"
         );
 
@@ -393,6 +402,7 @@ impl Worker {
             }
             // Held until the result is sent: a reload that shrinks the sessions waits for it.
             let _slot = slots.acquire(job.profiles.len() as u32).await;
+            metrics::job_running(true);
             let job_id = job.job_id.clone();
             info!(
                 bytes = job.segment.len(),
@@ -433,6 +443,7 @@ impl Worker {
                     })
                 }
             };
+            metrics::job_running(false);
             // If the stream is gone the coordinator has already moved the job elsewhere.
             let _ = events.send(WorkerEvent { event: Some(event) }).await;
         }

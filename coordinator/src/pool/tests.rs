@@ -168,6 +168,18 @@ fn with_no_minimum_every_worker_but_a_suspended_one_is_drawn() {
 }
 
 #[test]
+fn a_passed_challenge_raises_the_score_but_is_no_verified_job() {
+    let pool = WorkerPool::with_rng(0, StdRng::seed_from_u64(9));
+    let id = attach(&pool, 41).id;
+    pool.record_verdict(id, true);
+    assert_eq!(pool.jobs_done(&id), 1);
+    pool.record_verdict(id, false);
+    pool.record_challenge_passed(id);
+    assert!((pool.score(&id) - 0.6).abs() < 1e-9);
+    assert_eq!(pool.jobs_done(&id), 1);
+}
+
+#[test]
 fn scores_halve_on_failure_recover_on_success_and_have_a_floor() {
     let pool = WorkerPool::with_rng(0, StdRng::seed_from_u64(9));
     let id = PublicId([3; 32]);

@@ -220,7 +220,7 @@ impl BlobService {
         }
         metrics::bytes_proven(&worker, proven);
         if failures.is_empty() {
-            self.pool.record_verdict(worker, true);
+            self.pool.record_challenge_passed(worker);
             return;
         }
         for failure in failures {

@@ -256,15 +256,14 @@ fn open_gpu(mode: GpuMode) -> Result<Result<Gpu, String>, BenchError> {
 }
 
 /// Runs `bench hash` and prints the table or, with `--json`, the report.
-pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
-    let report = measure(args)?;
+pub fn print(args: &BenchArgs, report: &HashBenchReport) -> Result<(), BenchError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        serde_json::to_writer_pretty(&mut out, report)?;
         writeln!(out)
     } else {
-        out.write_all(render_table(&report).as_bytes())
+        out.write_all(render_table(report).as_bytes())
     };
     written.map_err(|source| BenchError::Io {
         what: "writing the report".to_owned(),

@@ -48,6 +48,7 @@ pub struct WorkerSettings {
     pub gpu: Option<GpuMode>,
     pub gpu_hash_share: Option<f64>,
     pub metrics_addr: Option<SocketAddr>,
+    pub dashboard_addr: Option<SocketAddr>,
     pub price_per_unit: Option<u64>,
     pub ticket_face_value: Option<u64>,
     pub ticket_win_prob_one_in: Option<u64>,
@@ -135,6 +136,7 @@ impl WorkerSettings {
             ("gpu", self.gpu.is_some()),
             ("gpu_hash_share", self.gpu_hash_share.is_some()),
             ("metrics_addr", self.metrics_addr.is_some()),
+            ("dashboard_addr", self.dashboard_addr.is_some()),
             ("price_per_unit", self.price_per_unit.is_some()),
             ("ticket_face_value", self.ticket_face_value.is_some()),
             (
@@ -173,6 +175,9 @@ impl WorkerSettings {
         }
         if self.metrics_addr.is_some() {
             config.metrics_addr = self.metrics_addr;
+        }
+        if self.dashboard_addr.is_some() {
+            config.dashboard_addr = self.dashboard_addr;
         }
         if let Some(v) = self.price_per_unit {
             config.price_per_unit = v;

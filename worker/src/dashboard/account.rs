@@ -1,0 +1,145 @@
+//! What only the coordinator knows about this worker, asked for every few seconds while a dashboard is
+//! served: its stake and balance (`Account`), its slashes with their reasons (`ListSlashes`), and how
+//! many of its results passed verification (`ListWorkers`).
+
+use std::time::Duration;
+
+use dualrig_proto::identity::PublicId;
+use dualrig_proto::v1::coordinator_client::CoordinatorClient;
+use dualrig_proto::v1::{AccountRequest, ListSlashesRequest, ListWorkersRequest};
+use tonic::transport::{Channel, Endpoint};
+use tracing::debug;
+
+use super::status::{self, Account, SLASHES_LISTED, Slash};
+
+/// Time between two rounds of questions.
+pub const ASK_EVERY: Duration = Duration::from_secs(3);
+
+/// Asks the coordinator at `url` about worker `id` every [`ASK_EVERY`], forever; an unreachable
+/// coordinator leaves the last answers in place (the connection state says why).
+pub async fn watch(url: String, id: PublicId) {
+    let channel = match Endpoint::from_shared(url) {
+        Ok(endpoint) => endpoint
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy(),
+        // The session reports a bad URL; there is nothing to ask.
+        Err(_) => return,
+    };
+    let mut api =
+        CoordinatorClient::new(channel).max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
+    let mut tick = tokio::time::interval(ASK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = ask(&mut api, &id).await {
+            debug!(error = %e.message(), "dashboard: coordinator did not answer");
+        }
+    }
+}
+
+async fn ask(api: &mut CoordinatorClient<Channel>, id: &PublicId) -> Result<(), tonic::Status> {
+    let info = api
+        .account(AccountRequest {
+            account: id.as_bytes().to_vec(),
+        })
+        .await?
+        .into_inner();
+    let account = Account {
+        balance: info.balance,
+        bonded_to_self: info.bonded_to_self,
+        stake: info.stake,
+        round: info.round,
+        suspended_until: info.suspended_until,
+        checked_unix_ms: status::now_unix_ms(),
+    };
+    status::record(|s| s.account = Some(account));
+
+    let (count, amount, recent) = slashes(api, id).await?;
+    status::record(|s| {
+        s.slashes.count = count;
+        s.slashes.amount = amount;
+        s.slashes.recent = recent;
+    });
+
+    if let Some(verified) = verified_on_connection(api, id).await? {
+        status::record_verified_on_connection(verified);
+    }
+    Ok(())
+}
+
+/// Every slash of `id`: how many, the units they took, and the newest [`SLASHES_LISTED`] in full.
+async fn slashes(
+    api: &mut CoordinatorClient<Channel>,
+    id: &PublicId,
+) -> Result<(u64, u64, Vec<Slash>), tonic::Status> {
+    let mut count = 0u64;
+    let mut amount = 0u64;
+    let mut recent = std::collections::VecDeque::with_capacity(SLASHES_LISTED);
+    let mut page_token = Vec::new();
+    loop {
+        let page = api
+            .list_slashes(ListSlashesRequest {
+                worker: id.as_bytes().to_vec(),
+                page_token,
+                page_size: 0,
+                with_evidence: false,
+            })
+            .await?
+            .into_inner();
+        for entry in page.slashes {
+            count += 1;
+            amount = amount.saturating_add(entry.amount);
+            if recent.len() == SLASHES_LISTED {
+                recent.pop_front();
+            }
+            recent.push_back(Slash {
+                id: entry.id,
+                round: entry.round,
+                amount: entry.amount,
+                fraction_ppm: entry.fraction_ppm,
+                reason: entry.reason,
+            });
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    // Newest first, as a person reads them.
+    Ok((count, amount, recent.into_iter().rev().collect()))
+}
+
+/// The coordinator's count of `id`'s verified results on its current connection, or `None` when it
+/// does not list `id` (not attached now).
+async fn verified_on_connection(
+    api: &mut CoordinatorClient<Channel>,
+    id: &PublicId,
+) -> Result<Option<u64>, tonic::Status> {
+    let mut page_token = Vec::new();
+    loop {
+        let page = api
+            .list_workers(ListWorkersRequest {
+                page_token,
+                page_size: 0,
+            })
+            .await?
+            .into_inner();
+        if let Some(me) = page
+            .workers
+            .iter()
+            .find(|w| w.worker_id == id.as_bytes().as_slice())
+        {
+            return Ok(Some(me.jobs_done));
+        }
+        // Listed in id order: once past `id`, it is not there.
+        let past = page
+            .workers
+            .last()
+            .is_some_and(|w| w.worker_id.as_slice() > id.as_bytes().as_slice());
+        if past || page.next_page_token.is_empty() {
+            return Ok(None);
+        }
+        page_token = page.next_page_token;
+    }
+}
