@@ -69,7 +69,8 @@ for n in 1 2; do
     worker_metrics+=("127.0.0.1:$((20000 + RANDOM % 20000))")
     "$bin/dualrig-worker" --data-dir "$work/worker$n" --price-per-unit 1 \
         --ticket-face-value "$face_value" --ticket-win-prob-one-in "$one_in" \
-        --metrics-addr "${worker_metrics[$((n - 1))]}" >"$out/worker$n.log" 2>&1 &
+        --metrics-addr "${worker_metrics[$((n - 1))]}" --dashboard-addr 127.0.0.1:0 \
+        >"$out/worker$n.log" 2>&1 &
     pids+=($!)
     worker_pids+=($!)
 done
@@ -78,6 +79,10 @@ for _ in $(seq 200); do
     sleep 0.1
 done
 "$bin/dualrig" workers
+for n in 1 2; do
+    for _ in $(seq 100); do [ -s "$work/worker$n/dashboard.addr" ] && break; sleep 0.1; done
+    echo "worker$n dashboard: http://$(cat "$work/worker$n/dashboard.addr")/"
+done
 
 # CPU seconds a running process has used so far (user + system, every thread).
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
@@ -163,6 +168,19 @@ printf 'network ladder: %.2f s   ffmpeg CLI ladder: %.2f s   ratio: %.2f\n' \
 for p in ${profiles//,/ }; do
     printf '  %-5s width,height,frames = %s\n' "$p" "$(ffprobe -v error -count_frames -select_streams v:0 \
         -show_entries stream=width,height,nb_read_frames -of csv=p=0 "$out/hls/$p/index.m3u8" | head -n 1)"
+done
+echo
+echo "== what each worker's dashboard shows (its JSON endpoint, docs/DASHBOARD.md)"
+for n in 1 2; do
+    python3 - "$n" "$(cat "$work/worker$n/dashboard.addr")" <<'PY' || echo "  worker$n: the dashboard did not answer"
+import json, sys, urllib.request
+n, addr = sys.argv[1:]
+s = json.load(urllib.request.urlopen(f"http://{addr}/api/status", timeout=10))
+j, t, st, acct = s["jobs"], s["tickets"], s["store"], s["account"]
+print(f"  worker{n}: {s['connection']['state']}, jobs done {j['done']} (verified {j['verified']}), "
+      f"tickets received {t['received']}, won {t['won']}, redeemed {t['redeemed']}, "
+      f"store {st['used_bytes']} bytes in {st['blobs']} blobs, stake {acct['stake'] if acct else '?'}")
+PY
 done
 echo
 echo "== the ladder in a browser: hls.js in headless Chromium lists the renditions, plays, switches"

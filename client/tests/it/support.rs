@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use dualrig_client::DualrigClient;
 use dualrig_client::resume::ResumeRecord;
+pub use dualrig_testkit::Killed;
+use dualrig_testkit::lavfi_clip;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -37,16 +39,6 @@ fn coordinator_process() {
         .expect("runtime")
         .block_on(dualrig_coordinator::serve(config, std::future::pending()))
         .expect("coordinator serves");
-}
-
-/// A child process, killed (SIGKILL) and reaped when dropped.
-pub struct Killed(pub std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The coordinator's process on `data_dir`; its URL comes from the address file it writes.
@@ -171,75 +163,16 @@ pub async fn jobs_done(url: &str) -> u64 {
         .sum()
 }
 
-/// Runs the ffmpeg CLI and fails the test with its stderr when it fails.
-pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg CLI is installed (make test installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `secs` of FFmpeg's `graph` test source (e.g. `testsrc2`) at 426x240 and 30 fps, H.264 with a
 /// keyframe every second, no audio.
 pub fn make_clip(dir: &Path, name: &str, graph: &str, secs: u32) -> PathBuf {
-    let path = dir.join(name);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("{graph}=size=426x240:rate=30"),
-        "-t",
-        &secs.to_string(),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-        "-an",
-        path.to_str().expect("utf-8 path"),
-    ]);
-    path
+    let video = format!("{graph}=size=426x240:rate=30");
+    lavfi_clip(dir.join(name), &video, None, f64::from(secs))
 }
 
 /// Frames in the first video stream, decoded by ffprobe (a playlist is followed segment by segment).
 pub fn count_frames(path: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe is installed");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("ffprobe said {text:?} for {}: {e}", path.display()))
+    dualrig_testkit::probe_video(path).0
 }
 
 /// `dualrig --coordinator URL transcode INPUT --out OUT --profiles 240p EXTRA…`, with

@@ -51,27 +51,15 @@ pub fn scrape(addr: &str) -> (String, String) {
 }
 
 fn get(addr: &str) -> Option<(String, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    let response = dualrig_testkit::http_get(addr, "/metrics")?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     assert!(head.starts_with("HTTP/1.1 200"), "metrics answered {head}");
-    let content_type = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| value.trim().to_owned())
-        .unwrap_or_default();
-    Some((content_type, body.to_owned()))
+    let reply = dualrig_testkit::HttpOk {
+        head: head.to_owned(),
+        body: body.to_owned(),
+    };
+    let content_type = reply.header("content-type").unwrap_or_default().to_owned();
+    Some((content_type, reply.body))
 }
 
 /// Every family on a text-format page, by name. Panics on a sample of no declared family.

@@ -1,7 +1,6 @@
 //! Test network on 127.0.0.1: a coordinator on port 0, in-process workers, generated video.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,99 +9,20 @@ use dualrig_coordinator::ledger::Ledger;
 use dualrig_coordinator::{Config, Coordinator};
 use dualrig_proto::profile::Profile;
 use dualrig_proto::v1::TranscodeResponse;
+use dualrig_testkit::lavfi_clip;
+pub use dualrig_testkit::{Killed, ffmpeg, free_port, http_get, probe_video};
 use dualrig_worker::{Worker, WorkerConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Runs the ffmpeg CLI and fails the test with its stderr when it fails.
-pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg CLI is installed (make test installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A test clip: `secs` of testsrc2 at `size` and 30 fps, a keyframe every second, AAC audio.
 pub fn make_clip(dir: &Path, name: &str, secs: u32, size: &str) -> PathBuf {
     let video = format!("testsrc2=size={size}:rate=30");
-    encode_lavfi(
+    lavfi_clip(
         dir.join(name),
         &video,
         Some("sine=frequency=440:sample_rate=48000"),
         f64::from(secs),
-    )
-}
-
-/// Encodes `secs` of the lavfi `video` graph (and `audio`, as AAC) with libx264, a keyframe every 30
-/// frames, to `path`.
-fn encode_lavfi(path: PathBuf, video: &str, audio: Option<&str>, secs: f64) -> PathBuf {
-    let duration = secs.to_string();
-    let mut args = vec!["-f", "lavfi", "-i", video];
-    if let Some(audio) = audio {
-        args.extend(["-f", "lavfi", "-i", audio]);
-    }
-    args.extend([
-        "-t",
-        &duration,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-    ]);
-    match audio {
-        Some(_) => args.extend(["-c:a", "aac", "-shortest"]),
-        None => args.push("-an"),
-    }
-    args.push(path.to_str().expect("utf-8 path"));
-    ffmpeg(&args);
-    path
-}
-
-/// Frame count, width and height of the first video stream, as ffprobe reads it (playlists too).
-pub fn probe_video(path: &Path) -> (u64, u32, u32) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe is installed");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<&str> = text.lines().next().unwrap_or_default().split(',').collect();
-    assert_eq!(
-        fields.len(),
-        3,
-        "unexpected ffprobe output {text:?} for {}",
-        path.display()
-    );
-    (
-        fields[2].trim().parse().expect("frames"),
-        fields[0].trim().parse().expect("width"),
-        fields[1].trim().parse().expect("height"),
     )
 }
 
@@ -295,7 +215,7 @@ pub async fn outcome(job: SubmittedJob) -> Result<TranscodeResponse, ClientError
 /// A clip from any lavfi filtergraph (`graph` yields the video), `secs` long at its own rate, H.264 with
 /// a keyframe every 30 frames and no audio, as MPEG-TS.
 pub fn make_lavfi_clip(dir: &Path, name: &str, graph: &str, secs: f64) -> PathBuf {
-    encode_lavfi(dir.join(name), graph, None, secs)
+    lavfi_clip(dir.join(name), graph, None, secs)
 }
 
 /// A small H.264 rung that keeps the source's frame rate.
@@ -368,9 +288,6 @@ pub async fn wait_until_holding(
     }
     panic!("worker {} never took a job", worker.short());
 }
-
-/// A child process (the real binary), killed when dropped.
-pub struct Killed(pub std::process::Child);
 
 /// The real `dualrig-coordinator` binary on 127.0.0.1:0 with `data_dir` and extra `args`, every
 /// attached worker eligible (`--min-stake 0`) unless `args` says otherwise; its gRPC URL comes from
@@ -449,13 +366,6 @@ impl CoordinatorProcess {
     }
 }
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A binary of the workspace, built next to this package's own by `cargo test --workspace`.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
@@ -468,30 +378,6 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// The whole HTTP/1.1 response to `GET path` on `addr`, or `None` when nothing answers.
-pub fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 /// Stores `bytes` as a file in `dir` and puts it with `replicas` copies, waiting for the workers to

@@ -4,19 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Runs the ffmpeg CLI and fails the test with its stderr when it fails.
-pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("the ffmpeg CLI is installed");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+pub use dualrig_testkit::ffmpeg;
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")

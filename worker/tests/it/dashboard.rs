@@ -4,22 +4,13 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dualrig_testkit::{Killed, ffmpeg, http_get_ok, wait_for_file};
 use serde_json::Value;
 
 const DOC: &str = include_str!("../../../docs/DASHBOARD.md");
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The fields docs/DASHBOARD.md lists.
 fn documented_fields() -> BTreeSet<String> {
@@ -30,26 +21,10 @@ fn documented_fields() -> BTreeSet<String> {
         .collect()
 }
 
-/// The body of `GET path` on `addr`, or `None` when nothing answers or it is not a 200.
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
-}
-
 fn status(addr: &str) -> Value {
-    let body = http_get(addr, "/api/status").expect("/api/status answers");
+    let body = http_get_ok(addr, "/api/status")
+        .expect("/api/status answers")
+        .body;
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("/api/status is not JSON ({e}): {body}"))
 }
 
@@ -64,31 +39,6 @@ fn wait_for_status(addr: &str, what: &str, done: impl Fn(&Value) -> bool) -> Val
         assert!(Instant::now() < deadline, "never {what}: {now:#}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn wait_for_file(path: &Path) -> String {
-    for _ in 0..1200 {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && !text.trim().is_empty()
-        {
-            return text.trim().to_owned();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{} never appeared", path.display());
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg CLI is installed (make test installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The worker binary serving `coordinator` from `data_dir`, its dashboard on a port it picks.
@@ -180,7 +130,7 @@ fn the_dashboard_shows_a_job_and_a_put_as_they_happen() {
     );
 
     // The page from the binary; then the browser, which waits for the job and the put below.
-    let page = http_get(&addr, "/").expect("the page");
+    let page = http_get_ok(&addr, "/").expect("the page").body;
     assert!(page.contains("/dashboard.js"), "{page}");
     let artifacts = crate::browser::artifacts_dir();
     let screenshot = artifacts.join("dashboard.png");

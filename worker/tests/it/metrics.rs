@@ -2,7 +2,9 @@
 //! the README lists is there (counters at zero, gauges set, histograms with buckets), nothing else
 //! is, and the Grafana dashboard reads only what is exported.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use dualrig_testkit::{Killed, free_port};
 
 // The same reading rules as the coordinator's test of its own page.
 #[path = "../../../coordinator/tests/it/exposition.rs"]
@@ -11,23 +13,6 @@ mod exposition;
 use exposition::{
     COORDINATOR_TABLE, WORKER_TABLE, check_dashboard, check_page_at_start, readme_table, scrape,
 };
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 #[test]
 fn every_documented_series_is_present_at_start() {

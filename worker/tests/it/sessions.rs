@@ -176,24 +176,11 @@ fn sessions(info: &WorkerInfo) -> u32 {
 /// A 1280×720 testsrc2 clip of `secs` at 30 fps as MPEG-TS, H.264 with a keyframe a second: a segment
 /// whose ladder keeps libx264 busy for a while.
 fn make_segment(dir: &Path, secs: u32) -> Vec<u8> {
-    let path = dir.join("segment.ts");
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args([
-            "-i",
-            "testsrc2=size=1280x720:rate=30",
-            "-t",
-            &secs.to_string(),
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30"])
-        .args(["-pix_fmt", "yuv420p", "-an"])
-        .arg(&path)
-        .output()
-        .expect("ffmpeg CLI is installed (make test installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let path = dualrig_testkit::lavfi_clip(
+        dir.join("segment.ts"),
+        "testsrc2=size=1280x720:rate=30",
+        None,
+        f64::from(secs),
     );
     std::fs::read(path).expect("segment")
 }
