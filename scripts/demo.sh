@@ -158,7 +158,7 @@ echo "  client:  $(summary "$client_id")"
 for n in 1 2; do echo "  worker$n: $(summary "${worker_ids[$((n - 1))]}")"; done
 echo
 echo "== metrics ($metrics/metrics)"
-curl -fsS "http://$metrics/metrics" 2>/dev/null | grep -E '^dualrig_(jobs_total|workers_connected|bytes_|storage_(blobs|gets))' || true
+curl -fsS "http://$metrics/metrics" 2>/dev/null | grep -E '^dualrig_(jobs_total|workers_connected|bytes_|storage_gets)' || true
 echo
 printf 'CPU seconds: client %.2f, coordinator %.2f, workers %.2f (network total %.2f); ffmpeg CLI %.2f\n' \
     "$client_cpu" "$coordinator_cpu" "$workers_cpu" \

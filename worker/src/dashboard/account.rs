@@ -1,7 +1,8 @@
 //! What only the coordinator knows about this worker, asked for every few seconds while a dashboard is
-//! served: its stake and balance (`Account`), its slashes with their reasons (`ListSlashes`), and how
-//! many of its results passed verification (`ListWorkers`).
+//! served: its stake and balance (`Account`), its slashes with their reasons (`ListSlashes`), and, while
+//! someone is looking ([`VIEWED_FOR`]), how many of its results passed verification (`ListWorkers`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dualrig_proto::identity::PublicId;
@@ -14,6 +15,26 @@ use super::status::{self, Account, SLASHES_LISTED, Slash};
 
 /// Time between two rounds of questions.
 pub const ASK_EVERY: Duration = Duration::from_secs(3);
+
+/// How long a read of the status counts as someone looking. Finding this worker's verified count
+/// walks the coordinator's list of workers, so every worker asking it every few seconds would cost
+/// the coordinator the square of its workers; it is asked only while the page or a script has read
+/// the status this recently. The account and the slashes, which the coordinator answers for this
+/// worker alone, are asked always.
+pub const VIEWED_FOR: Duration = Duration::from_secs(60);
+
+/// When the status was last read, in Unix milliseconds (0: never).
+static LAST_VIEWED_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Notes that someone read the status just now.
+pub fn viewed() {
+    LAST_VIEWED_MS.store(status::now_unix_ms(), Ordering::Relaxed);
+}
+
+fn recently_viewed() -> bool {
+    let last = LAST_VIEWED_MS.load(Ordering::Relaxed);
+    last != 0 && status::now_unix_ms().saturating_sub(last) < VIEWED_FOR.as_millis() as u64
+}
 
 /// Asks the coordinator at `url` about worker `id` every [`ASK_EVERY`], forever; an unreachable
 /// coordinator leaves the last answers in place (the connection state says why).
@@ -62,7 +83,9 @@ async fn ask(api: &mut CoordinatorClient<Channel>, id: &PublicId) -> Result<(), 
         s.slashes.recent = recent;
     });
 
-    if let Some(verified) = verified_on_connection(api, id).await? {
+    if recently_viewed()
+        && let Some(verified) = verified_on_connection(api, id).await?
+    {
         status::record_verified_on_connection(verified);
     }
     Ok(())

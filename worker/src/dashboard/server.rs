@@ -62,6 +62,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn status_json(data_dir: PathBuf) -> Response {
+    super::account::viewed();
     let bench = tokio::task::spawn_blocking(move || super::read_bench(&data_dir))
         .await
         .ok()
