@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dualrig_testkit::{Killed, ffmpeg, http_get_ok, wait_for_file};
+use dualrig_testkit::{Killed, http_get_ok, wait_for_file};
 use serde_json::Value;
 
 const DOC: &str = include_str!("../../../docs/DASHBOARD.md");
@@ -154,31 +154,12 @@ fn the_dashboard_shows_a_job_and_a_put_as_they_happen() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let clip = dir.path().join("segment.ts");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
+    let clip = dualrig_testkit::lavfi_clip(
+        dir.path().join("segment.ts"),
         "testsrc2=size=320x180:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "2",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-        clip.to_str().expect("utf-8 path"),
-    ]);
+        Some("sine=frequency=440:sample_rate=48000"),
+        2.0,
+    );
     let blob = dir.path().join("blob.bin");
     std::fs::write(&blob, vec![7u8; 200_000]).expect("blob");
     runtime.block_on(async {

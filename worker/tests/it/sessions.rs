@@ -147,6 +147,43 @@ fn write_config(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("config");
 }
 
+/// A worker binary whose config file says `sessions = N` (libx264), once the coordinator lists it with
+/// those sessions.
+struct Configured {
+    /// Holds the config file.
+    dir: tempfile::TempDir,
+    /// The config file: rewrite it, then `hang_up` the worker.
+    path: PathBuf,
+    worker: WorkerProcess,
+    /// The coordinator's view of the worker.
+    info: WorkerInfo,
+}
+
+async fn configured_worker(
+    coordinator: &TestCoordinator,
+    client: &DualrigClient,
+    sessions_in_file: u32,
+) -> Configured {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("worker.toml");
+    write_config(
+        &path,
+        &format!("sessions = {sessions_in_file}\nencoder = \"libx264\"\n"),
+    );
+    let mut worker = WorkerProcess::start(
+        &coordinator.url,
+        &["--config", path.to_str().expect("utf-8")],
+        &[],
+    );
+    let info = wait_for_worker(client, &mut worker, |w| sessions(w) == sessions_in_file).await;
+    Configured {
+        dir,
+        path,
+        worker,
+        info,
+    }
+}
+
 /// Waits until the coordinator lists one worker for which `ready` holds, and returns it.
 async fn wait_for_worker(
     client: &DualrigClient,
@@ -270,15 +307,12 @@ async fn sighup_grows_the_sessions_while_a_job_runs_and_the_job_is_still_verifie
     let coordinator = TestCoordinator::start().await;
     let client = coordinator.client().await;
 
-    let config = tempfile::tempdir().expect("tempdir");
-    let config_path = config.path().join("worker.toml");
-    write_config(&config_path, "sessions = 1\nencoder = \"libx264\"\n");
-    let mut worker = WorkerProcess::start(
-        &coordinator.url,
-        &["--config", config_path.to_str().expect("utf-8")],
-        &[],
-    );
-    let info = wait_for_worker(&client, &mut worker, |w| sessions(w) == 1).await;
+    let Configured {
+        dir: _config,
+        path: config_path,
+        mut worker,
+        info,
+    } = configured_worker(&coordinator, &client, 1).await;
 
     // Two jobs: with one session the worker runs one and the other waits at the coordinator.
     let first = submit(&client, &segment, "first");
@@ -334,15 +368,12 @@ async fn sighup_shrinks_the_sessions_letting_running_jobs_finish_and_holding_new
     let coordinator = TestCoordinator::start().await;
     let client = coordinator.client().await;
 
-    let config = tempfile::tempdir().expect("tempdir");
-    let config_path = config.path().join("worker.toml");
-    write_config(&config_path, "sessions = 2\nencoder = \"libx264\"\n");
-    let mut worker = WorkerProcess::start(
-        &coordinator.url,
-        &["--config", config_path.to_str().expect("utf-8")],
-        &[],
-    );
-    let info = wait_for_worker(&client, &mut worker, |w| sessions(w) == 2).await;
+    let Configured {
+        dir: _config,
+        path: config_path,
+        mut worker,
+        info,
+    } = configured_worker(&coordinator, &client, 2).await;
 
     let first = submit(&client, &segment, "first");
     let second = submit(&client, &segment, "second");
@@ -395,15 +426,12 @@ async fn sighup_with_a_broken_file_keeps_the_sessions_and_the_worker_up() {
     let coordinator = TestCoordinator::start().await;
     let client = coordinator.client().await;
 
-    let config = tempfile::tempdir().expect("tempdir");
-    let config_path = config.path().join("worker.toml");
-    write_config(&config_path, "sessions = 2\nencoder = \"libx264\"\n");
-    let mut worker = WorkerProcess::start(
-        &coordinator.url,
-        &["--config", config_path.to_str().expect("utf-8")],
-        &[],
-    );
-    let info = wait_for_worker(&client, &mut worker, |w| sessions(w) == 2).await;
+    let Configured {
+        dir: _config,
+        path: config_path,
+        mut worker,
+        info,
+    } = configured_worker(&coordinator, &client, 2).await;
 
     let broken = [
         ("sesions = 3\n", "sesions"),
