@@ -108,10 +108,12 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
     })
     .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
-    dualrig_proto::metrics_endpoint::serve(addr, builder).map_err(|e| e.to_string())?;
-    describe();
-    describe_storage();
-    register();
+    dualrig_proto::metrics_endpoint::serve(addr, builder, || {
+        describe();
+        describe_storage();
+        register();
+    })
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -41,9 +41,15 @@ pub enum EndpointError {
     },
 }
 
-/// Binds `addr`, installs `builder`'s recorder as the process's, and serves its page from tasks on
-/// the current Tokio runtime (call it from inside one). Returns the address bound.
-pub fn serve(addr: SocketAddr, builder: PrometheusBuilder) -> Result<SocketAddr, EndpointError> {
+/// Binds `addr`, installs `builder`'s recorder as the process's, runs `register` (which creates every
+/// series the page must show from the start) and only then serves the page, from tasks on the current
+/// Tokio runtime (call it from inside one), so no scrape sees a page without them. Returns the address
+/// bound.
+pub fn serve(
+    addr: SocketAddr,
+    builder: PrometheusBuilder,
+    register: impl FnOnce(),
+) -> Result<SocketAddr, EndpointError> {
     let bind = |source| EndpointError::Bind { addr, source };
     let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
     listener.set_nonblocking(true).map_err(bind)?;
@@ -52,6 +58,7 @@ pub fn serve(addr: SocketAddr, builder: PrometheusBuilder) -> Result<SocketAddr,
     let handle = builder
         .install_recorder()
         .map_err(|source| EndpointError::Recorder { addr, source })?;
+    register();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(UPKEEP);

@@ -61,9 +61,11 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
     })
     .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
-    dualrig_proto::metrics_endpoint::serve(addr, builder).map_err(|e| e.to_string())?;
-    describe();
-    register();
+    dualrig_proto::metrics_endpoint::serve(addr, builder, || {
+        describe();
+        register();
+    })
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -91,6 +93,8 @@ fn register() {
     // The store's real figures replace these as soon as it opens.
     gauge!(STORE_BYTES).set(0.0);
     gauge!(STORE_BLOBS).set(0.0);
+    // 0 until the encoder probe at start has said how many jobs run at once.
+    gauge!(SESSIONS).set(0.0);
 }
 
 fn describe() {

@@ -36,6 +36,7 @@ fn the_readme_by_hand_commands_transcode_a_file() {
     std::fs::create_dir_all(&home).expect("home");
     let grpc = format!("127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
+    let dashboard = format!("127.0.0.1:{}", free_port());
     let movie = make_clip(dir.path(), "movie.mp4", 5, "1280x720");
     let (source_frames, ..) = probe_video(&movie);
     let hls = dir.path().join("hls");
@@ -46,6 +47,7 @@ fn the_readme_by_hand_commands_transcode_a_file() {
         let word = word
             .replace("127.0.0.1:7300", &grpc)
             .replace("127.0.0.1:9464", &metrics)
+            .replace("127.0.0.1:7400", &dashboard)
             .replace("/var/lib/dualrig", coordinator_dir.to_str().expect("utf-8"))
             .replace("~/", &format!("{}/", home.display()));
         match word.as_str() {
@@ -63,6 +65,7 @@ fn the_readme_by_hand_commands_transcode_a_file() {
     let mut servers = Vec::new();
     let mut transcoded = false;
     let mut played = false;
+    let mut dashboard_seen = false;
     for line in by_hand_commands() {
         let words: Vec<String> = line.split_whitespace().map(localize).collect();
         let program = line.split_whitespace().next().expect("a command");
@@ -98,6 +101,13 @@ fn the_readme_by_hand_commands_transcode_a_file() {
                         page.lines().any(|l| l == "dualrig_workers_connected 1")
                     })
                 });
+                if line.contains("--dashboard-addr") {
+                    wait_for("the worker's dashboard to say it is attached", || {
+                        dualrig_testkit::http_get_ok(&dashboard, "/api/status")
+                            .is_some_and(|reply| reply.body.contains(r#""state":"attached""#))
+                    });
+                    dashboard_seen = true;
+                }
             }
             "target/release/dualrig" => {
                 let out = command.stdin(Stdio::null()).output().expect("client runs");
@@ -128,6 +138,7 @@ fn the_readme_by_hand_commands_transcode_a_file() {
         }
     }
     assert!(played, "the by-hand block ends by playing the ladder");
+    assert!(dashboard_seen, "the by-hand worker serves its dashboard");
     for profile in ["720p", "480p", "360p"] {
         let (frames, ..) = probe_video(&hls.join(profile).join("index.m3u8"));
         assert_eq!(frames, source_frames, "{profile}");
