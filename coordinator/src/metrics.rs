@@ -97,18 +97,12 @@ const PROOF_BUCKETS: &[f64] = &[
 /// Starts the Prometheus endpoint on `addr`, describes every metric and registers every series.
 /// Call it from inside a Tokio runtime.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    let builder = [
+    let buckets = [
         (JOB_SECONDS, JOB_BUCKETS),
         (LEDGER_GROUP, GROUP_BUCKETS),
         (PROOF_SECONDS, PROOF_BUCKETS),
-    ]
-    .into_iter()
-    .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
-        b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
-    })
-    .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
-    dualrig_proto::metrics_endpoint::serve(addr, builder, || {
+    ];
+    dualrig_proto::metrics_endpoint::serve(addr, &buckets, || {
         describe();
         describe_storage();
         register();

@@ -10,7 +10,7 @@ use http_body_util::Full;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// The Content-Type of the Prometheus text exposition format, version 0.0.4.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -41,23 +41,29 @@ pub enum EndpointError {
     },
 }
 
-/// Binds `addr`, installs `builder`'s recorder as the process's, runs `register` (which creates every
-/// series the page must show from the start) and only then serves the page, from tasks on the current
-/// Tokio runtime (call it from inside one), so no scrape sees a page without them. Returns the address
-/// bound.
+/// Binds `addr`, installs a recorder as the process's, with `buckets` (a histogram's name and its
+/// buckets' upper bounds) for every histogram, so none renders as a summary; runs `register` (which
+/// creates every series the page must show from the start) and only then serves the page, from tasks
+/// on the current Tokio runtime (call it from inside one), so no scrape sees a page without them.
+/// Returns the address bound.
 pub fn serve(
     addr: SocketAddr,
-    builder: PrometheusBuilder,
+    buckets: &[(&str, &[f64])],
     register: impl FnOnce(),
 ) -> Result<SocketAddr, EndpointError> {
+    let recorder = |source| EndpointError::Recorder { addr, source };
+    let builder = buckets
+        .iter()
+        .try_fold(PrometheusBuilder::new(), |b, (name, bounds)| {
+            b.set_buckets_for_metric(Matcher::Full((*name).to_owned()), bounds)
+        })
+        .map_err(recorder)?;
     let bind = |source| EndpointError::Bind { addr, source };
     let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
     listener.set_nonblocking(true).map_err(bind)?;
     let bound = listener.local_addr().map_err(bind)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(bind)?;
-    let handle = builder
-        .install_recorder()
-        .map_err(|source| EndpointError::Recorder { addr, source })?;
+    let handle = builder.install_recorder().map_err(recorder)?;
     register();
     let upkeep = handle.clone();
     tokio::spawn(async move {

@@ -51,17 +51,11 @@ const CHALLENGE_BUCKETS: &[f64] = &[
 /// Starts the Prometheus endpoint on `addr`, describes every metric and registers every series.
 /// Call it from inside a Tokio runtime.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    let builder = [
+    let buckets = [
         (TRANSCODE_SECONDS, TRANSCODE_BUCKETS),
         (CHALLENGE_SECONDS, CHALLENGE_BUCKETS),
-    ]
-    .into_iter()
-    .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
-        b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
-    })
-    .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
-    dualrig_proto::metrics_endpoint::serve(addr, builder, || {
+    ];
+    dualrig_proto::metrics_endpoint::serve(addr, &buckets, || {
         describe();
         register();
     })
