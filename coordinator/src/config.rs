@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ledger::{LedgerConfig, SlashFraction};
+use crate::ledger::{HELD_BACK_STEPS, HostingRules, LedgerConfig, SlashFraction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,6 +64,12 @@ pub struct FileConfig {
     pub holder_offline_grace_secs: Option<f64>,
     pub evidence_max_bytes: Option<u64>,
     pub evidence_retention_secs: Option<f64>,
+    pub hosting_mint_per_round: Option<u64>,
+    pub hosting_inflation_ppm: Option<u32>,
+    pub held_back_percent: Option<Vec<u32>>,
+    pub held_back_step_rounds: Option<u64>,
+    pub held_back_rounds: Option<u64>,
+    pub diversity_boost_ppm: Option<u32>,
 }
 
 impl FileConfig {
@@ -148,6 +154,11 @@ pub struct Config {
     pub evidence_max_bytes: u64,
     /// How long slash evidence is kept.
     pub evidence_retention: Duration,
+    /// How hosting rewards are minted and held back (PROTOCOL §6.8).
+    pub hosting: HostingRules,
+    /// Extra hosting credit (ppm of a copy's bytes) for a copy on a network that holds no other copy of
+    /// its blob.
+    pub diversity_boost_ppm: u32,
 }
 
 /// Most copies of one blob a Put may ask for.
@@ -193,6 +204,8 @@ impl Config {
             holder_offline_grace: Duration::from_secs(6 * 3600),
             evidence_max_bytes: 4 << 30,
             evidence_retention: Duration::from_secs(90 * 24 * 3600),
+            hosting: ledger.hosting,
+            diversity_boost_ppm: 250_000,
         }
     }
 
@@ -203,6 +216,7 @@ impl Config {
             unlock_rounds: self.unlock_rounds,
             min_stake: self.min_stake,
             suspend_rounds: self.suspend_rounds,
+            hosting: self.hosting,
         }
     }
 
@@ -322,6 +336,24 @@ impl Config {
         if let Some(v) = file.challenge_blobs {
             self.challenge_blobs = v;
         }
+        if let Some(v) = file.hosting_mint_per_round {
+            self.hosting.mint_per_round = v;
+        }
+        if let Some(v) = file.hosting_inflation_ppm {
+            self.hosting.inflation_ppm = v;
+        }
+        if let Some(v) = file.held_back_percent {
+            self.hosting.held_back_ppm = held_back_percent(&v)?;
+        }
+        if let Some(v) = file.held_back_step_rounds {
+            self.hosting.held_back_step_rounds = v;
+        }
+        if let Some(v) = file.held_back_rounds {
+            self.hosting.held_back_rounds = v;
+        }
+        if let Some(v) = file.diversity_boost_ppm {
+            self.diversity_boost_ppm = v;
+        }
         Ok(())
     }
 
@@ -364,6 +396,17 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "replicas = {} must be between 1 and {MAX_REPLICAS}",
                 self.replicas
+            )));
+        }
+        if self.hosting.held_back_step_rounds == 0 {
+            return Err(ConfigError::Invalid(
+                "held_back_step_rounds must be at least 1".into(),
+            ));
+        }
+        if self.hosting.inflation_ppm > 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "hosting_inflation_ppm = {} would mint more than the supply each round; at most 1000000",
+                self.hosting.inflation_ppm
             )));
         }
         if self.challenge_k == 0 || self.challenge_blobs == 0 {
@@ -426,6 +469,21 @@ pub fn secs(name: &str, value: f64) -> Result<Duration, ConfigError> {
         .map_err(|_| ConfigError::Invalid(format!("{name} = {value} is not a duration in seconds")))
 }
 
+/// The held-back schedule from percentages, one per step of a worker's age (at most
+/// [`HELD_BACK_STEPS`], each 0–100).
+pub fn held_back_percent(steps: &[u32]) -> Result<[u32; HELD_BACK_STEPS], ConfigError> {
+    if steps.len() > HELD_BACK_STEPS || steps.iter().any(|&p| p > 100) {
+        return Err(ConfigError::Invalid(format!(
+            "held_back_percent = {steps:?}: at most {HELD_BACK_STEPS} steps, each 0 to 100"
+        )));
+    }
+    let mut ppm = [0; HELD_BACK_STEPS];
+    for (slot, p) in ppm.iter_mut().zip(steps) {
+        *slot = p * 10_000;
+    }
+    Ok(ppm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +516,7 @@ mod tests {
                 unlock_rounds: 3,
                 min_stake: 7,
                 suspend_rounds: 4,
+                hosting: HostingRules::DEFAULT,
             }
         );
         assert_eq!(config.slash_fraction.ppm(), 250_000);

@@ -12,14 +12,15 @@
 //! them inside `tokio::task::spawn_blocking`, or use [`Ledger::call`], which does exactly that.
 //!
 //! Every amount is a u64 of base units and all arithmetic is checked. SQLite stores i64, so the total
-//! supply is capped at `i64::MAX` when the genesis is applied; since nothing mints afterwards, no
-//! balance can exceed what the database holds.
+//! supply is capped at `i64::MAX` when the genesis is applied, and hosting rewards, the only mint
+//! (`hosting`), stop short of it: no balance can exceed what the database holds.
 
 mod broker;
 mod draw;
 mod error;
 mod genesis;
 mod group;
+mod hosting;
 mod schema;
 mod snapshot;
 mod stake;
@@ -43,6 +44,10 @@ pub use dualrig_proto::ledger_request::{
 pub use error::LedgerError;
 pub use genesis::{Genesis, GenesisAccount, GenesisError};
 pub use group::{GroupCommit, MAX_GROUP};
+pub use hosting::{
+    HELD_BACK_STEPS, HostingRound, HostingRules, Payout, ProofCredit, Statement, WorkerShare,
+    held_amount, split,
+};
 pub use snapshot::LedgerSnapshot;
 pub use stake::{SlashFraction, SlashNote, SlashRecord, StoredEvidence, UnbondingEntry};
 
@@ -65,6 +70,8 @@ pub struct LedgerConfig {
     pub min_stake: u64,
     /// Rounds a slashed worker is suspended.
     pub suspend_rounds: u64,
+    /// How hosting rewards are minted and held back.
+    pub hosting: HostingRules,
 }
 
 impl Default for LedgerConfig {
@@ -75,6 +82,7 @@ impl Default for LedgerConfig {
             unlock_rounds: 1440,
             min_stake: 1_000_000,
             suspend_rounds: 10,
+            hosting: HostingRules::DEFAULT,
         }
     }
 }
@@ -246,6 +254,7 @@ impl Ledger {
                 .ok_or(LedgerError::Overflow { what: "round" })?;
             store::set_round(tx, next)?;
             broker::prune_reserve_rounds(tx, next)?;
+            hosting::release_due(tx, next)?;
             Ok(next)
         })
     }
@@ -262,6 +271,7 @@ impl Ledger {
             evidence,
             stored: None,
             at_unix: 0,
+            forfeits_held_back: false,
         };
         self.slash_noted(worker, fraction, &note)
     }
@@ -289,6 +299,59 @@ impl Ledger {
     /// Every item some slash still keeps in the evidence store.
     pub fn kept_evidence(&self) -> Result<std::collections::HashSet<[u8; 32]>, LedgerError> {
         self.read(|tx, _| stake::kept_evidence(tx))
+    }
+
+    /// Pays one challenge round's hosting rewards (PROTOCOL §6.8) in the current round.
+    pub fn pay_hosting(&self, credits: &[ProofCredit]) -> Result<Payout, LedgerError> {
+        self.write(|tx, config| hosting::pay(tx, config, credits))
+    }
+
+    /// `worker`'s hosting statements for rounds after `after_round`, oldest first, at most `limit`.
+    pub fn statements(
+        &self,
+        worker: &PublicId,
+        after_round: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Statement>, LedgerError> {
+        self.read(|tx, _| hosting::statements(tx, worker, after_round, limit))
+    }
+
+    /// The inputs and outcome of the payout made in `round`, if one was.
+    pub fn hosting_round(&self, round: u64) -> Result<Option<HostingRound>, LedgerError> {
+        self.read(|tx, _| hosting::hosting_round(tx, round))
+    }
+
+    /// What is held back from `worker` now, to be paid once due.
+    pub fn held_back(&self, worker: &PublicId) -> Result<u64, LedgerError> {
+        self.read(|tx, _| hosting::held_back_of(tx, worker))
+    }
+
+    /// Splits the payout of `round` again from its row and the statements' credits, and names every
+    /// worker whose recorded reward differs from what the split gives (empty: the payout reproduces).
+    pub fn recheck_payout(&self, round: u64) -> Result<Vec<PublicId>, LedgerError> {
+        self.read(|tx, _| {
+            let Some(paid) = hosting::hosting_round(tx, round)? else {
+                return Ok(Vec::new());
+            };
+            let recorded = hosting::credits_of_round(tx, round)?;
+            let weights: Vec<(PublicId, u64)> = recorded.iter().map(|(w, c, _)| (*w, *c)).collect();
+            let (shares, dust) = split(paid.budget, &weights);
+            let mut wrong: Vec<PublicId> = shares
+                .iter()
+                .zip(&recorded)
+                .filter(|((_, share), (_, _, reward))| share != reward)
+                .map(|((w, _), _)| *w)
+                .collect();
+            if dust != paid.dust {
+                wrong.extend(recorded.first().map(|(w, _, _)| *w));
+            }
+            Ok(wrong)
+        })
+    }
+
+    /// Units applied at genesis and minted since: the supply, whatever has happened.
+    pub fn genesis_and_minted(&self) -> Result<(u64, u64), LedgerError> {
+        self.read(|tx, _| Ok((hosting::genesis_supply(tx)?, hosting::minted(tx)?)))
     }
 
     /// Pays `amount` from the pool to `to` (rewards).
@@ -393,8 +456,8 @@ impl Ledger {
         self.read(|tx, _| snapshot::take(tx))
     }
 
-    /// Every unit the ledger holds: balances, stake, unbonding, deposits, reserves and the pool. No
-    /// operation changes it.
+    /// Every unit the ledger holds: balances, stake, unbonding, deposits, reserves, the pool, held-back
+    /// rewards and the download-fee pot. Only hosting payouts change it, by what they mint.
     pub fn supply(&self) -> Result<u128, LedgerError> {
         self.read(|tx, _| snapshot::supply(tx))
     }

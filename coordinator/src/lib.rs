@@ -15,6 +15,7 @@ pub mod inspections;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod network;
 pub mod paging;
 pub mod pool;
 pub mod server;
@@ -22,6 +23,7 @@ pub mod service;
 pub mod slashing;
 pub mod staging;
 pub mod stakes;
+pub mod statements;
 pub mod storage;
 pub mod verify;
 

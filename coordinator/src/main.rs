@@ -122,6 +122,24 @@ struct Args {
     /// Segment bytes held for uploads from one client address at once.
     #[arg(long, env = "DUALRIG_MAX_STAGED_SEGMENT_BYTES_PER_CLIENT")]
     max_staged_segment_bytes_per_client: Option<u64>,
+    /// Base units minted for hosting rewards per ledger round (default 1000000, one token).
+    #[arg(long, env = "DUALRIG_HOSTING_MINT_PER_ROUND")]
+    hosting_mint_per_round: Option<u64>,
+    /// Parts per million of the supply minted for hosting rewards per ledger round, on top (default 0).
+    #[arg(long, env = "DUALRIG_HOSTING_INFLATION_PPM")]
+    hosting_inflation_ppm: Option<u32>,
+    /// Percent of a new worker's hosting rewards held back in each step of its age (default 75,50,25).
+    #[arg(long, env = "DUALRIG_HELD_BACK_PERCENT", value_delimiter = ',')]
+    held_back_percent: Option<Vec<u32>>,
+    /// Ledger rounds in one step of the held-back schedule (default 129600).
+    #[arg(long, env = "DUALRIG_HELD_BACK_STEP_ROUNDS")]
+    held_back_step_rounds: Option<u64>,
+    /// Ledger rounds a held-back amount waits before it is paid (default 129600).
+    #[arg(long, env = "DUALRIG_HELD_BACK_ROUNDS")]
+    held_back_rounds: Option<u64>,
+    /// Extra hosting credit, in ppm, for a copy on a network with no other copy (default 250000).
+    #[arg(long, env = "DUALRIG_DIVERSITY_BOOST_PPM")]
+    diversity_boost_ppm: Option<u32>,
 }
 
 impl Args {
@@ -216,6 +234,24 @@ impl Args {
         }
         if let Some(v) = self.max_staged_segment_bytes_per_client {
             config.max_staged_segment_bytes_per_client = v;
+        }
+        if let Some(v) = self.hosting_mint_per_round {
+            config.hosting.mint_per_round = v;
+        }
+        if let Some(v) = self.hosting_inflation_ppm {
+            config.hosting.inflation_ppm = v;
+        }
+        if let Some(v) = &self.held_back_percent {
+            config.hosting.held_back_ppm = dualrig_coordinator::config::held_back_percent(v)?;
+        }
+        if let Some(v) = self.held_back_step_rounds {
+            config.hosting.held_back_step_rounds = v;
+        }
+        if let Some(v) = self.held_back_rounds {
+            config.hosting.held_back_rounds = v;
+        }
+        if let Some(v) = self.diversity_boost_ppm {
+            config.diversity_boost_ppm = v;
         }
         config.validate()?;
         Ok(config)

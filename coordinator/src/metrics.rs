@@ -112,7 +112,8 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
 }
 
 /// Every series with a closed label set, at zero, so that `rate()` and alerts see it before its
-/// first event. Per-worker series ([`WORKER_STAKE`], [`BYTES_PROVEN`]) appear when a worker is known.
+/// first event. Per-worker series ([`WORKER_STAKE`], [`BYTES_PROVEN`], [`HOSTING_REWARD`], [`HOSTING_CREDITED`])
+/// appear when a worker is known.
 fn register() {
     for &outcome in JOB_OUTCOMES {
         counter!(JOBS, "outcome" => outcome).increment(0);
@@ -159,8 +160,12 @@ fn register() {
         BLOB_REPAIRS,
         BLOB_GETS,
         SCRUB_DROPS,
+        HOSTING_MINTED,
     ] {
         counter!(name).increment(0);
+    }
+    for &input in HOSTING_INPUTS {
+        gauge!(HOSTING_PAYOUT, "input" => input).set(0.0);
     }
     let _ = histogram!(LEDGER_GROUP);
     let _ = histogram!(PROOF_SECONDS);
@@ -183,6 +188,20 @@ fn listed(value: &'static str, known: &[&str]) -> &'static str {
 }
 
 fn describe() {
+    describe_gauge!(
+        HOSTING_PAYOUT,
+        "The last hosting payout's inputs: ledger round, rounds covered, minted, download fees, budget (base units), credited bytes, workers paid, dust"
+    );
+    describe_counter!(HOSTING_MINTED, "Base units minted for hosting rewards");
+    describe_counter!(
+        HOSTING_REWARD,
+        "Hosting rewards per worker, base units, paid at once or held back"
+    );
+    describe_counter!(
+        HOSTING_CREDITED,
+        metrics::Unit::Bytes,
+        "Bytes each worker's proofs were credited for in hosting payouts (sampling-corrected, boosted)"
+    );
     describe_counter!(PAYMENTS, "Job payments checked at upload, by outcome");
     describe_counter!(
         PAID_VALUE,
@@ -322,6 +341,49 @@ pub const CONTENT_LOWEST_PASS: &str = "dualrig_content_check_lowest_pass_db";
 
 pub fn content_lowest_pass(score_db: f64) {
     gauge!(CONTENT_LOWEST_PASS).set(score_db);
+}
+
+pub const HOSTING_PAYOUT: &str = "dualrig_hosting_last_payout";
+pub const HOSTING_MINTED: &str = "dualrig_hosting_minted_units_total";
+pub const HOSTING_REWARD: &str = "dualrig_hosting_reward_units_total";
+pub const HOSTING_CREDITED: &str = "dualrig_hosting_credited_bytes_total";
+/// `input` of [`HOSTING_PAYOUT`]: what the last payout was computed from, and what it split.
+pub const HOSTING_INPUTS: &[&str] = &[
+    "round",
+    "rounds_covered",
+    "minted",
+    "fees",
+    "budget",
+    "credited_bytes",
+    "workers",
+    "dust",
+];
+
+/// The inputs and shares of one hosting payout (PROTOCOL §6.8). An empty one (nobody proved, or the
+/// round had paid) changes only the round and the rounds it covered.
+pub fn hosting_paid(payout: &crate::ledger::Payout) {
+    let r = &payout.round;
+    for (input, value) in HOSTING_INPUTS.iter().zip([
+        r.round,
+        r.rounds_covered,
+        r.minted,
+        r.fees,
+        r.budget,
+        r.credited,
+        r.workers,
+        r.dust,
+    ]) {
+        gauge!(HOSTING_PAYOUT, "input" => *input).set(value as f64);
+    }
+    counter!(HOSTING_MINTED).increment(r.minted);
+    for share in &payout.shares {
+        let worker = share.worker.to_hex();
+        counter!(HOSTING_REWARD, "worker" => worker.clone(), "part" => "paid")
+            .increment(share.reward - share.held);
+        counter!(HOSTING_REWARD, "worker" => worker.clone(), "part" => "held")
+            .increment(share.held);
+        counter!(HOSTING_CREDITED, "worker" => worker).increment(share.credited);
+    }
 }
 
 pub const CHALLENGES: &str = "dualrig_storage_challenges_total";

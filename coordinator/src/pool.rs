@@ -22,6 +22,7 @@ use tonic::Status;
 use crate::error::CoordinatorError;
 use crate::ledger::{Candidate, draw_weighted};
 use crate::metrics;
+use crate::network::Network;
 
 #[cfg(test)]
 mod tests;
@@ -89,6 +90,8 @@ struct ConnectedWorker {
     control: CommandSender,
     jobs_done: u64,
     jobs_failed: u64,
+    /// The network its connection comes from, as this coordinator sees it.
+    network: Option<Network>,
 }
 
 impl ConnectedWorker {
@@ -382,12 +385,28 @@ impl WorkerPool {
                 control: control_tx,
                 jobs_done: 0,
                 jobs_failed: 0,
+                network: None,
             },
         );
         metrics::workers_connected(state.workers.len());
         drop(state);
         self.changed.notify_waiters();
         Ok((id, connection, CommandQueues { bulk, control }))
+    }
+
+    /// Records the network connection `connection` of `id` comes from (its peer address).
+    pub fn set_network(&self, id: PublicId, connection: u64, network: Network) {
+        let mut state = self.lock();
+        if let Some(w) = state.workers.get_mut(&id)
+            && w.connection == connection
+        {
+            w.network = Some(network);
+        }
+    }
+
+    /// The network `id` is attached from, if it is attached and its address is known.
+    pub fn network_of(&self, id: &PublicId) -> Option<Network> {
+        self.lock().workers.get(id).and_then(|w| w.network)
     }
 
     /// Drops a worker whose stream ended; the jobs it held come back to their dispatchers as lost.

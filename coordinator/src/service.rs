@@ -12,9 +12,10 @@ use dualrig_proto::v1::coordinator_server::Coordinator as CoordinatorApi;
 use dualrig_proto::v1::{
     AccountInfo, AccountRequest, GetRequest, HelloRequest, HelloResponse, LedgerReceipt,
     LedgerRequest, ListBlobsRequest, ListBlobsResponse, ListSlashesRequest, ListSlashesResponse,
-    ListWorkersRequest, ListWorkersResponse, PutResponse, PutUpload, QuoteRequest, QuoteResponse,
-    RegisterRequest, RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload,
-    WorkerCommand, WorkerEvent, transcode_upload, worker_event,
+    ListStatementsRequest, ListStatementsResponse, ListWorkersRequest, ListWorkersResponse,
+    PutResponse, PutUpload, QuoteRequest, QuoteResponse, RegisterRequest, RegisterResponse,
+    TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand, WorkerEvent,
+    transcode_upload, worker_event,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -559,6 +560,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<Streaming<WorkerEvent>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip());
         let token = request
             .metadata()
             .get(dualrig_proto::SESSION_METADATA_KEY)
@@ -571,6 +573,10 @@ impl CoordinatorApi for CoordinatorService {
             })?
             .to_owned();
         let (worker, connection, queues) = self.pool.attach(&token)?;
+        if let Some(ip) = peer {
+            self.pool
+                .set_network(worker, connection, crate::network::Network::of(ip));
+        }
         info!(worker = %worker.short(), "worker attached");
         crate::stakes::refresh(&self.ledger, &self.pool).await;
         let mut events = request.into_inner();
@@ -794,6 +800,15 @@ impl CoordinatorApi for CoordinatorService {
         };
         let slashes = crate::evidence::list_slashes(&self.ledger, &self.evidence, request).await?;
         Ok(Response::new(slashes))
+    }
+
+    async fn list_statements(
+        &self,
+        request: Request<ListStatementsRequest>,
+    ) -> Result<Response<ListStatementsResponse>, Status> {
+        let statements =
+            crate::statements::list_statements(&self.ledger, request.into_inner()).await?;
+        Ok(Response::new(statements))
     }
 
     async fn put(

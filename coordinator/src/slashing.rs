@@ -110,6 +110,11 @@ impl Slasher {
         &self.evidence
     }
 
+    /// The ledger slashes are recorded in.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
     /// Slashes `worker` for `offence`; the pool hears of the new stake and any suspension before this
     /// returns, so the next draw already excludes it. The evidence is on disk before the slash commits.
     pub async fn slash(&self, worker: PublicId, offence: Offence) -> Slashed {
@@ -140,6 +145,7 @@ impl Slasher {
         };
         let fraction = self.fraction;
         let keeping = self.keeping;
+        let forfeits_held_back = matches!(offence, Offence::Storage { .. });
         self.pool.record_verdict(worker, false);
         let slashed = self
             .ledger
@@ -149,6 +155,7 @@ impl Slasher {
                     evidence: &verdict,
                     stored: Some(note_of),
                     at_unix: now,
+                    forfeits_held_back,
                 };
                 let record = l.slash_noted(&worker, fraction, &note)?;
                 // The slash stands whatever pruning does: a failure here only keeps evidence longer.

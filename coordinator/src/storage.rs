@@ -159,7 +159,25 @@ impl BlobService {
             .collect()
     }
 
-    /// Pushes the staged blob to distinct workers, drawn by stake × score among those with room, until
+    /// Those of `candidates` on a network (PROTOCOL §6.8) none of `copies` is on, when there are any;
+    /// otherwise all of them. Copies spread over networks survive one network's loss.
+    fn on_new_networks<'a>(
+        &self,
+        candidates: Vec<PublicId>,
+        copies: impl Iterator<Item = &'a PublicId>,
+    ) -> Vec<PublicId> {
+        let taken: std::collections::HashSet<crate::network::Network> =
+            copies.filter_map(|w| self.pool.network_of(w)).collect();
+        let fresh: Vec<PublicId> = candidates
+            .iter()
+            .filter(|w| self.pool.network_of(w).is_some_and(|n| !taken.contains(&n)))
+            .copied()
+            .collect();
+        if fresh.is_empty() { candidates } else { fresh }
+    }
+
+    /// Pushes the staged blob to distinct workers, drawn by stake × score among those with room (on a
+    /// network without a copy where there are such), until
     /// `wanted` of them (counting `holders`) hold it or nobody is left to try; no copy goes to `avoid`
     /// (workers that already hold one, counted or not). Returns the new holders.
     async fn place(
@@ -178,6 +196,8 @@ impl BlobService {
             let mut batch = Vec::new();
             for _ in 0..missing {
                 let candidates = self.with_room(size, &tried);
+                let copies = holders.iter().chain(&placed).chain(&batch);
+                let candidates = self.on_new_networks(candidates, copies);
                 let Some(worker) = self.pool.draw_among(&candidates) else {
                     break;
                 };

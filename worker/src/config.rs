@@ -128,6 +128,10 @@ pub struct WorkerConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Where to serve the dashboard (`--dashboard-addr`; off when absent).
     pub dashboard_addr: Option<SocketAddr>,
+    /// The local address connections to the coordinator leave from (`--source-addr`; the system's
+    /// choice when absent): the coordinator places copies and boosts hosting rewards by the network it
+    /// sees a worker on.
+    pub source_addr: Option<std::net::IpAddr>,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
     /// What clients pay this worker per output pixel; 0 works for free and takes no tickets.
@@ -158,6 +162,7 @@ impl WorkerConfig {
             gpu_hash_share: 1.0,
             metrics_addr: None,
             dashboard_addr: None,
+            source_addr: None,
             max_backoff: Duration::from_secs(10),
             price_per_unit: 0,
             ticket_face_value: 1_000_000,
@@ -200,6 +205,7 @@ impl WorkerConfig {
             ("gpu_hash_share", self.gpu_hash_share != next.gpu_hash_share),
             ("metrics_addr", self.metrics_addr != next.metrics_addr),
             ("dashboard_addr", self.dashboard_addr != next.dashboard_addr),
+            ("source_addr", self.source_addr != next.source_addr),
             ("price_per_unit", self.price_per_unit != next.price_per_unit),
             (
                 "ticket_face_value",

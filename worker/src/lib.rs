@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod config;
 pub mod dashboard;
+pub mod earnings;
 pub mod hash;
 pub mod hosting;
 pub mod job;

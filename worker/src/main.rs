@@ -41,12 +41,19 @@ enum Command {
         input: PathBuf,
         out_dir: PathBuf,
     },
-    /// Print what this worker has earned: its ledger balance (redeemed tickets land there) and stake.
+    /// Print what this worker has earned: its ledger balance (redeemed tickets and hosting rewards land
+    /// there), stake, held-back rewards, and its hosting statements round by round.
     Earnings {
         #[command(flatten)]
         coordinator: CoordinatorArg,
         #[command(flatten)]
         data_dir: DataDirArg,
+        /// Statements of the last this many ledger rounds (0: all).
+        #[arg(long, default_value_t = 100)]
+        rounds: u64,
+        /// Print JSON (base units and bytes) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Print this worker's id (creating its key on first use).
     Id {
@@ -121,6 +128,10 @@ struct RunArgs {
     /// it: keep it on loopback.
     #[arg(long, env = "DUALRIG_DASHBOARD_ADDR")]
     dashboard_addr: Option<SocketAddr>,
+    /// Local address to connect to the coordinator from, on a rig with several (the system's choice
+    /// when absent).
+    #[arg(long, env = "DUALRIG_SOURCE_ADDR")]
+    source_addr: Option<std::net::IpAddr>,
     /// Price per output pixel clients pay in tickets; 0 (the default) works for free.
     #[arg(long, env = "DUALRIG_PRICE_PER_UNIT")]
     price_per_unit: Option<u64>,
@@ -167,6 +178,7 @@ impl RunArgs {
                 gpu_hash_share: self.gpu_hash_share,
                 metrics_addr: self.metrics_addr,
                 dashboard_addr: self.dashboard_addr,
+                source_addr: self.source_addr,
                 price_per_unit: self.price_per_unit,
                 ticket_face_value: self.ticket_face_value,
                 ticket_win_prob_one_in: self.ticket_win_prob_one_in,
@@ -239,7 +251,9 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Earnings {
             coordinator,
             data_dir,
-        }) => earnings(coordinator.coordinator, &data_dir.key_path()),
+            rounds,
+            json,
+        }) => earnings(coordinator.coordinator, &data_dir.key_path(), rounds, json),
         Some(Command::Id { data_dir }) => {
             let identity = dualrig_proto::identity::Identity::load_or_create(&data_dir.key_path())?;
             println!("{}", identity.id());
@@ -248,38 +262,25 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn earnings(coordinator: String, key: &std::path::Path) -> anyhow::Result<()> {
+fn earnings(
+    coordinator: String,
+    key: &std::path::Path,
+    rounds: u64,
+    json: bool,
+) -> anyhow::Result<()> {
     let identity = dualrig_proto::identity::Identity::load_or_create(key)
         .with_context(|| format!("worker key {}", key.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let info = runtime.block_on(async {
-        let mut api =
-            dualrig_proto::v1::coordinator_client::CoordinatorClient::connect(coordinator.clone())
-                .await
-                .with_context(|| format!("cannot reach the coordinator at {coordinator}"))?;
-        let info = api
-            .account(dualrig_proto::v1::AccountRequest {
-                account: identity.id().as_bytes().to_vec(),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("Account refused: {}", s.message()))?
-            .into_inner();
-        anyhow::Ok(info)
-    })?;
-    println!("worker   {}", identity.id());
-    println!(
-        "balance  {}",
-        dualrig_proto::amount::format_tokens(info.balance)
-    );
-    println!(
-        "bonded   {}",
-        dualrig_proto::amount::format_tokens(info.bonded_to_self)
-    );
-    println!(
-        "stake    {}",
-        dualrig_proto::amount::format_tokens(info.stake)
-    );
-    println!("round    {}", info.round);
+    let earnings = runtime.block_on(dualrig_worker::earnings::fetch(
+        &coordinator,
+        identity.id(),
+        rounds,
+    ))?;
+    if json {
+        println!("{}", earnings.to_json());
+    } else {
+        print!("{}", earnings.to_table());
+    }
     Ok(())
 }
 

@@ -250,6 +250,7 @@ impl Worker {
             })?
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(10))
+            .local_address(self.config.source_addr)
             .connect()
             .await
             .map_err(|source| SessionError::Connect { url, source })?;

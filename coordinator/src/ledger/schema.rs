@@ -7,10 +7,10 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::genesis::Genesis;
-use super::{LedgerError, store};
+use super::{LedgerError, hosting, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -121,21 +121,22 @@ pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
         })
         .optional()?;
     match version {
-        None => {
-            tx.execute_batch(SLASH_EVIDENCE_BY_HASH)?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
-                params![SCHEMA_VERSION],
-            )?;
-        }
-        Some(1) => {
-            tx.execute_batch(SLASH_EVIDENCE_BY_HASH)?;
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'schema'",
-                params![SCHEMA_VERSION],
-            )?;
-        }
         Some(v) if v == SCHEMA_VERSION => {}
+        None | Some(1..SCHEMA_VERSION) => {
+            let from = version.unwrap_or(0);
+            // Each step runs once, in order, from the version the file has.
+            if from < 2 {
+                tx.execute_batch(SLASH_EVIDENCE_BY_HASH)?;
+            }
+            if from < 3 {
+                tx.execute_batch(hosting::TABLES)?;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![SCHEMA_VERSION],
+            )?;
+        }
         Some(v) => {
             return Err(LedgerError::Corrupt(format!(
                 "schema version {v}; this build reads version {SCHEMA_VERSION}"

@@ -1,5 +1,5 @@
 //! A full copy of the ledger's rows, for audits and for tests that prove a refused operation changed
-//! nothing, and the total supply, which no operation may change.
+//! nothing, and the total supply, which only minting changes (`genesis + minted`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ use super::store::from_db;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerSnapshot {
     pub tables: BTreeMap<String, Vec<Vec<Value>>>,
-    /// Balances + bonds + unbonding + deposits + reserves + pool.
+    /// Balances + bonds + unbonding + deposits + reserves + pool + held back + hosting fees.
     pub supply: u128,
 }
 
@@ -48,6 +48,8 @@ pub(super) fn supply(conn: &Connection) -> Result<u128, LedgerError> {
         "SELECT deposit FROM senders",
         "SELECT reserve FROM senders",
         "SELECT value FROM meta WHERE key = 'pool'",
+        "SELECT value FROM meta WHERE key = 'hosting_fees'",
+        "SELECT amount FROM held_back",
     ] {
         let mut stmt = conn.prepare(sql)?;
         let mut rows = stmt.query([])?;

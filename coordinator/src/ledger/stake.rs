@@ -81,6 +81,8 @@ pub struct SlashNote<'a> {
     pub evidence: &'a [u8],
     pub stored: Option<StoredEvidence>,
     pub at_unix: u64,
+    /// A storage fault: the worker's held-back hosting rewards go to the pool too.
+    pub forfeits_held_back: bool,
 }
 
 pub(super) fn bonded(
@@ -353,6 +355,10 @@ pub(super) fn slash(
              ON CONFLICT (worker) DO UPDATE SET resume_round = MAX(resume_round, excluded.resume_round)",
         )?
         .execute(params![worker.as_bytes(), to_db("suspension end", resume)?])?;
+    }
+
+    if note.forfeits_held_back {
+        super::hosting::forfeit(conn, worker)?;
     }
 
     let stored = note.stored;

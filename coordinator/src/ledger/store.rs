@@ -39,15 +39,20 @@ pub(super) fn nonzero(amount: u64) -> Result<u64, LedgerError> {
     }
 }
 
-fn meta(conn: &Connection, key: &str) -> Result<u64, LedgerError> {
+pub(super) fn meta(conn: &Connection, key: &str) -> Result<u64, LedgerError> {
+    Ok(meta_opt(conn, key)?.unwrap_or(0))
+}
+
+/// A `meta` value, or `None` when it was never set.
+pub(super) fn meta_opt(conn: &Connection, key: &str) -> Result<Option<u64>, LedgerError> {
     let v: Option<i64> = conn
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row(params![key], |r| r.get(0))
         .optional()?;
-    from_db("meta value", v.unwrap_or(0))
+    v.map(|v| from_db("meta value", v)).transpose()
 }
 
-fn set_meta(conn: &Connection, key: &str, value: u64) -> Result<(), LedgerError> {
+pub(super) fn set_meta(conn: &Connection, key: &str, value: u64) -> Result<(), LedgerError> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",

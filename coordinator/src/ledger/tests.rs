@@ -5,6 +5,7 @@ mod auth;
 mod broker;
 mod concurrency;
 mod crash;
+mod hosting;
 mod props;
 mod stake;
 mod tickets;
@@ -21,6 +22,20 @@ pub(super) const CONFIG: LedgerConfig = LedgerConfig {
     unlock_rounds: 2,
     min_stake: 100,
     suspend_rounds: 2,
+    hosting: HostingRules::NONE,
+};
+
+/// [`CONFIG`] with hosting rewards: 1000 units minted a round; 50 % held for two rounds in a worker's
+/// first four rounds, then nothing.
+pub(super) const HOSTING_CONFIG: LedgerConfig = LedgerConfig {
+    hosting: HostingRules {
+        mint_per_round: 1_000,
+        inflation_ppm: 0,
+        held_back_ppm: [500_000, 0, 0, 0],
+        held_back_step_rounds: 4,
+        held_back_rounds: 2,
+    },
+    ..CONFIG
 };
 
 /// A fixed identity per small number, so runs repeat.
@@ -60,8 +75,12 @@ impl Harness {
     }
 
     pub fn in_memory(balances: &[(&Identity, u64)]) -> Self {
+        Self::in_memory_with(CONFIG, balances)
+    }
+
+    pub fn in_memory_with(config: LedgerConfig, balances: &[(&Identity, u64)]) -> Self {
         Self {
-            ledger: Ledger::open_in_memory(CONFIG, &genesis(balances)).expect("open"),
+            ledger: Ledger::open_in_memory(config, &genesis(balances)).expect("open"),
             _dir: None,
         }
     }

@@ -17,6 +17,7 @@ use tracing::warn;
 use super::BlobService;
 use super::index::FaultRecord;
 use crate::fault::{Fault, ProofFailure, StorageFault};
+use crate::ledger::ProofCredit;
 use crate::metrics;
 use crate::slashing::Offence;
 
@@ -109,7 +110,8 @@ impl BlobService {
         }
     }
 
-    /// One round over every attached worker that holds something; returns its number.
+    /// One round over every attached worker that holds something, then its hosting payout (PROTOCOL
+    /// §6.8); returns its number.
     pub async fn challenge_round(self: &Arc<Self>) -> u64 {
         let round = self
             .rounds
@@ -121,25 +123,110 @@ impl BlobService {
             let service = Arc::clone(self);
             async move { service.challenge_worker(round, seed, worker).await }
         });
-        futures::future::join_all(challenged).await;
+        let credits: Vec<ProofCredit> = futures::future::join_all(challenged)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        match self
+            .slasher
+            .ledger()
+            .call(move |l| l.pay_hosting(&credits))
+            .await
+        {
+            Ok(paid) => metrics::hosting_paid(&paid),
+            Err(e) => tracing::error!(error = %e, "hosting rewards not paid this round"),
+        }
         self.repair_wanted.notify_one();
         round
     }
 
-    async fn challenge_worker(self: &Arc<Self>, round: u64, seed: [u8; 32], worker: PublicId) {
+    /// What `worker`'s passed blobs count for in the payout: each earning copy's bytes over the chance
+    /// its blob was sampled (`held / sampled`), so the expected credit is the bytes it holds, times
+    /// one plus the diversity boost for a copy alone on its network. A copy earns while it is among the
+    /// first `replicas` verified copies of its blob that are attached now; copies past that, and blobs
+    /// nobody put (`replicas` 0), earn nothing: a worker cannot multiply its income by holding one
+    /// blob under many keys, or by hosting data the network never asked to keep.
+    async fn hosting_credit(
+        self: &Arc<Self>,
+        worker: PublicId,
+        held: usize,
+        sampled: usize,
+        passed: Vec<([u8; 32], u64)>,
+    ) -> u64 {
+        if passed.is_empty() || sampled == 0 {
+            return 0;
+        }
+        let online: std::collections::HashSet<PublicId> =
+            self.pool.attached().into_iter().collect();
+        let orders = match self
+            .index
+            .call(move |ix| {
+                passed
+                    .into_iter()
+                    .map(|(root, size)| Ok((size, ix.earning_order(&root)?)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+        {
+            Ok(orders) => orders,
+            Err(e) => {
+                warn!(error = %e, "cannot read the blob index; no hosting credit");
+                return 0;
+            }
+        };
+        let mine = self.pool.network_of(&worker);
+        let mut credit: u128 = 0;
+        for (size, order) in orders {
+            let Some((replicas, holders)) = order else {
+                continue;
+            };
+            let online: Vec<PublicId> =
+                holders.into_iter().filter(|h| online.contains(h)).collect();
+            let earning = online
+                .iter()
+                .position(|h| *h == worker)
+                .is_some_and(|rank| rank < replicas as usize);
+            if !earning {
+                continue;
+            }
+            let alone = mine.is_some_and(|net| {
+                online
+                    .iter()
+                    .filter(|h| **h != worker)
+                    .all(|h| self.pool.network_of(h) != Some(net))
+            });
+            let boost = if alone {
+                1_000_000 + u128::from(self.config.diversity_boost_ppm)
+            } else {
+                1_000_000
+            };
+            credit += u128::from(size) * held as u128 / sampled as u128 * boost / 1_000_000;
+        }
+        u64::try_from(credit).unwrap_or(u64::MAX)
+    }
+
+    async fn challenge_worker(
+        self: &Arc<Self>,
+        round: u64,
+        seed: [u8; 32],
+        worker: PublicId,
+    ) -> Option<ProofCredit> {
         let held = match self.index.call(move |ix| ix.held_by(&worker)).await {
             Ok(held) => held,
             Err(e) => {
                 warn!(error = %e, "cannot read the blob index; challenge skipped");
-                return;
+                return None;
             }
         };
         if held.is_empty() {
-            return;
+            return None;
         }
+        let held_count = held.len();
         let mut sampled = held;
         sampled.shuffle(&mut rand::thread_rng());
         sampled.truncate(self.config.challenge_blobs as usize);
+        let sampled_count = sampled.len();
         let k = self.config.challenge_k;
         let deadline_at = SystemTime::now() + self.config.challenge_deadline;
         let challenge = Challenge {
@@ -187,7 +274,7 @@ impl BlobService {
                     Ok(()) => {
                         metrics::challenge("passed");
                         proven += size;
-                        passed.push(root);
+                        passed.push((root, size));
                     }
                     Err(fault) => {
                         metrics::challenge(if late { "late" } else { "failed" });
@@ -204,29 +291,37 @@ impl BlobService {
         })
         .await;
         let Ok((failures, passed, proven)) = checked else {
-            return;
+            return None;
         };
         // A claim that passes a challenge is a verified copy from now on.
+        let recorded = passed.clone();
         if let Err(e) = self
             .index
             .call(move |ix| {
-                passed
+                recorded
                     .iter()
-                    .try_for_each(|root| ix.add_holder(root, &worker))
+                    .try_for_each(|(root, _)| ix.add_holder(root, &worker))
             })
             .await
         {
             warn!(error = %e, "cannot record proven copies");
         }
         metrics::bytes_proven(&worker, proven);
+        let credited = self
+            .hosting_credit(worker, held_count, sampled_count, passed)
+            .await;
         if failures.is_empty() {
             self.pool.record_challenge_passed(worker);
-            return;
         }
         for failure in failures {
             self.fault(round, seed, worker, k, deadline_at, failure)
                 .await;
         }
+        Some(ProofCredit {
+            worker,
+            proven_bytes: proven,
+            credited,
+        })
     }
 
     /// Strikes the holder, records the fault in the index, slashes, and queues the blob for repair.

@@ -152,6 +152,37 @@ impl BlobIndex {
         }))
     }
 
+    /// `root`'s kept copy count and its verified holders in the order they were verified (placed and
+    /// acknowledged, or first proven), for the hosting payout; `None` for an unknown blob.
+    pub fn earning_order(
+        &self,
+        root: &[u8; 32],
+    ) -> Result<Option<(u32, Vec<PublicId>)>, IndexError> {
+        let conn = self.lock();
+        let replicas: Option<i64> = conn
+            .query_row(
+                "SELECT replicas FROM blobs WHERE root = ?1",
+                params![&root[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(replicas) = replicas else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT h.worker FROM holders h JOIN holder_checks c
+             ON c.root = h.root AND c.worker = h.worker WHERE h.root = ?1 ORDER BY c.rowid",
+        )?;
+        let rows = stmt
+            .query_map(params![&root[..]], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let holders = rows
+            .iter()
+            .map(|w| worker_of(w))
+            .collect::<Result<_, _>>()?;
+        Ok(Some((u32::try_from(replicas).unwrap_or(0), holders)))
+    }
+
     /// Every blob, ordered by root.
     pub fn blobs(&self) -> Result<Vec<IndexedBlob>, IndexError> {
         self.blobs_page(None, usize::MAX)

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use dualrig_coordinator::ledger::{
-    Candidate, Genesis, Ledger, LedgerConfig, LedgerError, Operation, Receipt, SignedRequest,
-    draw_weighted,
+    Candidate, Genesis, HostingRules, Ledger, LedgerConfig, LedgerError, Operation, Receipt,
+    SignedRequest, draw_weighted,
 };
 use dualrig_proto::identity::Identity;
 use dualrig_proto::ticket::{
@@ -24,6 +24,7 @@ const CONFIG: LedgerConfig = LedgerConfig {
     unlock_rounds: 3,
     min_stake: 1_000_000,
     suspend_rounds: 1,
+    hosting: HostingRules::NONE,
 };
 
 struct Account {

@@ -49,6 +49,7 @@ pub struct WorkerSettings {
     pub gpu_hash_share: Option<f64>,
     pub metrics_addr: Option<SocketAddr>,
     pub dashboard_addr: Option<SocketAddr>,
+    pub source_addr: Option<std::net::IpAddr>,
     pub price_per_unit: Option<u64>,
     pub ticket_face_value: Option<u64>,
     pub ticket_win_prob_one_in: Option<u64>,
@@ -137,6 +138,7 @@ impl WorkerSettings {
             ("gpu_hash_share", self.gpu_hash_share.is_some()),
             ("metrics_addr", self.metrics_addr.is_some()),
             ("dashboard_addr", self.dashboard_addr.is_some()),
+            ("source_addr", self.source_addr.is_some()),
             ("price_per_unit", self.price_per_unit.is_some()),
             ("ticket_face_value", self.ticket_face_value.is_some()),
             (
@@ -178,6 +180,9 @@ impl WorkerSettings {
         }
         if self.dashboard_addr.is_some() {
             config.dashboard_addr = self.dashboard_addr;
+        }
+        if self.source_addr.is_some() {
+            config.source_addr = self.source_addr;
         }
         if let Some(v) = self.price_per_unit {
             config.price_per_unit = v;

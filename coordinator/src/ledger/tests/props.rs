@@ -1,5 +1,6 @@
-//! Random sequences of operations, accepted or refused: supply never changes (slashes go to the pool),
-//! nothing goes negative, and a refused operation leaves every row as it was.
+//! Random sequences of operations, accepted or refused: supply is always the genesis plus what hosting
+//! payouts minted (slashes and forfeits go to the pool), nothing goes negative, and a refused operation
+//! leaves every row as it was.
 
 use proptest::prelude::*;
 use rusqlite::types::Value;
@@ -30,6 +31,15 @@ enum Step {
     PayFromPool {
         to: u8,
         amount: u64,
+    },
+    /// A hosting payout for these (worker, credited bytes).
+    PayHosting {
+        credits: Vec<(u8, u64)>,
+    },
+    /// A storage fault's slash: the worker's held-back rewards are forfeited too.
+    StorageSlash {
+        worker: u8,
+        ppm: u32,
     },
     Advance,
 }
@@ -109,6 +119,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..ACTORS, 0..ACTORS, amount()).prop_map(|(who, signer, amount)| Step::Forged { who, signer, amount }),
         1 => (0..ACTORS, prop_oneof![0u32..=1_000_000, Just(1_000_001)]).prop_map(|(worker, ppm)| Step::Slash { worker, ppm }),
         1 => (0..ACTORS, amount()).prop_map(|(to, amount)| Step::PayFromPool { to, amount }),
+        2 => proptest::collection::vec((0..ACTORS, prop_oneof![0u64..=10, 0u64..=1 << 40, Just(u64::MAX)]), 0..4)
+            .prop_map(|credits| Step::PayHosting { credits }),
+        1 => (0..ACTORS, 0u32..=1_000_000).prop_map(|(worker, ppm)| Step::StorageSlash { worker, ppm }),
         2 => Just(Step::Advance),
     ]
 }
@@ -168,8 +181,8 @@ proptest! {
     fn any_sequence_conserves_supply_and_refusals_change_nothing(steps in proptest::collection::vec(step(), 1..40)) {
         let actors: Vec<Identity> = (0..ACTORS).map(identity).collect();
         let balances: Vec<(&Identity, u64)> = actors.iter().map(|a| (a, START)).collect();
-        let h = Harness::in_memory(&balances);
-        let supply = u128::from(START) * u128::from(ACTORS);
+        let h = Harness::in_memory_with(HOSTING_CONFIG, &balances);
+        let genesis = u128::from(START) * u128::from(ACTORS);
         let mut last_accepted: Option<SignedRequest> = None;
 
         for step in &steps {
@@ -206,6 +219,19 @@ proptest! {
                     .and_then(|f| h.ledger.slash(&actors[usize::from(*worker)].id(), f, b"evidence"))
                     .map(|_| ()),
                 Step::PayFromPool { to, amount } => h.ledger.pay_from_pool(&actors[usize::from(*to)].id(), *amount),
+                Step::PayHosting { credits } => {
+                    let credits: Vec<ProofCredit> = credits
+                        .iter()
+                        .map(|(w, c)| ProofCredit { worker: actors[usize::from(*w)].id(), proven_bytes: *c, credited: *c })
+                        .collect();
+                    h.ledger.pay_hosting(&credits).map(|_| ())
+                }
+                Step::StorageSlash { worker, ppm } => {
+                    let note = SlashNote { evidence: b"storage", stored: None, at_unix: 0, forfeits_held_back: true };
+                    SlashFraction::from_ppm(*ppm)
+                        .and_then(|f| h.ledger.slash_noted(&actors[usize::from(*worker)].id(), f, &note))
+                        .map(|_| ())
+                }
                 Step::Advance => h.ledger.advance_round().map(|_| ()),
             };
             let after = h.ledger.snapshot().expect("snapshot");
@@ -213,7 +239,13 @@ proptest! {
                 prop_assert!(!matches!(e, LedgerError::Storage(_) | LedgerError::Corrupt(_)), "{e}");
                 prop_assert_eq!(&after, &before, "refused {:?} ({}) changed the ledger", step, e);
             }
-            prop_assert_eq!(after.supply, supply, "after {:?}", step);
+            let (applied, minted) = h.ledger.genesis_and_minted().expect("minted");
+            prop_assert_eq!(u128::from(applied), genesis);
+            prop_assert_eq!(after.supply, genesis + u128::from(minted), "after {:?}", step);
+            if let Step::PayHosting { .. } = step {
+                let round = h.ledger.round().expect("round");
+                prop_assert!(h.ledger.recheck_payout(round).expect("recheck").is_empty());
+            }
             no_negative_values(&after)?;
         }
     }

@@ -220,6 +220,7 @@ fn slashes_page_in_order_and_evidence_is_pruned_by_age_then_least_slashed_first(
             evidence: b"verdict",
             stored: Some(stored),
             at_unix,
+            forfeits_held_back: false,
         };
         h.ledger
             .slash_noted(&who.id(), tenth, &note)
