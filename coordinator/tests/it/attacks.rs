@@ -130,10 +130,26 @@ async fn register_fresh_key(
     CoordinatorClient<tonic::transport::Channel>,
     Result<dualrig_proto::v1::RegisterResponse, tonic::Status>,
 ) {
-    use dualrig_proto::identity::{Identity, registration_message};
+    register_key(
+        url,
+        &dualrig_proto::identity::Identity::generate(),
+        reason_len,
+    )
+    .await
+}
+
+/// [`register_fresh_key`] with a given key.
+async fn register_key(
+    url: &str,
+    key: &dualrig_proto::identity::Identity,
+    reason_len: usize,
+) -> (
+    CoordinatorClient<tonic::transport::Channel>,
+    Result<dualrig_proto::v1::RegisterResponse, tonic::Status>,
+) {
+    use dualrig_proto::identity::registration_message;
     use dualrig_proto::v1::{Capabilities, HelloRequest, RegisterRequest};
 
-    let key = Identity::generate();
     let mut api = CoordinatorClient::connect(url.to_owned())
         .await
         .expect("connect")
@@ -574,6 +590,82 @@ async fn claim_without_holding(url: &str, claims: &[([u8; 32], u64)]) {
     }
     drop(events);
     drop(commands);
+}
+
+/// A worker that attaches, claims `claims` in its first report, sends heartbeats and answers nothing
+/// else (no challenge answer): it speaks the real protocol and holds nothing. It leaves when the
+/// returned handle is dropped.
+pub(crate) async fn claim_and_stay(url: &str, claims: &[([u8; 32], u64)]) -> ClaimingWorker {
+    use dualrig_proto::v1::{BlobRef, Heartbeat, Holdings, WorkerEvent, worker_event};
+
+    let key = dualrig_proto::identity::Identity::generate();
+    let (mut api, registered) = register_key(url, &key, 0).await;
+    let registered = registered.expect("register");
+    let (events, outbound) = tokio::sync::mpsc::channel(4);
+    events
+        .send(WorkerEvent {
+            event: Some(worker_event::Event::Holdings(Holdings {
+                full: true,
+                added: claims
+                    .iter()
+                    .map(|(root, size)| BlobRef {
+                        root: root.to_vec(),
+                        size: *size,
+                    })
+                    .collect(),
+                free_bytes: 1 << 40,
+                capacity_bytes: 1 << 40,
+                ..Holdings::default()
+            })),
+        })
+        .await
+        .expect("report");
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(outbound));
+    request.metadata_mut().insert(
+        dualrig_proto::SESSION_METADATA_KEY,
+        registered.session_token.parse().expect("token"),
+    );
+    let mut commands = api.attach(request).await.expect("attach").into_inner();
+    let task = tokio::spawn(async move {
+        let mut beat = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = beat.tick() => {
+                    let heartbeat = WorkerEvent {
+                        event: Some(worker_event::Event::Heartbeat(Heartbeat { sent_unix_ms: 0 })),
+                    };
+                    if events.send(heartbeat).await.is_err() {
+                        return;
+                    }
+                }
+                command = commands.message() => {
+                    if !matches!(command, Ok(Some(_))) {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let client = DualrigClient::connect(url).await.expect("connect");
+    for _ in 0..200 {
+        let listed = client.list_blobs().await.expect("ls");
+        if listed.iter().any(|b| b.root == claims[0].0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    ClaimingWorker { id: key.id(), task }
+}
+
+pub(crate) struct ClaimingWorker {
+    pub id: dualrig_proto::identity::PublicId,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClaimingWorker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Holdings believed without proof: Sybil workers claim a blob before anyone stores it (one with the

@@ -11,6 +11,7 @@ mod exposition;
 mod failover;
 mod faults;
 mod honest;
+mod hosting;
 mod ledger;
 mod metrics;
 mod readme;

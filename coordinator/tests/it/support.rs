@@ -153,6 +153,11 @@ impl RunningWorker {
         }
     }
 
+    /// The worker's key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.path().join("worker.key")
+    }
+
     /// Where the worker keeps blob `root` on disk.
     pub fn blob_path(&self, root: &blake3::Hash) -> PathBuf {
         self.dir.path().join("blobs").join(root.to_hex().as_str())
