@@ -52,7 +52,7 @@ mod tests {
 
     #[test]
     fn addresses_fall_into_their_24_or_64() {
-        let net = |s: &str| Network::of(s.parse().unwrap());
+        let net = |s: &str| Network::of(s.parse().expect("address"));
         assert_eq!(net("10.1.2.3"), net("10.1.2.250"));
         assert_ne!(net("10.1.2.3"), net("10.1.3.3"));
         assert_eq!(net("::ffff:10.1.2.3"), net("10.1.2.9"));

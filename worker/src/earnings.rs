@@ -180,11 +180,7 @@ impl Earnings {
             ));
         }
         let paid: u64 = self.statements.iter().map(|s| s.paid).sum();
-        out.push_str(&format!(
-            "{} rounds, {} paid\n",
-            self.statements.len(),
-            format_tokens(paid)
-        ));
+        out.push_str(&format!("paid in these rounds: {}\n", format_tokens(paid)));
         out
     }
 }

@@ -375,6 +375,39 @@ async fn a_copy_alone_on_its_network_earns_the_diversity_boost() {
     assert_eq!(shares[&far.id], MINT * 3 / 7);
     assert_eq!(shares[&near_a.id], MINT * 2 / 7);
 
+    // The far worker's own statement, as `dualrig-worker earnings --json` prints it.
+    let out = std::process::Command::new(crate::support::workspace_binary("dualrig-worker"))
+        .args(["earnings", "--json", "--rounds", "5", "--coordinator"])
+        .arg(&coordinator.url)
+        .arg("--data-dir")
+        .arg(far.key_path().parent().expect("data dir"))
+        .output()
+        .expect("run dualrig-worker earnings");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["worker"], far.id.to_string());
+    let statement = &json["statements"][0];
+    assert_eq!(statement["round"], round);
+    assert_eq!(statement["proven_bytes"], size);
+    assert_eq!(statement["credited_bytes"], size + size / 2);
+    assert_eq!(statement["reward"], MINT * 3 / 7);
+    assert_eq!(statement["paid"], MINT * 3 / 7);
+    assert_eq!(statement["payout"]["minted"], MINT);
+    assert_eq!(statement["payout"]["credited_bytes"], 3 * size + size / 2);
+    let table = std::process::Command::new(crate::support::workspace_binary("dualrig-worker"))
+        .args(["earnings", "--coordinator"])
+        .arg(&coordinator.url)
+        .arg("--data-dir")
+        .arg(far.key_path().parent().expect("data dir"))
+        .output()
+        .expect("run dualrig-worker earnings");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("paid in these rounds: 0.428571"), "{table}");
+
     for w in [near_a, near_b, far] {
         w.kill().await;
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
-use dualrig_proto::v1::{AccountRequest, ListSlashesRequest, ListWorkersRequest};
+use dualrig_proto::v1::{
+    AccountRequest, ListSlashesRequest, ListStatementsRequest, ListWorkersRequest,
+};
 use tonic::transport::{Channel, Endpoint};
 use tracing::debug;
 
@@ -51,15 +53,70 @@ pub async fn watch(url: String, id: PublicId) {
         CoordinatorClient::new(channel).max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
     let mut tick = tokio::time::interval(ASK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hosting = HostingTally::default();
     loop {
         tick.tick().await;
-        if let Err(e) = ask(&mut api, &id).await {
+        if let Err(e) = ask(&mut api, &id, &mut hosting).await {
             debug!(error = %e.message(), "dashboard: coordinator did not answer");
         }
     }
 }
 
-async fn ask(api: &mut CoordinatorClient<Channel>, id: &PublicId) -> Result<(), tonic::Status> {
+/// Hosting rewards summed from the statements, read once each: rounds before the ledger's current one
+/// are final (a round pays at most once, and only while it is current), so only the current round's
+/// row is read again.
+#[derive(Debug, Default)]
+struct HostingTally {
+    /// The last final round added.
+    through: Option<u64>,
+    total: u64,
+}
+
+impl HostingTally {
+    /// Reads the statements after the last final round; returns the rewards, the current round's
+    /// included.
+    async fn update(
+        &mut self,
+        api: &mut CoordinatorClient<Channel>,
+        id: &PublicId,
+    ) -> Result<u64, tonic::Status> {
+        let mut pending = 0u64;
+        let mut page_token = Vec::new();
+        loop {
+            let page = api
+                .list_statements(ListStatementsRequest {
+                    worker: id.as_bytes().to_vec(),
+                    rounds: 0,
+                    page_token: match (&self.through, page_token.is_empty()) {
+                        (Some(r), true) => r.to_be_bytes().to_vec(),
+                        _ => page_token,
+                    },
+                    page_size: 0,
+                })
+                .await?
+                .into_inner();
+            for s in &page.statements {
+                if s.round < page.round {
+                    self.total = self.total.saturating_add(s.reward);
+                    self.through = Some(s.round);
+                } else {
+                    pending = pending.saturating_add(s.reward);
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        Ok(self.total.saturating_add(pending))
+    }
+}
+
+async fn ask(
+    api: &mut CoordinatorClient<Channel>,
+    id: &PublicId,
+    hosting: &mut HostingTally,
+) -> Result<(), tonic::Status> {
     let info = api
         .account(AccountRequest {
             account: id.as_bytes().to_vec(),
@@ -75,6 +132,9 @@ async fn ask(api: &mut CoordinatorClient<Channel>, id: &PublicId) -> Result<(), 
         checked_unix_ms: status::now_unix_ms(),
     };
     status::record(|s| s.account = Some(account));
+
+    let rewards = hosting.update(api, id).await?;
+    status::record(|s| s.hosting_rewards = Some(rewards));
 
     let (count, amount, recent) = slashes(api, id).await?;
     status::record(|s| {

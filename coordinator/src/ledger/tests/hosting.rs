@@ -48,11 +48,14 @@ fn a_payout_splits_the_rounds_mint_by_credit_and_mints_only_that() {
     };
     assert_eq!((reward(&a), reward(&b)), (Some(333), Some(666)));
     assert_eq!(paid.round.dust, 1);
-    assert_eq!(h.ledger.balance(&a.id()).unwrap(), 900 + 333);
-    assert_eq!(h.ledger.balance(&b.id()).unwrap(), 900 + 666);
-    assert_eq!(h.ledger.pool_balance().unwrap(), 1);
-    assert_eq!(h.ledger.supply().unwrap(), supply + 1_000);
-    assert_eq!(h.ledger.genesis_and_minted().unwrap(), (2_000, 1_000));
+    assert_eq!(h.ledger.balance(&a.id()).expect("ledger"), 900 + 333);
+    assert_eq!(h.ledger.balance(&b.id()).expect("ledger"), 900 + 666);
+    assert_eq!(h.ledger.pool_balance().expect("ledger"), 1);
+    assert_eq!(h.ledger.supply().expect("ledger"), supply + 1_000);
+    assert_eq!(
+        h.ledger.genesis_and_minted().expect("ledger"),
+        (2_000, 1_000)
+    );
 
     // Three rounds later the next payout carries three rounds of mint.
     for _ in 0..3 {
@@ -61,7 +64,7 @@ fn a_payout_splits_the_rounds_mint_by_credit_and_mints_only_that() {
     let paid = h.ledger.pay_hosting(&[credit(&a, 5)]).expect("pay");
     assert_eq!((paid.round.rounds_covered, paid.round.minted), (3, 3_000));
     assert_eq!(paid.shares[0].reward, 3_000);
-    assert!(h.ledger.recheck_payout(3).unwrap().is_empty());
+    assert!(h.ledger.recheck_payout(3).expect("ledger").is_empty());
 }
 
 #[test]
@@ -81,7 +84,7 @@ fn an_empty_round_mints_nothing_and_a_round_pays_once() {
         after.tables["hosting_rounds"],
         before.tables["hosting_rounds"]
     );
-    assert_eq!(h.ledger.genesis_and_minted().unwrap().1, 0);
+    assert_eq!(h.ledger.genesis_and_minted().expect("ledger").1, 0);
 
     // The rounds that passed unpaid are not paid later.
     h.ledger.advance_round().expect("advance");
@@ -90,7 +93,7 @@ fn an_empty_round_mints_nothing_and_a_round_pays_once() {
     // A second challenge round ending in the same ledger round pays nothing more.
     let again = h.ledger.pay_hosting(&[credit(&a, 7)]).expect("pay");
     assert_eq!((again.round.minted, again.shares.len()), (0, 0));
-    assert_eq!(h.ledger.genesis_and_minted().unwrap().1, 1_000);
+    assert_eq!(h.ledger.genesis_and_minted().expect("ledger").1, 1_000);
 }
 
 #[test]
@@ -113,8 +116,8 @@ fn held_back_rewards_are_paid_in_good_standing_and_forfeited_on_a_storage_fault(
             .collect::<Vec<_>>(),
         vec![(500, 250), (500, 250)]
     );
-    assert_eq!(h.ledger.balance(&honest.id()).unwrap(), 800 + 250);
-    assert_eq!(h.ledger.held_back(&honest.id()).unwrap(), 250);
+    assert_eq!(h.ledger.balance(&honest.id()).expect("ledger"), 800 + 250);
+    assert_eq!(h.ledger.held_back(&honest.id()).expect("ledger"), 250);
 
     // The deleter fails a storage challenge: its held-back share goes to the pool with the slash.
     let note = SlashNote {
@@ -123,28 +126,39 @@ fn held_back_rewards_are_paid_in_good_standing_and_forfeited_on_a_storage_fault(
         at_unix: 0,
         forfeits_held_back: true,
     };
-    let tenth = SlashFraction::from_ppm(100_000).unwrap();
-    let record = h.ledger.slash_noted(&deleter.id(), tenth, &note).unwrap();
-    assert_eq!(h.ledger.held_back(&deleter.id()).unwrap(), 0);
-    assert_eq!(h.ledger.pool_balance().unwrap(), record.amount + 250);
+    let tenth = SlashFraction::from_ppm(100_000).expect("ledger");
+    let record = h
+        .ledger
+        .slash_noted(&deleter.id(), tenth, &note)
+        .expect("ledger");
+    assert_eq!(h.ledger.held_back(&deleter.id()).expect("ledger"), 0);
+    assert_eq!(
+        h.ledger.pool_balance().expect("ledger"),
+        record.amount + 250
+    );
     // A transcode fault does not take held-back hosting rewards.
     let note = SlashNote {
         forfeits_held_back: false,
         ..note
     };
-    h.ledger.slash_noted(&honest.id(), tenth, &note).unwrap();
-    assert_eq!(h.ledger.held_back(&honest.id()).unwrap(), 250);
+    h.ledger
+        .slash_noted(&honest.id(), tenth, &note)
+        .expect("ledger");
+    assert_eq!(h.ledger.held_back(&honest.id()).expect("ledger"), 250);
 
     // Due in round 2, but the honest worker is suspended until round 2 (suspend_rounds 2): paid then.
     h.ledger.advance_round().expect("round 1");
-    assert_eq!(h.ledger.held_back(&honest.id()).unwrap(), 250);
+    assert_eq!(h.ledger.held_back(&honest.id()).expect("ledger"), 250);
     h.ledger.advance_round().expect("round 2");
-    assert_eq!(h.ledger.held_back(&honest.id()).unwrap(), 0);
-    let statements = h.ledger.statements(&honest.id(), None, 10).unwrap();
+    assert_eq!(h.ledger.held_back(&honest.id()).expect("ledger"), 0);
+    let statements = h.ledger.statements(&honest.id(), None, 10).expect("ledger");
     assert_eq!(statements.len(), 2);
     assert_eq!((statements[0].reward, statements[0].held), (500, 250));
     assert_eq!((statements[1].round, statements[1].released), (2, 250));
-    let deleter_rows = h.ledger.statements(&deleter.id(), None, 10).unwrap();
+    let deleter_rows = h
+        .ledger
+        .statements(&deleter.id(), None, 10)
+        .expect("ledger");
     assert_eq!(deleter_rows[0].forfeited, 250);
 
     // Past its first step (4 rounds) nothing more is held.
@@ -162,15 +176,15 @@ fn a_tampered_statement_no_longer_reproduces() {
     h.ledger
         .pay_hosting(&[credit(&a, 3), credit(&b, 9)])
         .expect("pay");
-    assert!(h.ledger.recheck_payout(0).unwrap().is_empty());
+    assert!(h.ledger.recheck_payout(0).expect("ledger").is_empty());
     h.ledger
         .lock()
         .execute(
             "UPDATE hosting_statements SET reward = reward + 1 WHERE worker = ?1",
             [a.id().as_bytes().to_vec()],
         )
-        .unwrap();
-    assert_eq!(h.ledger.recheck_payout(0).unwrap(), vec![a.id()]);
+        .expect("ledger");
+    assert_eq!(h.ledger.recheck_payout(0).expect("ledger"), vec![a.id()]);
 }
 
 #[test]
