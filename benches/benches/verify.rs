@@ -75,19 +75,6 @@ fn generate(dir: &Path, name: &str, graph: &str, secs: u32) -> PathBuf {
     path
 }
 
-/// CPU time this process has used, every thread.
-fn process_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the one we pass.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Medians of CPU and wall time over `runs` runs of `f`.
 #[derive(Clone, Copy)]
 struct Cost {

@@ -289,9 +289,24 @@ pub(super) fn pay(
         let age = round.saturating_sub(from_db("first round", first)?);
         let held = held_amount(*share, rules.held_ppm(age));
         let (proven, credited) = counted[worker];
-        add_to_statement(conn, worker, round, "proven_bytes", proven)?;
-        add_to_statement(conn, worker, round, "credited", credited)?;
-        add_to_statement(conn, worker, round, "reward", *share)?;
+        // One row per worker per round; a release or forfeit may have opened it already.
+        conn.prepare_cached(
+            "INSERT INTO hosting_statements (worker, round, proven_bytes, credited, reward, held)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (worker, round) DO UPDATE SET
+                 proven_bytes = proven_bytes + excluded.proven_bytes,
+                 credited = credited + excluded.credited,
+                 reward = reward + excluded.reward,
+                 held = held + excluded.held",
+        )?
+        .execute(params![
+            worker.as_bytes(),
+            to_db("round", round)?,
+            to_db("proven bytes", proven)?,
+            to_db("credited", credited)?,
+            to_db("reward", *share)?,
+            to_db("held", held)?,
+        ])?;
         if held > 0 {
             let release =
                 round
@@ -308,7 +323,6 @@ pub(super) fn pay(
                 to_db("release round", release)?,
                 to_db("held back", held)?
             ])?;
-            add_to_statement(conn, worker, round, "held", held)?;
         }
         if share - held > 0 {
             store::credit(conn, worker, share - held)?;

@@ -1,0 +1,113 @@
+//! Hosting reward accounting (PROTOCOL §6.8): one payout over 1,000 workers' credits on a ledger on
+//! disk (one fsync'd transaction, as a challenge round ends), in CPU time and wall time, and a
+//! worker's statement query over 100 paid rounds.
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dualrig_benches::process_cpu;
+use dualrig_coordinator::ledger::{
+    Genesis, GenesisAccount, HostingRules, Ledger, LedgerConfig, Operation, ProofCredit,
+    SignedRequest,
+};
+use dualrig_proto::identity::Identity;
+
+const WORKERS: usize = 1_000;
+
+/// A ledger on disk with `WORKERS` workers, each with the least stake bonded.
+fn ledger(dir: &std::path::Path) -> (Ledger, Vec<Identity>) {
+    let workers: Vec<Identity> = (0..WORKERS)
+        .map(|i| {
+            let mut secret = [7u8; 32];
+            secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            Identity::from_secret(secret)
+        })
+        .collect();
+    let genesis = Genesis::new(
+        workers
+            .iter()
+            .map(|w| GenesisAccount {
+                id: w.id(),
+                balance: 10_000_000,
+            })
+            .collect(),
+    )
+    .expect("genesis");
+    let config = LedgerConfig {
+        hosting: HostingRules::DEFAULT,
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::open(&dir.join("ledger.db"), config, &genesis).expect("ledger");
+    let bonds: Vec<SignedRequest> = workers
+        .iter()
+        .map(|w| SignedRequest::sign(w, 1, &Operation::Bond { amount: 1_000_000 }))
+        .collect();
+    for applied in ledger.execute_batch(&bonds).expect("bond") {
+        applied.expect("bonded");
+    }
+    (ledger, workers)
+}
+
+fn credits(workers: &[Identity], round: u64) -> Vec<ProofCredit> {
+    workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ProofCredit {
+            worker: w.id(),
+            proven_bytes: (i as u64 + round) << 20,
+            credited: (i as u64 + round) << 25,
+        })
+        .collect()
+}
+
+fn hosting(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, workers) = ledger(dir.path());
+    let mut group = c.benchmark_group("hosting");
+    group.sample_size(20);
+
+    // Each payout in a round of its own, as challenge rounds are.
+    group.bench_function("payout_1000_workers_cpu", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let round = ledger.advance_round().expect("round");
+                let credits = credits(&workers, round);
+                let start = process_cpu();
+                let paid = ledger.pay_hosting(&credits).expect("pay");
+                spent += process_cpu() - start;
+                assert_eq!(paid.shares.len(), WORKERS);
+            }
+            spent
+        })
+    });
+    group.bench_function("payout_1000_workers_wall", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let round = ledger.advance_round().expect("round");
+                let credits = credits(&workers, round);
+                let start = Instant::now();
+                ledger.pay_hosting(&credits).expect("pay");
+                spent += start.elapsed();
+            }
+            spent
+        })
+    });
+
+    // By now every worker has a statement for each round paid above; ask for a window of 100.
+    let worker = workers[WORKERS / 2].id();
+    let round = ledger.round().expect("round");
+    group.bench_function("statements_100_rounds", |b| {
+        b.iter(|| {
+            let after = round.saturating_sub(100);
+            let rows = ledger.statements(&worker, Some(after), 100).expect("rows");
+            assert!(!rows.is_empty());
+            rows
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hosting);
+criterion_main!(benches);
