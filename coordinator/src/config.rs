@@ -563,4 +563,24 @@ mod tests {
         assert!(config.validate().is_err());
         assert!(secs("x", -1.0).is_err());
     }
+
+    #[test]
+    fn a_held_back_schedule_is_percent_steps_and_nothing_else() {
+        assert_eq!(
+            held_back_percent(&[75, 50, 25]).expect("steps"),
+            [750_000, 500_000, 250_000, 0]
+        );
+        assert_eq!(held_back_percent(&[]).expect("none"), [0; HELD_BACK_STEPS]);
+        for bad in [&[101][..], &[1, 2, 3, 4, 5]] {
+            let err = held_back_percent(bad).expect_err("refused");
+            assert!(err.to_string().contains("held_back_percent"), "{err}");
+        }
+        let mut config = Config::local(PathBuf::from("/tmp/x"));
+        config.hosting.held_back_step_rounds = 0;
+        assert!(config.validate().is_err());
+        config.hosting.held_back_step_rounds = 1;
+        config.hosting.inflation_ppm = 1_000_001;
+        let err = config.validate().expect_err("refused");
+        assert!(err.to_string().contains("hosting_inflation_ppm"), "{err}");
+    }
 }

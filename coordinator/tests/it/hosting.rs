@@ -413,3 +413,41 @@ async fn a_copy_alone_on_its_network_earns_the_diversity_boost() {
     }
     coordinator.stop().await;
 }
+
+/// `ListStatements` refuses what it cannot read with `INVALID_ARGUMENT` naming it, and answers an
+/// unknown worker with an empty list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_refuse_bad_requests_and_know_nobody_they_never_paid() {
+    use dualrig_proto::v1::ListStatementsRequest;
+    use dualrig_proto::v1::coordinator_client::CoordinatorClient;
+
+    let coordinator = RunningCoordinator::start(|_| {}).await;
+    let mut api = CoordinatorClient::connect(coordinator.url.clone())
+        .await
+        .expect("connect");
+    let nobody = Identity::from_secret([9; 32]).id();
+    let ask = |worker: Vec<u8>, page_token: Vec<u8>| ListStatementsRequest {
+        worker,
+        rounds: 0,
+        page_token,
+        page_size: 0,
+    };
+    for (request, names) in [
+        (ask(vec![1; 31], vec![]), "worker"),
+        (ask(vec![], vec![]), "worker"),
+        (ask(nobody.as_bytes().to_vec(), vec![0; 5]), "token"),
+        (ask(nobody.as_bytes().to_vec(), vec![0; 33]), "token"),
+    ] {
+        let status = api.list_statements(request).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(names), "{}", status.message());
+    }
+    let empty = api
+        .list_statements(ask(nobody.as_bytes().to_vec(), vec![]))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(empty.statements.is_empty() && empty.next_page_token.is_empty());
+    assert_eq!(empty.held_back, 0);
+    coordinator.stop().await;
+}
