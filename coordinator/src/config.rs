@@ -45,6 +45,7 @@ pub struct FileConfig {
     pub ticket_validity_rounds: Option<u64>,
     pub suspend_rounds: Option<u64>,
     pub slash_fraction_ppm: Option<u32>,
+    pub download_fee_share_ppm: Option<u32>,
     pub content_check_share: Option<f64>,
     pub content_check_first_jobs: Option<u64>,
     pub require_payment: Option<bool>,
@@ -110,6 +111,9 @@ pub struct Config {
     pub suspend_rounds: u64,
     /// Share of a worker's stake a fault moves to the pool (`slash_fraction_ppm` in the file and flags).
     pub slash_fraction: SlashFraction,
+    /// Share, in parts per million, of what a download's ticket pays that goes to the `hosting_fees`
+    /// pot at redemption (PROTOCOL §6.7).
+    pub download_fee_share_ppm: u32,
     /// Share of jobs, in [0, 1], whose renditions also get the content check (PROTOCOL §5).
     pub content_check_share: f64,
     /// A worker's first this many verified jobs always get the content check.
@@ -174,6 +178,7 @@ impl Config {
             ticket_validity_rounds: None,
             suspend_rounds: ledger.suspend_rounds,
             slash_fraction: SlashFraction::DEFAULT,
+            download_fee_share_ppm: ledger.download_fee_share_ppm,
             content_check_share: 0.1,
             content_check_first_jobs: 3,
             require_payment: false,
@@ -203,6 +208,7 @@ impl Config {
             unlock_rounds: self.unlock_rounds,
             min_stake: self.min_stake,
             suspend_rounds: self.suspend_rounds,
+            download_fee_share_ppm: self.download_fee_share_ppm,
         }
     }
 
@@ -260,6 +266,9 @@ impl Config {
         }
         if let Some(v) = file.slash_fraction_ppm {
             self.slash_fraction = slash_fraction(v)?;
+        }
+        if let Some(v) = file.download_fee_share_ppm {
+            self.download_fee_share_ppm = v;
         }
         if let Some(v) = file.content_check_share {
             self.content_check_share = v;
@@ -326,6 +335,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.download_fee_share_ppm > 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "download_fee_share_ppm = {} is above 1000000 (all of what a ticket pays)",
+                self.download_fee_share_ppm
+            )));
+        }
         if self.max_segment_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "max_segment_bytes must be above zero".into(),
@@ -458,6 +473,7 @@ mod tests {
                 unlock_rounds: 3,
                 min_stake: 7,
                 suspend_rounds: 4,
+                download_fee_share_ppm: 100_000,
             }
         );
         assert_eq!(config.slash_fraction.ppm(), 250_000);

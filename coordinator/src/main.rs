@@ -83,6 +83,10 @@ struct Args {
     /// Share of stake a failed verification slashes, in parts per million.
     #[arg(long, env = "DUALRIG_SLASH_FRACTION_PPM")]
     slash_fraction_ppm: Option<u32>,
+    /// Share of what a download's ticket pays, in parts per million, that goes to the hosting-fee pot
+    /// instead of the holder (default 100000: 10 %).
+    #[arg(long, env = "DUALRIG_DOWNLOAD_FEE_SHARE_PPM")]
+    download_fee_share_ppm: Option<u32>,
     /// Share of jobs, from 0 to 1, whose renditions also get the content check (default 0.1).
     #[arg(long, env = "DUALRIG_CONTENT_CHECK_SHARE")]
     content_check_share: Option<f64>,
@@ -177,6 +181,9 @@ impl Args {
         }
         if let Some(v) = self.slash_fraction_ppm {
             config.slash_fraction = slash_fraction(v)?;
+        }
+        if let Some(v) = self.download_fee_share_ppm {
+            config.download_fee_share_ppm = v;
         }
         if let Some(v) = self.content_check_share {
             config.content_check_share = v;

@@ -151,6 +151,12 @@ fn register() {
     for &outcome in PLACEMENT_OUTCOMES {
         counter!(BLOB_PLACEMENTS, "outcome" => outcome).increment(0);
     }
+    for &payment in DOWNLOAD_PAYMENTS {
+        counter!(DOWNLOAD_BYTES, "payment" => payment).increment(0);
+    }
+    for &by in DOWNLOAD_REFUSERS {
+        counter!(DOWNLOAD_REFUSALS, "by" => by).increment(0);
+    }
     for name in [
         JOB_REASSIGNMENTS,
         SLASHED_UNITS,
@@ -159,6 +165,7 @@ fn register() {
         BLOB_REPAIRS,
         BLOB_GETS,
         SCRUB_DROPS,
+        DOWNLOAD_TICKETS,
     ] {
         counter!(name).increment(0);
     }
@@ -333,11 +340,18 @@ pub const BLOB_PLACEMENTS: &str = "dualrig_storage_placements_total";
 pub const BLOB_REPAIRS: &str = "dualrig_storage_repaired_copies_total";
 pub const BLOB_GETS: &str = "dualrig_storage_gets_total";
 pub const SCRUB_DROPS: &str = "dualrig_storage_scrub_dropped_total";
+pub const DOWNLOAD_BYTES: &str = "dualrig_storage_download_bytes_total";
+pub const DOWNLOAD_TICKETS: &str = "dualrig_storage_download_tickets_forwarded_total";
+pub const DOWNLOAD_REFUSALS: &str = "dualrig_storage_download_payments_refused_total";
 
 /// `outcome` of [`CHALLENGES`].
 pub const CHALLENGE_OUTCOMES: &[&str] = &["passed", "failed", "late"];
 /// `outcome` of [`BLOB_PLACEMENTS`].
 pub const PLACEMENT_OUTCOMES: &[&str] = &["stored", "refused"];
+/// `payment` of [`DOWNLOAD_BYTES`].
+pub const DOWNLOAD_PAYMENTS: &[&str] = &["paid", "free"];
+/// `by` of [`DOWNLOAD_REFUSALS`]: who refused a download's payment.
+pub const DOWNLOAD_REFUSERS: &[&str] = &["coordinator", "holder"];
 
 fn describe_storage() {
     describe_counter!(
@@ -368,6 +382,19 @@ fn describe_storage() {
         "Copies made to bring blobs back to their replicas"
     );
     describe_counter!(BLOB_GETS, "Gets served");
+    describe_counter!(
+        DOWNLOAD_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of ranges served to Gets in full, by payment (paid, free)"
+    );
+    describe_counter!(
+        DOWNLOAD_TICKETS,
+        "Tickets forwarded to holders for paid downloads"
+    );
+    describe_counter!(
+        DOWNLOAD_REFUSALS,
+        "Paid downloads whose payment was refused, by who refused it (coordinator, holder)"
+    );
     describe_counter!(
         SCRUB_DROPS,
         "Blobs workers' scrubs found damaged and dropped"
@@ -410,6 +437,21 @@ pub fn blob_placed(outcome: &'static str) {
 
 pub fn repaired(copies: usize) {
     counter!(BLOB_REPAIRS).increment(copies as u64);
+}
+
+/// A Get's range of `bytes` reached its reader in full, `paid` or free.
+pub fn download_served(bytes: u64, paid: bool) {
+    let payment = if paid { "paid" } else { "free" };
+    counter!(DOWNLOAD_BYTES, "payment" => payment).increment(bytes);
+}
+
+pub fn download_tickets_forwarded(count: usize) {
+    counter!(DOWNLOAD_TICKETS).increment(count as u64);
+}
+
+/// A download's payment was refused by `by` (one of [`DOWNLOAD_REFUSERS`]).
+pub fn download_refused(by: &'static str) {
+    counter!(DOWNLOAD_REFUSALS, "by" => listed(by, DOWNLOAD_REFUSERS)).increment(1);
 }
 
 pub fn blob_served() {

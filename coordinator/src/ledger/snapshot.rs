@@ -13,7 +13,7 @@ use super::store::from_db;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerSnapshot {
     pub tables: BTreeMap<String, Vec<Vec<Value>>>,
-    /// Balances + bonds + unbonding + deposits + reserves + pool.
+    /// Balances + bonds + unbonding + deposits + reserves + pool + hosting fees.
     pub supply: u128,
 }
 
@@ -48,6 +48,7 @@ pub(super) fn supply(conn: &Connection) -> Result<u128, LedgerError> {
         "SELECT deposit FROM senders",
         "SELECT reserve FROM senders",
         "SELECT value FROM meta WHERE key = 'pool'",
+        "SELECT value FROM meta WHERE key = 'hosting_fees'",
     ] {
         let mut stmt = conn.prepare(sql)?;
         let mut rows = stmt.query([])?;

@@ -39,7 +39,7 @@ pub(super) fn nonzero(amount: u64) -> Result<u64, LedgerError> {
     }
 }
 
-fn meta(conn: &Connection, key: &str) -> Result<u64, LedgerError> {
+pub(super) fn meta(conn: &Connection, key: &str) -> Result<u64, LedgerError> {
     let v: Option<i64> = conn
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row(params![key], |r| r.get(0))
@@ -47,7 +47,7 @@ fn meta(conn: &Connection, key: &str) -> Result<u64, LedgerError> {
     from_db("meta value", v.unwrap_or(0))
 }
 
-fn set_meta(conn: &Connection, key: &str, value: u64) -> Result<(), LedgerError> {
+pub(super) fn set_meta(conn: &Connection, key: &str, value: u64) -> Result<(), LedgerError> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -107,7 +107,7 @@ impl BlobService {
     ) -> Result<tempfile::TempPath, String> {
         let mut fetch = self
             .links
-            .fetch(&self.pool, source, &blob.root, 0, blob.size)
+            .fetch(&self.pool, source, &blob.root, (0, blob.size), None)
             .await?;
         let pieces = fetch.take_pieces();
         let scratch = self.config.scratch_dir();

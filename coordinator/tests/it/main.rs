@@ -5,6 +5,7 @@ mod bad_input;
 mod binary;
 mod browser;
 mod crash;
+mod downloads;
 mod e2e;
 mod evidence;
 mod exposition;

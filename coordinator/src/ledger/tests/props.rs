@@ -1,4 +1,5 @@
-//! Random sequences of operations, accepted or refused: supply never changes (slashes go to the pool),
+//! Random sequences of operations, accepted or refused: supply never changes (slashes go to the pool,
+//! download fees to the hosting-fee pot),
 //! nothing goes negative, and a refused operation leaves every row as it was.
 
 use proptest::prelude::*;
@@ -30,6 +31,15 @@ enum Step {
     PayFromPool {
         to: u8,
         amount: u64,
+    },
+    /// The coordinator forwards the ticket `Op::Redeem` with these fields names to `recipient` for a
+    /// download: its redemption then pays a fee into the pot.
+    Forward {
+        recipient: u8,
+        sender: u8,
+        tag: u64,
+        face: u64,
+        expiration: u64,
     },
     Advance,
 }
@@ -109,6 +119,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..ACTORS, 0..ACTORS, amount()).prop_map(|(who, signer, amount)| Step::Forged { who, signer, amount }),
         1 => (0..ACTORS, prop_oneof![0u32..=1_000_000, Just(1_000_001)]).prop_map(|(worker, ppm)| Step::Slash { worker, ppm }),
         1 => (0..ACTORS, amount()).prop_map(|(to, amount)| Step::PayFromPool { to, amount }),
+        2 => (0..ACTORS, 0..ACTORS, 0u64..6, prop_oneof![1u64..=400, Just(u64::MAX)], 0u64..6)
+            .prop_map(|(recipient, sender, tag, face, expiration)| Step::Forward { recipient, sender, tag, face, expiration }),
         2 => Just(Step::Advance),
     ]
 }
@@ -206,6 +218,15 @@ proptest! {
                     .and_then(|f| h.ledger.slash(&actors[usize::from(*worker)].id(), f, b"evidence"))
                     .map(|_| ()),
                 Step::PayFromPool { to, amount } => h.ledger.pay_from_pool(&actors[usize::from(*to)].id(), *amount),
+                Step::Forward { recipient, sender, tag, face, expiration } => {
+                    let to = actors[usize::from(*recipient)].id();
+                    let (t, _) = winning_ticket(&actors[usize::from(*sender)], &to, *face, *expiration, *tag);
+                    let r = h.ledger.record_download_tickets(&to, &[t.ticket_hash()]).map(|_| ());
+                    if let Err(e) = &r {
+                        prop_assert!(matches!(e, LedgerError::TicketForwarded { .. }), "{e}");
+                    }
+                    r
+                }
                 Step::Advance => h.ledger.advance_round().map(|_| ()),
             };
             let after = h.ledger.snapshot().expect("snapshot");
