@@ -10,7 +10,7 @@ use std::path::Path;
 use dualrig_proto::chunk_reader::ChunkReader;
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::proof::slice::verified_reader;
-use dualrig_proto::ticket::{Rate, TicketParams};
+use dualrig_proto::ticket::{Rate, SURGE_UNIT_PPM, TicketParams, surged_price};
 use dualrig_proto::v1::{
     BlobListing, DownloadQuoteRequest, GetRequest, ListBlobsRequest, PutHeader, PutUpload,
     get_chunk, put_upload,
@@ -319,15 +319,19 @@ impl DualrigClient {
                 ask.start, quote.start, quote.end
             )));
         }
+        // A hot blob costs the holder's price times its surge multiplier (PROTOCOL §6.8).
+        let multiplier = quote.surge_multiplier_ppm.max(SURGE_UNIT_PPM);
+        let price = surged_price(params.price_per_byte, multiplier);
         if let Some(max) = payment.max_price
-            && params.price_per_byte > max
+            && price > max
         {
-            return Err(ClientError::OverMaxBytePrice {
-                price: params.price_per_byte,
-                max,
-            });
+            return Err(ClientError::OverMaxBytePrice { price, max });
         }
-        let owed = params.amount_owed_at(Rate::PerByte, quote.end - quote.start)?;
+        let surged = TicketParams {
+            price_per_byte: price,
+            ..params
+        };
+        let owed = surged.amount_owed_at(Rate::PerByte, quote.end - quote.start)?;
         let tickets = payment
             .payer
             .lock()

@@ -355,8 +355,10 @@ async fn main() -> anyhow::Result<()> {
                     .iter()
                     .map(|h| hex::encode(&h[..h.len().min(8)]))
                     .collect();
+                // ×1 when the coordinator says nothing of surge pricing.
+                let surge = f64::from(blob.surge_multiplier_ppm.max(1_000_000)) / 1e6;
                 println!(
-                    "{}  {:>14}  {}/{}  {}",
+                    "{}  {:>14}  {}/{}  x{surge:.2}  {}",
                     hex::encode(&blob.root),
                     blob.size,
                     blob.holders.len(),

@@ -55,6 +55,11 @@ pub struct FileConfig {
     pub challenge_deadline_secs: Option<f64>,
     pub challenge_k: Option<u32>,
     pub challenge_blobs: Option<u32>,
+    pub surge_window_secs: Option<f64>,
+    pub surge_serve_bytes_per_sec: Option<u64>,
+    pub surge_threshold_ppm: Option<u32>,
+    pub surge_max_multiplier_ppm: Option<u32>,
+    pub surge_extra_replicas: Option<u32>,
     pub upload_idle_secs: Option<f64>,
     pub upload_deadline_secs: Option<f64>,
     pub max_staged_segment_bytes: Option<u64>,
@@ -133,6 +138,9 @@ pub struct Config {
     pub challenge_k: u32,
     /// Blobs challenged per worker per round (all of them when it hosts fewer).
     pub challenge_blobs: u32,
+    /// Surge pricing of hot blobs (PROTOCOL §6.8): the demand window, one holder's serve rate, the
+    /// saturation that makes a blob hot, the highest multiplier, the copies added while hot.
+    pub surge: crate::storage::surge::SurgeRules,
     /// Longest an upload (Transcode, Put) may go without sending anything.
     pub upload_idle: Duration,
     /// Longest a Transcode upload may take; a Put gets this plus a second per MiB.
@@ -188,6 +196,13 @@ impl Config {
             challenge_deadline: Duration::from_secs(30),
             challenge_k: 16,
             challenge_blobs: 32,
+            surge: crate::storage::surge::SurgeRules {
+                window: Duration::from_secs(300),
+                serve_bytes_per_sec: 50 << 20,
+                threshold_ppm: 1_000_000,
+                max_multiplier_ppm: 4_000_000,
+                extra_replicas: 2,
+            },
             upload_idle: Duration::from_secs(30),
             upload_deadline: Duration::from_secs(300),
             max_staged_segment_bytes: 1 << 30,
@@ -331,6 +346,21 @@ impl Config {
         if let Some(v) = file.challenge_blobs {
             self.challenge_blobs = v;
         }
+        if let Some(v) = file.surge_window_secs {
+            self.surge.window = secs("surge_window_secs", v)?;
+        }
+        if let Some(v) = file.surge_serve_bytes_per_sec {
+            self.surge.serve_bytes_per_sec = v;
+        }
+        if let Some(v) = file.surge_threshold_ppm {
+            self.surge.threshold_ppm = v;
+        }
+        if let Some(v) = file.surge_max_multiplier_ppm {
+            self.surge.max_multiplier_ppm = v;
+        }
+        if let Some(v) = file.surge_extra_replicas {
+            self.surge.extra_replicas = v;
+        }
         Ok(())
     }
 
@@ -379,6 +409,18 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "replicas = {} must be between 1 and {MAX_REPLICAS}",
                 self.replicas
+            )));
+        }
+        if self.surge.threshold_ppm == 0 || self.surge.max_multiplier_ppm < 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "surge_threshold_ppm must be above 0 and surge_max_multiplier_ppm at least 1000000 (×1); got {} and {}",
+                self.surge.threshold_ppm, self.surge.max_multiplier_ppm
+            )));
+        }
+        if self.surge.extra_replicas > MAX_REPLICAS {
+            return Err(ConfigError::Invalid(format!(
+                "surge_extra_replicas {} is above {MAX_REPLICAS}",
+                self.surge.extra_replicas
             )));
         }
         if self.challenge_k == 0 || self.challenge_blobs == 0 {

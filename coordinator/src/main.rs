@@ -111,6 +111,21 @@ struct Args {
     /// Blobs challenged per worker per round (default 32).
     #[arg(long, env = "DUALRIG_CHALLENGE_BLOBS")]
     challenge_blobs: Option<u32>,
+    /// Seconds of download demand that set a blob's surge multiplier (default 300).
+    #[arg(long, env = "DUALRIG_SURGE_WINDOW_SECS")]
+    surge_window_secs: Option<f64>,
+    /// Bytes per second one holder is taken to serve, for a blob's saturation (default 52428800).
+    #[arg(long, env = "DUALRIG_SURGE_SERVE_BYTES_PER_SEC")]
+    surge_serve_bytes_per_sec: Option<u64>,
+    /// Saturation, in ppm of what the holders serve, above which a blob is hot (default 1000000).
+    #[arg(long, env = "DUALRIG_SURGE_THRESHOLD_PPM")]
+    surge_threshold_ppm: Option<u32>,
+    /// Highest price multiplier of a hot blob, in ppm (default 4000000: ×4).
+    #[arg(long, env = "DUALRIG_SURGE_MAX_MULTIPLIER_PPM")]
+    surge_max_multiplier_ppm: Option<u32>,
+    /// Copies kept of a hot blob on top of its replicas (default 2).
+    #[arg(long, env = "DUALRIG_SURGE_EXTRA_REPLICAS")]
+    surge_extra_replicas: Option<u32>,
     /// Longest an upload may go without sending anything, in seconds.
     #[arg(long, env = "DUALRIG_UPLOAD_IDLE_SECS")]
     upload_idle_secs: Option<f64>,
@@ -208,6 +223,21 @@ impl Args {
         }
         if let Some(v) = self.challenge_blobs {
             config.challenge_blobs = v;
+        }
+        if let Some(v) = self.surge_window_secs {
+            config.surge.window = secs("--surge-window-secs", v)?;
+        }
+        if let Some(v) = self.surge_serve_bytes_per_sec {
+            config.surge.serve_bytes_per_sec = v;
+        }
+        if let Some(v) = self.surge_threshold_ppm {
+            config.surge.threshold_ppm = v;
+        }
+        if let Some(v) = self.surge_max_multiplier_ppm {
+            config.surge.max_multiplier_ppm = v;
+        }
+        if let Some(v) = self.surge_extra_replicas {
+            config.surge.extra_replicas = v;
         }
         if let Some(v) = self.upload_idle_secs {
             config.upload_idle = secs("--upload-idle-secs", v)?;

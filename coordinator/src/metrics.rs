@@ -94,6 +94,9 @@ const PROOF_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Upper bounds of the [`SURGE_MULTIPLIER`] buckets: ×1 up to the default cap of ×4 and beyond.
+const SURGE_BUCKETS: &[f64] = &[1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 8.0, 16.0];
+
 /// Starts the Prometheus endpoint on `addr`, describes every metric and registers every series.
 /// Call it from inside a Tokio runtime.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
@@ -101,6 +104,7 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         (JOB_SECONDS, JOB_BUCKETS),
         (LEDGER_GROUP, GROUP_BUCKETS),
         (PROOF_SECONDS, PROOF_BUCKETS),
+        (SURGE_MULTIPLIER, SURGE_BUCKETS),
     ];
     dualrig_proto::metrics_endpoint::serve(addr, &buckets, || {
         describe();
@@ -171,6 +175,8 @@ fn register() {
     }
     let _ = histogram!(LEDGER_GROUP);
     let _ = histogram!(PROOF_SECONDS);
+    let _ = histogram!(SURGE_MULTIPLIER);
+    hot_blobs(0);
     workers_connected(0);
     kept_frames_bytes(0);
     ledger_round(0);
@@ -343,6 +349,8 @@ pub const SCRUB_DROPS: &str = "dualrig_storage_scrub_dropped_total";
 pub const DOWNLOAD_BYTES: &str = "dualrig_storage_download_bytes_total";
 pub const DOWNLOAD_TICKETS: &str = "dualrig_storage_download_tickets_forwarded_total";
 pub const DOWNLOAD_REFUSALS: &str = "dualrig_storage_download_payments_refused_total";
+pub const HOT_BLOBS: &str = "dualrig_storage_hot_blobs";
+pub const SURGE_MULTIPLIER: &str = "dualrig_storage_surge_multiplier";
 
 /// `outcome` of [`CHALLENGES`].
 pub const CHALLENGE_OUTCOMES: &[&str] = &["passed", "failed", "late"];
@@ -386,6 +394,14 @@ fn describe_storage() {
         DOWNLOAD_BYTES,
         metrics::Unit::Bytes,
         "Bytes of ranges served to Gets in full, by payment (paid, free)"
+    );
+    describe_gauge!(
+        HOT_BLOBS,
+        "Blobs whose surge multiplier is above 1, as of the last repair pass"
+    );
+    describe_histogram!(
+        SURGE_MULTIPLIER,
+        "Surge multiplier of a blob each time a Get adds to its demand (1 = no surge)"
     );
     describe_counter!(
         DOWNLOAD_TICKETS,
@@ -443,6 +459,14 @@ pub fn repaired(copies: usize) {
 pub fn download_served(bytes: u64, paid: bool) {
     let payment = if paid { "paid" } else { "free" };
     counter!(DOWNLOAD_BYTES, "payment" => payment).increment(bytes);
+}
+
+pub fn hot_blobs(count: usize) {
+    gauge!(HOT_BLOBS).set(count as f64);
+}
+
+pub fn surge_multiplier(ppm: u32) {
+    histogram!(SURGE_MULTIPLIER).record(f64::from(ppm) / 1e6);
 }
 
 pub fn download_tickets_forwarded(count: usize) {

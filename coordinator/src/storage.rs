@@ -12,6 +12,7 @@ pub mod downloads;
 pub mod index;
 pub mod links;
 mod repair;
+pub mod surge;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -83,6 +84,8 @@ pub struct BlobService {
     ledger: Arc<Ledger>,
     /// Open download quotes.
     quotes: DownloadQuotes,
+    /// Recent download demand per blob, for surge pricing.
+    surge: surge::Surge,
 }
 
 /// A Get's blob, resolved range and excluded holders, checked.
@@ -107,6 +110,7 @@ impl BlobService {
             config.max_staged_blob_bytes_per_client,
         );
         let index = Arc::new(BlobIndex::open(&config.blob_index_path())?);
+        let config_surge = config.surge;
         Ok(Self {
             config,
             pool,
@@ -121,6 +125,7 @@ impl BlobService {
             lost_by: std::sync::Mutex::default(),
             ledger,
             quotes: DownloadQuotes::default(),
+            surge: surge::Surge::new(config_surge),
         })
     }
 
@@ -438,6 +443,41 @@ impl BlobService {
         })
     }
 
+    /// Verified holders of `blob` attached now: who serves its downloads.
+    fn serving(&self, blob: &index::IndexedBlob) -> usize {
+        blob.holders
+            .iter()
+            .filter(|w| self.pool.commands(w).is_some())
+            .count()
+    }
+
+    /// `blob`'s surge multiplier now, in ppm.
+    fn multiplier_of(&self, blob: &index::IndexedBlob) -> u32 {
+        self.surge.multiplier_ppm(&blob.root, self.serving(blob))
+    }
+
+    /// Blob `root`'s surge multiplier now, in ppm (1 000 000 = ×1; ×1 for an unknown blob): above ×1
+    /// while its download demand saturates its holders (PROTOCOL §6.8). Reads the index (briefly
+    /// blocking).
+    pub fn surge_multiplier_ppm(&self, root: &[u8; 32]) -> u32 {
+        match self.index.blob(root) {
+            Ok(Some(blob)) => self.multiplier_of(&blob),
+            _ => surge::UNIT_PPM,
+        }
+    }
+
+    /// Counts a served Get's bytes as demand; wakes repair when that makes the blob hot.
+    fn note_demand(&self, blob: &index::IndexedBlob, bytes: u64) {
+        let was = self.multiplier_of(blob);
+        self.surge.record(blob.root, bytes);
+        let now = self.multiplier_of(blob);
+        metrics::surge_multiplier(now);
+        if now > surge::UNIT_PPM && was == surge::UNIT_PPM {
+            info!(blob = %hex::encode(blob.root), multiplier_ppm = now, "blob is hot");
+            self.repair_wanted.notify_one();
+        }
+    }
+
     /// The holder's published params, parsed.
     fn params_of(&self, holder: &PublicId) -> Option<dualrig_proto::ticket::TicketParams> {
         self.pool
@@ -491,9 +531,14 @@ impl BlobService {
             ))
         })?;
         let round = self.ledger.call(|l| l.round()).await?;
-        let quote_id = self
-            .quotes
-            .open(holder, range.root, (range.start, range.end), params)?;
+        let multiplier = self.multiplier_of(&range.blob);
+        let quote_id = self.quotes.open(
+            holder,
+            range.root,
+            (range.start, range.end),
+            params,
+            multiplier,
+        )?;
         Ok(DownloadQuoteResponse {
             quote_id,
             holder: holder.as_bytes().to_vec(),
@@ -502,6 +547,7 @@ impl BlobService {
             start: range.start,
             end: range.end,
             size: range.blob.size,
+            surge_multiplier_ppm: multiplier,
         })
     }
 
@@ -558,6 +604,7 @@ impl BlobService {
             .await
             .map_err(StorageError::HolderUnreachable)?;
         metrics::blob_served();
+        self.note_demand(&range.blob, range.end - range.start);
         let header = GetChunk {
             part: Some(get_chunk::Part::Header(GetHeader {
                 root: range.root.to_vec(),
@@ -678,6 +725,7 @@ impl BlobService {
                     size: b.size,
                     holders: b.holders.iter().map(|w| w.as_bytes().to_vec()).collect(),
                     replicas: b.replicas,
+                    surge_multiplier_ppm: self.multiplier_of(&b),
                 })
                 .collect(),
             next_page_token,

@@ -219,6 +219,16 @@ pub fn expected_value(face_value: u64, win_prob: u64) -> u64 {
     (scaled >> 64) as u64
 }
 
+/// A surge multiplier of ×1, in parts per million (PROTOCOL §6.8).
+pub const SURGE_UNIT_PPM: u32 = 1_000_000;
+
+/// `price × multiplier_ppm / 10^6`, rounded up, so a multiplier above ×1 never rounds a price down:
+/// what a hot blob's download owes per byte (PROTOCOL §6.8).
+pub fn surged_price(price: u64, multiplier_ppm: u32) -> u64 {
+    let scaled = u128::from(price) * u128::from(multiplier_ppm);
+    u64::try_from(scaled.div_ceil(u128::from(SURGE_UNIT_PPM))).unwrap_or(u64::MAX)
+}
+
 /// A ticket with its sender's ed25519 signature over [`Ticket::ticket_hash`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SignedTicket {

@@ -24,6 +24,8 @@ pub struct Quoted {
     pub start: u64,
     pub end: u64,
     pub params: TicketParams,
+    /// The blob's surge multiplier when quoted, in ppm: the payment must cover the surged price.
+    pub multiplier_ppm: u32,
     at: Instant,
 }
 
@@ -41,6 +43,7 @@ impl DownloadQuotes {
         root: [u8; 32],
         (start, end): (u64, u64),
         params: TicketParams,
+        multiplier_ppm: u32,
     ) -> Result<String, StorageError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, q| q.at.elapsed() < DOWNLOAD_QUOTE_TTL);
@@ -58,6 +61,7 @@ impl DownloadQuotes {
                 start,
                 end,
                 params,
+                multiplier_ppm,
                 at: Instant::now(),
             },
         );
@@ -81,7 +85,7 @@ impl DownloadQuotes {
 
 /// The checks of a paid Get's tickets that need no ledger, against its quote: the range is the one
 /// quoted; every ticket parses, is made out to the quoted holder under the quoted params; and
-/// together they cover `price_per_byte × bytes`. `current` is the holder's params now: when they
+/// together they cover `price_per_byte × bytes` at the quoted surge multiplier. `current` is the holder's params now: when they
 /// are no longer the quoted ones (a win retired them) the quote is stale. Returns the tickets and
 /// the sum of their expected values.
 pub fn check_download_payment(
@@ -139,7 +143,7 @@ pub fn check_download_payment(
             },
         )));
     }
-    let price = quoted.params.price_per_byte;
+    let price = super::surge::surged_price(quoted.params.price_per_byte, quoted.multiplier_ppm);
     let bytes = end - start;
     let covered = offered.checked_div(price).unwrap_or(u64::MAX);
     if covered < bytes {

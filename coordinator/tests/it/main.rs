@@ -17,4 +17,5 @@ mod metrics;
 mod readme;
 mod storage;
 mod support;
+mod surge;
 mod survival;
