@@ -1,4 +1,4 @@
-//! Hosting reward accounting (PROTOCOL §6.8): one payout over 1,000 workers' credits on a ledger on
+//! Hosting reward accounting (PROTOCOL §6.9): one payout over 1,000 workers' credits on a ledger on
 //! disk (one fsync'd transaction, as a challenge round ends), in CPU time and wall time, and a
 //! worker's statement query over 100 paid rounds.
 

@@ -23,6 +23,7 @@ fn terms(win_prob: u64) -> TicketTerms {
         win_prob,
         expiration_round: u64::MAX,
         price_per_unit: 1,
+        price_per_byte: 0,
     }
 }
 

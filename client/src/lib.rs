@@ -46,6 +46,9 @@ pub enum ClientError {
     /// The quoted worker's price per output pixel is above what the client will pay.
     #[error("worker asks {price} per output pixel, above --max-price {max}")]
     OverMaxPrice { price: u64, max: u64 },
+    /// The quoted holder's price per byte is above what the client will pay.
+    #[error("holder asks {price} per byte, above --max-price {max}")]
+    OverMaxBytePrice { price: u64, max: u64 },
     /// The client cannot sign tickets covering the job.
     #[error("cannot pay: {0}")]
     CannotPay(#[from] dualrig_proto::ticket::TicketError),
@@ -136,7 +139,7 @@ impl Payment {
 /// Quotes a paid segment may take: a quote is lost (`Aborted`) when its worker cannot finish the job
 /// or when another job's winning ticket retired the params it was paid under, which several segments
 /// in flight to one worker make likely at a high win probability.
-const PAID_TRIES: u32 = 4;
+pub(crate) const PAID_TRIES: u32 = 4;
 
 /// Frames in a segment, counted from its bitstream: at least what the coordinator's decode counts, so
 /// the tickets cover the job (a segment whose packets do not all decode pays for a frame or two

@@ -81,6 +81,13 @@ enum Command {
         /// Only bytes START..END (END exclusive; either may be left out).
         #[arg(long, value_parser = parse_range)]
         range: Option<(Option<u64>, Option<u64>)>,
+        /// Pay the serving holder per byte with tickets signed by --key (needed when every holder
+        /// charges), 32 MiB at a time, each piece before it is streamed.
+        #[arg(long)]
+        pay: bool,
+        /// Most base units per byte to pay a holder; implies --pay.
+        #[arg(long)]
+        max_price: Option<u64>,
     },
     /// List the blobs the network keeps, with size and holders.
     Ls,
@@ -306,12 +313,24 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("  {} bytes on {}", put.size, holders.join(", "));
             }
         }
-        Command::Get { root, out, range } => {
+        Command::Get {
+            root,
+            out,
+            range,
+            pay,
+            max_price,
+        } => {
             let client = DualrigClient::connect(&cli.coordinator).await?;
             let (start, end) = range.unwrap_or((None, None));
-            let got = client
-                .get_to_file(root, start.unwrap_or(0), end, &out)
-                .await?;
+            let start = start.unwrap_or(0);
+            let got = if pay || max_price.is_some() {
+                let payment = dualrig_client::Payment::new(load_key(cli.key)?, max_price);
+                client
+                    .get_to_file_paid(root, start, end, &out, &payment)
+                    .await?
+            } else {
+                client.get_to_file(root, start, end, &out).await?
+            };
             eprintln!(
                 "{} bytes ({}..{} of {}) verified -> {}",
                 got.end - got.start,
@@ -336,8 +355,10 @@ async fn main() -> anyhow::Result<()> {
                     .iter()
                     .map(|h| hex::encode(&h[..h.len().min(8)]))
                     .collect();
+                // ×1 when the coordinator says nothing of surge pricing.
+                let surge = f64::from(blob.surge_multiplier_ppm.max(1_000_000)) / 1e6;
                 println!(
-                    "{}  {:>14}  {}/{}  {}",
+                    "{}  {:>14}  {}/{}  x{surge:.2}  {}",
                     hex::encode(&blob.root),
                     blob.size,
                     blob.holders.len(),

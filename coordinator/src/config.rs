@@ -45,6 +45,7 @@ pub struct FileConfig {
     pub ticket_validity_rounds: Option<u64>,
     pub suspend_rounds: Option<u64>,
     pub slash_fraction_ppm: Option<u32>,
+    pub download_fee_share_ppm: Option<u32>,
     pub content_check_share: Option<f64>,
     pub content_check_first_jobs: Option<u64>,
     pub require_payment: Option<bool>,
@@ -54,6 +55,11 @@ pub struct FileConfig {
     pub challenge_deadline_secs: Option<f64>,
     pub challenge_k: Option<u32>,
     pub challenge_blobs: Option<u32>,
+    pub surge_window_secs: Option<f64>,
+    pub surge_serve_bytes_per_sec: Option<u64>,
+    pub surge_threshold_ppm: Option<u32>,
+    pub surge_max_multiplier_ppm: Option<u32>,
+    pub surge_extra_replicas: Option<u32>,
     pub upload_idle_secs: Option<f64>,
     pub upload_deadline_secs: Option<f64>,
     pub max_staged_segment_bytes: Option<u64>,
@@ -116,6 +122,9 @@ pub struct Config {
     pub suspend_rounds: u64,
     /// Share of a worker's stake a fault moves to the pool (`slash_fraction_ppm` in the file and flags).
     pub slash_fraction: SlashFraction,
+    /// Share, in parts per million, of what a download's ticket pays that goes to the `hosting_fees`
+    /// pot at redemption (PROTOCOL §6.7).
+    pub download_fee_share_ppm: u32,
     /// Share of jobs, in [0, 1], whose renditions also get the content check (PROTOCOL §5).
     pub content_check_share: f64,
     /// A worker's first this many verified jobs always get the content check.
@@ -135,6 +144,9 @@ pub struct Config {
     pub challenge_k: u32,
     /// Blobs challenged per worker per round (all of them when it hosts fewer).
     pub challenge_blobs: u32,
+    /// Surge pricing of hot blobs (PROTOCOL §6.8): the demand window, one holder's serve rate, the
+    /// saturation that makes a blob hot, the highest multiplier, the copies added while hot.
+    pub surge: crate::storage::surge::SurgeRules,
     /// Longest an upload (Transcode, Put) may go without sending anything.
     pub upload_idle: Duration,
     /// Longest a Transcode upload may take; a Put gets this plus a second per MiB.
@@ -154,7 +166,7 @@ pub struct Config {
     pub evidence_max_bytes: u64,
     /// How long slash evidence is kept.
     pub evidence_retention: Duration,
-    /// How hosting rewards are minted and held back (PROTOCOL §6.8).
+    /// How hosting rewards are minted and held back (PROTOCOL §6.9).
     pub hosting: HostingRules,
     /// Extra hosting credit (ppm of a copy's bytes) for a copy on a network that holds no other copy of
     /// its blob.
@@ -185,6 +197,7 @@ impl Config {
             ticket_validity_rounds: None,
             suspend_rounds: ledger.suspend_rounds,
             slash_fraction: SlashFraction::DEFAULT,
+            download_fee_share_ppm: ledger.download_fee_share_ppm,
             content_check_share: 0.1,
             content_check_first_jobs: 3,
             require_payment: false,
@@ -194,6 +207,13 @@ impl Config {
             challenge_deadline: Duration::from_secs(30),
             challenge_k: 16,
             challenge_blobs: 32,
+            surge: crate::storage::surge::SurgeRules {
+                window: Duration::from_secs(300),
+                serve_bytes_per_sec: 50 << 20,
+                threshold_ppm: 1_000_000,
+                max_multiplier_ppm: 4_000_000,
+                extra_replicas: 2,
+            },
             upload_idle: Duration::from_secs(30),
             upload_deadline: Duration::from_secs(300),
             max_staged_segment_bytes: 1 << 30,
@@ -217,6 +237,7 @@ impl Config {
             min_stake: self.min_stake,
             suspend_rounds: self.suspend_rounds,
             hosting: self.hosting,
+            download_fee_share_ppm: self.download_fee_share_ppm,
         }
     }
 
@@ -274,6 +295,9 @@ impl Config {
         }
         if let Some(v) = file.slash_fraction_ppm {
             self.slash_fraction = slash_fraction(v)?;
+        }
+        if let Some(v) = file.download_fee_share_ppm {
+            self.download_fee_share_ppm = v;
         }
         if let Some(v) = file.content_check_share {
             self.content_check_share = v;
@@ -354,10 +378,31 @@ impl Config {
         if let Some(v) = file.diversity_boost_ppm {
             self.diversity_boost_ppm = v;
         }
+        if let Some(v) = file.surge_window_secs {
+            self.surge.window = secs("surge_window_secs", v)?;
+        }
+        if let Some(v) = file.surge_serve_bytes_per_sec {
+            self.surge.serve_bytes_per_sec = v;
+        }
+        if let Some(v) = file.surge_threshold_ppm {
+            self.surge.threshold_ppm = v;
+        }
+        if let Some(v) = file.surge_max_multiplier_ppm {
+            self.surge.max_multiplier_ppm = v;
+        }
+        if let Some(v) = file.surge_extra_replicas {
+            self.surge.extra_replicas = v;
+        }
         Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.download_fee_share_ppm > 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "download_fee_share_ppm = {} is above 1000000 (all of what a ticket pays)",
+                self.download_fee_share_ppm
+            )));
+        }
         if self.max_segment_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "max_segment_bytes must be above zero".into(),
@@ -407,6 +452,18 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "hosting_inflation_ppm = {} would mint more than the supply each round; at most 1000000",
                 self.hosting.inflation_ppm
+            )));
+        }
+        if self.surge.threshold_ppm == 0 || self.surge.max_multiplier_ppm < 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "surge_threshold_ppm must be above 0 and surge_max_multiplier_ppm at least 1000000 (×1); got {} and {}",
+                self.surge.threshold_ppm, self.surge.max_multiplier_ppm
+            )));
+        }
+        if self.surge.extra_replicas > MAX_REPLICAS {
+            return Err(ConfigError::Invalid(format!(
+                "surge_extra_replicas {} is above {MAX_REPLICAS}",
+                self.surge.extra_replicas
             )));
         }
         if self.challenge_k == 0 || self.challenge_blobs == 0 {
@@ -517,6 +574,7 @@ mod tests {
                 min_stake: 7,
                 suspend_rounds: 4,
                 hosting: HostingRules::DEFAULT,
+                download_fee_share_ppm: 100_000,
             }
         );
         assert_eq!(config.slash_fraction.ppm(), 250_000);

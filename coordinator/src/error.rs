@@ -266,6 +266,35 @@ pub enum StorageError {
     HolderUnreachable(String),
     #[error("holder {holder} failed mid-stream: {why}; ask again excluding it")]
     HolderFailed { holder: String, why: String },
+    #[error(
+        "every online holder of blob {} charges for downloads (from {price} per byte); pay with `dualrig get --pay` (DownloadQuote, then tickets on the Get)",
+        hex::encode(.root)
+    )]
+    DownloadPaymentRequired { root: [u8; 32], price: u64 },
+    #[error(
+        "download quote {quote_id} is for {quoted}, not {asked}; ask for a quote of the range you get"
+    )]
+    DownloadQuoteMismatch {
+        quote_id: String,
+        quoted: String,
+        asked: String,
+    },
+    #[error(
+        "payment covers {covered} bytes, the range is {bytes} (holder's price {price} per byte)"
+    )]
+    DownloadPaymentShort {
+        covered: u64,
+        bytes: u64,
+        price: u64,
+    },
+    #[error(
+        "payment refused: a ticket is not under the params quoted for holder {holder}; pay under the params the quote gave"
+    )]
+    NotQuotedParams { holder: String },
+    #[error("holder {holder} refused the download's payment: {why}")]
+    HolderRefusedPayment { holder: String, why: String },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error("cannot stage the upload: {0}")]
     Staging(#[from] std::io::Error),
     #[error(transparent)]
@@ -277,9 +306,11 @@ pub enum StorageError {
 
 impl From<StorageError> for Status {
     fn from(e: StorageError) -> Self {
-        if let StorageError::Staged(inner) = e {
-            return Status::from(inner);
-        }
+        let e = match e {
+            StorageError::Staged(inner) => return Status::from(inner),
+            StorageError::Ledger(inner) => return Status::from(inner),
+            e => e,
+        };
         let code = match &e {
             StorageError::Id(id) if !is_malformed_id(id) => Code::Unauthenticated,
             StorageError::MalformedRoot { .. }
@@ -292,7 +323,12 @@ impl From<StorageError> for Status {
             | StorageError::Short { .. }
             | StorageError::RootMismatch { .. }
             | StorageError::SizeConflict { .. } => Code::InvalidArgument,
-            StorageError::NoRoom { .. } => Code::FailedPrecondition,
+            StorageError::NoRoom { .. }
+            | StorageError::DownloadPaymentRequired { .. }
+            | StorageError::DownloadQuoteMismatch { .. }
+            | StorageError::DownloadPaymentShort { .. }
+            | StorageError::NotQuotedParams { .. }
+            | StorageError::HolderRefusedPayment { .. } => Code::FailedPrecondition,
             StorageError::NotFound { .. } => Code::NotFound,
             StorageError::OutOfRange { .. } => Code::OutOfRange,
             StorageError::Underplaced { .. }
@@ -300,7 +336,7 @@ impl From<StorageError> for Status {
             | StorageError::HolderUnreachable(_)
             | StorageError::HolderFailed { .. } => Code::Unavailable,
             StorageError::Staging(_) | StorageError::Index(_) => Code::Internal,
-            StorageError::Staged(_) => Code::Internal,
+            StorageError::Staged(_) | StorageError::Ledger(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
     }
@@ -325,7 +361,8 @@ impl From<LedgerError> for Status {
             | LedgerError::AlreadyUnlocking { .. }
             | LedgerError::NotUnlocking { .. }
             | LedgerError::UnlockPending { .. }
-            | LedgerError::SenderCannotPay { .. } => Code::FailedPrecondition,
+            | LedgerError::SenderCannotPay { .. }
+            | LedgerError::TicketForwarded { .. } => Code::FailedPrecondition,
             LedgerError::NotRecipient { .. } => Code::PermissionDenied,
             LedgerError::Ticket(t) => t.code(),
             LedgerError::AlreadyRedeemed { .. } => Code::AlreadyExists,

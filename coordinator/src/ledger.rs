@@ -16,6 +16,7 @@
 //! (`hosting`), stop short of it: no balance can exceed what the database holds.
 
 mod broker;
+mod downloads;
 mod draw;
 mod error;
 mod genesis;
@@ -37,6 +38,7 @@ use dualrig_proto::identity::PublicId;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use broker::{Redemption, SenderAccount};
+pub use downloads::Served;
 pub use draw::{Candidate, draw_weighted, weight};
 pub use dualrig_proto::ledger_request::{
     Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message,
@@ -72,6 +74,9 @@ pub struct LedgerConfig {
     pub suspend_rounds: u64,
     /// How hosting rewards are minted and held back.
     pub hosting: HostingRules,
+    /// Share, in parts per million, of what a download's ticket pays at redemption that goes to the
+    /// `hosting_fees` pot instead of its recipient.
+    pub download_fee_share_ppm: u32,
 }
 
 impl Default for LedgerConfig {
@@ -83,6 +88,7 @@ impl Default for LedgerConfig {
             min_stake: 1_000_000,
             suspend_rounds: 10,
             hosting: HostingRules::DEFAULT,
+            download_fee_share_ppm: 100_000,
         }
     }
 }
@@ -301,7 +307,7 @@ impl Ledger {
         self.read(|tx, _| stake::kept_evidence(tx))
     }
 
-    /// Pays one challenge round's hosting rewards (PROTOCOL §6.8) in the current round.
+    /// Pays one challenge round's hosting rewards (PROTOCOL §6.9) in the current round.
     pub fn pay_hosting(&self, credits: &[ProofCredit]) -> Result<Payout, LedgerError> {
         self.write(|tx, config| hosting::pay(tx, config, credits))
     }
@@ -445,6 +451,49 @@ impl Ledger {
         limit: usize,
     ) -> Result<Vec<SlashRecord>, LedgerError> {
         self.read(|tx, _| stake::slashes_page(tx, worker.as_ref(), after_id, limit))
+    }
+
+    /// Records the tickets the coordinator forwards to `holder` for a download, in the current round,
+    /// and returns that round; refuses them all, changing nothing, when any was forwarded before.
+    pub fn record_download_tickets(
+        &self,
+        holder: &PublicId,
+        ticket_hashes: &[[u8; 32]],
+    ) -> Result<u64, LedgerError> {
+        self.write(|tx, _| {
+            let round = store::round(tx)?;
+            downloads::record_forwarded(tx, holder, round, ticket_hashes)?;
+            Ok(round)
+        })
+    }
+
+    /// Adds a served range to `worker`'s row of the current round: `bytes` served, `paid` the expected
+    /// value of the tickets forwarded for them.
+    pub fn record_served(
+        &self,
+        worker: &PublicId,
+        bytes: u64,
+        paid: u64,
+    ) -> Result<(), LedgerError> {
+        self.write(|tx, _| {
+            let round = store::round(tx)?;
+            downloads::add_served(tx, round, worker, bytes, paid)
+        })
+    }
+
+    /// What `worker` served to downloads in `round`, and what it was paid for it.
+    pub fn served(&self, round: u64, worker: &PublicId) -> Result<Served, LedgerError> {
+        self.read(|tx, _| downloads::served(tx, round, worker))
+    }
+
+    /// Every worker that served downloads in `round`, by id.
+    pub fn served_in_round(&self, round: u64) -> Result<Vec<(PublicId, Served)>, LedgerError> {
+        self.read(|tx, _| downloads::served_in_round(tx, round))
+    }
+
+    /// The pot download fees have filled and nothing has drained yet.
+    pub fn hosting_fees(&self) -> Result<u64, LedgerError> {
+        self.read(|tx, _| downloads::hosting_fees(tx))
     }
 
     pub fn is_redeemed(&self, ticket_hash: &[u8; 32]) -> Result<bool, LedgerError> {

@@ -16,15 +16,14 @@ pub fn limit_for(method: &str) -> usize {
     match method {
         // Results carry every rendition of a segment.
         "Attach" => dualrig_proto::MAX_MESSAGE_BYTES,
-        // 1 MiB chunks; a Transcode header carries up to MAX_TICKETS_PER_PAYMENT tickets.
-        "Transcode" | "Put" => 2 << 20,
+        // 1 MiB chunks; a Transcode header carries up to MAX_TICKETS_PER_PAYMENT tickets, and so does
+        // a paid Get.
+        "Transcode" | "Put" | "Get" => 2 << 20,
         // Capabilities: names, reasons, ticket params.
         "Register" => 16 << 10,
-        // A ladder of profiles.
-        "Quote" => 16 << 10,
-        "Hello" | "Account" | "Execute" | "ListWorkers" | "ListBlobs" | "ListSlashes" | "Get" => {
-            4 << 10
-        }
+        // A ladder of profiles; a range and its excluded holders.
+        "Quote" | "DownloadQuote" => 16 << 10,
+        "Hello" | "Account" | "Execute" | "ListWorkers" | "ListBlobs" | "ListSlashes" => 4 << 10,
         // Health and reflection.
         _ => 16 << 10,
     }

@@ -83,6 +83,10 @@ struct Args {
     /// Share of stake a failed verification slashes, in parts per million.
     #[arg(long, env = "DUALRIG_SLASH_FRACTION_PPM")]
     slash_fraction_ppm: Option<u32>,
+    /// Share of what a download's ticket pays, in parts per million, that goes to the hosting-fee pot
+    /// instead of the holder (default 100000: 10 %).
+    #[arg(long, env = "DUALRIG_DOWNLOAD_FEE_SHARE_PPM")]
+    download_fee_share_ppm: Option<u32>,
     /// Share of jobs, from 0 to 1, whose renditions also get the content check (default 0.1).
     #[arg(long, env = "DUALRIG_CONTENT_CHECK_SHARE")]
     content_check_share: Option<f64>,
@@ -107,6 +111,21 @@ struct Args {
     /// Blobs challenged per worker per round (default 32).
     #[arg(long, env = "DUALRIG_CHALLENGE_BLOBS")]
     challenge_blobs: Option<u32>,
+    /// Seconds of download demand that set a blob's surge multiplier (default 300).
+    #[arg(long, env = "DUALRIG_SURGE_WINDOW_SECS")]
+    surge_window_secs: Option<f64>,
+    /// Bytes per second one holder is taken to serve, for a blob's saturation (default 52428800).
+    #[arg(long, env = "DUALRIG_SURGE_SERVE_BYTES_PER_SEC")]
+    surge_serve_bytes_per_sec: Option<u64>,
+    /// Saturation, in ppm of what the holders serve, above which a blob is hot (default 1000000).
+    #[arg(long, env = "DUALRIG_SURGE_THRESHOLD_PPM")]
+    surge_threshold_ppm: Option<u32>,
+    /// Highest price multiplier of a hot blob, in ppm (default 4000000: ×4).
+    #[arg(long, env = "DUALRIG_SURGE_MAX_MULTIPLIER_PPM")]
+    surge_max_multiplier_ppm: Option<u32>,
+    /// Copies kept of a hot blob on top of its replicas (default 2).
+    #[arg(long, env = "DUALRIG_SURGE_EXTRA_REPLICAS")]
+    surge_extra_replicas: Option<u32>,
     /// Longest an upload may go without sending anything, in seconds.
     #[arg(long, env = "DUALRIG_UPLOAD_IDLE_SECS")]
     upload_idle_secs: Option<f64>,
@@ -196,6 +215,9 @@ impl Args {
         if let Some(v) = self.slash_fraction_ppm {
             config.slash_fraction = slash_fraction(v)?;
         }
+        if let Some(v) = self.download_fee_share_ppm {
+            config.download_fee_share_ppm = v;
+        }
         if let Some(v) = self.content_check_share {
             config.content_check_share = v;
         }
@@ -219,6 +241,21 @@ impl Args {
         }
         if let Some(v) = self.challenge_blobs {
             config.challenge_blobs = v;
+        }
+        if let Some(v) = self.surge_window_secs {
+            config.surge.window = secs("--surge-window-secs", v)?;
+        }
+        if let Some(v) = self.surge_serve_bytes_per_sec {
+            config.surge.serve_bytes_per_sec = v;
+        }
+        if let Some(v) = self.surge_threshold_ppm {
+            config.surge.threshold_ppm = v;
+        }
+        if let Some(v) = self.surge_max_multiplier_ppm {
+            config.surge.max_multiplier_ppm = v;
+        }
+        if let Some(v) = self.surge_extra_replicas {
+            config.surge.extra_replicas = v;
         }
         if let Some(v) = self.upload_idle_secs {
             config.upload_idle = secs("--upload-idle-secs", v)?;

@@ -94,6 +94,9 @@ const PROOF_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Upper bounds of the [`SURGE_MULTIPLIER`] buckets: ×1 up to the default cap of ×4 and beyond.
+const SURGE_BUCKETS: &[f64] = &[1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 8.0, 16.0];
+
 /// Starts the Prometheus endpoint on `addr`, describes every metric and registers every series.
 /// Call it from inside a Tokio runtime.
 pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
@@ -101,6 +104,7 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         (JOB_SECONDS, JOB_BUCKETS),
         (LEDGER_GROUP, GROUP_BUCKETS),
         (PROOF_SECONDS, PROOF_BUCKETS),
+        (SURGE_MULTIPLIER, SURGE_BUCKETS),
     ];
     dualrig_proto::metrics_endpoint::serve(addr, &buckets, || {
         describe();
@@ -152,6 +156,12 @@ fn register() {
     for &outcome in PLACEMENT_OUTCOMES {
         counter!(BLOB_PLACEMENTS, "outcome" => outcome).increment(0);
     }
+    for &payment in DOWNLOAD_PAYMENTS {
+        counter!(DOWNLOAD_BYTES, "payment" => payment).increment(0);
+    }
+    for &by in DOWNLOAD_REFUSERS {
+        counter!(DOWNLOAD_REFUSALS, "by" => by).increment(0);
+    }
     for name in [
         JOB_REASSIGNMENTS,
         SLASHED_UNITS,
@@ -161,6 +171,7 @@ fn register() {
         BLOB_GETS,
         SCRUB_DROPS,
         HOSTING_MINTED,
+        DOWNLOAD_TICKETS,
     ] {
         counter!(name).increment(0);
     }
@@ -169,6 +180,8 @@ fn register() {
     }
     let _ = histogram!(LEDGER_GROUP);
     let _ = histogram!(PROOF_SECONDS);
+    let _ = histogram!(SURGE_MULTIPLIER);
+    hot_blobs(0);
     workers_connected(0);
     kept_frames_bytes(0);
     ledger_round(0);
@@ -359,7 +372,7 @@ pub const HOSTING_INPUTS: &[&str] = &[
     "dust",
 ];
 
-/// The inputs and shares of one hosting payout (PROTOCOL §6.8). An empty one (nobody proved, or the
+/// The inputs and shares of one hosting payout (PROTOCOL §6.9). An empty one (nobody proved, or the
 /// round had paid) changes only the round and the rounds it covered.
 pub fn hosting_paid(payout: &crate::ledger::Payout) {
     let r = &payout.round;
@@ -395,11 +408,20 @@ pub const BLOB_PLACEMENTS: &str = "dualrig_storage_placements_total";
 pub const BLOB_REPAIRS: &str = "dualrig_storage_repaired_copies_total";
 pub const BLOB_GETS: &str = "dualrig_storage_gets_total";
 pub const SCRUB_DROPS: &str = "dualrig_storage_scrub_dropped_total";
+pub const DOWNLOAD_BYTES: &str = "dualrig_storage_download_bytes_total";
+pub const DOWNLOAD_TICKETS: &str = "dualrig_storage_download_tickets_forwarded_total";
+pub const DOWNLOAD_REFUSALS: &str = "dualrig_storage_download_payments_refused_total";
+pub const HOT_BLOBS: &str = "dualrig_storage_hot_blobs";
+pub const SURGE_MULTIPLIER: &str = "dualrig_storage_surge_multiplier";
 
 /// `outcome` of [`CHALLENGES`].
 pub const CHALLENGE_OUTCOMES: &[&str] = &["passed", "failed", "late"];
 /// `outcome` of [`BLOB_PLACEMENTS`].
 pub const PLACEMENT_OUTCOMES: &[&str] = &["stored", "refused"];
+/// `payment` of [`DOWNLOAD_BYTES`].
+pub const DOWNLOAD_PAYMENTS: &[&str] = &["paid", "free"];
+/// `by` of [`DOWNLOAD_REFUSALS`]: who refused a download's payment.
+pub const DOWNLOAD_REFUSERS: &[&str] = &["coordinator", "holder"];
 
 fn describe_storage() {
     describe_counter!(
@@ -430,6 +452,27 @@ fn describe_storage() {
         "Copies made to bring blobs back to their replicas"
     );
     describe_counter!(BLOB_GETS, "Gets served");
+    describe_counter!(
+        DOWNLOAD_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of ranges served to Gets in full, by payment (paid, free)"
+    );
+    describe_gauge!(
+        HOT_BLOBS,
+        "Blobs whose surge multiplier is above 1, as of the last repair pass"
+    );
+    describe_histogram!(
+        SURGE_MULTIPLIER,
+        "Surge multiplier of a blob each time a Get adds to its demand (1 = no surge)"
+    );
+    describe_counter!(
+        DOWNLOAD_TICKETS,
+        "Tickets forwarded to holders for paid downloads"
+    );
+    describe_counter!(
+        DOWNLOAD_REFUSALS,
+        "Paid downloads whose payment was refused, by who refused it (coordinator, holder)"
+    );
     describe_counter!(
         SCRUB_DROPS,
         "Blobs workers' scrubs found damaged and dropped"
@@ -472,6 +515,29 @@ pub fn blob_placed(outcome: &'static str) {
 
 pub fn repaired(copies: usize) {
     counter!(BLOB_REPAIRS).increment(copies as u64);
+}
+
+/// A Get's range of `bytes` reached its reader in full, `paid` or free.
+pub fn download_served(bytes: u64, paid: bool) {
+    let payment = if paid { "paid" } else { "free" };
+    counter!(DOWNLOAD_BYTES, "payment" => payment).increment(bytes);
+}
+
+pub fn hot_blobs(count: usize) {
+    gauge!(HOT_BLOBS).set(count as f64);
+}
+
+pub fn surge_multiplier(ppm: u32) {
+    histogram!(SURGE_MULTIPLIER).record(f64::from(ppm) / 1e6);
+}
+
+pub fn download_tickets_forwarded(count: usize) {
+    counter!(DOWNLOAD_TICKETS).increment(count as u64);
+}
+
+/// A download's payment was refused by `by` (one of [`DOWNLOAD_REFUSERS`]).
+pub fn download_refused(by: &'static str) {
+    counter!(DOWNLOAD_REFUSALS, "by" => listed(by, DOWNLOAD_REFUSERS)).increment(1);
 }
 
 pub fn blob_served() {

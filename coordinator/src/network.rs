@@ -1,5 +1,5 @@
 //! The network a peer's address belongs to, as placement and the diversity boost see it (PROTOCOL
-//! §6.8): its IPv4 /24 or its IPv6 /64. Copies on one network share its fate (one operator, one
+//! §6.9): its IPv4 /24 or its IPv6 /64. Copies on one network share its fate (one operator, one
 //! uplink, one building), so a second copy there adds less than a copy elsewhere.
 
 use std::fmt;

@@ -71,11 +71,16 @@ impl Coordinator {
             },
         ));
         let storage = Arc::new(
-            BlobService::open(Arc::clone(&config), Arc::clone(&pool), Arc::clone(&slasher))
-                .map_err(|source| StartError::BlobIndex {
-                    path: config.blob_index_path(),
-                    source,
-                })?,
+            BlobService::open(
+                Arc::clone(&config),
+                Arc::clone(&pool),
+                Arc::clone(&slasher),
+                Arc::clone(&ledger),
+            )
+            .map_err(|source| StartError::BlobIndex {
+                path: config.blob_index_path(),
+                source,
+            })?,
         );
         let service = CoordinatorService::new(
             Arc::clone(&identity),

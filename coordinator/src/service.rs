@@ -10,12 +10,12 @@ use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::profile::ladder_from_wire;
 use dualrig_proto::v1::coordinator_server::Coordinator as CoordinatorApi;
 use dualrig_proto::v1::{
-    AccountInfo, AccountRequest, GetRequest, HelloRequest, HelloResponse, LedgerReceipt,
-    LedgerRequest, ListBlobsRequest, ListBlobsResponse, ListSlashesRequest, ListSlashesResponse,
-    ListStatementsRequest, ListStatementsResponse, ListWorkersRequest, ListWorkersResponse,
-    PutResponse, PutUpload, QuoteRequest, QuoteResponse, RegisterRequest, RegisterResponse,
-    TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand, WorkerEvent,
-    transcode_upload, worker_event,
+    AccountInfo, AccountRequest, DownloadQuoteRequest, DownloadQuoteResponse, GetRequest,
+    HelloRequest, HelloResponse, LedgerReceipt, LedgerRequest, ListBlobsRequest, ListBlobsResponse,
+    ListSlashesRequest, ListSlashesResponse, ListStatementsRequest, ListStatementsResponse,
+    ListWorkersRequest, ListWorkersResponse, PutResponse, PutUpload, QuoteRequest, QuoteResponse,
+    RegisterRequest, RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload,
+    WorkerCommand, WorkerEvent, transcode_upload, worker_event,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -343,57 +343,75 @@ impl CoordinatorService {
             .iter()
             .map(dualrig_proto::ticket::SignedTicket::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        let sender = tickets[0].ticket.sender;
-        if let Some(other) = tickets.iter().find(|t| t.ticket.sender != sender) {
-            return Err(CoordinatorError::MixedSenders {
-                first: sender,
-                other: other.ticket.sender,
-            });
-        }
-        let face_value = tickets
-            .iter()
-            .map(|t| t.ticket.face_value)
-            .max()
-            .unwrap_or(0);
-        let (account, recipients, round) = self
-            .ledger
-            .call(move |l| {
-                Ok((
-                    l.account(&sender)?.sender,
-                    l.eligible_stakes()?.len(),
-                    l.round()?,
-                ))
-            })
-            .await?;
-        // A ticket must expire before its sender, unlocking now, could withdraw what backs it.
-        let latest = round.saturating_add(self.config.ticket_validity());
-        if let Some(t) = tickets.iter().find(|t| t.ticket.expiration_round > latest) {
-            return Err(CoordinatorError::TicketOutlivesUnlock {
-                expiration_round: t.ticket.expiration_round,
-                latest,
-            });
-        }
-        if let Some(withdraw_round) = account.withdraw_round {
-            return Err(CoordinatorError::SenderUnlocking {
-                sender,
-                withdraw_round,
-            });
-        }
-        // A recipient may claim its share of the reserve when the deposit runs dry.
-        let reserve_share = account.reserve / recipients.max(1) as u64;
-        let cover = account.deposit.saturating_add(reserve_share);
-        if cover < face_value {
+        let checked = check_sender_covers(&self.ledger, &self.config, &tickets).await;
+        if let Err(CoordinatorError::SenderCannotCover { .. }) = &checked {
             metrics::payment("unfunded", 0);
-            return Err(CoordinatorError::SenderCannotCover {
-                sender,
-                deposit: account.deposit,
-                reserve_share,
-                face_value,
-            });
         }
-        Ok(())
+        checked
     }
+}
 
+/// The checks on a payment's sender that need the ledger (PROTOCOL §3.4), for a transcode's header and
+/// a download's Get alike: one sender, not unlocking, every ticket's face value within its deposit plus
+/// its reserve share, and no ticket that outlives the unlock period. `tickets` is not empty.
+pub(crate) async fn check_sender_covers(
+    ledger: &Arc<Ledger>,
+    config: &Config,
+    tickets: &[dualrig_proto::ticket::SignedTicket],
+) -> Result<(), CoordinatorError> {
+    let Some(first) = tickets.first() else {
+        return Ok(());
+    };
+    let sender = first.ticket.sender;
+    if let Some(other) = tickets.iter().find(|t| t.ticket.sender != sender) {
+        return Err(CoordinatorError::MixedSenders {
+            first: sender,
+            other: other.ticket.sender,
+        });
+    }
+    let face_value = tickets
+        .iter()
+        .map(|t| t.ticket.face_value)
+        .max()
+        .unwrap_or(0);
+    let (account, recipients, round) = ledger
+        .call(move |l| {
+            Ok((
+                l.account(&sender)?.sender,
+                l.eligible_stakes()?.len(),
+                l.round()?,
+            ))
+        })
+        .await?;
+    // A ticket must expire before its sender, unlocking now, could withdraw what backs it.
+    let latest = round.saturating_add(config.ticket_validity());
+    if let Some(t) = tickets.iter().find(|t| t.ticket.expiration_round > latest) {
+        return Err(CoordinatorError::TicketOutlivesUnlock {
+            expiration_round: t.ticket.expiration_round,
+            latest,
+        });
+    }
+    if let Some(withdraw_round) = account.withdraw_round {
+        return Err(CoordinatorError::SenderUnlocking {
+            sender,
+            withdraw_round,
+        });
+    }
+    // A recipient may claim its share of the reserve when the deposit runs dry.
+    let reserve_share = account.reserve / recipients.max(1) as u64;
+    let cover = account.deposit.saturating_add(reserve_share);
+    if cover < face_value {
+        return Err(CoordinatorError::SenderCannotCover {
+            sender,
+            deposit: account.deposit,
+            reserve_share,
+            face_value,
+        });
+    }
+    Ok(())
+}
+
+impl CoordinatorService {
     fn check_payment(
         &self,
         header: &TranscodeHeader,
@@ -724,7 +742,7 @@ impl CoordinatorApi for CoordinatorService {
         let amount = match receipt {
             Receipt::Done => 0,
             Receipt::Withdrawn { amount } => amount,
-            Receipt::Redeemed(r) => r.paid(),
+            Receipt::Redeemed(r) => r.credited(),
         };
         Ok(Response::new(LedgerReceipt {
             amount,
@@ -818,6 +836,15 @@ impl CoordinatorApi for CoordinatorService {
         let client = request.remote_addr().map(|a| a.ip());
         Ok(Response::new(
             self.storage.put(client, request.into_inner()).await?,
+        ))
+    }
+
+    async fn download_quote(
+        &self,
+        request: Request<DownloadQuoteRequest>,
+    ) -> Result<Response<DownloadQuoteResponse>, Status> {
+        Ok(Response::new(
+            self.storage.download_quote(request.into_inner()).await?,
         ))
     }
 

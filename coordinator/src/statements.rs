@@ -1,4 +1,4 @@
-//! `ListStatements` (PROTOCOL §6.8): a worker's hosting statements from the ledger, a page at a time,
+//! `ListStatements` (PROTOCOL §6.9): a worker's hosting statements from the ledger, a page at a time,
 //! each with the inputs of the payout it came from.
 
 use std::sync::Arc;
@@ -37,6 +37,8 @@ fn statement_to_wire(s: &Statement, payout: Option<HostingRound>) -> HostingStat
         forfeited: s.forfeited,
         paid: s.paid(),
         payout: payout.as_ref().map(payout_to_wire),
+        served_bytes: s.served_bytes,
+        served_paid: s.served_paid,
     }
 }
 

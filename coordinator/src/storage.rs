@@ -1,15 +1,18 @@
 //! Hosted blobs (PROTOCOL §6). Put stages the client's upload in the data dir while hashing it, checks it
 //! against the root the client named, and pushes it to `replicas` distinct workers drawn by stake ×
 //! score among those with room; Get streams a range from a holder as a bao slice that the client
-//! verifies against the root; the [`index`] remembers who holds what across restarts; [`challenge`]
+//! verifies against the root, paid per byte through [`downloads`] when the holder charges; the
+//! [`index`] remembers who holds what across restarts; [`challenge`]
 //! rounds check that they still do, and [`repair`] brings a blob back to its copies after a holder
 //! fails or loses it. Workers dial out, so every byte between clients and workers passes through here,
 //! streamed: nothing holds a whole blob in memory.
 
 pub mod challenge;
+pub mod downloads;
 pub mod index;
 pub mod links;
 mod repair;
+pub mod surge;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,8 +21,8 @@ use std::time::Duration;
 
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::v1::{
-    BlobListing, GetChunk, GetHeader, GetRequest, ListBlobsResponse, PutHeader, PutResponse,
-    PutUpload, get_chunk, put_upload, worker_event,
+    BlobListing, DownloadQuoteRequest, DownloadQuoteResponse, GetChunk, GetHeader, GetRequest,
+    ListBlobsResponse, PutHeader, PutResponse, PutUpload, get_chunk, put_upload, worker_event,
 };
 use futures::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -29,13 +32,15 @@ use tracing::{info, warn};
 
 use crate::config::{Config, MAX_REPLICAS};
 use crate::error::StorageError;
+use crate::ledger::Ledger;
 use crate::metrics;
 use crate::paging::Page;
 use crate::pool::WorkerPool;
 use crate::slashing::Slasher;
 use crate::staging::{StagingBudget, UploadDeadlines, check_disk};
+use downloads::DownloadQuotes;
 use index::{BlobIndex, IndexError};
-use links::{Links, Room};
+use links::{DownloadPayment, Links, Room};
 
 pub use challenge::check_blob_answer;
 
@@ -75,6 +80,21 @@ pub struct BlobService {
     /// Workers that failed a challenge on a blob or reported losing it: repair does not hand it back
     /// to them.
     lost_by: std::sync::Mutex<std::collections::HashMap<[u8; 32], Vec<PublicId>>>,
+    /// Where forwarded download tickets and bytes served are recorded.
+    ledger: Arc<Ledger>,
+    /// Open download quotes.
+    quotes: DownloadQuotes,
+    /// Recent download demand per blob, for surge pricing.
+    surge: surge::Surge,
+}
+
+/// A Get's blob, resolved range and excluded holders, checked.
+struct Range {
+    root: [u8; 32],
+    blob: index::IndexedBlob,
+    start: u64,
+    end: u64,
+    excluded: Vec<PublicId>,
 }
 
 impl BlobService {
@@ -82,6 +102,7 @@ impl BlobService {
         config: Arc<Config>,
         pool: Arc<WorkerPool>,
         slasher: Arc<Slasher>,
+        ledger: Arc<Ledger>,
     ) -> Result<Self, IndexError> {
         let blob_budget = StagingBudget::new(
             "blob",
@@ -89,6 +110,7 @@ impl BlobService {
             config.max_staged_blob_bytes_per_client,
         );
         let index = Arc::new(BlobIndex::open(&config.blob_index_path())?);
+        let config_surge = config.surge;
         Ok(Self {
             config,
             pool,
@@ -101,6 +123,9 @@ impl BlobService {
             last_seen: std::sync::Mutex::default(),
             started: std::time::Instant::now(),
             lost_by: std::sync::Mutex::default(),
+            ledger,
+            quotes: DownloadQuotes::default(),
+            surge: surge::Surge::new(config_surge),
         })
     }
 
@@ -159,7 +184,7 @@ impl BlobService {
             .collect()
     }
 
-    /// Those of `candidates` on a network (PROTOCOL §6.8) none of `copies` is on, when there are any;
+    /// Those of `candidates` on a network (PROTOCOL §6.9) none of `copies` is on, when there are any;
     /// otherwise all of them. Copies spread over networks survive one network's loss.
     fn on_new_networks<'a>(
         &self,
@@ -402,78 +427,301 @@ impl BlobService {
         })
     }
 
-    pub async fn get(&self, request: GetRequest) -> Result<GetStream, StorageError> {
-        let root = parse_root(&request.root)?;
+    /// Checks a Get's or a quote's root, range and excluded holders against the index.
+    async fn range(
+        &self,
+        root: &[u8],
+        start: u64,
+        end: Option<u64>,
+        exclude: &[Vec<u8>],
+    ) -> Result<Range, StorageError> {
+        let root = parse_root(root)?;
         let blob = self
             .index
             .call(move |ix| ix.blob(&root))
             .await?
             .ok_or(StorageError::NotFound { root })?;
-        let end = request.end.unwrap_or(blob.size);
-        if request.start > end || end > blob.size {
+        let end = end.unwrap_or(blob.size);
+        if start > end || end > blob.size {
             return Err(StorageError::OutOfRange {
-                start: request.start,
+                start,
                 end,
                 root,
                 size: blob.size,
             });
         }
-        let excluded = request
-            .exclude
+        let excluded = exclude
             .iter()
             .map(|w| PublicId::from_slice("exclude", w))
             .collect::<Result<Vec<PublicId>, _>>()?;
+        Ok(Range {
+            root,
+            blob,
+            start,
+            end,
+            excluded,
+        })
+    }
+
+    /// Verified holders of `blob` attached now: who serves its downloads.
+    fn serving(&self, blob: &index::IndexedBlob) -> usize {
+        blob.holders
+            .iter()
+            .filter(|w| self.pool.commands(w).is_some())
+            .count()
+    }
+
+    /// `blob`'s surge multiplier now, in ppm.
+    fn multiplier_of(&self, blob: &index::IndexedBlob) -> u32 {
+        self.surge.multiplier_ppm(&blob.root, self.serving(blob))
+    }
+
+    /// Blob `root`'s surge multiplier now, in ppm (1 000 000 = ×1; ×1 for an unknown blob): above ×1
+    /// while its download demand saturates its holders (PROTOCOL §6.8). Reads the index (briefly
+    /// blocking).
+    pub fn surge_multiplier_ppm(&self, root: &[u8; 32]) -> u32 {
+        match self.index.blob(root) {
+            Ok(Some(blob)) => self.multiplier_of(&blob),
+            _ => surge::UNIT_PPM,
+        }
+    }
+
+    /// Counts a served Get's bytes as demand; wakes repair when that makes the blob hot.
+    fn note_demand(&self, blob: &index::IndexedBlob, bytes: u64) {
+        let was = self.multiplier_of(blob);
+        self.surge.record(blob.root, bytes);
+        let now = self.multiplier_of(blob);
+        metrics::surge_multiplier(now);
+        if now > surge::UNIT_PPM && was == surge::UNIT_PPM {
+            info!(blob = %hex::encode(blob.root), multiplier_ppm = now, "blob is hot");
+            self.repair_wanted.notify_one();
+        }
+    }
+
+    /// The holder's published params, parsed.
+    fn params_of(&self, holder: &PublicId) -> Option<dualrig_proto::ticket::TicketParams> {
+        self.pool
+            .ticket_params(holder)
+            .and_then(|p| dualrig_proto::ticket::TicketParams::try_from(&p).ok())
+    }
+
+    /// Draws the holder to serve `range` among those `allowed` keeps: verified holders online and not
+    /// excluded first, drawn by weight; a claim only when no verified one is online.
+    fn pick_holder(
+        &self,
+        range: &Range,
+        allowed: impl Fn(&PublicId) -> bool,
+    ) -> Result<PublicId, StorageError> {
         let online = |workers: &[PublicId]| -> Vec<PublicId> {
             workers
                 .iter()
-                .filter(|w| !excluded.contains(w) && self.pool.commands(w).is_some())
+                .filter(|w| {
+                    !range.excluded.contains(w) && self.pool.commands(w).is_some() && allowed(w)
+                })
                 .copied()
                 .collect()
         };
-        let (verified, claimed) = (online(&blob.holders), online(&blob.claims));
+        let (verified, claimed) = (online(&range.blob.holders), online(&range.blob.claims));
         // Verified holders first; a claim is tried only when none is online (the client checks
         // every byte against the root either way).
-        let holder = self
-            .pool
+        self.pool
             .draw_among(&verified)
             .or(verified.first().copied())
             .or(claimed.first().copied())
             .ok_or(StorageError::NoHolderOnline {
-                root,
-                holders: blob.holders.len(),
-                excluded: !excluded.is_empty(),
-            })?;
+                root: range.root,
+                holders: range.blob.holders.len(),
+                excluded: !range.excluded.is_empty(),
+            })
+    }
+
+    /// Draws the holder that will serve a range and opens a quote for it (PROTOCOL §6.7).
+    pub async fn download_quote(
+        &self,
+        request: DownloadQuoteRequest,
+    ) -> Result<DownloadQuoteResponse, StorageError> {
+        let range = self
+            .range(&request.root, request.start, request.end, &request.exclude)
+            .await?;
+        let holder = self.pick_holder(&range, |w| self.params_of(w).is_some())?;
+        let params = self.params_of(&holder).ok_or_else(|| {
+            StorageError::HolderUnreachable(format!(
+                "holder {} published no ticket params",
+                holder.short()
+            ))
+        })?;
+        let round = self.ledger.call(|l| l.round()).await?;
+        let multiplier = self.multiplier_of(&range.blob);
+        let quote_id = self.quotes.open(
+            holder,
+            range.root,
+            (range.start, range.end),
+            params,
+            multiplier,
+        )?;
+        Ok(DownloadQuoteResponse {
+            quote_id,
+            holder: holder.as_bytes().to_vec(),
+            params: Some((&params).into()),
+            round,
+            start: range.start,
+            end: range.end,
+            size: range.blob.size,
+            surge_multiplier_ppm: multiplier,
+        })
+    }
+
+    /// Streams a range from a holder. With a quote, the range goes to the quoted holder, paid by the
+    /// request's tickets once they pass every check (quote, payee, params, price, the sender's funds,
+    /// never forwarded before); without one, only a holder that serves for free is drawn.
+    pub async fn get(&self, request: GetRequest) -> Result<GetStream, StorageError> {
+        let range = self
+            .range(&request.root, request.start, request.end, &request.exclude)
+            .await?;
+        let (holder, payment, paid_ev) = if request.quote_id.is_empty() {
+            let holder = self
+                .pick_holder(&range, |w| {
+                    self.params_of(w).is_none_or(|p| p.price_per_byte == 0)
+                })
+                .map_err(|no_free| {
+                    let priced = range
+                        .blob
+                        .holders
+                        .iter()
+                        .filter(|w| !range.excluded.contains(w) && self.pool.commands(w).is_some())
+                        .filter_map(|w| self.params_of(w).map(|p| p.price_per_byte))
+                        .min();
+                    match priced {
+                        Some(price) => StorageError::DownloadPaymentRequired {
+                            root: range.root,
+                            price,
+                        },
+                        None => no_free,
+                    }
+                })?;
+            let round = self.ledger.call(|l| l.round()).await?;
+            let payment = DownloadPayment {
+                tickets: Vec::new(),
+                round,
+            };
+            (holder, payment, None)
+        } else {
+            let paid = self.check_paid_get(&request, &range).await;
+            if paid.is_err() {
+                metrics::download_refused("coordinator");
+            }
+            paid?
+        };
         let fetch = self
             .links
-            .fetch(&self.pool, &holder, &root, request.start, end)
+            .fetch(
+                &self.pool,
+                &holder,
+                &range.root,
+                (range.start, range.end),
+                Some(payment),
+            )
             .await
             .map_err(StorageError::HolderUnreachable)?;
         metrics::blob_served();
+        self.note_demand(&range.blob, range.end - range.start);
         let header = GetChunk {
             part: Some(get_chunk::Part::Header(GetHeader {
-                root: root.to_vec(),
-                size: blob.size,
-                start: request.start,
-                end,
+                root: range.root.to_vec(),
+                size: range.blob.size,
+                start: range.start,
+                end: range.end,
                 holder: holder.as_bytes().to_vec(),
             })),
         };
-        let pieces = futures::stream::unfold(fetch, move |mut fetch| async move {
-            let piece = fetch.pieces.recv().await?;
-            let item = piece
-                .map(|data| GetChunk {
-                    part: Some(get_chunk::Part::Slice(data.to_vec())),
-                })
-                .map_err(|why| {
-                    Status::from(StorageError::HolderFailed {
-                        holder: holder.short(),
-                        why,
-                    })
-                });
-            Some((item, fetch))
+        let bytes = range.end - range.start;
+        let ledger = Arc::clone(&self.ledger);
+        let pieces = futures::stream::unfold(Some(fetch), move |fetch| {
+            let ledger = Arc::clone(&ledger);
+            async move {
+                let mut fetch = fetch?;
+                let Some(piece) = fetch.pieces.recv().await else {
+                    // The whole slice reached the reader.
+                    metrics::download_served(bytes, paid_ev.is_some());
+                    let paid = paid_ev.unwrap_or(0);
+                    if let Err(e) = ledger
+                        .call(move |l| l.record_served(&holder, bytes, paid))
+                        .await
+                    {
+                        tracing::error!(error = %e, "cannot record bytes served");
+                    }
+                    return None;
+                };
+                match piece {
+                    Ok(data) => Some((
+                        Ok(GetChunk {
+                            part: Some(get_chunk::Part::Slice(data.to_vec())),
+                        }),
+                        Some(fetch),
+                    )),
+                    Err(why) => {
+                        let error = match fetch.payment_refused() {
+                            Some(why) => {
+                                metrics::download_refused("holder");
+                                StorageError::HolderRefusedPayment {
+                                    holder: holder.short(),
+                                    why,
+                                }
+                            }
+                            None => StorageError::HolderFailed {
+                                holder: holder.short(),
+                                why,
+                            },
+                        };
+                        Some((Err(Status::from(error)), None))
+                    }
+                }
+            }
         });
         Ok(Box::pin(
             futures::stream::once(async move { Ok(header) }).chain(pieces),
+        ))
+    }
+
+    /// A paid Get's checks, before any byte is fetched: its quote (single use, this root and range),
+    /// its tickets against the quote, the sender's funds, and that no ticket was forwarded before (the
+    /// ledger records them as it checks). Returns the holder, what goes to it, and the payment's worth.
+    async fn check_paid_get(
+        &self,
+        request: &GetRequest,
+        range: &Range,
+    ) -> Result<(PublicId, DownloadPayment, Option<u64>), StorageError> {
+        let quoted = self.quotes.take(&request.quote_id)?;
+        let holder = quoted.holder;
+        if self.pool.commands(&holder).is_none() {
+            return Err(StorageError::Staged(
+                crate::error::CoordinatorError::QuoteLost(crate::error::QuoteLost::WorkerGone {
+                    worker: holder,
+                }),
+            ));
+        }
+        let (tickets, offered) = downloads::check_download_payment(
+            &request.quote_id,
+            &quoted,
+            (range.root, range.start, range.end),
+            &request.payment,
+            self.params_of(&holder),
+        )?;
+        crate::service::check_sender_covers(&self.ledger, &self.config, &tickets).await?;
+        let hashes: Vec<[u8; 32]> = tickets.iter().map(|t| t.ticket_hash()).collect();
+        let round = self
+            .ledger
+            .call(move |l| l.record_download_tickets(&holder, &hashes))
+            .await?;
+        metrics::download_tickets_forwarded(tickets.len());
+        let paid = quoted.params.price_per_byte > 0;
+        Ok((
+            holder,
+            DownloadPayment {
+                tickets: request.payment.clone(),
+                round,
+            },
+            paid.then_some(offered),
         ))
     }
 
@@ -497,6 +745,7 @@ impl BlobService {
                     size: b.size,
                     holders: b.holders.iter().map(|w| w.as_bytes().to_vec()).collect(),
                     replicas: b.replicas,
+                    surge_multiplier_ppm: self.multiplier_of(&b),
                 })
                 .collect(),
             next_page_token,
@@ -539,15 +788,7 @@ impl BlobService {
                 }
             }
             worker_event::Event::Stored(stored) => self.links.on_stored(&worker, stored),
-            worker_event::Event::Piece(piece) => {
-                self.links.on_piece(
-                    &worker,
-                    &piece.fetch_id,
-                    piece.data,
-                    piece.last,
-                    piece.error,
-                );
-            }
+            worker_event::Event::Piece(piece) => self.links.on_piece(&worker, piece),
             worker_event::Event::Answer(answer) => self.links.on_answer(&worker, answer),
             _ => {}
         }

@@ -219,6 +219,16 @@ pub fn expected_value(face_value: u64, win_prob: u64) -> u64 {
     (scaled >> 64) as u64
 }
 
+/// A surge multiplier of ×1, in parts per million (PROTOCOL §6.8).
+pub const SURGE_UNIT_PPM: u32 = 1_000_000;
+
+/// `price × multiplier_ppm / 10^6`, rounded up, so a multiplier above ×1 never rounds a price down:
+/// what a hot blob's download owes per byte (PROTOCOL §6.8).
+pub fn surged_price(price: u64, multiplier_ppm: u32) -> u64 {
+    let scaled = u128::from(price) * u128::from(multiplier_ppm);
+    u64::try_from(scaled.div_ceil(u128::from(SURGE_UNIT_PPM))).unwrap_or(u64::MAX)
+}
+
 /// A ticket with its sender's ed25519 signature over [`Ticket::ticket_hash`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SignedTicket {
@@ -309,8 +319,17 @@ pub struct TicketTerms {
     pub face_value: u64,
     pub win_prob: u64,
     pub expiration_round: u64,
-    /// Price of one unit of work (an output pixel for transcoding, a byte for downloads).
+    /// Price of one unit of transcoding work (an output pixel).
     pub price_per_unit: u64,
+    /// Price of one byte served to a paid download.
+    pub price_per_byte: u64,
+}
+
+/// Which of a params' prices a payment is held to: output pixels of a transcode, or bytes of a download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    PerUnit,
+    PerByte,
 }
 
 /// What a recipient publishes through the coordinator so senders can pay it (PROTOCOL §3).
@@ -323,6 +342,7 @@ pub struct TicketParams {
     pub seed: [u8; 32],
     pub expiration_round: u64,
     pub price_per_unit: u64,
+    pub price_per_byte: u64,
 }
 
 impl TicketParams {
@@ -341,6 +361,7 @@ impl TicketParams {
             seed,
             expiration_round: terms.expiration_round,
             price_per_unit: terms.price_per_unit,
+            price_per_byte: terms.price_per_byte,
         }
     }
 
@@ -354,6 +375,23 @@ impl TicketParams {
             .checked_mul(units)
             .ok_or(TicketError::Overflow {
                 what: "price_per_unit × units",
+            })
+    }
+
+    /// The price these params ask at `rate`.
+    pub fn price(&self, rate: Rate) -> u64 {
+        match rate {
+            Rate::PerUnit => self.price_per_unit,
+            Rate::PerByte => self.price_per_byte,
+        }
+    }
+
+    /// `price(rate) × units`, or an overflow error.
+    pub fn amount_owed_at(&self, rate: Rate, units: u64) -> Result<u64, TicketError> {
+        self.price(rate)
+            .checked_mul(units)
+            .ok_or(TicketError::Overflow {
+                what: "price × units",
             })
     }
 
@@ -518,6 +556,7 @@ mod tests {
                 win_prob: 1,
                 expiration_round: 3,
                 price_per_unit: 2,
+                price_per_byte: 0,
             },
         );
         assert_eq!(params.recipient_rand_hash, recipient_rand_hash(&rand));
@@ -533,6 +572,7 @@ mod tests {
             seed: [0; 32],
             expiration_round: 0,
             price_per_unit: u64::MAX / 2 + 1,
+            price_per_byte: 0,
         };
         assert_eq!(params.amount_owed(1), Ok(u64::MAX / 2 + 1));
         assert!(matches!(

@@ -50,6 +50,7 @@ fn write_seed_corpus() {
             win_prob: u64::MAX / 100,
             expiration_round: 10,
             price_per_unit: 3,
+            price_per_byte: 0,
         })
         .expect("params");
     let ticket = SignedTicket::sign(params.ticket(sender.id(), 7), &sender);

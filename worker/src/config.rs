@@ -136,6 +136,8 @@ pub struct WorkerConfig {
     pub max_backoff: Duration,
     /// What clients pay this worker per output pixel; 0 works for free and takes no tickets.
     pub price_per_unit: u64,
+    /// What a paid download pays this worker per byte it serves; 0 serves downloads for free.
+    pub price_per_byte: u64,
     /// Face value of the worker's tickets, and one in how many wins.
     pub ticket_face_value: u64,
     pub ticket_win_prob_one_in: u64,
@@ -165,6 +167,7 @@ impl WorkerConfig {
             source_addr: None,
             max_backoff: Duration::from_secs(10),
             price_per_unit: 0,
+            price_per_byte: 0,
             ticket_face_value: 1_000_000,
             ticket_win_prob_one_in: 100,
             storage_capacity: DEFAULT_STORAGE_CAPACITY,
@@ -207,6 +210,7 @@ impl WorkerConfig {
             ("dashboard_addr", self.dashboard_addr != next.dashboard_addr),
             ("source_addr", self.source_addr != next.source_addr),
             ("price_per_unit", self.price_per_unit != next.price_per_unit),
+            ("price_per_byte", self.price_per_byte != next.price_per_byte),
             (
                 "ticket_face_value",
                 self.ticket_face_value != next.ticket_face_value,
@@ -245,11 +249,11 @@ impl WorkerConfig {
                 self.gpu_hash_share
             ));
         }
-        if self.price_per_unit > 0
+        if (self.price_per_unit > 0 || self.price_per_byte > 0)
             && (self.ticket_face_value == 0 || self.ticket_win_prob_one_in == 0)
         {
             return Err(
-                "--ticket-face-value and --ticket-win-prob-one-in must be above 0 when --price-per-unit is".into(),
+                "--ticket-face-value and --ticket-win-prob-one-in must be above 0 when --price-per-unit or --price-per-byte is".into(),
             );
         }
         if self.scrub_interval < Duration::from_millis(10) {

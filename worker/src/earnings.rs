@@ -1,5 +1,5 @@
 //! `dualrig-worker earnings`: what this worker has earned, from the coordinator's ledger: balance and
-//! stake, and its hosting statements (PROTOCOL §6.8) for the last rounds, as a table or as JSON.
+//! stake, and its hosting statements (PROTOCOL §6.9) for the last rounds, as a table or as JSON.
 
 use dualrig_proto::amount::format_tokens;
 use dualrig_proto::identity::PublicId;
@@ -89,6 +89,8 @@ struct StatementJson {
     released: u64,
     forfeited: u64,
     paid: u64,
+    served_bytes: u64,
+    served_paid: u64,
     /// The payout's inputs: the budget split and what it came from.
     payout: Option<PayoutJson>,
 }
@@ -134,6 +136,8 @@ impl Earnings {
                     released: s.released,
                     forfeited: s.forfeited,
                     paid: s.paid,
+                    served_bytes: s.served_bytes,
+                    served_paid: s.served_paid,
                     payout: s.payout.as_ref().map(|p| PayoutJson {
                         rounds_covered: p.rounds_covered,
                         minted: p.minted,
@@ -163,12 +167,21 @@ impl Earnings {
             return out;
         }
         out.push_str(&format!(
-            "\n{:>8} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12} {:>12}\n",
-            "round", "proven B", "credited B", "reward", "held", "released", "forfeited", "paid"
+            "\n{:>8} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12} {:>12} {:>14} {:>12}\n",
+            "round",
+            "proven B",
+            "credited B",
+            "reward",
+            "held",
+            "released",
+            "forfeited",
+            "paid",
+            "served B",
+            "served for"
         ));
         for s in &self.statements {
             out.push_str(&format!(
-                "{:>8} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12} {:>12}\n",
+                "{:>8} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12} {:>12} {:>14} {:>12}\n",
                 s.round,
                 s.proven_bytes,
                 s.credited_bytes,
@@ -177,6 +190,8 @@ impl Earnings {
                 format_tokens(s.released),
                 format_tokens(s.forfeited),
                 format_tokens(s.paid),
+                s.served_bytes,
+                format_tokens(s.served_paid),
             ));
         }
         let paid: u64 = self.statements.iter().map(|s| s.paid).sum();

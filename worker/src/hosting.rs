@@ -1,6 +1,7 @@
 //! The worker's side of hosting (PROTOCOL §6) on the Attach stream: blobs the coordinator pushes go into
 //! the [`BlobStore`] as they arrive (hashed on the way in, kept only when they hash to the root they
-//! were sent under), ranges are served as verifiable slices, challenges are answered with chunk proofs
+//! were sent under), ranges are served as verifiable slices (a client's download only once its tickets
+//! are accepted, when the worker charges per byte), challenges are answered with chunk proofs
 //! from the outboards, and the store is scrubbed on a schedule. Every change to what the worker holds
 //! goes up as a `Holdings` report; the first report on each stream is the full list.
 
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::metrics;
+use crate::payment::Payments;
 use crate::store::{BlobInfo, BlobStore, StoreError};
 
 /// Bytes of slice per BlobPiece sent up the stream.
@@ -100,6 +102,8 @@ impl FetchState {
 pub struct Hosting {
     id: PublicId,
     store: Arc<BlobStore>,
+    /// Checks a download's tickets before it is served.
+    payments: Arc<Payments>,
     /// Incoming transfers: id → the feed into the store's put.
     transfers: Mutex<HashMap<String, mpsc::Sender<Piece>>>,
     /// Outgoing fetches by id.
@@ -124,7 +128,7 @@ fn event(event: worker_event::Event) -> WorkerEvent {
 }
 
 impl Hosting {
-    pub fn new(id: PublicId, store: Arc<BlobStore>) -> Self {
+    pub fn new(id: PublicId, store: Arc<BlobStore>, payments: Arc<Payments>) -> Self {
         metrics::store_usage(
             store.used_bytes(),
             store.list().len(),
@@ -133,6 +137,7 @@ impl Hosting {
         Self {
             id,
             store,
+            payments,
             transfers: Mutex::default(),
             fetches: Arc::default(),
             events: Mutex::default(),
@@ -266,7 +271,9 @@ impl Hosting {
 
     /// Serves a range as a slice, piece by piece, each once the coordinator has granted it (the
     /// window, then one credit per piece its reader took), until done, failed, cancelled, or no
-    /// credit came for [`CREDIT_WAIT`].
+    /// credit came for [`CREDIT_WAIT`]. A download's tickets are checked first
+    /// ([`Payments::accept_download`]); a refused payment sends nothing but one error piece marked
+    /// `payment_refused`.
     pub fn on_fetch(&self, fetch: FetchBlob, events: &mpsc::Sender<WorkerEvent>) {
         let piece = {
             let fetch_id = fetch.fetch_id.clone();
@@ -276,6 +283,7 @@ impl Hosting {
                     data,
                     last,
                     error,
+                    payment_refused: false,
                 }))
             }
         };
@@ -292,17 +300,51 @@ impl Hosting {
         }
         let store = Arc::clone(&self.store);
         let fetches = Arc::clone(&self.fetches);
+        let payments = Arc::clone(&self.payments);
         let events = events.clone();
         tokio::task::spawn_blocking(move || {
+            let paid = fetch.download && payments.charges_downloads();
+            match payments.accept_download(&fetch) {
+                Ok(published) => {
+                    if paid {
+                        metrics::download_payment("accepted");
+                    }
+                    // Ahead of the pieces on the same stream: the coordinator quotes the new params
+                    // by the time this range has reached its reader.
+                    if let Some(params) = published {
+                        let _ = events
+                            .blocking_send(event(worker_event::Event::Params((&params).into())));
+                    }
+                }
+                Err(refused) => {
+                    metrics::download_payment("refused");
+                    warn!(fetch = %fetch.fetch_id, error = %refused, "download refused");
+                    let _ = events.blocking_send(event(worker_event::Event::Piece(BlobPiece {
+                        fetch_id: fetch.fetch_id.clone(),
+                        data: Vec::new(),
+                        last: true,
+                        error: refused.to_string(),
+                        payment_refused: true,
+                    })));
+                    lock(&fetches).remove(&fetch.fetch_id);
+                    return;
+                }
+            }
             let send = |data, last| {
                 state.take_credit(CREDIT_WAIT)
                     && events
                         .blocking_send(piece(data, last, String::new()))
                         .is_ok()
             };
-            if let Err(error) = serve_slice(&store, &fetch, &state.cancelled, send) {
-                warn!(fetch = %fetch.fetch_id, %error, "fetch failed");
-                let _ = events.blocking_send(piece(Vec::new(), true, error));
+            match serve_slice(&store, &fetch, &state.cancelled, send) {
+                Ok(true) if fetch.download => {
+                    metrics::served(fetch.end.saturating_sub(fetch.start), paid);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    warn!(fetch = %fetch.fetch_id, %error, "fetch failed");
+                    let _ = events.blocking_send(piece(Vec::new(), true, error));
+                }
             }
             lock(&fetches).remove(&fetch.fetch_id);
         });
@@ -390,13 +432,13 @@ impl Hosting {
 }
 
 /// Reads the slice of `fetch`'s range and hands it to `send` in pieces (`send` returns false once
-/// nobody listens); stops early when `cancelled` is set.
+/// nobody listens); stops early when `cancelled` is set. True when the whole slice went out.
 fn serve_slice(
     store: &BlobStore,
     fetch: &FetchBlob,
     cancelled: &AtomicBool,
     mut send: impl FnMut(Vec<u8>, bool) -> bool,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let root = <[u8; 32]>::try_from(fetch.root.as_slice())
         .map(blake3::Hash::from_bytes)
         .map_err(|_| "the root is not 32 bytes".to_owned())?;
@@ -408,12 +450,13 @@ fn serve_slice(
         let n = read_full(&mut slice, &mut buf)
             .map_err(|e| format!("cannot read blob {root}: {e}; a scrub will check it"))?;
         let last = n < buf.len();
-        if !send(buf[..n].to_vec(), last) || last {
+        let sent = send(buf[..n].to_vec(), last);
+        if !sent || last {
             metrics::blob("served");
-            return Ok(());
+            return Ok(sent && last);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The proofs for one challenged blob, or why there are none.

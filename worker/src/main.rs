@@ -135,6 +135,10 @@ struct RunArgs {
     /// Price per output pixel clients pay in tickets; 0 (the default) works for free.
     #[arg(long, env = "DUALRIG_PRICE_PER_UNIT")]
     price_per_unit: Option<u64>,
+    /// Price per byte a paid download pays this worker for what it serves; 0 (the default) serves
+    /// downloads for free.
+    #[arg(long, env = "DUALRIG_PRICE_PER_BYTE")]
+    price_per_byte: Option<u64>,
     /// Face value of this worker's tickets (default 1000000).
     #[arg(long, env = "DUALRIG_TICKET_FACE_VALUE")]
     ticket_face_value: Option<u64>,
@@ -180,6 +184,7 @@ impl RunArgs {
                 dashboard_addr: self.dashboard_addr,
                 source_addr: self.source_addr,
                 price_per_unit: self.price_per_unit,
+                price_per_byte: self.price_per_byte,
                 ticket_face_value: self.ticket_face_value,
                 ticket_win_prob_one_in: self.ticket_win_prob_one_in,
                 storage_capacity: self.storage_capacity,

@@ -25,6 +25,8 @@ pub const CHALLENGE_SECONDS: &str = "dualrig_worker_challenge_seconds";
 pub const SCRUBBED: &str = "dualrig_worker_scrubbed_blobs_total";
 pub const SESSIONS: &str = "dualrig_worker_sessions";
 pub const RELOADS: &str = "dualrig_worker_config_reloads_total";
+pub const SERVED_BYTES: &str = "dualrig_worker_served_bytes_total";
+pub const DOWNLOAD_PAYMENTS: &str = "dualrig_worker_download_payments_total";
 
 /// `outcome` of [`JOBS`].
 pub const JOB_OUTCOMES: &[&str] = &["done", "failed", "payment_refused", "crashed"];
@@ -40,6 +42,10 @@ pub const BLOB_OUTCOMES: &[&str] = &["stored", "refused", "served"];
 pub const SCRUB_OUTCOMES: &[&str] = &["sound", "dropped"];
 /// `outcome` of [`RELOADS`].
 pub const RELOAD_OUTCOMES: &[&str] = &["applied", "refused"];
+/// `payment` of [`SERVED_BYTES`].
+pub const SERVED_PAYMENTS: &[&str] = &["paid", "free"];
+/// `outcome` of [`DOWNLOAD_PAYMENTS`].
+pub const DOWNLOAD_PAYMENT_OUTCOMES: &[&str] = &["accepted", "refused"];
 
 /// Upper bounds of the [`TRANSCODE_SECONDS`] buckets: one segment to its whole ladder.
 const TRANSCODE_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
@@ -73,10 +79,14 @@ fn register() {
         (BLOBS, BLOB_OUTCOMES),
         (SCRUBBED, SCRUB_OUTCOMES),
         (RELOADS, RELOAD_OUTCOMES),
+        (DOWNLOAD_PAYMENTS, DOWNLOAD_PAYMENT_OUTCOMES),
     ] {
         for &outcome in outcomes {
             counter!(name, "outcome" => outcome).increment(0);
         }
+    }
+    for &payment in SERVED_PAYMENTS {
+        counter!(SERVED_BYTES, "payment" => payment).increment(0);
     }
     for name in [BYTES_IN, BYTES_OUT, REDEEMED_VALUE, PROOFS] {
         counter!(name).increment(0);
@@ -131,6 +141,15 @@ fn describe() {
         "Blobs rehashed by scrubs, by outcome (sound, dropped)"
     );
     describe_gauge!(SESSIONS, "Jobs the worker runs at once");
+    describe_counter!(
+        SERVED_BYTES,
+        metrics::Unit::Bytes,
+        "Blob bytes served to downloads, by payment (paid, free)"
+    );
+    describe_counter!(
+        DOWNLOAD_PAYMENTS,
+        "Paid downloads' payments, by outcome (accepted, refused)"
+    );
     describe_counter!(
         RELOADS,
         "Config reloads on SIGHUP, by outcome (applied, refused)"
@@ -249,6 +268,17 @@ pub fn redeemed(outcome: &'static str, amount: u64, face_value: u64) {
         s.tickets.waiting = s.tickets.waiting.saturating_sub(1);
         s.tickets.waiting_face_value = s.tickets.waiting_face_value.saturating_sub(face_value);
     });
+}
+
+/// A client download's payment was accepted or refused.
+pub fn download_payment(outcome: &'static str) {
+    counter!(DOWNLOAD_PAYMENTS, "outcome" => outcome).increment(1);
+}
+
+/// `bytes` of a download's range were served, `paid` or free.
+pub fn served(bytes: u64, paid: bool) {
+    let payment = if paid { "paid" } else { "free" };
+    counter!(SERVED_BYTES, "payment" => payment).increment(bytes);
 }
 
 pub fn blob(outcome: &'static str) {

@@ -4,7 +4,8 @@
 //! The params derive from a secret kept in the data dir (`ticket.secret`, 0600), and every winning ticket
 //! is on disk ([`winners`]) before its job is taken on, so a win received before a crash still redeems
 //! after it, once. A worker whose price is 0 issues params all the same (clients see it works for free)
-//! and takes jobs without tickets.
+//! and takes jobs without tickets. Downloads are paid the same way, per byte served
+//! ([`Payments::accept_download`]): one validator and one redemption queue for both.
 
 pub mod winners;
 
@@ -15,10 +16,10 @@ use std::time::Duration;
 use dualrig_proto::identity::Identity;
 use dualrig_proto::ledger_request::{Operation, SignedRequest};
 use dualrig_proto::ticket::{
-    SignedTicket, TicketParams, TicketTerms, TicketValidator, WinningTicket, win_prob_one_in,
+    Rate, SignedTicket, TicketParams, TicketTerms, TicketValidator, WinningTicket, win_prob_one_in,
 };
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
-use dualrig_proto::v1::{AccountRequest, LedgerRequest, TranscodeJob};
+use dualrig_proto::v1::{AccountRequest, FetchBlob, LedgerRequest, TranscodeJob};
 use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -78,6 +79,7 @@ struct State {
 /// The worker's side of payments: its live params, the ticket check, the redemption queue.
 pub struct Payments {
     price_per_unit: u64,
+    price_per_byte: u64,
     /// Rounds new params stay valid: [`PARAMS_ROUNDS`] or the coordinator's bound, if lower.
     validity: std::sync::atomic::AtomicU64,
     face_value: u64,
@@ -91,6 +93,7 @@ impl std::fmt::Debug for Payments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Payments")
             .field("price_per_unit", &self.price_per_unit)
+            .field("price_per_byte", &self.price_per_byte)
             .finish_non_exhaustive()
     }
 }
@@ -106,7 +109,7 @@ impl Payments {
         let mut validator = TicketValidator::new(identity.id(), secret, 0);
         let win_prob = win_prob_one_in(config.ticket_win_prob_one_in.max(1));
         let terms = terms(
-            config.price_per_unit,
+            (config.price_per_unit, config.price_per_byte),
             config.ticket_face_value,
             win_prob,
             0,
@@ -131,6 +134,7 @@ impl Payments {
         Ok((
             Self {
                 price_per_unit: config.price_per_unit,
+                price_per_byte: config.price_per_byte,
                 validity: std::sync::atomic::AtomicU64::new(PARAMS_ROUNDS),
                 face_value: config.ticket_face_value,
                 win_prob,
@@ -189,7 +193,7 @@ impl Payments {
 
     fn reissue(&self, state: &mut State, round: u64) -> Option<TicketParams> {
         let terms = terms(
-            self.price_per_unit,
+            (self.price_per_unit, self.price_per_byte),
             self.face_value,
             self.win_prob,
             round,
@@ -211,25 +215,65 @@ impl Payments {
     /// job only when its tickets are good and cover `price × units`. Winners go to the redemption
     /// queue. Returns new params to publish when a win retired the old ones.
     pub fn accept(&self, job: &TranscodeJob) -> Result<Option<TicketParams>, PaymentRefused> {
-        let mut published = self.set_round(job.round);
+        let published = self.set_round(job.round);
         if self.price_per_unit == 0 {
             return Ok(published);
         }
-        let tickets = job
-            .payment
+        self.take_payment(&job.payment, job.units, Rate::PerUnit, published)
+            .map_err(|why| PaymentRefused(format!("{why} (job is {} units)", job.units)))
+    }
+
+    /// Checks a client download's tickets before a byte is served, as [`Self::accept`] does a job's:
+    /// a worker whose `price_per_byte` is 0 serves every fetch; a priced one serves a download only
+    /// when its tickets are good and cover `price_per_byte × (end − start)`. A fetch that is no
+    /// download (the coordinator copying a blob for repair) is served free. Returns new params to
+    /// publish when a win retired the old ones.
+    pub fn accept_download(
+        &self,
+        fetch: &FetchBlob,
+    ) -> Result<Option<TicketParams>, PaymentRefused> {
+        let published = self.set_round(fetch.round);
+        if self.price_per_byte == 0 || !fetch.download {
+            return Ok(published);
+        }
+        let bytes = fetch.end.saturating_sub(fetch.start);
+        self.take_payment(&fetch.payment, bytes, Rate::PerByte, published)
+            .map_err(|why| {
+                PaymentRefused(format!(
+                    "{why} (the range is {bytes} bytes at {} per byte)",
+                    self.price_per_byte
+                ))
+            })
+    }
+
+    /// Whether downloads from this worker are paid.
+    pub fn charges_downloads(&self) -> bool {
+        self.price_per_byte > 0
+    }
+
+    /// Validates `payment` for `units` at `rate`, queues its winners, and re-issues the params when a
+    /// win retired them (returned, or `published` when none was).
+    fn take_payment(
+        &self,
+        payment: &[dualrig_proto::v1::SignedTicket],
+        units: u64,
+        rate: Rate,
+        mut published: Option<TicketParams>,
+    ) -> Result<Option<TicketParams>, String> {
+        let tickets = payment
             .iter()
             .map(SignedTicket::try_from)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
-                metrics::tickets("refused", job.payment.len());
-                PaymentRefused(e.to_string())
+                metrics::tickets("refused", payment.len());
+                e.to_string()
             })?;
         let mut state = self.lock();
-        let accepted = match state.validator.validate_naming_ticket(&tickets, job.units) {
+        let accepted = match state.validator.validate_at(&tickets, units, rate) {
             Ok(accepted) => accepted,
             Err(e) => {
                 metrics::tickets("refused", tickets.len());
-                return Err(PaymentRefused(format!("{e} (job is {} units)", job.units)));
+                return Err(e.to_string());
             }
         };
         metrics::tickets("received", tickets.len());
@@ -260,7 +304,7 @@ impl Payments {
 }
 
 fn terms(
-    price_per_unit: u64,
+    (price_per_unit, price_per_byte): (u64, u64),
     face_value: u64,
     win_prob: u64,
     round: u64,
@@ -271,6 +315,7 @@ fn terms(
         win_prob,
         expiration_round: round.saturating_add(validity),
         price_per_unit,
+        price_per_byte,
     }
 }
 
@@ -428,6 +473,48 @@ mod tests {
         assert_eq!(winners.try_recv().map(|w| w.0.ticket), Ok(enough[0]));
         // The same tickets again are refused: their params are retired.
         assert!(payments.accept(&job(&enough, 100)).is_err());
+    }
+
+    #[test]
+    fn a_download_is_served_only_against_tickets_covering_its_bytes_at_the_byte_price() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = WorkerConfig::new("http://127.0.0.1:1", dir.path().to_owned());
+        config.price_per_unit = 1_000;
+        config.price_per_byte = 3;
+        config.ticket_face_value = 100;
+        config.ticket_win_prob_one_in = 1;
+        let (payments, _winners) =
+            Payments::new(&config, &Identity::from_secret([7; 32])).expect("payments");
+        let params = payments.current();
+        assert_eq!((params.price_per_unit, params.price_per_byte), (1_000, 3));
+        let fetch = |tickets: &[SignedTicket], download: bool| FetchBlob {
+            fetch_id: "f".into(),
+            start: 10,
+            end: 110,
+            download,
+            payment: tickets.iter().map(Into::into).collect(),
+            round: 1,
+            ..FetchBlob::default()
+        };
+        // The coordinator's own copy (repair) is free; a client's download is not.
+        assert!(payments.accept_download(&fetch(&[], false)).is_ok());
+        let unpaid = payments
+            .accept_download(&fetch(&[], true))
+            .expect_err("unpaid");
+        assert!(
+            unpaid.to_string().contains("100 bytes at 3 per byte"),
+            "{unpaid}"
+        );
+        let sender = Identity::from_secret([8; 32]);
+        let mut payer = TicketPayer::starting_at(1);
+        // 100 bytes at 3 owe 300: two tickets of 100 are short, three pay (not the pixel price).
+        let short = payer.pay(&sender, &params, 200).expect("tickets");
+        assert!(payments.accept_download(&fetch(&short, true)).is_err());
+        let enough = payer.pay(&sender, &params, 300).expect("tickets");
+        let renewed = payments
+            .accept_download(&fetch(&enough, true))
+            .expect("paid");
+        assert!(renewed.is_some(), "a win retires the params");
     }
 
     #[test]

@@ -125,7 +125,12 @@ impl Worker {
             capacity = store.capacity_bytes(),
             "blob store open"
         );
-        let hosting = Arc::new(Hosting::new(identity.id(), Arc::new(store)));
+        let payments = Arc::new(payments);
+        let hosting = Arc::new(Hosting::new(
+            identity.id(),
+            Arc::new(store),
+            Arc::clone(&payments),
+        ));
         let sessions = crate::slots::initial_sessions(config.sessions, &encoder);
         info!(sessions, setting = %config.sessions, "jobs run at once");
         let capabilities = Capabilities {
@@ -149,7 +154,7 @@ impl Worker {
             identity: Arc::new(identity),
             encoder: Arc::new(encoder),
             capabilities,
-            payments: Arc::new(payments),
+            payments,
             hosting,
             slots: JobSlots::new(sessions),
             winners: std::sync::Mutex::new(Some(winners)),

@@ -34,12 +34,19 @@ pub struct Redemption {
     pub from_reserve: u64,
     /// Face value the sender could not cover; the ticket is spent all the same.
     pub unpaid: u64,
+    /// Of what was paid, the share that went to the `hosting_fees` pot (a download's ticket).
+    pub fee: u64,
 }
 
 impl Redemption {
     pub fn paid(&self) -> u64 {
         // Both parts come out of one face value, so their sum fits.
         self.from_deposit.saturating_add(self.from_reserve)
+    }
+
+    /// What the recipient's balance gained: what was paid less the fee.
+    pub fn credited(&self) -> u64 {
+        self.paid().saturating_sub(self.fee)
     }
 }
 
@@ -235,7 +242,12 @@ pub(super) fn redeem(
     s.reserve -= from_reserve;
     set_sender(conn, &t.sender, &s)?;
     let paid = from_deposit + from_reserve;
-    store::credit(conn, &t.recipient, paid)?;
+    let fee = if super::downloads::is_download_ticket(conn, &ticket_hash)? {
+        super::downloads::take_fee(conn, config.download_fee_share_ppm, paid)?
+    } else {
+        0
+    };
+    store::credit(conn, &t.recipient, paid - fee)?;
 
     let inserted = conn
         .prepare_cached(
@@ -265,6 +277,7 @@ pub(super) fn redeem(
         from_deposit,
         from_reserve,
         unpaid: short - from_reserve,
+        fee,
     })
 }
 

@@ -73,6 +73,11 @@ pub enum LedgerError {
     #[error("ticket {} was already redeemed", hex::encode(&ticket_hash[..8]))]
     AlreadyRedeemed { ticket_hash: [u8; 32] },
     #[error(
+        "ticket {} already paid for a download; every range needs fresh tickets (a new nonce each)",
+        hex::encode(&ticket_hash[..8])
+    )]
+    TicketForwarded { ticket_hash: [u8; 32] },
+    #[error(
         "sender {sender} can pay {recipient} nothing this round (deposit empty, reserve share used up or recipient not eligible); try again next round"
     )]
     SenderCannotPay {

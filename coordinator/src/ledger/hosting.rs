@@ -1,4 +1,4 @@
-//! Hosting rewards (PROTOCOL §6.8): after each challenge round the bytes workers proved in it share a
+//! Hosting rewards (PROTOCOL §6.9): after each challenge round the bytes workers proved in it share a
 //! budget, minted for the ledger rounds the payout covers plus the download fees gathered since; part of
 //! a new worker's share is held back and paid once it has stayed in good standing, forfeited on a
 //! storage fault. Every payout writes its inputs (`hosting_rounds`) and each worker's statement
@@ -159,6 +159,10 @@ pub struct Statement {
     pub released: u64,
     /// Held-back amounts lost to the pool this round on a storage fault.
     pub forfeited: u64,
+    /// Bytes it served to downloads this round, and the expected value of the tickets forwarded for
+    /// them (what it was paid, before redemption's fee share).
+    pub served_bytes: u64,
+    pub served_paid: u64,
 }
 
 impl Statement {
@@ -468,7 +472,8 @@ fn read_round(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<HostingRound, Le
     })())
 }
 
-/// `worker`'s statements for rounds after `after_round`, oldest first, at most `limit`.
+/// `worker`'s statements for rounds after `after_round`, oldest first, at most `limit`: every round it
+/// had a hosting payout, release or forfeit in, or served downloads in.
 pub(super) fn statements(
     conn: &Connection,
     worker: &PublicId,
@@ -480,10 +485,19 @@ pub(super) fn statements(
         None => -1,
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows: Vec<[i64; 7]> = conn
+    let rows: Vec<[i64; 9]> = conn
         .prepare_cached(
-            "SELECT round, proven_bytes, credited, reward, held, released, forfeited
-             FROM hosting_statements WHERE worker = ?1 AND round > ?2 ORDER BY round LIMIT ?3",
+            "SELECT round, SUM(proven_bytes), SUM(credited), SUM(reward), SUM(held), SUM(released),
+                    SUM(forfeited), SUM(served_bytes), SUM(served_paid)
+             FROM (
+                 SELECT round, proven_bytes, credited, reward, held, released, forfeited,
+                        0 AS served_bytes, 0 AS served_paid
+                 FROM hosting_statements WHERE worker = ?1 AND round > ?2
+                 UNION ALL
+                 SELECT round, 0, 0, 0, 0, 0, 0, bytes, paid
+                 FROM served WHERE worker = ?1 AND round > ?2
+             )
+             GROUP BY round ORDER BY round LIMIT ?3",
         )?
         .query_map(params![worker.as_bytes(), after, limit], |r| {
             Ok([
@@ -494,6 +508,8 @@ pub(super) fn statements(
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
             ])
         })?
         .collect::<Result<_, _>>()?;
@@ -507,6 +523,8 @@ pub(super) fn statements(
                 held: from_db("held", v[4])?,
                 released: from_db("released", v[5])?,
                 forfeited: from_db("forfeited", v[6])?,
+                served_bytes: from_db("served bytes", v[7])?,
+                served_paid: from_db("served paid", v[8])?,
             })
         })
         .collect()

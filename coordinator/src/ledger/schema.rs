@@ -10,7 +10,7 @@ use super::genesis::Genesis;
 use super::{LedgerError, hosting, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -96,6 +96,33 @@ ALTER TABLE slashes ADD COLUMN at_unix INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS slashes_kept ON slashes (amount, id) WHERE evidence_kept = 1;
 ";
 
+/// Version 4: paid downloads. `download_tickets` names every ticket the coordinator forwarded to a
+/// holder for a download (its redemption pays `download_fee_share_ppm` of itself into the
+/// `hosting_fees` pot in `meta`); `served` sums, per round and worker, the bytes served to downloads
+/// and the expected value of the tickets forwarded for them.
+const DOWNLOADS: &str = "
+CREATE TABLE IF NOT EXISTS download_tickets (
+    ticket_hash BLOB PRIMARY KEY CHECK (length(ticket_hash) = 32),
+    holder      BLOB NOT NULL CHECK (length(holder) = 32),
+    round       INTEGER NOT NULL CHECK (round >= 0)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS served (
+    round  INTEGER NOT NULL CHECK (round >= 0),
+    worker BLOB NOT NULL CHECK (length(worker) = 32),
+    bytes  INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+    paid   INTEGER NOT NULL DEFAULT 0 CHECK (paid >= 0),
+    PRIMARY KEY (round, worker)
+) STRICT, WITHOUT ROWID;
+";
+
+/// Each version's step, in order: a database at version `v` runs every step above `v`; a new one runs
+/// them all. A step only adds tables and columns.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (2, SLASH_EVIDENCE_BY_HASH),
+    (3, hosting::TABLES),
+    (4, DOWNLOADS),
+];
+
 /// Connection settings. A file database uses WAL with a full `fsync` at every commit, so a commit that
 /// returned survives a crash or power loss.
 pub(super) fn configure(conn: &Connection, durable: bool) -> Result<(), LedgerError> {
@@ -120,29 +147,22 @@ pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
             r.get(0)
         })
         .optional()?;
-    match version {
-        Some(v) if v == SCHEMA_VERSION => {}
-        None | Some(1..SCHEMA_VERSION) => {
-            let from = version.unwrap_or(0);
-            // Each step runs once, in order, from the version the file has.
-            if from < 2 {
-                tx.execute_batch(SLASH_EVIDENCE_BY_HASH)?;
-            }
-            if from < 3 {
-                tx.execute_batch(hosting::TABLES)?;
-            }
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![SCHEMA_VERSION],
-            )?;
-        }
-        Some(v) => {
-            return Err(LedgerError::Corrupt(format!(
-                "schema version {v}; this build reads version {SCHEMA_VERSION}"
-            )));
+    let at = version.unwrap_or(1);
+    if at > SCHEMA_VERSION {
+        return Err(LedgerError::Corrupt(format!(
+            "schema version {at}; this build reads version {SCHEMA_VERSION}"
+        )));
+    }
+    for (step, sql) in MIGRATIONS {
+        if *step > at {
+            tx.execute_batch(sql)?;
         }
     }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![SCHEMA_VERSION],
+    )?;
     Ok(())
 }
 

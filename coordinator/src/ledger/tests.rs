@@ -22,6 +22,7 @@ pub(super) const CONFIG: LedgerConfig = LedgerConfig {
     unlock_rounds: 2,
     min_stake: 100,
     suspend_rounds: 2,
+    download_fee_share_ppm: 100_000,
     hosting: HostingRules::NONE,
 };
 
@@ -150,6 +151,7 @@ pub(super) fn winning_ticket(
             win_prob: u64::MAX,
             expiration_round,
             price_per_unit: 0,
+            price_per_byte: 0,
         },
     );
     let ticket = SignedTicket::sign(params.ticket(client.id(), tag), client);

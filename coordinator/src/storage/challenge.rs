@@ -111,7 +111,7 @@ impl BlobService {
     }
 
     /// One round over every attached worker that holds something, then its hosting payout (PROTOCOL
-    /// §6.8); returns its number.
+    /// §6.9); returns its number.
     pub async fn challenge_round(self: &Arc<Self>) -> u64 {
         let round = self
             .rounds
@@ -143,8 +143,9 @@ impl BlobService {
 
     /// What `worker`'s passed blobs count for in the payout: each earning copy's bytes over the chance
     /// its blob was sampled (`held / sampled`), so the expected credit is the bytes it holds, times
-    /// one plus the diversity boost for a copy alone on its network. A copy earns while it is among the
-    /// first `replicas` verified copies of its blob that are attached now; copies past that, and blobs
+    /// one plus the diversity boost for a copy alone on its network, times the blob's surge multiplier
+    /// while it is hot. A copy earns while it is among the first `replicas` (plus the surge's extra
+    /// copies while hot) verified copies of its blob that are attached now; copies past that, and blobs
     /// nobody put (`replicas` 0), earn nothing: a worker cannot multiply its income by holding one
     /// blob under many keys, or by hosting data the network never asked to keep.
     async fn hosting_credit(
@@ -159,12 +160,16 @@ impl BlobService {
         }
         let online: std::collections::HashSet<PublicId> =
             self.pool.attached().into_iter().collect();
+        let service = Arc::clone(self);
         let orders = match self
             .index
             .call(move |ix| {
                 passed
                     .into_iter()
-                    .map(|(root, size)| Ok((size, ix.earning_order(&root)?)))
+                    .map(|(root, size)| {
+                        let order = ix.earning_order(&root)?;
+                        Ok((size, order, service.surge_multiplier_ppm(&root)))
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
             .await
@@ -177,9 +182,17 @@ impl BlobService {
         };
         let mine = self.pool.network_of(&worker);
         let mut credit: u128 = 0;
-        for (size, order) in orders {
+        let extra = self.surge.rules().extra_replicas;
+        for (size, order, surge) in orders {
             let Some((replicas, holders)) = order else {
                 continue;
+            };
+            // A hot blob keeps `extra` more copies (repair places them): they earn too.
+            let hot = surge > super::surge::UNIT_PPM;
+            let replicas = if replicas > 0 && hot {
+                replicas + extra
+            } else {
+                replicas
             };
             let online: Vec<PublicId> =
                 holders.into_iter().filter(|h| online.contains(h)).collect();
@@ -201,6 +214,8 @@ impl BlobService {
             } else {
                 1_000_000
             };
+            // A hot blob's copies earn its surge multiplier on top.
+            let boost = boost * u128::from(surge) / u128::from(super::surge::UNIT_PPM);
             credit += u128::from(size) * held as u128 / sampled as u128 * boost / 1_000_000;
         }
         u64::try_from(credit).unwrap_or(u64::MAX)

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use dualrig_proto::chunk_reader::Piece;
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::v1::{
-    BlobStored, CancelFetch, Challenge, ChallengeAnswer, FetchBlob, FetchCredit, StoreBlob,
-    WorkerCommand, worker_command,
+    BlobStored, CancelFetch, Challenge, ChallengeAnswer, FetchBlob, FetchCredit, SignedTicket,
+    StoreBlob, WorkerCommand, worker_command,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
@@ -57,6 +57,15 @@ struct Inbox {
     pieces: mpsc::Sender<Piece>,
     /// Pieces in `pieces` the relay has not taken yet.
     waiting: Arc<std::sync::atomic::AtomicU32>,
+    /// The holder's words when it refused the fetch's payment.
+    refused: Arc<Mutex<Option<String>>>,
+}
+
+/// What a client's download carries to its holder: the tickets that pay for the range, and the round.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadPayment {
+    pub tickets: Vec<SignedTicket>,
+    pub round: u64,
 }
 
 #[derive(Default)]
@@ -127,6 +136,7 @@ fn cancel_fetch(pool: &WorkerPool, worker: &PublicId, id: &str) {
 /// A fetch in progress; dropping it before the end tells the worker to stop.
 pub struct Fetch {
     pub pieces: mpsc::Receiver<Piece>,
+    refused: Arc<Mutex<Option<String>>>,
     id: String,
     worker: PublicId,
     links: Arc<Links>,
@@ -137,6 +147,15 @@ impl Fetch {
     /// Takes the pieces for a blocking reader; the fetch itself must stay alive until they are read.
     pub fn take_pieces(&mut self) -> mpsc::Receiver<Piece> {
         std::mem::replace(&mut self.pieces, mpsc::channel(1).1)
+    }
+
+    /// Why the holder refused this download's payment, once it has (its error piece then ends the
+    /// fetch).
+    pub fn payment_refused(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -226,17 +245,18 @@ impl Links {
     }
 
     /// Asks `worker` for bytes `start..end` of `root` as a slice; the pieces arrive on the returned
-    /// fetch (an `Err` piece when the worker fails).
+    /// fetch (an `Err` piece when the worker fails). `download` marks a client's download, with its
+    /// payment; `None` is the coordinator's own copy (repair), which holders serve free.
     pub async fn fetch(
         self: &Arc<Self>,
         pool: &Arc<WorkerPool>,
         worker: &PublicId,
         root: &[u8; 32],
-        start: u64,
-        end: u64,
+        (start, end): (u64, u64),
+        download: Option<DownloadPayment>,
     ) -> Result<Fetch, String> {
         let id = new_id();
-        let (waiting, queued) = self.open_inbox(worker, &id);
+        let (waiting, queued, refused) = self.open_inbox(worker, &id);
         let (out, pieces) = mpsc::channel(1);
         tokio::spawn(relay(
             Arc::clone(self),
@@ -248,6 +268,7 @@ impl Links {
         ));
         let fetch = Fetch {
             pieces,
+            refused,
             id: id.clone(),
             worker: *worker,
             links: Arc::clone(self),
@@ -259,25 +280,36 @@ impl Links {
             start,
             end,
             window: FETCH_WINDOW,
+            download: download.is_some(),
+            round: download.as_ref().map_or(0, |d| d.round),
+            payment: download.map(|d| d.tickets).unwrap_or_default(),
         });
         send(pool, worker, command).await?;
         Ok(fetch)
     }
 
-    /// Registers fetch `id` from `worker`; returns its inbox's count of waiting pieces and receiver.
+    /// Registers fetch `id` from `worker`; returns its inbox's count of waiting pieces, its receiver
+    /// and where a refusal of its payment is kept.
+    #[allow(clippy::type_complexity)]
     fn open_inbox(
         &self,
         worker: &PublicId,
         id: &str,
-    ) -> (Arc<std::sync::atomic::AtomicU32>, mpsc::Receiver<Piece>) {
+    ) -> (
+        Arc<std::sync::atomic::AtomicU32>,
+        mpsc::Receiver<Piece>,
+        Arc<Mutex<Option<String>>>,
+    ) {
         let (pieces, queued) = mpsc::channel(FETCH_WINDOW as usize + 1);
         let waiting = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let refused = Arc::new(Mutex::new(None));
         let inbox = Inbox {
             pieces,
             waiting: Arc::clone(&waiting),
+            refused: Arc::clone(&refused),
         };
         self.lock().fetches.insert(id.to_owned(), (*worker, inbox));
-        (waiting, queued)
+        (waiting, queued, refused)
     }
 
     /// Sends `challenge` to `worker` and waits for its answer until `deadline` passes.
@@ -317,19 +349,24 @@ impl Links {
 
     /// Hands a slice piece to its fetch's inbox, never waiting: the Attach loop that calls this also
     /// carries the worker's challenge answers, results and heartbeats. A worker that sends more than
-    /// the window it was granted breaks the protocol, and the fetch is dropped.
-    pub fn on_piece(
-        &self,
-        worker: &PublicId,
-        fetch_id: &str,
-        data: Vec<u8>,
-        last: bool,
-        error: String,
-    ) {
+    /// the window it was granted breaks the protocol, and the fetch is dropped. An error piece marked
+    /// `payment_refused` is kept as the fetch's refusal.
+    pub fn on_piece(&self, worker: &PublicId, piece: dualrig_proto::v1::BlobPiece) {
+        let dualrig_proto::v1::BlobPiece {
+            fetch_id,
+            data,
+            last,
+            error,
+            payment_refused,
+        } = piece;
+        let fetch_id = fetch_id.as_str();
         let mut pending = self.lock();
         let Some((_, inbox)) = pending.fetches.get(fetch_id).filter(|(w, _)| w == worker) else {
             return;
         };
+        if payment_refused && !error.is_empty() {
+            *inbox.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+        }
         let piece = if error.is_empty() {
             Ok(Bytes::from(data))
         } else {
@@ -411,6 +448,15 @@ mod tests {
     use super::*;
     use dualrig_proto::identity::Identity;
 
+    fn piece(fetch_id: &str, data: Vec<u8>, last: bool) -> dualrig_proto::v1::BlobPiece {
+        dualrig_proto::v1::BlobPiece {
+            fetch_id: fetch_id.into(),
+            data,
+            last,
+            ..Default::default()
+        }
+    }
+
     /// A reply carries an id any peer could copy; it counts only from the worker it was asked of.
     #[test]
     fn replies_with_another_workers_ids_are_ignored() {
@@ -448,14 +494,14 @@ mod tests {
         links.on_stored(&asked, confirm);
         assert!(stored.try_recv().is_ok());
 
-        let (_, mut pieces) = links.open_inbox(&asked, "f1");
-        links.on_piece(&spoofer, "f1", vec![6; 4], true, String::new());
+        let (_, mut pieces, _) = links.open_inbox(&asked, "f1");
+        links.on_piece(&spoofer, piece("f1", vec![6; 4], true));
         assert!(pieces.try_recv().is_err(), "a spoofed piece is not taken");
         assert!(
             links.lock().fetches.contains_key("f1"),
             "nor does it end the fetch"
         );
-        links.on_piece(&asked, "f1", vec![7; 4], true, String::new());
+        links.on_piece(&asked, piece("f1", vec![7; 4], true));
         assert_eq!(
             &pieces.try_recv().expect("piece").expect("data")[..],
             &[7; 4]
@@ -468,9 +514,9 @@ mod tests {
     fn a_holder_that_sends_past_its_window_loses_the_fetch() {
         let links = Links::default();
         let holder = Identity::generate().id();
-        let (_, mut pieces) = links.open_inbox(&holder, "f1");
+        let (_, mut pieces, _) = links.open_inbox(&holder, "f1");
         for _ in 0..=FETCH_WINDOW + 3 {
-            links.on_piece(&holder, "f1", vec![1; 8], false, String::new());
+            links.on_piece(&holder, piece("f1", vec![1; 8], false));
         }
         assert!(
             !links.lock().fetches.contains_key("f1"),

@@ -3,6 +3,8 @@
 //! (a bad holder is skipped for the next), stages it, and pushes it to workers with room that do not
 //! hold it yet. Only verified copies count, and a holder offline longer than `holder_offline_grace`
 //! stops counting: its blobs are copied elsewhere (it keeps its copy, and counts again once proven).
+//! A hot blob (surge pricing, [`super::surge`]) is kept at `surge_extra_replicas` more copies while it
+//! stays hot.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -40,13 +42,20 @@ impl BlobService {
             }
         };
         let mut made = 0;
+        let mut hot = 0;
         for blob in &blobs {
             let live = self.live(&blob.holders);
-            if blob.replicas == 0 || live.len() >= blob.replicas as usize {
+            let mut wanted = blob.replicas as usize;
+            if blob.replicas > 0 && self.multiplier_of(blob) > super::surge::UNIT_PPM {
+                hot += 1;
+                wanted += self.surge.rules().extra_replicas as usize;
+            }
+            if blob.replicas == 0 || live.len() >= wanted {
                 continue;
             }
-            made += self.repair(blob, &live).await;
+            made += self.repair(blob, &live, wanted).await;
         }
+        metrics::hot_blobs(hot);
         let blobs = self.index.call(|ix| ix.blobs()).await.unwrap_or(blobs);
         metrics::replication(
             blobs
@@ -57,8 +66,8 @@ impl BlobService {
         made
     }
 
-    /// Brings `blob` back to its copies on top of `live`, its verified holders that still count.
-    async fn repair(&self, blob: &IndexedBlob, live: &[PublicId]) -> usize {
+    /// Brings `blob` to `wanted` copies on top of `live`, its verified holders that still count.
+    async fn repair(&self, blob: &IndexedBlob, live: &[PublicId], wanted: usize) -> usize {
         let root = hex::encode(blob.root);
         let mut known = blob.holders.clone();
         known.extend(blob.claims.iter().copied());
@@ -83,14 +92,7 @@ impl BlobService {
                 }
             };
             let placed = self
-                .place(
-                    &staged,
-                    &blob.root,
-                    blob.size,
-                    live,
-                    &known,
-                    blob.replicas as usize,
-                )
+                .place(&staged, &blob.root, blob.size, live, &known, wanted)
                 .await;
             info!(blob = %root, copies = placed.len(), "blob repaired");
             metrics::repaired(placed.len());
@@ -107,7 +109,7 @@ impl BlobService {
     ) -> Result<tempfile::TempPath, String> {
         let mut fetch = self
             .links
-            .fetch(&self.pool, source, &blob.root, 0, blob.size)
+            .fetch(&self.pool, source, &blob.root, (0, blob.size), None)
             .await?;
         let pieces = fetch.take_pieces();
         let scratch = self.config.scratch_dir();

@@ -54,6 +54,7 @@ async fn kill_9_during_redemptions_loses_nothing_and_pays_nothing_twice() {
             win_prob: win_prob_one_in(1),
             expiration_round: 1_000_000,
             price_per_unit: 0,
+            price_per_byte: 0,
         },
     );
     let rand = recipient_rand(&secret, &seed);

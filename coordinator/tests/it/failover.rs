@@ -32,6 +32,15 @@ impl HoldingWorker {
 
     /// Attaches under a key the test chose, so it can give that worker stake first.
     pub async fn attach_as(url: &str, identity: Identity) -> Self {
+        Self::attach_with(url, identity, None).await
+    }
+
+    /// Attaches under `identity`, publishing `params` as its ticket params.
+    pub async fn attach_with(
+        url: &str,
+        identity: Identity,
+        params: Option<dualrig_proto::v1::TicketParams>,
+    ) -> Self {
         let mut api = CoordinatorClient::<Channel>::connect(url.to_owned())
             .await
             .expect("connect");
@@ -56,6 +65,7 @@ impl HoldingWorker {
                     sessions: 1,
                     max_width: 4096,
                     max_height: 2304,
+                    ticket_params: params,
                     ..Capabilities::default()
                 }),
                 version: "test".into(),

@@ -1,4 +1,4 @@
-//! Hosting rewards through real challenge rounds (PROTOCOL §6.8): workers earn in proportion to the
+//! Hosting rewards through real challenge rounds (PROTOCOL §6.9): workers earn in proportion to the
 //! bytes they hold and prove, a worker that deleted half its data earns half and is slashed, claims
 //! earn nothing, extra copies past a blob's replicas earn nothing, and a copy alone on its network
 //! earns the diversity boost.

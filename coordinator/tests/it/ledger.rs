@@ -25,6 +25,7 @@ const CONFIG: LedgerConfig = LedgerConfig {
     min_stake: 1_000_000,
     suspend_rounds: 1,
     hosting: HostingRules::NONE,
+    download_fee_share_ppm: 100_000,
 };
 
 struct Account {
@@ -107,6 +108,7 @@ async fn clients_pay_workers_with_tickets_across_a_restart() {
         win_prob: win_prob_one_in(10),
         expiration_round: 5,
         price_per_unit: 1,
+        price_per_byte: 0,
     };
     let mut params = validator.issue_random(terms).expect("issue");
     let mut payer = TicketPayer::new();

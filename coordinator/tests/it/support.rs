@@ -158,6 +158,11 @@ impl RunningWorker {
         self.dir.path().join("worker.key")
     }
 
+    /// The worker's data dir.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Where the worker keeps blob `root` on disk.
     pub fn blob_path(&self, root: &blake3::Hash) -> PathBuf {
         self.dir.path().join("blobs").join(root.to_hex().as_str())

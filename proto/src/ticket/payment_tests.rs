@@ -20,6 +20,7 @@ fn terms(win_prob: u64) -> TicketTerms {
         win_prob,
         expiration_round: 10,
         price_per_unit: 3,
+        price_per_byte: 0,
     }
 }
 
@@ -249,6 +250,7 @@ fn overflow_is_an_error_not_a_wrap() {
                 win_prob: u64::MAX,
                 expiration_round: 1,
                 price_per_unit: 0,
+                price_per_byte: 0,
             },
             [5; 32],
         )

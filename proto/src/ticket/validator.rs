@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::verify::SenderKey;
 use super::{
-    MAX_TICKETS_PER_PAYMENT, SignedTicket, TicketError, TicketParams, TicketTerms, params_label,
-    recipient_rand,
+    MAX_TICKETS_PER_PAYMENT, Rate, SignedTicket, TicketError, TicketParams, TicketTerms,
+    params_label, recipient_rand,
 };
 use crate::identity::PublicId;
 
@@ -193,6 +193,17 @@ impl TicketValidator {
         tickets: &[SignedTicket],
         units: u64,
     ) -> Result<Accepted, RefusedTicket> {
+        self.validate_at(tickets, units, Rate::PerUnit)
+    }
+
+    /// [`Self::validate_naming_ticket`] for `units` priced at `rate`: output pixels at
+    /// `price_per_unit`, or the bytes of a download at `price_per_byte`. Every other rule is the same.
+    pub fn validate_at(
+        &mut self,
+        tickets: &[SignedTicket],
+        units: u64,
+        rate: Rate,
+    ) -> Result<Accepted, RefusedTicket> {
         let whole = |error| RefusedTicket {
             ticket: None,
             error,
@@ -214,7 +225,7 @@ impl TicketValidator {
                 ticket: Some((index, signed.ticket.sender_nonce)),
                 error,
             };
-            let price_per_unit = self.check_one(signed).map_err(this)?.params.price_per_unit;
+            let price_per_unit = self.check_one(signed).map_err(this)?.params.price(rate);
             self.check_signature(signed).map_err(this)?;
             let t = &signed.ticket;
             if !batch.insert((t.recipient_rand_hash, t.sender, t.sender_nonce)) {

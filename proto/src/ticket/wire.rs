@@ -33,6 +33,7 @@ pub struct TicketParamsMsg {
     pub seed: Vec<u8>,
     pub expiration_round: u64,
     pub price_per_unit: u64,
+    pub price_per_byte: u64,
 }
 
 /// A winning ticket as a recipient sends it for redemption.
@@ -120,6 +121,7 @@ impl From<&TicketParams> for TicketParamsMsg {
             seed: p.seed.to_vec(),
             expiration_round: p.expiration_round,
             price_per_unit: p.price_per_unit,
+            price_per_byte: p.price_per_byte,
         }
     }
 }
@@ -136,6 +138,7 @@ impl TryFrom<&TicketParamsMsg> for TicketParams {
             seed: fixed("params seed", &m.seed)?,
             expiration_round: m.expiration_round,
             price_per_unit: m.price_per_unit,
+            price_per_byte: m.price_per_byte,
         })
     }
 }
@@ -178,6 +181,7 @@ impl From<&TicketParams> for crate::v1::TicketParams {
             seed: m.seed,
             expiration_round: m.expiration_round,
             price_per_unit: m.price_per_unit,
+            price_per_byte: m.price_per_byte,
         }
     }
 }
@@ -194,6 +198,7 @@ impl TryFrom<&crate::v1::TicketParams> for TicketParams {
             seed: p.seed.clone(),
             expiration_round: p.expiration_round,
             price_per_unit: p.price_per_unit,
+            price_per_byte: p.price_per_byte,
         })
     }
 }
@@ -251,6 +256,7 @@ mod tests {
                     win_prob: win_prob_one_in(3),
                     expiration_round: 9,
                     price_per_unit: 1,
+                    price_per_byte: 0,
                 },
                 [3; 32],
             )

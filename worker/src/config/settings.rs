@@ -51,6 +51,7 @@ pub struct WorkerSettings {
     pub dashboard_addr: Option<SocketAddr>,
     pub source_addr: Option<std::net::IpAddr>,
     pub price_per_unit: Option<u64>,
+    pub price_per_byte: Option<u64>,
     pub ticket_face_value: Option<u64>,
     pub ticket_win_prob_one_in: Option<u64>,
     /// Bytes, or a size with a unit (`"500GiB"`).
@@ -140,6 +141,7 @@ impl WorkerSettings {
             ("dashboard_addr", self.dashboard_addr.is_some()),
             ("source_addr", self.source_addr.is_some()),
             ("price_per_unit", self.price_per_unit.is_some()),
+            ("price_per_byte", self.price_per_byte.is_some()),
             ("ticket_face_value", self.ticket_face_value.is_some()),
             (
                 "ticket_win_prob_one_in",
@@ -186,6 +188,9 @@ impl WorkerSettings {
         }
         if let Some(v) = self.price_per_unit {
             config.price_per_unit = v;
+        }
+        if let Some(v) = self.price_per_byte {
+            config.price_per_byte = v;
         }
         if let Some(v) = self.ticket_face_value {
             config.ticket_face_value = v;
@@ -274,7 +279,7 @@ mod tests {
         let path = dir.path().join("worker.toml");
         std::fs::write(
             &path,
-            "sessions = 2\nstorage_capacity = \"2GiB\"\nencoder = \"libx264\"\ngpu = \"off\"\nprice_per_unit = 5\n",
+            "sessions = 2\nstorage_capacity = \"2GiB\"\nencoder = \"libx264\"\ngpu = \"off\"\nprice_per_unit = 5\nprice_per_byte = 3\n",
         )
         .expect("write");
         let mut source = ConfigSource {
@@ -290,6 +295,7 @@ mod tests {
         );
         assert_eq!(loaded.config.gpu, GpuMode::Off);
         assert_eq!(loaded.config.price_per_unit, 5);
+        assert_eq!(loaded.config.price_per_byte, 3);
         assert_eq!(loaded.config.coordinator, DEFAULT_COORDINATOR);
         assert!(loaded.shadowed.is_empty());
 

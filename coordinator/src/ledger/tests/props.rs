@@ -1,6 +1,6 @@
 //! Random sequences of operations, accepted or refused: supply is always the genesis plus what hosting
-//! payouts minted (slashes and forfeits go to the pool), nothing goes negative, and a refused operation
-//! leaves every row as it was.
+//! payouts minted (slashes and forfeits go to the pool, download fees to the hosting-fee pot), nothing
+//! goes negative, and a refused operation leaves every row as it was.
 
 use proptest::prelude::*;
 use rusqlite::types::Value;
@@ -40,6 +40,15 @@ enum Step {
     StorageSlash {
         worker: u8,
         ppm: u32,
+    },
+    /// The coordinator forwards the ticket `Op::Redeem` with these fields names to `recipient` for a
+    /// download: its redemption then pays a fee into the pot.
+    Forward {
+        recipient: u8,
+        sender: u8,
+        tag: u64,
+        face: u64,
+        expiration: u64,
     },
     Advance,
 }
@@ -122,6 +131,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => proptest::collection::vec((0..ACTORS, prop_oneof![0u64..=10, 0u64..=1 << 40, Just(u64::MAX)]), 0..4)
             .prop_map(|credits| Step::PayHosting { credits }),
         1 => (0..ACTORS, 0u32..=1_000_000).prop_map(|(worker, ppm)| Step::StorageSlash { worker, ppm }),
+        2 => (0..ACTORS, 0..ACTORS, 0u64..6, prop_oneof![1u64..=400, Just(u64::MAX)], 0u64..6)
+            .prop_map(|(recipient, sender, tag, face, expiration)| Step::Forward { recipient, sender, tag, face, expiration }),
         2 => Just(Step::Advance),
     ]
 }
@@ -231,6 +242,15 @@ proptest! {
                     SlashFraction::from_ppm(*ppm)
                         .and_then(|f| h.ledger.slash_noted(&actors[usize::from(*worker)].id(), f, &note))
                         .map(|_| ())
+                }
+                Step::Forward { recipient, sender, tag, face, expiration } => {
+                    let to = actors[usize::from(*recipient)].id();
+                    let (t, _) = winning_ticket(&actors[usize::from(*sender)], &to, *face, *expiration, *tag);
+                    let r = h.ledger.record_download_tickets(&to, &[t.ticket_hash()]).map(|_| ());
+                    if let Err(e) = &r {
+                        prop_assert!(matches!(e, LedgerError::TicketForwarded { .. }), "{e}");
+                    }
+                    r
                 }
                 Step::Advance => h.ledger.advance_round().map(|_| ()),
             };

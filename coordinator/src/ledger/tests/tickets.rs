@@ -27,6 +27,7 @@ fn twenty_thousand_one_in_fifty_tickets_pay_their_expected_value() {
         win_prob: win_prob_one_in(50),
         expiration_round: 1_000,
         price_per_unit: 1,
+        price_per_byte: 0,
     };
     let mut params = validator.issue(terms, rng.r#gen()).expect("issue");
     let mut payer = TicketPayer::starting_at(1);
@@ -79,6 +80,7 @@ fn a_ticket_validated_by_the_worker_is_redeemable_at_the_ledger_once() {
                 win_prob: u64::MAX,
                 expiration_round: 3,
                 price_per_unit: 2,
+                price_per_byte: 0,
             },
             [1; 32],
         )
@@ -94,4 +96,90 @@ fn a_ticket_validated_by_the_worker_is_redeemable_at_the_ledger_once() {
         LedgerError::AlreadyRedeemed { .. }
     ));
     assert_eq!(h.balance(&worker), 10_000);
+}
+
+/// A download's ticket sends the configured share of what it pays into the hosting-fee pot, the rest
+/// to the holder; an ordinary ticket pays its recipient whole; the supply counts the pot.
+#[test]
+fn a_download_ticket_pays_its_fee_share_into_the_hosting_fees_pot() {
+    let (client, worker) = (actor(1), actor(2));
+    let h = Harness::in_memory(&[(&client, 10_000)]);
+    h.act(&client, Operation::Deposit { amount: 5_000 })
+        .expect("deposit");
+    let (download, download_rand) = winning_ticket(&client, &worker.id(), 1_000, 10, 1);
+    let (job, job_rand) = winning_ticket(&client, &worker.id(), 1_000, 10, 2);
+    let round = h
+        .ledger
+        .record_download_tickets(&worker.id(), &[download.ticket_hash()])
+        .expect("forwarded");
+    assert_eq!(round, 0);
+    // Forwarding it again (a client reusing its payment) is refused and records nothing.
+    let before = h.ledger.snapshot().expect("snapshot");
+    let again = h
+        .ledger
+        .record_download_tickets(&worker.id(), &[job.ticket_hash(), download.ticket_hash()])
+        .expect_err("a ticket is forwarded once");
+    assert!(
+        matches!(again, LedgerError::TicketForwarded { .. }),
+        "{again}"
+    );
+    assert!(
+        again.to_string().contains("already paid for a download"),
+        "{again}"
+    );
+    assert_eq!(h.ledger.snapshot().expect("snapshot"), before);
+
+    let paid = match h
+        .act(&worker, redeem_op(download, download_rand))
+        .expect("redeem")
+    {
+        Receipt::Redeemed(r) => r,
+        other => panic!("{other:?}"),
+    };
+    // CONFIG takes 10 %.
+    assert_eq!((paid.paid(), paid.fee, paid.credited()), (1_000, 100, 900));
+    assert_eq!(h.ledger.hosting_fees().expect("fees"), 100);
+    assert_eq!(h.ledger.balance(&worker.id()).expect("balance"), 900);
+    let whole = match h.act(&worker, redeem_op(job, job_rand)).expect("redeem") {
+        Receipt::Redeemed(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((whole.fee, whole.credited()), (0, 1_000));
+    assert_eq!(h.ledger.hosting_fees().expect("fees"), 100);
+    assert_eq!(h.ledger.supply().expect("supply"), 10_000);
+}
+
+#[test]
+fn bytes_served_add_up_per_round_and_worker() {
+    let (a, b) = (actor(1), actor(2));
+    let h = Harness::in_memory(&[(&a, 1)]);
+    h.ledger.record_served(&a.id(), 100, 7).expect("served");
+    h.ledger.record_served(&a.id(), 50, 0).expect("served");
+    h.ledger.record_served(&b.id(), 1, 1).expect("served");
+    h.ledger.advance_round().expect("round");
+    h.ledger.record_served(&a.id(), 5, 5).expect("served");
+    assert_eq!(
+        h.ledger.served(0, &a.id()).expect("served"),
+        Served {
+            bytes: 150,
+            paid: 7
+        }
+    );
+    assert_eq!(h.ledger.served(1, &a.id()).expect("served").bytes, 5);
+    assert_eq!(
+        h.ledger.served(1, &b.id()).expect("served"),
+        Served::default()
+    );
+    let mut both = vec![
+        (
+            a.id(),
+            Served {
+                bytes: 150,
+                paid: 7,
+            },
+        ),
+        (b.id(), Served { bytes: 1, paid: 1 }),
+    ];
+    both.sort_by_key(|(w, _)| *w.as_bytes());
+    assert_eq!(h.ledger.served_in_round(0).expect("round 0"), both);
 }
