@@ -53,8 +53,13 @@ fn file_hash(path: &Path) -> blake3::Hash {
 
 /// Puts `path` on one holder once the workers have reported room.
 async fn put_one_copy(client: &DualrigClient, path: &Path) -> blake3::Hash {
+    put_one_copy_on(client, path, 1).await
+}
+
+/// Puts `path` on `replicas` holders once the workers have reported room.
+async fn put_one_copy_on(client: &DualrigClient, path: &Path, replicas: u32) -> blake3::Hash {
     for _ in 0..400 {
-        match client.put_file(path, 1).await {
+        match client.put_file(path, replicas).await {
             Ok(stored) => return stored.root,
             Err(e) if e.code() == Some(Code::FailedPrecondition) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -189,7 +194,8 @@ async fn a_paid_download_of_two_pieces_pays_the_holder_price_times_bytes() {
 }
 
 /// A holder on the wire: it publishes priced params, keeps whatever is pushed to it, counts the
-/// fetches it is sent with their tickets, and refuses every one's payment.
+/// fetches it is sent with their tickets, and refuses every one's payment (or, `garbage`, takes it and
+/// serves bytes that are no slice of the blob).
 struct RefusingHolder {
     id: PublicId,
     fetches: Arc<AtomicUsize>,
@@ -199,7 +205,10 @@ struct RefusingHolder {
 
 impl RefusingHolder {
     async fn attach(url: &str) -> Self {
-        let identity = Identity::generate();
+        Self::attach_as(url, Identity::generate(), false).await
+    }
+
+    async fn attach_as(url: &str, identity: Identity, garbage: bool) -> Self {
         let mut validator = TicketValidator::new(identity.id(), [9; 32], 0);
         let params = validator
             .issue(
@@ -246,12 +255,21 @@ impl RefusingHolder {
                     Some(worker_command::Command::Fetch(fetch)) => {
                         counted.fetch_add(1, Ordering::SeqCst);
                         seen.fetch_add(fetch.payment.len(), Ordering::SeqCst);
-                        let refusal = BlobPiece {
-                            fetch_id: fetch.fetch_id,
-                            last: true,
-                            error: "payment short: the tickets are not good here".into(),
-                            payment_refused: true,
-                            ..BlobPiece::default()
+                        let refusal = if garbage {
+                            BlobPiece {
+                                fetch_id: fetch.fetch_id,
+                                data: vec![0x5a; 4096],
+                                last: true,
+                                ..BlobPiece::default()
+                            }
+                        } else {
+                            BlobPiece {
+                                fetch_id: fetch.fetch_id,
+                                last: true,
+                                error: "payment short: the tickets are not good here".into(),
+                                payment_refused: true,
+                                ..BlobPiece::default()
+                            }
                         };
                         send(&events, worker_event::Event::Piece(refusal)).await;
                     }
@@ -474,5 +492,80 @@ async fn a_hostile_downloader_is_refused_at_every_trick() {
         "only the honest payment's tickets were forwarded"
     );
     worker.kill().await;
+    coordinator.stop().await;
+}
+
+/// A holder that takes the payment and serves bad bytes is skipped; the rest is quoted again and paid
+/// to the next holder, and the file is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_switch_to_another_holder_quotes_and_pays_the_new_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payer = Identity::from_secret([45; 32]);
+    let liar_key = Identity::from_secret([46; 32]);
+    let genesis = dir.path().join("genesis.toml");
+    write_genesis(
+        &genesis,
+        &[(payer.id(), 1_000 * TOKEN), (liar_key.id(), 1_000 * TOKEN)],
+    );
+    let coordinator = RunningCoordinator::start_at(&dir.path().join("data"), |c| {
+        c.genesis = Some(genesis.clone());
+        c.replicas = 2;
+    })
+    .await;
+    let client = coordinator.client().await;
+    client
+        .execute(
+            &payer,
+            Operation::Deposit {
+                amount: 500 * TOKEN,
+            },
+        )
+        .await
+        .expect("deposit");
+    // The liar's stake makes it the one drawn first (an unstaked worker weighs 1 unit).
+    client
+        .execute(
+            &liar_key,
+            Operation::Bond {
+                amount: 900 * TOKEN,
+            },
+        )
+        .await
+        .expect("bond");
+    let liar = RefusingHolder::attach_as(&coordinator.url, liar_key, true).await;
+    let honest = priced_worker(&coordinator.url, 1, 1_000_000, 100).await;
+    wait_for_workers(&client, 2).await;
+    let blob = seeded_file(dir.path(), "blob", 100_000, 4);
+    let root = put_one_copy_on(&client, &blob, 2).await;
+
+    let payment = Payment::new(Identity::from_secret([45; 32]), None);
+    let out = dir.path().join("out");
+    let got = client
+        .get_to_file_paid(*root.as_bytes(), 0, None, &out, &payment)
+        .await
+        .expect("the honest holder serves the rest");
+    assert_eq!(file_hash(&out), root);
+    assert_eq!(
+        got.skipped,
+        [liar.id],
+        "the liar was tried first and skipped"
+    );
+    assert_eq!(liar.fetches.load(Ordering::SeqCst), 1);
+    assert!(
+        liar.tickets_seen.load(Ordering::SeqCst) > 0,
+        "the liar was paid"
+    );
+    let round = coordinator.ledger.round().expect("round");
+    let served = coordinator
+        .ledger
+        .served(round, &honest.id)
+        .expect("served");
+    assert_eq!(
+        served.bytes, 100_000,
+        "the honest holder served the whole range"
+    );
+    assert!(served.paid >= 100_000, "and was paid for it: {served:?}");
+    drop(liar);
+    honest.kill().await;
     coordinator.stop().await;
 }
