@@ -273,13 +273,39 @@ pub enum StorageError {
     /// Over a staging budget, short of disk, or past an upload deadline.
     #[error(transparent)]
     Staged(#[from] CoordinatorError),
+    /// The ledger's answer on a collective's blob: not a member, allotment used, no such collective.
+    #[error(transparent)]
+    Collective(#[from] LedgerError),
+    #[error(
+        "blob {} belongs to collective '{name}'; only its members fetch it: join with an access stake of {access_stake} units (`dualrig collective join {name}`) and sign the Get (`dualrig get --key`)",
+        hex::encode(.root)
+    )]
+    Gated {
+        root: [u8; 32],
+        name: String,
+        access_stake: u64,
+    },
+    #[error("signed Get refused: {0}")]
+    GetAuth(String),
+    #[error(
+        "blob {} was stored {}; only a blob put for collective '{name}' (`dualrig put --collective {name}`) can be added to it",
+        hex::encode(.root),
+        match .stored_for { Some(c) => format!("for collective '{c}'"), None => "public".to_owned() }
+    )]
+    NotStoredFor {
+        root: [u8; 32],
+        name: String,
+        stored_for: Option<String>,
+    },
 }
 
 impl From<StorageError> for Status {
     fn from(e: StorageError) -> Self {
-        if let StorageError::Staged(inner) = e {
-            return Status::from(inner);
-        }
+        let e = match e {
+            StorageError::Staged(inner) => return Status::from(inner),
+            StorageError::Collective(inner) => return Status::from(inner),
+            other => other,
+        };
         let code = match &e {
             StorageError::Id(id) if !is_malformed_id(id) => Code::Unauthenticated,
             StorageError::MalformedRoot { .. }
@@ -292,7 +318,11 @@ impl From<StorageError> for Status {
             | StorageError::Short { .. }
             | StorageError::RootMismatch { .. }
             | StorageError::SizeConflict { .. } => Code::InvalidArgument,
-            StorageError::NoRoom { .. } => Code::FailedPrecondition,
+            StorageError::NoRoom { .. } | StorageError::NotStoredFor { .. } => {
+                Code::FailedPrecondition
+            }
+            StorageError::Gated { .. } => Code::PermissionDenied,
+            StorageError::GetAuth(_) => Code::Unauthenticated,
             StorageError::NotFound { .. } => Code::NotFound,
             StorageError::OutOfRange { .. } => Code::OutOfRange,
             StorageError::Underplaced { .. }
@@ -300,7 +330,7 @@ impl From<StorageError> for Status {
             | StorageError::HolderUnreachable(_)
             | StorageError::HolderFailed { .. } => Code::Unavailable,
             StorageError::Staging(_) | StorageError::Index(_) => Code::Internal,
-            StorageError::Staged(_) => Code::Internal,
+            StorageError::Staged(_) | StorageError::Collective(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
     }
@@ -315,7 +345,17 @@ impl From<LedgerError> for Status {
             | LedgerError::InvalidAccount { .. }
             | LedgerError::ZeroAmount
             | LedgerError::Overflow { .. }
-            | LedgerError::BadFraction { .. } => Code::InvalidArgument,
+            | LedgerError::BadFraction { .. }
+            | LedgerError::CollectiveName(_)
+            | LedgerError::CollectiveReplicas { .. } => Code::InvalidArgument,
+            LedgerError::NoSuchCollective { .. } => Code::NotFound,
+            LedgerError::CollectiveExists { .. }
+            | LedgerError::BlobAlreadyInCollective { .. }
+            | LedgerError::AlreadyMember { .. } => Code::AlreadyExists,
+            LedgerError::NotCollectiveOwner { .. } | LedgerError::NotMemberForGet { .. } => {
+                Code::PermissionDenied
+            }
+            LedgerError::AllotmentUsed { .. } => Code::ResourceExhausted,
             LedgerError::StaleNonce { .. } => Code::Aborted,
             LedgerError::InsufficientBalance { .. }
             | LedgerError::InsufficientBond { .. }
@@ -325,7 +365,9 @@ impl From<LedgerError> for Status {
             | LedgerError::AlreadyUnlocking { .. }
             | LedgerError::NotUnlocking { .. }
             | LedgerError::UnlockPending { .. }
-            | LedgerError::SenderCannotPay { .. } => Code::FailedPrecondition,
+            | LedgerError::SenderCannotPay { .. }
+            | LedgerError::NotMember { .. }
+            | LedgerError::AccessStakeShort { .. } => Code::FailedPrecondition,
             LedgerError::NotRecipient { .. } => Code::PermissionDenied,
             LedgerError::Ticket(t) => t.code(),
             LedgerError::AlreadyRedeemed { .. } => Code::AlreadyExists,

@@ -16,6 +16,7 @@
 //! balance can exceed what the database holds.
 
 mod broker;
+mod collective;
 mod draw;
 mod error;
 mod genesis;
@@ -36,9 +37,10 @@ use dualrig_proto::identity::PublicId;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use broker::{Redemption, SenderAccount};
+pub use collective::{Admission, Collective, CollectiveStake};
 pub use draw::{Candidate, draw_weighted, weight};
 pub use dualrig_proto::ledger_request::{
-    Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message,
+    CollectiveRules, Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message,
 };
 pub use error::LedgerError;
 pub use genesis::{Genesis, GenesisAccount, GenesisError};
@@ -104,6 +106,8 @@ pub struct AccountState {
     pub unbonding: Vec<UnbondingEntry>,
     pub round: u64,
     pub suspended_until: Option<u64>,
+    /// Access stake locked in collectives or on its way back.
+    pub collective_stakes: Vec<CollectiveStake>,
 }
 
 /// A handle on the ledger database. `Send + Sync`; share it in an `Arc`.
@@ -246,6 +250,7 @@ impl Ledger {
                 .ok_or(LedgerError::Overflow { what: "round" })?;
             store::set_round(tx, next)?;
             broker::prune_reserve_rounds(tx, next)?;
+            collective::prune_usage(tx, next)?;
             Ok(next)
         })
     }
@@ -312,6 +317,7 @@ impl Ledger {
                 unbonding: stake::unbonding(tx, account)?,
                 round: store::round(tx)?,
                 suspended_until: stake::suspended_until(tx, account)?,
+                collective_stakes: collective::stakes(tx, account)?,
             })
         })
     }
@@ -393,8 +399,56 @@ impl Ledger {
         self.read(|tx, _| snapshot::take(tx))
     }
 
-    /// Every unit the ledger holds: balances, stake, unbonding, deposits, reserves and the pool. No
-    /// operation changes it.
+    /// The collective `name`, with its figures.
+    pub fn collective(&self, name: &str) -> Result<Collective, LedgerError> {
+        self.read(|tx, _| collective::collective(tx, name))
+    }
+
+    /// At most `limit` collectives after the name `after`, in name order.
+    pub fn collectives_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Collective>, LedgerError> {
+        self.read(|tx, _| collective::collectives_page(tx, after, limit))
+    }
+
+    /// At most `limit` blob roots of collective `name` after `after`, in root order.
+    pub fn collective_roots(
+        &self,
+        name: &str,
+        after: Option<&[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<[u8; 32]>, LedgerError> {
+        self.read(|tx, _| collective::roots_page(tx, name, after, limit))
+    }
+
+    /// Whether `account` is a member of collective `name` now (`NoSuchCollective` when there is none).
+    pub fn is_member(&self, name: &str, account: &PublicId) -> Result<bool, LedgerError> {
+        self.read(|tx, _| {
+            collective::collective(tx, name)?;
+            collective::is_member(tx, name, account)
+        })
+    }
+
+    /// Decides a Get of `bytes` of a blob of collective `name` by `account` and counts it: see
+    /// `collective::admit_get`, the one access rule.
+    pub fn admit_collective_get(
+        &self,
+        name: &str,
+        account: &PublicId,
+        bytes: u64,
+    ) -> Result<Admission, LedgerError> {
+        self.write(|tx, _| collective::admit_get(tx, name, account, bytes))
+    }
+
+    /// Members and access stake locked over every collective.
+    pub fn collective_totals(&self) -> Result<(u64, u64), LedgerError> {
+        self.read(|tx, _| collective::totals(tx))
+    }
+
+    /// Every unit the ledger holds: balances, stake, unbonding, deposits, reserves, the pool and access
+    /// stake. No operation changes it.
     pub fn supply(&self) -> Result<u128, LedgerError> {
         self.read(|tx, _| snapshot::supply(tx))
     }
@@ -462,7 +516,29 @@ fn apply(
             Ok(Receipt::Done)
         }
         Operation::WithdrawUnbonded => {
-            let amount = stake::withdraw_unbonded(tx, &account)?;
+            // Released access stake comes back with released stake; only when neither is ready is
+            // the request refused, naming the nearer release.
+            let (access, access_next) = collective::withdraw_released(tx, &account)?;
+            let amount = match stake::withdraw_unbonded(tx, &account) {
+                Ok(amount) => amount
+                    .checked_add(access)
+                    .ok_or(LedgerError::Overflow { what: "withdrawal" })?,
+                Err(LedgerError::NothingUnbonded { .. }) if access > 0 => access,
+                Err(LedgerError::NothingUnbonded {
+                    account,
+                    next_release,
+                }) => {
+                    let next_release = match (next_release, access_next) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    return Err(LedgerError::NothingUnbonded {
+                        account,
+                        next_release,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             Ok(Receipt::Withdrawn { amount })
         }
         Operation::Deposit { amount } => {
@@ -488,6 +564,22 @@ fn apply(
         Operation::RedeemTicket { ticket, .. } => {
             let redemption = broker::redeem(tx, config, &ticket)?;
             Ok(Receipt::Redeemed(redemption))
+        }
+        Operation::CreateCollective { name, rules } => {
+            collective::create(tx, &account, &name, &rules)?;
+            Ok(Receipt::Done)
+        }
+        Operation::AddToCollective { name, root } => {
+            collective::add(tx, &account, &name, &root)?;
+            Ok(Receipt::Done)
+        }
+        Operation::JoinCollective { name } => {
+            collective::join(tx, &account, &name)?;
+            Ok(Receipt::Done)
+        }
+        Operation::LeaveCollective { name } => {
+            collective::leave(tx, config, &account, &name)?;
+            Ok(Receipt::Done)
         }
     }
 }

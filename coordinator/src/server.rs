@@ -71,11 +71,16 @@ impl Coordinator {
             },
         ));
         let storage = Arc::new(
-            BlobService::open(Arc::clone(&config), Arc::clone(&pool), Arc::clone(&slasher))
-                .map_err(|source| StartError::BlobIndex {
-                    path: config.blob_index_path(),
-                    source,
-                })?,
+            BlobService::open(
+                Arc::clone(&config),
+                Arc::clone(&pool),
+                Arc::clone(&slasher),
+                Arc::clone(&ledger),
+            )
+            .map_err(|source| StartError::BlobIndex {
+                path: config.blob_index_path(),
+                source,
+            })?,
         );
         let service = CoordinatorService::new(
             Arc::clone(&identity),
@@ -234,6 +239,7 @@ async fn run_rounds(
         Ok(n) => crate::metrics::ledger_round(n),
         Err(e) => tracing::error!(error = %e, "cannot read the ledger round"),
     }
+    crate::service::refresh_collective_totals(&ledger).await;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + round, round);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

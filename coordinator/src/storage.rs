@@ -6,6 +6,7 @@
 //! fails or loses it. Workers dial out, so every byte between clients and workers passes through here,
 //! streamed: nothing holds a whole blob in memory.
 
+mod access;
 pub mod challenge;
 pub mod index;
 pub mod links;
@@ -29,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, MAX_REPLICAS};
 use crate::error::StorageError;
+use crate::ledger::Ledger;
 use crate::metrics;
 use crate::paging::Page;
 use crate::pool::WorkerPool;
@@ -59,6 +61,8 @@ pub struct BlobService {
     config: Arc<Config>,
     pool: Arc<WorkerPool>,
     slasher: Arc<Slasher>,
+    /// Collectives' rules, for gated Puts and Gets.
+    ledger: Arc<Ledger>,
     /// Blob bytes staged for Puts.
     blob_budget: Arc<StagingBudget>,
     index: Arc<BlobIndex>,
@@ -82,6 +86,7 @@ impl BlobService {
         config: Arc<Config>,
         pool: Arc<WorkerPool>,
         slasher: Arc<Slasher>,
+        ledger: Arc<Ledger>,
     ) -> Result<Self, IndexError> {
         let blob_budget = StagingBudget::new(
             "blob",
@@ -93,6 +98,7 @@ impl BlobService {
             config,
             pool,
             slasher,
+            ledger,
             blob_budget,
             index,
             links: Arc::default(),
@@ -296,8 +302,13 @@ impl BlobService {
                 limit: self.config.max_blob_bytes,
             });
         }
+        let collective = self.collective_for_put(&header, &root).await?;
         let wanted = match header.replicas {
-            0 => self.config.replicas,
+            0 => collective
+                .as_ref()
+                .map(|c| c.rules.replicas)
+                .filter(|&n| n > 0)
+                .unwrap_or(self.config.replicas),
             n if n > MAX_REPLICAS => {
                 return Err(StorageError::TooManyReplicas {
                     asked: n,
@@ -350,10 +361,15 @@ impl BlobService {
         )?;
         let staged = self.stage(&header, &mut upload, root).await?;
         let size = header.size;
+        let for_collective = collective.map(|c| c.name);
         self.index
             .call(move |ix| {
                 ix.settle_size(&root, size)?;
-                ix.add_blob(&root, size, wanted)
+                ix.add_blob(&root, size, wanted)?;
+                match &for_collective {
+                    Some(name) => ix.set_collective(&root, name),
+                    None => Ok(()),
+                }
             })
             .await?;
         let placed = self
@@ -382,6 +398,69 @@ impl BlobService {
         })
     }
 
+    /// The collective a Put names, checked: it exists, and the blob is new to the network or already
+    /// stored for it. A blob the network already serves publicly is never gated afterwards, so no key
+    /// can take public bytes behind a collective of its own.
+    async fn collective_for_put(
+        &self,
+        header: &PutHeader,
+        root: &[u8; 32],
+    ) -> Result<Option<crate::ledger::Collective>, StorageError> {
+        let root = *root;
+        let stored_for = self.index.call(move |ix| ix.collective_of(&root)).await?;
+        if header.collective.is_empty() {
+            return Ok(None);
+        }
+        let name = header.collective.clone();
+        let collective = self.ledger.call(move |l| l.collective(&name)).await?;
+        let known = self.index.call(move |ix| ix.blob(&root)).await?;
+        if known.is_some() && stored_for.as_deref() != Some(collective.name.as_str()) {
+            return Err(StorageError::NotStoredFor {
+                root,
+                name: collective.name,
+                stored_for,
+            });
+        }
+        Ok(Some(collective))
+    }
+
+    /// Checks that `root` was put for collective `name`, before its owner's signed add goes to the
+    /// ledger.
+    pub async fn check_addable(&self, name: &str, root: [u8; 32]) -> Result<(), StorageError> {
+        let known = self.index.call(move |ix| ix.blob(&root)).await?;
+        if known.is_none() {
+            return Err(StorageError::NotFound { root });
+        }
+        let stored_for = self.index.call(move |ix| ix.collective_of(&root)).await?;
+        if stored_for.as_deref() != Some(name) {
+            return Err(StorageError::NotStoredFor {
+                root,
+                name: name.to_owned(),
+                stored_for,
+            });
+        }
+        Ok(())
+    }
+
+    /// Raises `root`'s copies to its collective's `replicas` (after an add) and wakes repair to
+    /// place the rest.
+    pub async fn raise_replicas(&self, root: [u8; 32], replicas: u32) -> Result<(), StorageError> {
+        if replicas == 0 {
+            return Ok(());
+        }
+        let Some(blob) = self.index.call(move |ix| ix.blob(&root)).await? else {
+            return Ok(());
+        };
+        if replicas > blob.replicas {
+            let size = blob.size;
+            self.index
+                .call(move |ix| ix.add_blob(&root, size, replicas))
+                .await?;
+            self.repair_wanted.notify_one();
+        }
+        Ok(())
+    }
+
     pub async fn get(&self, request: GetRequest) -> Result<GetStream, StorageError> {
         let root = parse_root(&request.root)?;
         let blob = self
@@ -397,6 +476,17 @@ impl BlobService {
                 root,
                 size: blob.size,
             });
+        }
+        if let Some(name) = self.index.call(move |ix| ix.collective_of(&root)).await? {
+            access::admit(
+                &self.pool,
+                &self.ledger,
+                &name,
+                &request,
+                &root,
+                end - request.start,
+            )
+            .await?;
         }
         let excluded = request
             .exclude

@@ -10,7 +10,7 @@ use super::genesis::Genesis;
 use super::{LedgerError, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -96,6 +96,54 @@ ALTER TABLE slashes ADD COLUMN at_unix INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS slashes_kept ON slashes (amount, id) WHERE evidence_kept = 1;
 ";
 
+/// Version 5: collectives (PROTOCOL §2.5, §6.8): their rules, their blobs, their members with the
+/// access stake each locked, access stake on its way back after a leave, and each member's bytes
+/// fetched per round. Only adds tables.
+const COLLECTIVES: &str = "
+CREATE TABLE IF NOT EXISTS collectives (
+    name           TEXT PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),
+    owner          BLOB NOT NULL CHECK (length(owner) = 32),
+    access_stake   INTEGER NOT NULL CHECK (access_stake >= 0),
+    price_per_byte INTEGER NOT NULL CHECK (price_per_byte >= 0),
+    free_bytes     INTEGER NOT NULL CHECK (free_bytes >= 0),
+    replicas       INTEGER NOT NULL CHECK (replicas >= 0),
+    created_round  INTEGER NOT NULL CHECK (created_round >= 0)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collective_blobs (
+    collective TEXT NOT NULL,
+    root       BLOB NOT NULL CHECK (length(root) = 32),
+    PRIMARY KEY (collective, root)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS collective_blobs_by_root ON collective_blobs (root);
+CREATE TABLE IF NOT EXISTS collective_members (
+    collective   TEXT NOT NULL,
+    member       BLOB NOT NULL CHECK (length(member) = 32),
+    stake        INTEGER NOT NULL CHECK (stake >= 0),
+    joined_round INTEGER NOT NULL CHECK (joined_round >= 0),
+    PRIMARY KEY (collective, member)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS collective_members_by_member ON collective_members (member);
+CREATE TABLE IF NOT EXISTS collective_unbonding (
+    id            INTEGER PRIMARY KEY,
+    member        BLOB NOT NULL CHECK (length(member) = 32),
+    collective    TEXT NOT NULL,
+    amount        INTEGER NOT NULL CHECK (amount > 0),
+    release_round INTEGER NOT NULL CHECK (release_round >= 0)
+) STRICT;
+CREATE INDEX IF NOT EXISTS collective_unbonding_by_member ON collective_unbonding (member);
+CREATE TABLE IF NOT EXISTS collective_usage (
+    collective TEXT NOT NULL,
+    member     BLOB NOT NULL,
+    round      INTEGER NOT NULL CHECK (round >= 0),
+    bytes      INTEGER NOT NULL CHECK (bytes >= 0),
+    PRIMARY KEY (collective, member, round)
+) STRICT, WITHOUT ROWID;
+";
+
+/// The steps from one schema version to the next: a database at version `v` runs every step above
+/// `v`, a fresh one runs them all.
+const MIGRATIONS: &[(i64, &str)] = &[(2, SLASH_EVIDENCE_BY_HASH), (5, COLLECTIVES)];
+
 /// Connection settings. A file database uses WAL with a full `fsync` at every commit, so a commit that
 /// returned survives a crash or power loss.
 pub(super) fn configure(conn: &Connection, durable: bool) -> Result<(), LedgerError> {
@@ -120,27 +168,23 @@ pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
             r.get(0)
         })
         .optional()?;
-    match version {
-        None => {
-            tx.execute_batch(SLASH_EVIDENCE_BY_HASH)?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
-                params![SCHEMA_VERSION],
-            )?;
+    let from = version.unwrap_or(1);
+    if from > SCHEMA_VERSION {
+        return Err(LedgerError::Corrupt(format!(
+            "schema version {from}; this build reads version {SCHEMA_VERSION}"
+        )));
+    }
+    for (step, sql) in MIGRATIONS {
+        if *step > from {
+            tx.execute_batch(sql)?;
         }
-        Some(1) => {
-            tx.execute_batch(SLASH_EVIDENCE_BY_HASH)?;
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'schema'",
-                params![SCHEMA_VERSION],
-            )?;
-        }
-        Some(v) if v == SCHEMA_VERSION => {}
-        Some(v) => {
-            return Err(LedgerError::Corrupt(format!(
-                "schema version {v}; this build reads version {SCHEMA_VERSION}"
-            )));
-        }
+    }
+    if version != Some(SCHEMA_VERSION) {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![SCHEMA_VERSION],
+        )?;
     }
     Ok(())
 }

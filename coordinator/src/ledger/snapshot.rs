@@ -13,7 +13,8 @@ use super::store::from_db;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerSnapshot {
     pub tables: BTreeMap<String, Vec<Vec<Value>>>,
-    /// Balances + bonds + unbonding + deposits + reserves + pool.
+    /// Balances + bonds + unbonding + deposits + reserves + pool + access stake (locked and on its
+    /// way back).
     pub supply: u128,
 }
 
@@ -48,6 +49,8 @@ pub(super) fn supply(conn: &Connection) -> Result<u128, LedgerError> {
         "SELECT deposit FROM senders",
         "SELECT reserve FROM senders",
         "SELECT value FROM meta WHERE key = 'pool'",
+        "SELECT stake FROM collective_members",
+        "SELECT amount FROM collective_unbonding",
     ] {
         let mut stmt = conn.prepare(sql)?;
         let mut rows = stmt.query([])?;

@@ -4,6 +4,7 @@ mod attacks;
 mod bad_input;
 mod binary;
 mod browser;
+mod collectives;
 mod crash;
 mod e2e;
 mod evidence;

@@ -56,6 +56,7 @@ pub struct WorkerSettings {
     pub storage_capacity: Option<ByteSize>,
     pub scrub_interval_secs: Option<f64>,
     pub redeem_delay_secs: Option<f64>,
+    pub host_collectives: Option<Vec<String>>,
     /// A flag only (`--fault`): a cheat is never read from a file.
     #[cfg(feature = "fault-injection")]
     #[serde(skip)]
@@ -146,6 +147,7 @@ impl WorkerSettings {
             ("storage_capacity", self.storage_capacity.is_some()),
             ("scrub_interval_secs", self.scrub_interval_secs.is_some()),
             ("redeem_delay_secs", self.redeem_delay_secs.is_some()),
+            ("host_collectives", self.host_collectives.is_some()),
         ];
         set.into_iter()
             .filter(|(_, set)| *set)
@@ -196,6 +198,9 @@ impl WorkerSettings {
         }
         if let Some(v) = self.redeem_delay_secs {
             config.redeem_delay = origin.secs("redeem_delay_secs", v)?;
+        }
+        if let Some(v) = &self.host_collectives {
+            config.host_collectives.clone_from(v);
         }
         #[cfg(feature = "fault-injection")]
         if self.fault.is_some() {
