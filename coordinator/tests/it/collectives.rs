@@ -430,6 +430,34 @@ async fn collective_refusals_name_the_fault_and_leave_the_ledger_unchanged() {
             "{operation:?}"
         );
     }
+    // An add raises the blob's kept copies to the collective's replicas; repair places the rest.
+    client
+        .execute(
+            &owner,
+            Operation::CreateCollective {
+                name: "shows".into(),
+                rules: CollectiveRules {
+                    replicas: 3,
+                    ..rules()
+                },
+            },
+        )
+        .await
+        .expect("create");
+    let show = put_for(&client, dir.path(), b"an episode", Some("shows")).await;
+    let index = coordinator.storage.index();
+    assert_eq!(index.blob(&show).expect("index").expect("known").replicas, 1);
+    client
+        .execute(
+            &owner,
+            Operation::AddToCollective {
+                name: "shows".into(),
+                root: show,
+            },
+        )
+        .await
+        .expect("add");
+    assert_eq!(index.blob(&show).expect("index").expect("known").replicas, 3);
     // A Put for a collective that does not exist, and of a public blob for a collective, are refused.
     let path = dir.path().join("blob-public");
     std::fs::write(&path, b"public bytes").expect("write");
