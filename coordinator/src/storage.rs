@@ -406,11 +406,11 @@ impl BlobService {
         header: &PutHeader,
         root: &[u8; 32],
     ) -> Result<Option<crate::ledger::Collective>, StorageError> {
-        let root = *root;
-        let stored_for = self.index.call(move |ix| ix.collective_of(&root)).await?;
         if header.collective.is_empty() {
             return Ok(None);
         }
+        let root = *root;
+        let stored_for = self.index.call(move |ix| ix.collective_of(&root)).await?;
         let name = header.collective.clone();
         let collective = self.ledger.call(move |l| l.collective(&name)).await?;
         let known = self.index.call(move |ix| ix.blob(&root)).await?;

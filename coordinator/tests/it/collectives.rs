@@ -213,6 +213,15 @@ async fn only_members_fetch_within_their_allotment_and_leaving_ends_access() {
         Code::Unauthenticated,
         &["signature"],
     );
+    let mut stolen = signed_get(&mut api, &member, root).await;
+    if let Some(auth) = stolen.auth.as_mut() {
+        auth.account = stranger.id().as_bytes().to_vec();
+    }
+    assert_refused(
+        fetch(&mut api, stolen).await,
+        Code::Unauthenticated,
+        &["another account"],
+    );
     let request = signed_get(&mut api, &member, root).await;
     let replayed = request.clone();
     assert!(
@@ -446,7 +455,10 @@ async fn collective_refusals_name_the_fault_and_leave_the_ledger_unchanged() {
         .expect("create");
     let show = put_for(&client, dir.path(), b"an episode", Some("shows")).await;
     let index = coordinator.storage.index();
-    assert_eq!(index.blob(&show).expect("index").expect("known").replicas, 1);
+    assert_eq!(
+        index.blob(&show).expect("index").expect("known").replicas,
+        1
+    );
     client
         .execute(
             &owner,
@@ -457,7 +469,10 @@ async fn collective_refusals_name_the_fault_and_leave_the_ledger_unchanged() {
         )
         .await
         .expect("add");
-    assert_eq!(index.blob(&show).expect("index").expect("known").replicas, 3);
+    assert_eq!(
+        index.blob(&show).expect("index").expect("known").replicas,
+        3
+    );
     // A Put for a collective that does not exist, and of a public blob for a collective, are refused.
     let path = dir.path().join("blob-public");
     std::fs::write(&path, b"public bytes").expect("write");

@@ -309,6 +309,27 @@ mod tests {
     }
 
     #[test]
+    fn hosted_collectives_come_from_the_file_or_the_flags_and_bad_names_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        std::fs::write(&path, "host_collectives = [\"films\", \"shows\"]\n").expect("write");
+        let mut source = ConfigSource {
+            file: Some(path.clone()),
+            flags: WorkerSettings::default(),
+        };
+        let loaded = source.load().expect("loads");
+        assert_eq!(loaded.config.host_collectives, ["films", "shows"]);
+        source.flags.host_collectives = Some(vec!["news".into()]);
+        let loaded = source.load().expect("loads");
+        assert_eq!(loaded.config.host_collectives, ["news"]);
+        assert_eq!(loaded.shadowed, ["host_collectives"]);
+        source.flags.host_collectives = Some(vec!["Bad Name".into()]);
+        let err = source.load().expect_err("bad name");
+        assert!(err.to_string().contains("--host-collective"), "{err}");
+        assert!(err.to_string().contains("may hold only"), "{err}");
+    }
+
+    #[test]
     fn a_bad_file_is_refused_naming_what_is_wrong() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("worker.toml");
