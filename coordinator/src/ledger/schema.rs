@@ -144,6 +144,10 @@ CREATE TABLE IF NOT EXISTS collective_usage (
 /// `v`, a fresh one runs them all.
 const MIGRATIONS: &[(i64, &str)] = &[(2, SLASH_EVIDENCE_BY_HASH), (5, COLLECTIVES)];
 
+/// Version 2's step, for the upgrade tests.
+#[cfg(test)]
+pub(super) const SLASH_EVIDENCE_BY_HASH_FOR_TESTS: &str = SLASH_EVIDENCE_BY_HASH;
+
 /// Connection settings. A file database uses WAL with a full `fsync` at every commit, so a commit that
 /// returned survives a crash or power loss.
 pub(super) fn configure(conn: &Connection, durable: bool) -> Result<(), LedgerError> {
