@@ -579,3 +579,82 @@ async fn a_member_worker_hosting_a_collective_pulls_its_blobs_and_becomes_a_veri
     );
     coordinator.stop().await;
 }
+
+/// The value of the series `line` (name and labels as the page writes them), if the page has it.
+fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The real coordinator binary's collective series: members and locked stake follow joins and leaves,
+/// and a refused Get is counted by why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_collective_series_follow_members_and_refused_gets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = format!("127.0.0.1:{}", crate::support::free_port());
+    let coordinator =
+        crate::support::CoordinatorProcess::start(dir.path(), &["--metrics-addr", &metrics]);
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let _holder = RunningWorker::start(&coordinator.url).await;
+    wait_for_workers(&client, 1).await;
+    // Throwaway keys with no tokens: a collective with no access stake costs nothing to join.
+    let (owner, member) = (Identity::generate(), Identity::generate());
+    let free = CollectiveRules {
+        access_stake: 0,
+        ..rules()
+    };
+    client
+        .execute(
+            &owner,
+            Operation::CreateCollective {
+                name: "films".into(),
+                rules: free,
+            },
+        )
+        .await
+        .expect("create");
+    let root = put_for(&client, dir.path(), b"gated bytes", Some("films")).await;
+    let page = || crate::support::http_get(&metrics, "/metrics").expect("metrics page");
+    assert_eq!(metric(&page(), "dualrig_collective_members"), Some(0.0));
+    client
+        .execute(
+            &member,
+            Operation::JoinCollective {
+                name: "films".into(),
+            },
+        )
+        .await
+        .expect("join");
+    assert_eq!(metric(&page(), "dualrig_collective_members"), Some(1.0));
+    let mut api = client.api();
+    let anonymous = GetRequest {
+        root: root.to_vec(),
+        ..GetRequest::default()
+    };
+    assert!(fetch(&mut api, anonymous).await.is_err());
+    let request = signed_get(&mut api, &member, root).await;
+    assert_eq!(fetch(&mut api, request).await.expect("member"), 11 + 8);
+    let shown = page();
+    for (series, value) in [
+        ("dualrig_collective_gets_total{outcome=\"not_member\"}", 1.0),
+        ("dualrig_collective_gets_total{outcome=\"served\"}", 1.0),
+        (
+            "dualrig_collective_gets_total{outcome=\"unauthenticated\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(metric(&shown, series), Some(value), "{series} in\n{shown}");
+    }
+    client
+        .execute(
+            &member,
+            Operation::LeaveCollective {
+                name: "films".into(),
+            },
+        )
+        .await
+        .expect("leave");
+    assert_eq!(metric(&page(), "dualrig_collective_members"), Some(0.0));
+}
