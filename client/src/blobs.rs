@@ -158,7 +158,7 @@ impl DualrigClient {
         self.get_to_file_as(root, start, end, out, None).await
     }
 
-    /// A nonce and signature proving `identity` asks for `root`'s `start..end` (PROTOCOL §6.8).
+    /// A nonce and signature proving `identity` asks for `root`'s `start..end` (PROTOCOL §6.9).
     pub async fn get_auth(
         &self,
         identity: &Identity,

@@ -118,7 +118,7 @@ struct PendingJob {
 
 struct PoolState {
     nonces: HashMap<[u8; 32], (PublicId, Instant)>,
-    /// Nonces for signed Gets (PROTOCOL §6.8), apart from registrations so neither replaces the other.
+    /// Nonces for signed Gets (PROTOCOL §6.9), apart from registrations so neither replaces the other.
     get_nonces: HashMap<[u8; 32], (PublicId, Instant)>,
     registrations: HashMap<String, Registration>,
     workers: HashMap<PublicId, ConnectedWorker>,

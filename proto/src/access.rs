@@ -1,4 +1,4 @@
-//! Who asks for a gated blob (PROTOCOL §6.8): an account signs its Get over a single-use nonce the
+//! Who asks for a gated blob (PROTOCOL §6.9): an account signs its Get over a single-use nonce the
 //! coordinator issued (`Hello` with `for_get`), so a captured request is worth nothing to anyone else
 //! and nothing to its author a second time. Collective names and their rules live here too, so the
 //! client refuses a bad name with the same words the ledger would.

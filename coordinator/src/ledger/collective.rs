@@ -1,4 +1,4 @@
-//! Collectives (PROTOCOL §2.5, §6.8): a named set of blobs with an access rule. The owner creates it and
+//! Collectives (PROTOCOL §2.5, §6.9): a named set of blobs with an access rule. The owner creates it and
 //! adds blobs; a member locks the collective's access stake to join and gets its free bytes each round;
 //! leaving ends access at once and releases the stake after `unbonding_rounds`, withdrawn with
 //! `WithdrawUnbonded` like unbonded stake. [`admit_get`] is the one place a member's Get is counted

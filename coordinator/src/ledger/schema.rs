@@ -96,7 +96,7 @@ ALTER TABLE slashes ADD COLUMN at_unix INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS slashes_kept ON slashes (amount, id) WHERE evidence_kept = 1;
 ";
 
-/// Version 5: collectives (PROTOCOL §2.5, §6.8): their rules, their blobs, their members with the
+/// Version 5: collectives (PROTOCOL §2.5, §6.9): their rules, their blobs, their members with the
 /// access stake each locked, access stake on its way back after a leave, and each member's bytes
 /// fetched per round. Only adds tables.
 const COLLECTIVES: &str = "

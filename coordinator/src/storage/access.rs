@@ -1,4 +1,4 @@
-//! Gated Gets (PROTOCOL §6.8): a blob stored for a collective is served only to a member that signed
+//! Gated Gets (PROTOCOL §6.9): a blob stored for a collective is served only to a member that signed
 //! its Get over a single-use nonce, and only within what [`Ledger::admit_collective_get`] admits (the
 //! one access rule: membership, then the round's free allotment, where paid downloads will plug in).
 
