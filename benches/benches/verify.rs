@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dualrig_benches::process_cpu;
 use dualrig_coordinator::verify::{ContentCheck, check_result};
 use dualrig_media::{EncoderChoice, inspect, select_encoder, transcode_segment, verify_rendition};
 use dualrig_proto::identity::Identity;

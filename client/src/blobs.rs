@@ -7,13 +7,15 @@
 use std::io::Write;
 use std::path::Path;
 
+use dualrig_proto::access::sign_get;
 use dualrig_proto::chunk_reader::ChunkReader;
-use dualrig_proto::identity::PublicId;
+use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::proof::slice::verified_reader;
 use dualrig_proto::ticket::{Rate, SURGE_UNIT_PPM, TicketParams, surged_price};
 use dualrig_proto::v1::{
-    BlobListing, DownloadQuoteRequest, GetRequest, ListBlobsRequest, PutHeader, PutUpload,
-    get_chunk, put_upload,
+    BlobListing, CollectiveInfo, CollectiveRequest, DownloadQuoteRequest, GetAuth, GetRequest,
+    HelloRequest, ListBlobsRequest, ListCollectivesRequest, PutHeader, PutUpload, get_chunk,
+    put_upload,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -77,6 +79,17 @@ pub struct GetSummary {
 impl DualrigClient {
     /// Stores the file at `path` on `replicas` workers (0: the coordinator's default).
     pub async fn put_file(&self, path: &Path, replicas: u32) -> Result<PutSummary, ClientError> {
+        self.put_file_for(path, replicas, None).await
+    }
+
+    /// [`Self::put_file`] for `collective`: the blob is gated by it from the start, and its owner may
+    /// add it (`None`: a public blob).
+    pub async fn put_file_for(
+        &self,
+        path: &Path,
+        replicas: u32,
+        collective: Option<&str>,
+    ) -> Result<PutSummary, ClientError> {
         let what = || format!("reading {}", path.display());
         let hashed_path = path.to_owned();
         let root = tokio::task::spawn_blocking(move || {
@@ -100,6 +113,7 @@ impl DualrigClient {
                 root: root.as_bytes().to_vec(),
                 size,
                 replicas,
+                collective: collective.unwrap_or_default().to_owned(),
             })),
         };
         let path_text = path.display().to_string();
@@ -165,14 +179,53 @@ impl DualrigClient {
         end: Option<u64>,
         out: &Path,
     ) -> Result<GetSummary, ClientError> {
-        self.get_blob(root, (start, end), out, None).await
+        self.get_to_file_as(root, start, end, out, None).await
+    }
+
+    /// A nonce and signature proving `identity` asks for `root`'s `start..end` (PROTOCOL §6.10).
+    pub async fn get_auth(
+        &self,
+        identity: &Identity,
+        root: &[u8; 32],
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<GetAuth, ClientError> {
+        let hello = self
+            .api()
+            .hello(HelloRequest {
+                worker_id: identity.id().as_bytes().to_vec(),
+                for_get: true,
+            })
+            .await?
+            .into_inner();
+        let nonce: [u8; 32] = hello.nonce.as_slice().try_into().map_err(|_| {
+            ClientError::Unverified(format!(
+                "the coordinator's Get nonce is {} bytes, not 32",
+                hello.nonce.len()
+            ))
+        })?;
+        Ok(sign_get(identity, &nonce, root, start, end))
+    }
+
+    /// [`Self::get_to_file`], each request signed by `identity` when given: a collective's blob is
+    /// served only to a member that signs.
+    pub async fn get_to_file_as(
+        &self,
+        root: [u8; 32],
+        start: u64,
+        end: Option<u64>,
+        out: &Path,
+        identity: Option<&Identity>,
+    ) -> Result<GetSummary, ClientError> {
+        self.get_blob(root, (start, end), out, None, identity).await
     }
 
     /// [`Self::get_to_file`], paying the serving holder with tickets from `payment`: the range goes in
     /// pieces of [`PAID_RANGE`], each quoted (which holder, its params) and paid before it is
     /// streamed. A holder that fails or serves bad bytes is skipped and the rest of its piece quoted
     /// again, so the next holder is paid for what it serves. A refused payment stops the download with
-    /// the coordinator's or the holder's words, and nothing is written to `out`.
+    /// the coordinator's or the holder's words, and nothing is written to `out`. Each request is signed
+    /// by the payer, so a collective's member pays past its free bytes.
     pub async fn get_to_file_paid(
         &self,
         root: [u8; 32],
@@ -181,7 +234,14 @@ impl DualrigClient {
         out: &Path,
         payment: &Payment,
     ) -> Result<GetSummary, ClientError> {
-        self.get_blob(root, (start, end), out, Some(payment)).await
+        self.get_blob(
+            root,
+            (start, end),
+            out,
+            Some(payment),
+            Some(&payment.sender),
+        )
+        .await
     }
 
     async fn get_blob(
@@ -190,6 +250,7 @@ impl DualrigClient {
         (start, end): (u64, Option<u64>),
         out: &Path,
         payment: Option<&Payment>,
+        identity: Option<&Identity>,
     ) -> Result<GetSummary, ClientError> {
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -222,6 +283,12 @@ impl DualrigClient {
                 request.end = Some(quote.end);
                 request.quote_id = quote.quote_id;
                 request.payment = quote.tickets.iter().map(Into::into).collect();
+            }
+            if let Some(identity) = identity {
+                let auth = self
+                    .get_auth(identity, &root, request.start, request.end)
+                    .await?;
+                request.auth = Some(auth);
             }
             let fetched = match self
                 .fetch_range(request, &hash, &staged, written, &mut bounds)
@@ -430,6 +497,61 @@ impl DualrigClient {
             copied,
             failure,
         })
+    }
+
+    /// Every collective, without its blobs, following the list's pages.
+    pub async fn list_collectives(&self) -> Result<Vec<CollectiveInfo>, ClientError> {
+        let api = self.api();
+        crate::every_page(|page_token| {
+            let mut api = api.clone();
+            async move {
+                let page = api
+                    .list_collectives(ListCollectivesRequest {
+                        page_token,
+                        page_size: 0,
+                    })
+                    .await?
+                    .into_inner();
+                Ok((page.collectives, page.next_page_token))
+            }
+        })
+        .await
+    }
+
+    /// Collective `name`'s rules and figures, and every root of its blobs.
+    pub async fn collective(
+        &self,
+        name: &str,
+    ) -> Result<(CollectiveInfo, Vec<[u8; 32]>), ClientError> {
+        let mut api = self.api();
+        let mut info: Option<CollectiveInfo> = None;
+        let mut roots = Vec::new();
+        let mut page_token = Vec::new();
+        loop {
+            let page = api
+                .collective(CollectiveRequest {
+                    name: name.to_owned(),
+                    page_token,
+                    page_size: 0,
+                })
+                .await?
+                .into_inner();
+            for r in &page.roots {
+                roots.push(<[u8; 32]>::try_from(r.as_slice()).map_err(|_| {
+                    ClientError::Unverified(format!("a root of {name} is {} bytes", r.len()))
+                })?);
+            }
+            page_token = page.next_page_token.clone();
+            let done = page_token.is_empty();
+            info.get_or_insert(page);
+            if done {
+                break;
+            }
+        }
+        let mut info = info.unwrap_or_default();
+        info.roots.clear();
+        info.next_page_token.clear();
+        Ok((info, roots))
     }
 
     /// Every blob the network keeps, with its holders.

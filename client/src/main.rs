@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use dualrig_client::{DualrigClient, LadderOptions};
 use dualrig_proto::amount::{format_tokens, parse_tokens};
 use dualrig_proto::identity::{Identity, PublicId};
-use dualrig_proto::ledger_request::Operation;
+use dualrig_proto::ledger_request::{CollectiveRules, Operation};
 use dualrig_proto::profile::{DEFAULT_LADDER, Profile};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -66,9 +66,13 @@ enum Command {
     Put {
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Distinct workers to keep each file on (0: the coordinator's default, 3).
+        /// Distinct workers to keep each file on (0: the coordinator's default, or the collective's).
         #[arg(long, default_value_t = 3)]
         replicas: u32,
+        /// Store the files for this collective: only its members can fetch them, and its owner can
+        /// add them (`dualrig collective add`). A file once stored public cannot be gated later.
+        #[arg(long, value_parser = parse_collective)]
+        collective: Option<String>,
     },
     /// Fetch a blob (or a byte range of it), verified against its root before anything is written.
     Get {
@@ -88,7 +92,13 @@ enum Command {
         /// Most base units per byte to pay a holder; implies --pay.
         #[arg(long)]
         max_price: Option<u64>,
+        /// Ask anonymously even when a key is at hand (a collective's blob is then refused).
+        #[arg(long)]
+        anonymous: bool,
     },
+    /// Collectives: named sets of blobs that only their members, who lock an access stake, fetch.
+    #[command(subcommand)]
+    Collective(CollectiveCommand),
     /// List the blobs the network keeps, with size and holders.
     Ls,
     /// List the workers connected to the coordinator.
@@ -149,6 +159,85 @@ enum StakeCommand {
     },
     /// Take released unbonded stake back into your balance.
     Withdraw,
+}
+
+#[derive(Debug, Subcommand)]
+enum CollectiveCommand {
+    /// Create a collective owned by your key.
+    Create {
+        #[arg(value_parser = parse_collective)]
+        name: String,
+        /// Tokens a member locks to join.
+        #[arg(long, value_parser = parse_tokens, default_value = "0")]
+        access_stake: u64,
+        /// Base units per byte beyond a member's free bytes of a round.
+        #[arg(long, default_value_t = 0)]
+        price_per_byte: u64,
+        /// Bytes each member fetches free per ledger round.
+        #[arg(long, default_value_t = 1 << 30)]
+        free_bytes: u64,
+        /// Copies the network keeps of each of its blobs (0: the coordinator's default).
+        #[arg(long, default_value_t = 0)]
+        replicas: u32,
+    },
+    /// Add blobs stored for the collective (`dualrig put --collective NAME`); owner only.
+    Add {
+        #[arg(value_parser = parse_collective)]
+        name: String,
+        #[arg(required = true, value_parser = dualrig_client::parse_root)]
+        roots: Vec<[u8; 32]>,
+    },
+    /// Join: locks the collective's access stake from your balance.
+    Join {
+        #[arg(value_parser = parse_collective)]
+        name: String,
+    },
+    /// Leave: access ends now; the stake comes back after the unbonding rounds
+    /// (`dualrig stake withdraw`).
+    Leave {
+        #[arg(value_parser = parse_collective)]
+        name: String,
+    },
+    /// List the collectives, or one collective's rules and blobs.
+    Ls {
+        #[arg(value_parser = parse_collective)]
+        name: Option<String>,
+    },
+}
+
+fn parse_collective(text: &str) -> Result<String, String> {
+    dualrig_proto::access::check_name(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// The key a Get signs with: `--key` (or `DUALRIG_KEY`) when given, else the default key file when
+/// it exists; none otherwise.
+fn get_key(path: Option<PathBuf>) -> anyhow::Result<Option<Identity>> {
+    if path.is_some() {
+        return load_key(path).map(Some);
+    }
+    let default = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".dualrig").join("client.key"));
+    match default {
+        Some(p) if p.exists() => load_key(Some(p)).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn print_collective(c: &dualrig_proto::v1::CollectiveInfo) {
+    println!(
+        "{}  owner {}  access stake {}  free {} B/round  {} per byte beyond  replicas {}  members {}  locked {}  blobs {}",
+        c.name,
+        hex::encode(&c.owner),
+        format_tokens(c.access_stake),
+        c.free_bytes_per_round,
+        c.price_per_byte,
+        c.replicas,
+        c.members,
+        format_tokens(c.stake_locked),
+        c.blob_count
+    );
 }
 
 /// `START..END`, either side optional.
@@ -301,11 +390,15 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Put { files, replicas } => {
+        Command::Put {
+            files,
+            replicas,
+            collective,
+        } => {
             let client = DualrigClient::connect(&cli.coordinator).await?;
             for file in files {
                 let put = client
-                    .put_file(&file, replicas)
+                    .put_file_for(&file, replicas, collective.as_deref())
                     .await
                     .with_context(|| format!("storing {}", file.display()))?;
                 println!("{}  {}", put.root.to_hex(), file.display());
@@ -319,6 +412,7 @@ async fn main() -> anyhow::Result<()> {
             range,
             pay,
             max_price,
+            anonymous,
         } => {
             let client = DualrigClient::connect(&cli.coordinator).await?;
             let (start, end) = range.unwrap_or((None, None));
@@ -329,7 +423,10 @@ async fn main() -> anyhow::Result<()> {
                     .get_to_file_paid(root, start, end, &out, &payment)
                     .await?
             } else {
-                client.get_to_file(root, start, end, &out).await?
+                let identity = if anonymous { None } else { get_key(cli.key)? };
+                client
+                    .get_to_file_as(root, start, end, &out, identity.as_ref())
+                    .await?
             };
             eprintln!(
                 "{} bytes ({}..{} of {}) verified -> {}",
@@ -432,6 +529,59 @@ async fn main() -> anyhow::Result<()> {
                 Operation::Transfer { to, amount },
             )
             .await?
+        }
+        Command::Collective(command) => {
+            let operations = match command {
+                CollectiveCommand::Create {
+                    name,
+                    access_stake,
+                    price_per_byte,
+                    free_bytes,
+                    replicas,
+                } => vec![Operation::CreateCollective {
+                    name,
+                    rules: CollectiveRules {
+                        access_stake,
+                        price_per_byte,
+                        free_bytes_per_round: free_bytes,
+                        replicas,
+                    },
+                }],
+                CollectiveCommand::Add { name, roots } => roots
+                    .into_iter()
+                    .map(|root| Operation::AddToCollective {
+                        name: name.clone(),
+                        root,
+                    })
+                    .collect(),
+                CollectiveCommand::Join { name } => vec![Operation::JoinCollective { name }],
+                CollectiveCommand::Leave { name } => vec![Operation::LeaveCollective { name }],
+                CollectiveCommand::Ls { name } => {
+                    let client = DualrigClient::connect(&cli.coordinator).await?;
+                    match name {
+                        Some(name) => {
+                            let (info, roots) = client.collective(&name).await?;
+                            print_collective(&info);
+                            for root in roots {
+                                println!("  {}", hex::encode(root));
+                            }
+                        }
+                        None => {
+                            let all = client.list_collectives().await?;
+                            if all.is_empty() {
+                                eprintln!("no collectives yet");
+                            }
+                            for c in &all {
+                                print_collective(c);
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
+            };
+            for operation in operations {
+                execute(&cli.coordinator, cli.key.clone(), operation).await?;
+            }
         }
         Command::Stake(stake) => {
             let operation = match stake {

@@ -40,6 +40,8 @@ pub enum CoordinatorError {
     Identity(#[from] IdentityError),
     #[error("coordinator storage: {0}")]
     Io(#[from] std::io::Error),
+    /// The ledger's answer: a download's tickets, or a collective's blob (not a member, allotment used,
+    /// no such collective).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("coordinator is shutting down")]
@@ -302,6 +304,27 @@ pub enum StorageError {
     /// Over a staging budget, short of disk, or past an upload deadline.
     #[error(transparent)]
     Staged(#[from] CoordinatorError),
+    #[error(
+        "blob {} belongs to collective '{name}'; only its members fetch it: join with an access stake of {access_stake} units (`dualrig collective join {name}`) and sign the Get (`dualrig get --key`)",
+        hex::encode(.root)
+    )]
+    Gated {
+        root: [u8; 32],
+        name: String,
+        access_stake: u64,
+    },
+    #[error("signed Get refused: {0}")]
+    GetAuth(String),
+    #[error(
+        "blob {} was stored {}; only a blob put for collective '{name}' (`dualrig put --collective {name}`) can be added to it",
+        hex::encode(.root),
+        match .stored_for { Some(c) => format!("for collective '{c}'"), None => "public".to_owned() }
+    )]
+    NotStoredFor {
+        root: [u8; 32],
+        name: String,
+        stored_for: Option<String>,
+    },
 }
 
 impl From<StorageError> for Status {
@@ -309,7 +332,7 @@ impl From<StorageError> for Status {
         let e = match e {
             StorageError::Staged(inner) => return Status::from(inner),
             StorageError::Ledger(inner) => return Status::from(inner),
-            e => e,
+            other => other,
         };
         let code = match &e {
             StorageError::Id(id) if !is_malformed_id(id) => Code::Unauthenticated,
@@ -328,7 +351,10 @@ impl From<StorageError> for Status {
             | StorageError::DownloadQuoteMismatch { .. }
             | StorageError::DownloadPaymentShort { .. }
             | StorageError::NotQuotedParams { .. }
-            | StorageError::HolderRefusedPayment { .. } => Code::FailedPrecondition,
+            | StorageError::HolderRefusedPayment { .. }
+            | StorageError::NotStoredFor { .. } => Code::FailedPrecondition,
+            StorageError::Gated { .. } => Code::PermissionDenied,
+            StorageError::GetAuth(_) => Code::Unauthenticated,
             StorageError::NotFound { .. } => Code::NotFound,
             StorageError::OutOfRange { .. } => Code::OutOfRange,
             StorageError::Underplaced { .. }
@@ -351,7 +377,17 @@ impl From<LedgerError> for Status {
             | LedgerError::InvalidAccount { .. }
             | LedgerError::ZeroAmount
             | LedgerError::Overflow { .. }
-            | LedgerError::BadFraction { .. } => Code::InvalidArgument,
+            | LedgerError::BadFraction { .. }
+            | LedgerError::CollectiveName(_)
+            | LedgerError::CollectiveReplicas { .. } => Code::InvalidArgument,
+            LedgerError::NoSuchCollective { .. } => Code::NotFound,
+            LedgerError::CollectiveExists { .. }
+            | LedgerError::BlobAlreadyInCollective { .. }
+            | LedgerError::AlreadyMember { .. } => Code::AlreadyExists,
+            LedgerError::NotCollectiveOwner { .. } | LedgerError::NotMemberForGet { .. } => {
+                Code::PermissionDenied
+            }
+            LedgerError::AllotmentUsed { .. } => Code::ResourceExhausted,
             LedgerError::StaleNonce { .. } => Code::Aborted,
             LedgerError::InsufficientBalance { .. }
             | LedgerError::InsufficientBond { .. }
@@ -362,7 +398,9 @@ impl From<LedgerError> for Status {
             | LedgerError::NotUnlocking { .. }
             | LedgerError::UnlockPending { .. }
             | LedgerError::SenderCannotPay { .. }
-            | LedgerError::TicketForwarded { .. } => Code::FailedPrecondition,
+            | LedgerError::TicketForwarded { .. }
+            | LedgerError::NotMember { .. }
+            | LedgerError::AccessStakeShort { .. } => Code::FailedPrecondition,
             LedgerError::NotRecipient { .. } => Code::PermissionDenied,
             LedgerError::Ticket(t) => t.code(),
             LedgerError::AlreadyRedeemed { .. } => Code::AlreadyExists,

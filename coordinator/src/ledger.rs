@@ -16,6 +16,7 @@
 //! (`hosting`), stop short of it: no balance can exceed what the database holds.
 
 mod broker;
+mod collective;
 mod downloads;
 mod draw;
 mod error;
@@ -38,10 +39,11 @@ use dualrig_proto::identity::PublicId;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use broker::{Redemption, SenderAccount};
+pub use collective::{Admission, Collective, CollectiveStake};
 pub use downloads::Served;
 pub use draw::{Candidate, draw_weighted, weight};
 pub use dualrig_proto::ledger_request::{
-    Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message,
+    CollectiveRules, Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message,
 };
 pub use error::LedgerError;
 pub use genesis::{Genesis, GenesisAccount, GenesisError};
@@ -118,6 +120,8 @@ pub struct AccountState {
     pub unbonding: Vec<UnbondingEntry>,
     pub round: u64,
     pub suspended_until: Option<u64>,
+    /// Access stake locked in collectives or on its way back.
+    pub collective_stakes: Vec<CollectiveStake>,
 }
 
 /// A handle on the ledger database. `Send + Sync`; share it in an `Arc`.
@@ -261,6 +265,7 @@ impl Ledger {
             store::set_round(tx, next)?;
             broker::prune_reserve_rounds(tx, next)?;
             hosting::release_due(tx, next)?;
+            collective::prune_usage(tx, next)?;
             Ok(next)
         })
     }
@@ -381,6 +386,7 @@ impl Ledger {
                 unbonding: stake::unbonding(tx, account)?,
                 round: store::round(tx)?,
                 suspended_until: stake::suspended_until(tx, account)?,
+                collective_stakes: collective::stakes(tx, account)?,
             })
         })
     }
@@ -505,6 +511,55 @@ impl Ledger {
         self.read(|tx, _| snapshot::take(tx))
     }
 
+    /// The collective `name`, with its figures.
+    pub fn collective(&self, name: &str) -> Result<Collective, LedgerError> {
+        self.read(|tx, _| collective::collective(tx, name))
+    }
+
+    /// At most `limit` collectives after the name `after`, in name order.
+    pub fn collectives_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Collective>, LedgerError> {
+        self.read(|tx, _| collective::collectives_page(tx, after, limit))
+    }
+
+    /// At most `limit` blob roots of collective `name` after `after`, in root order.
+    pub fn collective_roots(
+        &self,
+        name: &str,
+        after: Option<&[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<[u8; 32]>, LedgerError> {
+        self.read(|tx, _| collective::roots_page(tx, name, after, limit))
+    }
+
+    /// Whether `account` is a member of collective `name` now (`NoSuchCollective` when there is none).
+    pub fn is_member(&self, name: &str, account: &PublicId) -> Result<bool, LedgerError> {
+        self.read(|tx, _| {
+            collective::collective(tx, name)?;
+            collective::is_member(tx, name, account)
+        })
+    }
+
+    /// Decides a Get of `bytes` of a blob of collective `name` by `account` and counts it (a `paid`
+    /// one needs membership only): see `collective::admit_get`, the one access rule.
+    pub fn admit_collective_get(
+        &self,
+        name: &str,
+        account: &PublicId,
+        bytes: u64,
+        paid: bool,
+    ) -> Result<Admission, LedgerError> {
+        self.write(|tx, _| collective::admit_get(tx, name, account, bytes, paid))
+    }
+
+    /// Members and access stake locked over every collective.
+    pub fn collective_totals(&self) -> Result<(u64, u64), LedgerError> {
+        self.read(|tx, _| collective::totals(tx))
+    }
+
     /// Every unit the ledger holds: balances, stake, unbonding, deposits, reserves, the pool, held-back
     /// rewards and the download-fee pot. Only hosting payouts change it, by what they mint.
     pub fn supply(&self) -> Result<u128, LedgerError> {
@@ -574,7 +629,29 @@ fn apply(
             Ok(Receipt::Done)
         }
         Operation::WithdrawUnbonded => {
-            let amount = stake::withdraw_unbonded(tx, &account)?;
+            // Released access stake comes back with released stake; only when neither is ready is
+            // the request refused, naming the nearer release.
+            let (access, access_next) = collective::withdraw_released(tx, &account)?;
+            let amount = match stake::withdraw_unbonded(tx, &account) {
+                Ok(amount) => amount
+                    .checked_add(access)
+                    .ok_or(LedgerError::Overflow { what: "withdrawal" })?,
+                Err(LedgerError::NothingUnbonded { .. }) if access > 0 => access,
+                Err(LedgerError::NothingUnbonded {
+                    account,
+                    next_release,
+                }) => {
+                    let next_release = match (next_release, access_next) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    return Err(LedgerError::NothingUnbonded {
+                        account,
+                        next_release,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             Ok(Receipt::Withdrawn { amount })
         }
         Operation::Deposit { amount } => {
@@ -600,6 +677,22 @@ fn apply(
         Operation::RedeemTicket { ticket, .. } => {
             let redemption = broker::redeem(tx, config, &ticket)?;
             Ok(Receipt::Redeemed(redemption))
+        }
+        Operation::CreateCollective { name, rules } => {
+            collective::create(tx, &account, &name, &rules)?;
+            Ok(Receipt::Done)
+        }
+        Operation::AddToCollective { name, root } => {
+            collective::add(tx, &account, &name, &root)?;
+            Ok(Receipt::Done)
+        }
+        Operation::JoinCollective { name } => {
+            collective::join(tx, &account, &name)?;
+            Ok(Receipt::Done)
+        }
+        Operation::LeaveCollective { name } => {
+            collective::leave(tx, config, &account, &name)?;
+            Ok(Receipt::Done)
         }
     }
 }

@@ -69,6 +69,10 @@ pub const LEDGER_OPERATIONS: &[&str] = &[
     "cancel_unlock",
     "withdraw",
     "redeem_ticket",
+    "create_collective",
+    "add_to_collective",
+    "join_collective",
+    "leave_collective",
     "malformed",
 ];
 /// `outcome` of [`LEDGER_REQUESTS`].
@@ -109,7 +113,9 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
     dualrig_proto::metrics_endpoint::serve(addr, &buckets, || {
         describe();
         describe_storage();
+        describe_collectives();
         register();
+        register_collectives();
     })
     .map_err(|e| e.to_string())?;
     Ok(())
@@ -546,4 +552,48 @@ pub fn blob_served() {
 
 pub fn scrub_reported(blobs: usize) {
     counter!(SCRUB_DROPS).increment(blobs as u64);
+}
+
+pub const COLLECTIVE_MEMBERS: &str = "dualrig_collective_members";
+pub const COLLECTIVE_STAKE: &str = "dualrig_collective_access_stake_units";
+pub const COLLECTIVE_GETS: &str = "dualrig_collective_gets_total";
+
+/// `outcome` of [`COLLECTIVE_GETS`].
+pub const COLLECTIVE_GET_OUTCOMES: &[&str] = &[
+    "served",
+    "not_member",
+    "unauthenticated",
+    "allotment_used",
+    "error",
+];
+
+fn describe_collectives() {
+    describe_gauge!(
+        COLLECTIVE_MEMBERS,
+        "Members of every collective together (one account in two collectives counts twice)"
+    );
+    describe_gauge!(
+        COLLECTIVE_STAKE,
+        "Access stake members have locked in collectives, base units"
+    );
+    describe_counter!(
+        COLLECTIVE_GETS,
+        "Gets of collectives' blobs, by outcome (served, not_member, unauthenticated, allotment_used, error)"
+    );
+}
+
+fn register_collectives() {
+    for &outcome in COLLECTIVE_GET_OUTCOMES {
+        counter!(COLLECTIVE_GETS, "outcome" => outcome).increment(0);
+    }
+    collective_totals(0, 0);
+}
+
+pub fn collective_get(outcome: &'static str) {
+    counter!(COLLECTIVE_GETS, "outcome" => listed(outcome, COLLECTIVE_GET_OUTCOMES)).increment(1);
+}
+
+pub fn collective_totals(members: u64, stake: u64) {
+    gauge!(COLLECTIVE_MEMBERS).set(members as f64);
+    gauge!(COLLECTIVE_STAKE).set(stake as f64);
 }

@@ -34,6 +34,8 @@ const SESSION_TTL: Duration = Duration::from_secs(60);
 /// Registrations in progress at once (nonces issued, tokens not yet attached): a flood of Hellos
 /// from fresh keys is refused past this instead of growing the pool's maps.
 pub const MAX_PENDING_REGISTRATIONS: usize = 4096;
+/// Live Get nonces one account may hold.
+pub const MAX_GET_NONCES_PER_ACCOUNT: usize = 16;
 /// Commands queued to one worker before it counts as unable to take more.
 const COMMAND_QUEUE: usize = 16;
 /// Control commands (challenges, cancels, credits) queued to one worker; they go out ahead of bulk.
@@ -119,6 +121,8 @@ struct PendingJob {
 
 struct PoolState {
     nonces: HashMap<[u8; 32], (PublicId, Instant)>,
+    /// Nonces for signed Gets (PROTOCOL §6.10), apart from registrations so neither replaces the other.
+    get_nonces: HashMap<[u8; 32], (PublicId, Instant)>,
     registrations: HashMap<String, Registration>,
     workers: HashMap<PublicId, ConnectedWorker>,
     pending: HashMap<String, PendingJob>,
@@ -230,6 +234,7 @@ impl WorkerPool {
         Self {
             state: Mutex::new(PoolState {
                 nonces: HashMap::new(),
+                get_nonces: HashMap::new(),
                 registrations: HashMap::new(),
                 workers: HashMap::new(),
                 pending: HashMap::new(),
@@ -297,6 +302,56 @@ impl WorkerPool {
         }
         state.nonces.insert(nonce, (worker, now));
         Ok(nonce)
+    }
+
+    /// A fresh nonce for `account` to sign a Get with. An account holds at most
+    /// [`MAX_GET_NONCES_PER_ACCOUNT`] live ones (its oldest goes first), so several Gets can run at once.
+    pub fn issue_get_nonce(&self, account: PublicId) -> Result<[u8; 32], CoordinatorError> {
+        let nonce: [u8; 32] = rand::random();
+        let mut state = self.lock();
+        let now = Instant::now();
+        state
+            .get_nonces
+            .retain(|_, (_, issued)| now - *issued < NONCE_TTL);
+        let mut mine: Vec<([u8; 32], Instant)> = state
+            .get_nonces
+            .iter()
+            .filter(|(_, (id, _))| *id == account)
+            .map(|(n, (_, at))| (*n, *at))
+            .collect();
+        if mine.len() >= MAX_GET_NONCES_PER_ACCOUNT {
+            mine.sort_by_key(|(_, at)| *at);
+            state.get_nonces.remove(&mine[0].0);
+        }
+        if state.get_nonces.len() >= MAX_PENDING_REGISTRATIONS {
+            return Err(CoordinatorError::Busy(format!(
+                "{MAX_PENDING_REGISTRATIONS} signed Gets are being prepared; try again in a few seconds"
+            )));
+        }
+        state.get_nonces.insert(nonce, (account, now));
+        Ok(nonce)
+    }
+
+    /// Uses up a Get nonce: it must have been issued to `account` within the last 30 s and not used.
+    pub fn take_get_nonce(&self, nonce: &[u8], account: &PublicId) -> Result<(), CoordinatorError> {
+        let key: [u8; 32] = nonce.try_into().map_err(|_| {
+            CoordinatorError::Unauthenticated(format!(
+                "nonce is {} bytes; send the 32-byte nonce Hello (for_get) returned",
+                nonce.len()
+            ))
+        })?;
+        let (issued_to, issued) = self.lock().get_nonces.remove(&key).ok_or_else(|| {
+            CoordinatorError::Unauthenticated(
+                "unknown or already used Get nonce; call Hello with for_get again".into(),
+            )
+        })?;
+        if issued_to != *account || issued.elapsed() > NONCE_TTL {
+            return Err(CoordinatorError::Unauthenticated(
+                "Get nonce was issued to another account or has expired; call Hello with for_get again"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks a registration's signature over its nonce and returns the session token for Attach.

@@ -239,6 +239,7 @@ async fn run_rounds(
         Ok(n) => crate::metrics::ledger_round(n),
         Err(e) => tracing::error!(error = %e, "cannot read the ledger round"),
     }
+    crate::service::refresh_collective_totals(&ledger).await;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + round, round);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -10,8 +10,9 @@ use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::profile::ladder_from_wire;
 use dualrig_proto::v1::coordinator_server::Coordinator as CoordinatorApi;
 use dualrig_proto::v1::{
-    AccountInfo, AccountRequest, DownloadQuoteRequest, DownloadQuoteResponse, GetRequest,
-    HelloRequest, HelloResponse, LedgerReceipt, LedgerRequest, ListBlobsRequest, ListBlobsResponse,
+    AccountInfo, AccountRequest, CollectiveInfo, CollectiveRequest, DownloadQuoteRequest,
+    DownloadQuoteResponse, GetRequest, HelloRequest, HelloResponse, LedgerReceipt, LedgerRequest,
+    ListBlobsRequest, ListBlobsResponse, ListCollectivesRequest, ListCollectivesResponse,
     ListSlashesRequest, ListSlashesResponse, ListStatementsRequest, ListStatementsResponse,
     ListWorkersRequest, ListWorkersResponse, PutResponse, PutUpload, QuoteRequest, QuoteResponse,
     RegisterRequest, RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload,
@@ -529,7 +530,11 @@ impl CoordinatorApi for CoordinatorService {
     ) -> Result<Response<HelloResponse>, Status> {
         let worker = PublicId::from_slice("worker_id", &request.get_ref().worker_id)
             .map_err(CoordinatorError::from)?;
-        let nonce = self.pool.issue_nonce(worker)?;
+        let nonce = if request.get_ref().for_get {
+            self.pool.issue_get_nonce(worker)?
+        } else {
+            self.pool.issue_nonce(worker)?
+        };
         Ok(Response::new(HelloResponse {
             nonce: nonce.to_vec(),
             coordinator_id: self.identity.id().as_bytes().to_vec(),
@@ -716,12 +721,26 @@ impl CoordinatorApi for CoordinatorService {
         let name = operation.as_ref().map_or("malformed", operation_name);
         let nonce = signed.nonce;
         // Signatures are checked here, in parallel, before the request may wait for a transaction.
-        let outcome =
-            match tokio::task::spawn_blocking(move || crate::ledger::Checked::new(signed)).await {
-                Ok(Ok(checked)) => self.ledger_writes.execute(checked).await,
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(LedgerError::Task(e.to_string())),
-            };
+        let outcome = match tokio::task::spawn_blocking(move || crate::ledger::Checked::new(signed))
+            .await
+        {
+            Ok(Ok(checked)) => {
+                // An add names a blob of the index, which the ledger does not see.
+                if let Some(Operation::AddToCollective {
+                    name: collective,
+                    root,
+                }) = &operation
+                    && let Err(e) = self.storage.check_addable(collective, *root).await
+                {
+                    metrics::ledger_request(name, "refused");
+                    info!(account = %account.short(), operation = name, error = %e, "ledger request refused");
+                    return Err(e.into());
+                }
+                self.ledger_writes.execute(checked).await
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(LedgerError::Task(e.to_string())),
+        };
         let (receipt, round) = match outcome {
             Ok(done) => {
                 metrics::ledger_request(name, "applied");
@@ -738,6 +757,21 @@ impl CoordinatorApi for CoordinatorService {
             Some(Operation::Bond { .. } | Operation::Delegate { .. } | Operation::Unbond { .. })
         ) {
             crate::stakes::refresh(&self.ledger, &self.pool).await;
+        }
+        match &operation {
+            Some(Operation::AddToCollective { name, root }) => {
+                let (name, root) = (name.clone(), *root);
+                let collective = self.ledger.call(move |l| l.collective(&name)).await?;
+                self.storage
+                    .raise_replicas(root, collective.rules.replicas)
+                    .await?;
+            }
+            Some(
+                Operation::JoinCollective { .. }
+                | Operation::LeaveCollective { .. }
+                | Operation::WithdrawUnbonded,
+            ) => refresh_collective_totals(&self.ledger).await,
+            _ => {}
         }
         let amount = match receipt {
             Receipt::Done => 0,
@@ -778,6 +812,15 @@ impl CoordinatorApi for CoordinatorService {
                 .collect(),
             round: state.round,
             suspended_until: state.suspended_until.unwrap_or(0),
+            collective_stakes: state
+                .collective_stakes
+                .iter()
+                .map(|s| dualrig_proto::v1::CollectiveStake {
+                    collective: s.collective.clone(),
+                    amount: s.amount,
+                    release_round: s.release_round.unwrap_or(0),
+                })
+                .collect(),
         }))
     }
 
@@ -854,6 +897,59 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(self.storage.get(request.into_inner()).await?))
     }
 
+    async fn collective(
+        &self,
+        request: Request<CollectiveRequest>,
+    ) -> Result<Response<CollectiveInfo>, Status> {
+        let request = request.into_inner();
+        let page = Page::requested("collective blobs", &request.page_token, request.page_size)?;
+        let after = page.after_key::<32>("collective blobs")?;
+        let name = request.name;
+        dualrig_proto::access::check_name(&name).map_err(LedgerError::CollectiveName)?;
+        let limit = page.size + 1;
+        let (collective, roots) = self
+            .ledger
+            .call(move |l| {
+                let c = l.collective(&name)?;
+                let roots = l.collective_roots(&name, after.as_ref(), limit)?;
+                Ok((c, roots))
+            })
+            .await?;
+        let (roots, next_page_token) = page.finish(roots, |r| r.to_vec());
+        let mut info = collective_info(&collective);
+        info.roots = roots.iter().map(|r| r.to_vec()).collect();
+        info.next_page_token = next_page_token;
+        Ok(Response::new(info))
+    }
+
+    async fn list_collectives(
+        &self,
+        request: Request<ListCollectivesRequest>,
+    ) -> Result<Response<ListCollectivesResponse>, Status> {
+        let request = request.into_inner();
+        let page = Page::requested("collectives", &request.page_token, request.page_size)?;
+        let after = match &page.after {
+            Some(token) => Some(String::from_utf8(token.clone()).map_err(|_| {
+                CoordinatorError::BadPageToken {
+                    list: "collectives",
+                    len: token.len(),
+                }
+            })?),
+            None => None,
+        };
+        let limit = page.size + 1;
+        let collectives = self
+            .ledger
+            .call(move |l| l.collectives_page(after.as_deref(), limit))
+            .await?;
+        let (collectives, next_page_token) =
+            page.finish(collectives, |c| c.name.as_bytes().to_vec());
+        Ok(Response::new(ListCollectivesResponse {
+            collectives: collectives.iter().map(collective_info).collect(),
+            next_page_token,
+        }))
+    }
+
     async fn list_blobs(
         &self,
         request: Request<ListBlobsRequest>,
@@ -862,6 +958,30 @@ impl CoordinatorApi for CoordinatorService {
         let page = Page::requested("blobs", &request.page_token, request.page_size)?;
         let after = page.after_key::<32>("blobs")?;
         Ok(Response::new(self.storage.list(page, after).await?))
+    }
+}
+
+fn collective_info(c: &crate::ledger::Collective) -> CollectiveInfo {
+    CollectiveInfo {
+        name: c.name.clone(),
+        owner: c.owner.as_bytes().to_vec(),
+        access_stake: c.rules.access_stake,
+        price_per_byte: c.rules.price_per_byte,
+        free_bytes_per_round: c.rules.free_bytes_per_round,
+        replicas: c.rules.replicas,
+        members: c.members,
+        stake_locked: c.stake_locked,
+        blob_count: c.blobs,
+        roots: Vec::new(),
+        next_page_token: Vec::new(),
+    }
+}
+
+/// Sets the collectives' gauges from the ledger.
+pub async fn refresh_collective_totals(ledger: &Arc<Ledger>) {
+    match ledger.call(|l| l.collective_totals()).await {
+        Ok((members, stake)) => metrics::collective_totals(members, stake),
+        Err(e) => tracing::error!(error = %e, "cannot read the collectives' totals"),
     }
 }
 
@@ -879,6 +999,10 @@ fn operation_name(operation: &Operation) -> &'static str {
         Operation::CancelUnlock => "cancel_unlock",
         Operation::Withdraw => "withdraw",
         Operation::RedeemTicket { .. } => "redeem_ticket",
+        Operation::CreateCollective { .. } => "create_collective",
+        Operation::AddToCollective { .. } => "add_to_collective",
+        Operation::JoinCollective { .. } => "join_collective",
+        Operation::LeaveCollective { .. } => "leave_collective",
     }
 }
 

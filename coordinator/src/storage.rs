@@ -7,6 +7,7 @@
 //! fails or loses it. Workers dial out, so every byte between clients and workers passes through here,
 //! streamed: nothing holds a whole blob in memory.
 
+mod access;
 pub mod challenge;
 pub mod downloads;
 pub mod index;
@@ -64,6 +65,9 @@ pub struct BlobService {
     config: Arc<Config>,
     pool: Arc<WorkerPool>,
     slasher: Arc<Slasher>,
+    /// Collectives' rules for gated Puts and Gets, and where forwarded download tickets and bytes
+    /// served are recorded.
+    ledger: Arc<Ledger>,
     /// Blob bytes staged for Puts.
     blob_budget: Arc<StagingBudget>,
     index: Arc<BlobIndex>,
@@ -80,8 +84,6 @@ pub struct BlobService {
     /// Workers that failed a challenge on a blob or reported losing it: repair does not hand it back
     /// to them.
     lost_by: std::sync::Mutex<std::collections::HashMap<[u8; 32], Vec<PublicId>>>,
-    /// Where forwarded download tickets and bytes served are recorded.
-    ledger: Arc<Ledger>,
     /// Open download quotes.
     quotes: DownloadQuotes,
     /// Recent download demand per blob, for surge pricing.
@@ -115,6 +117,7 @@ impl BlobService {
             config,
             pool,
             slasher,
+            ledger,
             blob_budget,
             index,
             links: Arc::default(),
@@ -123,7 +126,6 @@ impl BlobService {
             last_seen: std::sync::Mutex::default(),
             started: std::time::Instant::now(),
             lost_by: std::sync::Mutex::default(),
-            ledger,
             quotes: DownloadQuotes::default(),
             surge: surge::Surge::new(config_surge),
         })
@@ -341,8 +343,13 @@ impl BlobService {
                 limit: self.config.max_blob_bytes,
             });
         }
+        let collective = self.collective_for_put(&header, &root).await?;
         let wanted = match header.replicas {
-            0 => self.config.replicas,
+            0 => collective
+                .as_ref()
+                .map(|c| c.rules.replicas)
+                .filter(|&n| n > 0)
+                .unwrap_or(self.config.replicas),
             n if n > MAX_REPLICAS => {
                 return Err(StorageError::TooManyReplicas {
                     asked: n,
@@ -395,10 +402,15 @@ impl BlobService {
         )?;
         let staged = self.stage(&header, &mut upload, root).await?;
         let size = header.size;
+        let for_collective = collective.map(|c| c.name);
         self.index
             .call(move |ix| {
                 ix.settle_size(&root, size)?;
-                ix.add_blob(&root, size, wanted)
+                ix.add_blob(&root, size, wanted)?;
+                match &for_collective {
+                    Some(name) => ix.set_collective(&root, name),
+                    None => Ok(()),
+                }
             })
             .await?;
         let placed = self
@@ -425,6 +437,69 @@ impl BlobService {
             size,
             holders: all.iter().map(|w| w.as_bytes().to_vec()).collect(),
         })
+    }
+
+    /// The collective a Put names, checked: it exists, and the blob is new to the network or already
+    /// stored for it. A blob the network already serves publicly is never gated afterwards, so no key
+    /// can take public bytes behind a collective of its own.
+    async fn collective_for_put(
+        &self,
+        header: &PutHeader,
+        root: &[u8; 32],
+    ) -> Result<Option<crate::ledger::Collective>, StorageError> {
+        if header.collective.is_empty() {
+            return Ok(None);
+        }
+        let root = *root;
+        let stored_for = self.index.call(move |ix| ix.collective_of(&root)).await?;
+        let name = header.collective.clone();
+        let collective = self.ledger.call(move |l| l.collective(&name)).await?;
+        let known = self.index.call(move |ix| ix.blob(&root)).await?;
+        if known.is_some() && stored_for.as_deref() != Some(collective.name.as_str()) {
+            return Err(StorageError::NotStoredFor {
+                root,
+                name: collective.name,
+                stored_for,
+            });
+        }
+        Ok(Some(collective))
+    }
+
+    /// Checks that `root` was put for collective `name`, before its owner's signed add goes to the
+    /// ledger.
+    pub async fn check_addable(&self, name: &str, root: [u8; 32]) -> Result<(), StorageError> {
+        let known = self.index.call(move |ix| ix.blob(&root)).await?;
+        if known.is_none() {
+            return Err(StorageError::NotFound { root });
+        }
+        let stored_for = self.index.call(move |ix| ix.collective_of(&root)).await?;
+        if stored_for.as_deref() != Some(name) {
+            return Err(StorageError::NotStoredFor {
+                root,
+                name: name.to_owned(),
+                stored_for,
+            });
+        }
+        Ok(())
+    }
+
+    /// Raises `root`'s copies to its collective's `replicas` (after an add) and wakes repair to
+    /// place the rest.
+    pub async fn raise_replicas(&self, root: [u8; 32], replicas: u32) -> Result<(), StorageError> {
+        if replicas == 0 {
+            return Ok(());
+        }
+        let Some(blob) = self.index.call(move |ix| ix.blob(&root)).await? else {
+            return Ok(());
+        };
+        if replicas > blob.replicas {
+            let size = blob.size;
+            self.index
+                .call(move |ix| ix.add_blob(&root, size, replicas))
+                .await?;
+            self.repair_wanted.notify_one();
+        }
+        Ok(())
     }
 
     /// Checks a Get's or a quote's root, range and excluded holders against the index.
@@ -578,6 +653,22 @@ impl BlobService {
         let range = self
             .range(&request.root, request.start, request.end, &request.exclude)
             .await?;
+        let root = range.root;
+        if let Some(name) = self.index.call(move |ix| ix.collective_of(&root)).await? {
+            // A member's Get past its free bytes goes through when it is paid (its tickets are checked
+            // below, before any byte is fetched).
+            let paid = !request.quote_id.is_empty();
+            access::admit(
+                &self.pool,
+                &self.ledger,
+                &name,
+                &request,
+                &root,
+                range.end - range.start,
+                paid,
+            )
+            .await?;
+        }
         let (holder, payment, paid_ev) = if request.quote_id.is_empty() {
             let holder = self
                 .pick_holder(&range, |w| {

@@ -25,6 +25,10 @@ pub enum RequestError {
         len: usize,
         expected: usize,
     },
+    #[error("collective name is {len} bytes but its length byte says {declared}")]
+    NameLength { declared: usize, len: usize },
+    #[error("collective name is not UTF-8")]
+    NameNotUtf8,
     #[error("signature is {len} bytes; an ed25519 signature is 64")]
     SignatureLength { len: usize },
     #[error(
@@ -62,7 +66,34 @@ pub enum Operation {
         ticket: SignedTicket,
         recipient_rand: [u8; 32],
     },
+    /// Creates collective `name` owned by the signer (PROTOCOL §2.5).
+    CreateCollective {
+        name: String,
+        rules: CollectiveRules,
+    },
+    /// Adds blob `root` to the signer's collective `name`.
+    AddToCollective { name: String, root: [u8; 32] },
+    /// Balance → access stake locked in collective `name`; the signer becomes a member.
+    JoinCollective { name: String },
+    /// Ends the signer's membership of `name` at once; its access stake is released after
+    /// `unbonding_rounds` and comes back with `WithdrawUnbonded`.
+    LeaveCollective { name: String },
 }
+
+/// What a collective asks of its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CollectiveRules {
+    /// Units a member locks to join.
+    pub access_stake: u64,
+    /// Units per byte beyond the free bytes of a round.
+    pub price_per_byte: u64,
+    /// Bytes each member fetches free per ledger round.
+    pub free_bytes_per_round: u64,
+    /// Copies kept of each blob; 0: the coordinator's default.
+    pub replicas: u32,
+}
+
+const RULES: usize = 8 + 8 + 8 + 4;
 
 const AMOUNT: usize = 8;
 const ID_AMOUNT: usize = 32 + 8;
@@ -82,6 +113,10 @@ impl Operation {
             Self::CancelUnlock => 9,
             Self::Withdraw => 10,
             Self::RedeemTicket { .. } => 11,
+            Self::CreateCollective { .. } => 21,
+            Self::AddToCollective { .. } => 22,
+            Self::JoinCollective { .. } => 23,
+            Self::LeaveCollective { .. } => 24,
         }
     }
 
@@ -106,6 +141,20 @@ impl Operation {
                 out.extend_from_slice(&ticket.ticket.bytes());
                 out.extend_from_slice(&ticket.sig);
                 out.extend_from_slice(recipient_rand);
+            }
+            Self::CreateCollective { name, rules } => {
+                put_name(&mut out, name);
+                out.extend_from_slice(&rules.access_stake.to_le_bytes());
+                out.extend_from_slice(&rules.price_per_byte.to_le_bytes());
+                out.extend_from_slice(&rules.free_bytes_per_round.to_le_bytes());
+                out.extend_from_slice(&rules.replicas.to_le_bytes());
+            }
+            Self::AddToCollective { name, root } => {
+                put_name(&mut out, name);
+                out.extend_from_slice(root);
+            }
+            Self::JoinCollective { name } | Self::LeaveCollective { name } => {
+                put_name(&mut out, name);
             }
         }
         out
@@ -165,9 +214,74 @@ impl Operation {
                     recipient_rand: array(&b[TICKET_LEN + 64..]),
                 }
             }
+            21..=24 => {
+                let (name, rest) = take_name(body)?;
+                let sized_rest = |op: &'static str, expected: usize| {
+                    if rest.len() == expected {
+                        Ok(rest)
+                    } else {
+                        Err(RequestError::Length {
+                            name: op,
+                            len: body.len(),
+                            expected: body.len() - rest.len() + expected,
+                        })
+                    }
+                };
+                match tag {
+                    21 => {
+                        let b = sized_rest("create_collective", RULES)?;
+                        Self::CreateCollective {
+                            name,
+                            rules: CollectiveRules {
+                                access_stake: u64_le(&b[..8]),
+                                price_per_byte: u64_le(&b[8..16]),
+                                free_bytes_per_round: u64_le(&b[16..24]),
+                                replicas: u32::from_le_bytes(array(&b[24..])),
+                            },
+                        }
+                    }
+                    22 => Self::AddToCollective {
+                        name,
+                        root: array(sized_rest("add_to_collective", 32)?),
+                    },
+                    23 => {
+                        sized_rest("join_collective", 0)?;
+                        Self::JoinCollective { name }
+                    }
+                    _ => {
+                        sized_rest("leave_collective", 0)?;
+                        Self::LeaveCollective { name }
+                    }
+                }
+            }
             other => return Err(RequestError::UnknownTag(other)),
         })
     }
+}
+
+/// A name as a length byte and its bytes. Names the ledger accepts are at most 64 bytes; a longer one
+/// is cut to 255 here and refused by the ledger's name check.
+fn put_name(out: &mut Vec<u8>, name: &str) {
+    let bytes = &name.as_bytes()[..name.len().min(255)];
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(bytes);
+}
+
+fn take_name(body: &[u8]) -> Result<(String, &[u8]), RequestError> {
+    let (&len, rest) = body.split_first().ok_or(RequestError::Length {
+        name: "collective operation",
+        len: 0,
+        expected: 1,
+    })?;
+    let len = usize::from(len);
+    if rest.len() < len {
+        return Err(RequestError::NameLength {
+            declared: len,
+            len: rest.len(),
+        });
+    }
+    let name = std::str::from_utf8(&rest[..len]).map_err(|_| RequestError::NameNotUtf8)?;
+    Ok((name.to_owned(), &rest[len..]))
 }
 
 /// Callers pass exactly `N` bytes (lengths are checked before).
@@ -286,6 +400,23 @@ mod tests {
                 },
                 recipient_rand: [10; 32],
             },
+            Operation::CreateCollective {
+                name: "films".into(),
+                rules: CollectiveRules {
+                    access_stake: 11,
+                    price_per_byte: 12,
+                    free_bytes_per_round: 13,
+                    replicas: 14,
+                },
+            },
+            Operation::AddToCollective {
+                name: "films".into(),
+                root: [15; 32],
+            },
+            Operation::JoinCollective {
+                name: "films".into(),
+            },
+            Operation::LeaveCollective { name: "x".into() },
         ]
     }
 
@@ -303,13 +434,25 @@ mod tests {
             if bytes.len() > 1 {
                 assert!(matches!(
                     Operation::decode(&bytes[..bytes.len() - 1]),
-                    Err(RequestError::Length { .. })
+                    Err(RequestError::Length { .. } | RequestError::NameLength { .. })
                 ));
             }
         }
         assert_eq!(Operation::decode(&[]), Err(RequestError::Empty));
         assert_eq!(Operation::decode(&[0]), Err(RequestError::UnknownTag(0)));
         assert_eq!(Operation::decode(&[12]), Err(RequestError::UnknownTag(12)));
+        assert_eq!(Operation::decode(&[25]), Err(RequestError::UnknownTag(25)));
+        assert_eq!(
+            Operation::decode(&[23, 5, b'a']),
+            Err(RequestError::NameLength {
+                declared: 5,
+                len: 1
+            })
+        );
+        assert_eq!(
+            Operation::decode(&[23, 1, 0xff]),
+            Err(RequestError::NameNotUtf8)
+        );
     }
 
     #[test]

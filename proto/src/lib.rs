@@ -2,6 +2,7 @@
 //! signatures, the rendition ladder, what a worker signs when it returns a result, tickets, and what an
 //! account signs to ask the ledger to move its funds.
 
+pub mod access;
 pub mod amount;
 pub mod chunk_reader;
 pub mod fuzzing;

@@ -175,6 +175,7 @@ fn write_seed_corpus() {
             "put-header",
             v1::PutUpload {
                 part: Some(v1::put_upload::Part::Header(v1::PutHeader {
+                    collective: String::new(),
                     root: root.as_bytes().to_vec(),
                     size: 5000,
                     replicas: 3,

@@ -147,6 +147,9 @@ pub struct WorkerConfig {
     pub scrub_interval: Duration,
     /// How long a winning ticket waits before its redemption (`--redeem-delay-secs`; 0: at once).
     pub redeem_delay: Duration,
+    /// Collectives whose blobs the worker pulls and hosts of its own accord (`--host-collective`);
+    /// its account must be a member of each.
+    pub host_collectives: Vec<String>,
     /// Cheat on every job this way (`--fault`), for tests of verification.
     #[cfg(feature = "fault-injection")]
     pub fault: Option<crate::job::Fault>,
@@ -173,6 +176,7 @@ impl WorkerConfig {
             storage_capacity: DEFAULT_STORAGE_CAPACITY,
             scrub_interval: Duration::from_secs(6 * 3600),
             redeem_delay: Duration::ZERO,
+            host_collectives: Vec::new(),
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -209,6 +213,10 @@ impl WorkerConfig {
             ("metrics_addr", self.metrics_addr != next.metrics_addr),
             ("dashboard_addr", self.dashboard_addr != next.dashboard_addr),
             ("source_addr", self.source_addr != next.source_addr),
+            (
+                "host_collectives",
+                self.host_collectives != next.host_collectives,
+            ),
             ("price_per_unit", self.price_per_unit != next.price_per_unit),
             ("price_per_byte", self.price_per_byte != next.price_per_byte),
             (
@@ -237,6 +245,10 @@ impl WorkerConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        for name in &self.host_collectives {
+            dualrig_proto::access::check_name(name)
+                .map_err(|e| format!("--host-collective: {e}"))?;
+        }
         if !(self.coordinator.starts_with("http://") || self.coordinator.starts_with("https://")) {
             return Err(format!(
                 "--coordinator {:?} must be a URL such as http://127.0.0.1:7300",

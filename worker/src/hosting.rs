@@ -386,6 +386,18 @@ impl Hosting {
         });
     }
 
+    /// Reports a blob the worker stored of its own accord (pulled for a collective it hosts): the
+    /// coordinator records it as a claim and challenges it like any other.
+    pub async fn report_added(&self, info: &BlobInfo) {
+        let delta = self.delta(vec![blob_ref(info)], Vec::new(), Vec::new());
+        let events = lock(&self.events).clone();
+        if let Some(events) = events {
+            let _ = events
+                .send(event(worker_event::Event::Holdings(delta)))
+                .await;
+        }
+    }
+
     /// Rehashes the store every `interval` and reports what it dropped.
     pub async fn scrub_forever(self: Arc<Self>, interval: Duration) {
         let mut tick = tokio::time::interval(interval);

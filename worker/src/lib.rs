@@ -17,6 +17,7 @@ pub mod hosting;
 pub mod job;
 pub mod metrics;
 pub mod payment;
+pub mod pull;
 pub mod reload;
 pub mod session;
 pub mod slots;

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the coordinator (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print BLAKE3 hashes of files, exactly like b3sum.
     Hash(dualrig_worker::hash::cli::HashArgs),
     /// Measure this rig's hash and encode rates next to b3sum and the ffmpeg CLI.
@@ -156,6 +156,11 @@ struct RunArgs {
     /// disk).
     #[arg(long, env = "DUALRIG_REDEEM_DELAY_SECS")]
     redeem_delay_secs: Option<f64>,
+    /// Pull and host the blobs of this collective (repeat for several); the worker's account must be
+    /// a member (`dualrig --key DATA_DIR/worker.key collective join NAME`). The coordinator
+    /// challenges them like any copy, and a passed challenge makes the worker a verified holder.
+    #[arg(long = "host-collective", value_name = "NAME")]
+    host_collective: Vec<String>,
     /// Cheat on every job this way, to test that the coordinator catches it (fault-injection builds).
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_enum)]
@@ -190,6 +195,8 @@ impl RunArgs {
                 storage_capacity: self.storage_capacity,
                 scrub_interval_secs: self.scrub_interval_secs,
                 redeem_delay_secs: self.redeem_delay_secs,
+                host_collectives: (!self.host_collective.is_empty())
+                    .then_some(self.host_collective),
                 #[cfg(feature = "fault-injection")]
                 fault: self.fault,
             },
@@ -234,7 +241,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         None => serve(cli.run),
-        Some(Command::Run(args)) => serve(args),
+        Some(Command::Run(args)) => serve(*args),
         Some(Command::Hash(args)) => Ok(dualrig_worker::hash::cli::run(&args)?),
         Some(Command::Bench(args)) => Ok(dualrig_worker::bench::run(&args)?),
         Some(Command::FfmpegLadder {

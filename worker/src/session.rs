@@ -207,7 +207,15 @@ impl Worker {
             std::future::pending::<()>().await
         };
         let scrub = Arc::clone(&self.hosting).scrub_forever(self.config.scrub_interval);
+        let pull = crate::pull::CollectivePuller::new(
+            Arc::clone(&self.identity),
+            Arc::clone(&self.hosting),
+            self.config.coordinator.clone(),
+            self.config.host_collectives.clone(),
+        )
+        .pull_forever();
         tokio::select! {
+            () = pull.instrument(span.clone()) => {}
             () = self.serve_forever().instrument(span.clone()) => {}
             () = scrub.instrument(span.clone()) => {}
             () = redeem.instrument(span) => {}
@@ -266,6 +274,7 @@ impl Worker {
         let id = self.identity.id();
         let hello = client
             .hello(HelloRequest {
+                for_get: false,
                 worker_id: id.as_bytes().to_vec(),
             })
             .await

@@ -1,6 +1,7 @@
 //! The real `dualrig` binary: what a person sees when a command is given wrong, and a transcode that
 //! resumes and rides out a coordinator restart.
 
+mod collective;
 mod resume;
 mod support;
 

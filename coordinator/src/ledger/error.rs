@@ -84,6 +84,54 @@ pub enum LedgerError {
         sender: PublicId,
         recipient: PublicId,
     },
+    #[error("{0}")]
+    CollectiveName(dualrig_proto::access::NameError),
+    #[error("a collective keeps at most {max} copies of each blob; {asked} asked")]
+    CollectiveReplicas { asked: u32, max: u32 },
+    #[error("collective '{name}' already exists; pick another name")]
+    CollectiveExists { name: String },
+    #[error("no collective is named '{name}'; `dualrig collective ls` lists them")]
+    NoSuchCollective { name: String },
+    #[error("only collective '{name}''s owner {owner} may add to it, not {account}")]
+    NotCollectiveOwner {
+        name: String,
+        owner: PublicId,
+        account: PublicId,
+    },
+    #[error("blob {} is already in collective '{name}'", hex::encode(root))]
+    BlobAlreadyInCollective { name: String, root: [u8; 32] },
+    #[error("{account} is already a member of collective '{name}'")]
+    AlreadyMember { name: String, account: PublicId },
+    #[error("{account} is not a member of collective '{name}'; nothing to leave")]
+    NotMember { name: String, account: PublicId },
+    #[error(
+        "joining collective '{name}' locks an access stake of {needed} units; account {account} has {available}"
+    )]
+    AccessStakeShort {
+        name: String,
+        account: PublicId,
+        needed: u64,
+        available: u64,
+    },
+    #[error(
+        "blob belongs to collective '{name}' and {account} is not a member; join it with an access stake of {access_stake} units (`dualrig collective join {name}`)"
+    )]
+    NotMemberForGet {
+        name: String,
+        account: PublicId,
+        access_stake: u64,
+    },
+    #[error(
+        "this round's free allotment of collective '{name}' is used ({used} of {free_bytes} bytes; this Get asks {asked}); it renews at round {renews_round}, or pay the holder for the bytes (`dualrig get --pay`)"
+    )]
+    AllotmentUsed {
+        name: String,
+        free_bytes: u64,
+        used: u64,
+        asked: u64,
+        price_per_byte: u64,
+        renews_round: u64,
+    },
     #[error("{what} does not fit in the ledger")]
     Overflow { what: &'static str },
     #[error("slash fraction {ppm} ppm is above 1,000,000 (the whole stake)")]

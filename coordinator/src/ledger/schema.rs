@@ -10,7 +10,7 @@ use super::genesis::Genesis;
 use super::{LedgerError, hosting, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -115,13 +115,62 @@ CREATE TABLE IF NOT EXISTS served (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Version 5: collectives (PROTOCOL §2.5, §6.10): their rules, their blobs, their members with the
+/// access stake each locked, access stake on its way back after a leave, and each member's bytes
+/// fetched per round. Only adds tables.
+const COLLECTIVES: &str = "
+CREATE TABLE IF NOT EXISTS collectives (
+    name           TEXT PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),
+    owner          BLOB NOT NULL CHECK (length(owner) = 32),
+    access_stake   INTEGER NOT NULL CHECK (access_stake >= 0),
+    price_per_byte INTEGER NOT NULL CHECK (price_per_byte >= 0),
+    free_bytes     INTEGER NOT NULL CHECK (free_bytes >= 0),
+    replicas       INTEGER NOT NULL CHECK (replicas >= 0),
+    created_round  INTEGER NOT NULL CHECK (created_round >= 0)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collective_blobs (
+    collective TEXT NOT NULL,
+    root       BLOB NOT NULL CHECK (length(root) = 32),
+    PRIMARY KEY (collective, root)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS collective_blobs_by_root ON collective_blobs (root);
+CREATE TABLE IF NOT EXISTS collective_members (
+    collective   TEXT NOT NULL,
+    member       BLOB NOT NULL CHECK (length(member) = 32),
+    stake        INTEGER NOT NULL CHECK (stake >= 0),
+    joined_round INTEGER NOT NULL CHECK (joined_round >= 0),
+    PRIMARY KEY (collective, member)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS collective_members_by_member ON collective_members (member);
+CREATE TABLE IF NOT EXISTS collective_unbonding (
+    id            INTEGER PRIMARY KEY,
+    member        BLOB NOT NULL CHECK (length(member) = 32),
+    collective    TEXT NOT NULL,
+    amount        INTEGER NOT NULL CHECK (amount > 0),
+    release_round INTEGER NOT NULL CHECK (release_round >= 0)
+) STRICT;
+CREATE INDEX IF NOT EXISTS collective_unbonding_by_member ON collective_unbonding (member);
+CREATE TABLE IF NOT EXISTS collective_usage (
+    collective TEXT NOT NULL,
+    member     BLOB NOT NULL,
+    round      INTEGER NOT NULL CHECK (round >= 0),
+    bytes      INTEGER NOT NULL CHECK (bytes >= 0),
+    PRIMARY KEY (collective, member, round)
+) STRICT, WITHOUT ROWID;
+";
+
 /// Each version's step, in order: a database at version `v` runs every step above `v`; a new one runs
 /// them all. A step only adds tables and columns.
 const MIGRATIONS: &[(i64, &str)] = &[
     (2, SLASH_EVIDENCE_BY_HASH),
     (3, hosting::TABLES),
     (4, DOWNLOADS),
+    (5, COLLECTIVES),
 ];
+
+/// Version 2's step, for the upgrade tests.
+#[cfg(test)]
+pub(super) const SLASH_EVIDENCE_BY_HASH_FOR_TESTS: &str = SLASH_EVIDENCE_BY_HASH;
 
 /// Connection settings. A file database uses WAL with a full `fsync` at every commit, so a commit that
 /// returned survives a crash or power loss.
@@ -147,22 +196,24 @@ pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
             r.get(0)
         })
         .optional()?;
-    let at = version.unwrap_or(1);
-    if at > SCHEMA_VERSION {
+    let from = version.unwrap_or(1);
+    if from > SCHEMA_VERSION {
         return Err(LedgerError::Corrupt(format!(
-            "schema version {at}; this build reads version {SCHEMA_VERSION}"
+            "schema version {from}; this build reads version {SCHEMA_VERSION}"
         )));
     }
     for (step, sql) in MIGRATIONS {
-        if *step > at {
+        if *step > from {
             tx.execute_batch(sql)?;
         }
     }
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('schema', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![SCHEMA_VERSION],
-    )?;
+    if version != Some(SCHEMA_VERSION) {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![SCHEMA_VERSION],
+        )?;
+    }
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use super::store::from_db;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerSnapshot {
     pub tables: BTreeMap<String, Vec<Vec<Value>>>,
-    /// Balances + bonds + unbonding + deposits + reserves + pool + held back + hosting fees.
+    /// Balances + bonds + unbonding + deposits + reserves + pool + held back + hosting fees + access
+    /// stake (locked and on its way back).
     pub supply: u128,
 }
 
@@ -50,6 +51,8 @@ pub(super) fn supply(conn: &Connection) -> Result<u128, LedgerError> {
         "SELECT value FROM meta WHERE key = 'pool'",
         "SELECT value FROM meta WHERE key = 'hosting_fees'",
         "SELECT amount FROM held_back",
+        "SELECT stake FROM collective_members",
+        "SELECT amount FROM collective_unbonding",
     ] {
         let mut stmt = conn.prepare(sql)?;
         let mut rows = stmt.query([])?;

@@ -3,6 +3,7 @@
 mod assignment;
 mod auth;
 mod broker;
+mod collectives;
 mod concurrency;
 mod crash;
 mod hosting;

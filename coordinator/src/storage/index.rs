@@ -86,6 +86,10 @@ impl BlobIndex {
                  worker BLOB NOT NULL,
                  PRIMARY KEY (root, worker)
              );
+             CREATE TABLE IF NOT EXISTS blob_collectives (
+                 root BLOB PRIMARY KEY,
+                 collective TEXT NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS faults (
                  id INTEGER PRIMARY KEY,
                  root BLOB NOT NULL,
@@ -252,10 +256,39 @@ impl BlobIndex {
 
     /// Forgets a blob nobody holds (a Put that stored no copy).
     pub fn drop_if_unheld(&self, root: &[u8; 32]) -> Result<(), IndexError> {
-        self.lock().execute(
+        let conn = self.lock();
+        let dropped = conn.execute(
             "DELETE FROM blobs WHERE root = ?1
              AND NOT EXISTS (SELECT 1 FROM holders WHERE root = ?1)",
             params![&root[..]],
+        )?;
+        if dropped > 0 {
+            conn.execute(
+                "DELETE FROM blob_collectives WHERE root = ?1",
+                params![&root[..]],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The collective `root` was stored for, if any: its Gets are gated by that collective's rule.
+    pub fn collective_of(&self, root: &[u8; 32]) -> Result<Option<String>, IndexError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT collective FROM blob_collectives WHERE root = ?1",
+                params![&root[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records that `root` is stored for collective `name`. A blob keeps the first collective it was
+    /// stored for.
+    pub fn set_collective(&self, root: &[u8; 32], name: &str) -> Result<(), IndexError> {
+        self.lock().execute(
+            "INSERT OR IGNORE INTO blob_collectives (root, collective) VALUES (?1, ?2)",
+            params![&root[..], name],
         )?;
         Ok(())
     }

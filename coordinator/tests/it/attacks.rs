@@ -156,6 +156,7 @@ async fn register_key(
         .max_encoding_message_size(usize::MAX);
     let hello = api
         .hello(HelloRequest {
+            for_get: false,
             worker_id: key.id().as_bytes().to_vec(),
         })
         .await
@@ -503,6 +504,7 @@ async fn stalled_and_oversized_uploads_hold_nothing_for_long() {
         .expect("connect");
     let (keep_open, upload) = stalled_upload(PutUpload {
         part: Some(put_upload::Part::Header(PutHeader {
+            collective: String::new(),
             root: vec![7; 32],
             size: 1 << 30,
             replicas: 1,

@@ -256,6 +256,7 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
     let signer = Identity::generate();
     let hello = raw
         .hello(HelloRequest {
+            for_get: false,
             worker_id: claimed.id().as_bytes().to_vec(),
         })
         .await
@@ -282,6 +283,7 @@ async fn bad_input_is_refused_clearly_and_the_servers_keep_serving() {
     for bad in [vec![1, 2, 3], small_order] {
         let codes = [
             raw.hello(HelloRequest {
+                for_get: false,
                 worker_id: bad.clone(),
             })
             .await

@@ -47,6 +47,7 @@ impl HoldingWorker {
         let id = identity.id();
         let hello = api
             .hello(HelloRequest {
+                for_get: false,
                 worker_id: id.as_bytes().to_vec(),
             })
             .await

@@ -243,6 +243,7 @@ async fn bad_puts_and_gets_get_clear_errors_and_change_nothing() {
     };
     let lying = put_raw(
         PutHeader {
+            collective: String::new(),
             root: blake3::hash(b"other").as_bytes().to_vec(),
             size: 3,
             replicas: 1,
@@ -255,6 +256,7 @@ async fn bad_puts_and_gets_get_clear_errors_and_change_nothing() {
     assert!(lying.message().contains("hash to"), "{lying:?}");
     let short = put_raw(
         PutHeader {
+            collective: String::new(),
             root: blake3::hash(b"abcd").as_bytes().to_vec(),
             size: 4,
             replicas: 1,

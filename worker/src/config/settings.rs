@@ -58,6 +58,7 @@ pub struct WorkerSettings {
     pub storage_capacity: Option<ByteSize>,
     pub scrub_interval_secs: Option<f64>,
     pub redeem_delay_secs: Option<f64>,
+    pub host_collectives: Option<Vec<String>>,
     /// A flag only (`--fault`): a cheat is never read from a file.
     #[cfg(feature = "fault-injection")]
     #[serde(skip)]
@@ -150,6 +151,7 @@ impl WorkerSettings {
             ("storage_capacity", self.storage_capacity.is_some()),
             ("scrub_interval_secs", self.scrub_interval_secs.is_some()),
             ("redeem_delay_secs", self.redeem_delay_secs.is_some()),
+            ("host_collectives", self.host_collectives.is_some()),
         ];
         set.into_iter()
             .filter(|(_, set)| *set)
@@ -206,6 +208,9 @@ impl WorkerSettings {
         }
         if let Some(v) = self.redeem_delay_secs {
             config.redeem_delay = origin.secs("redeem_delay_secs", v)?;
+        }
+        if let Some(v) = &self.host_collectives {
+            config.host_collectives.clone_from(v);
         }
         #[cfg(feature = "fault-injection")]
         if self.fault.is_some() {
@@ -312,6 +317,27 @@ mod tests {
         let loaded = source.load().expect("loads");
         assert_eq!(loaded.config.sessions, Sessions::Auto);
         assert_eq!(loaded.config.storage_capacity, 4096);
+    }
+
+    #[test]
+    fn hosted_collectives_come_from_the_file_or_the_flags_and_bad_names_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        std::fs::write(&path, "host_collectives = [\"films\", \"shows\"]\n").expect("write");
+        let mut source = ConfigSource {
+            file: Some(path.clone()),
+            flags: WorkerSettings::default(),
+        };
+        let loaded = source.load().expect("loads");
+        assert_eq!(loaded.config.host_collectives, ["films", "shows"]);
+        source.flags.host_collectives = Some(vec!["news".into()]);
+        let loaded = source.load().expect("loads");
+        assert_eq!(loaded.config.host_collectives, ["news"]);
+        assert_eq!(loaded.shadowed, ["host_collectives"]);
+        source.flags.host_collectives = Some(vec!["Bad Name".into()]);
+        let err = source.load().expect_err("bad name");
+        assert!(err.to_string().contains("--host-collective"), "{err}");
+        assert!(err.to_string().contains("may hold only"), "{err}");
     }
 
     #[test]

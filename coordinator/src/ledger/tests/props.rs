@@ -80,6 +80,21 @@ enum Op {
     Unlock,
     CancelUnlock,
     Withdraw,
+    /// Create collective `c{name}` locking `stake` to join.
+    CreateCollective {
+        name: u8,
+        stake: u64,
+    },
+    AddToCollective {
+        name: u8,
+        root: u8,
+    },
+    JoinCollective {
+        name: u8,
+    },
+    LeaveCollective {
+        name: u8,
+    },
     /// Redeem ticket `tag` from `sender` (always a winner), possibly expired by now.
     Redeem {
         sender: u8,
@@ -106,6 +121,10 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::Unlock),
         Just(Op::CancelUnlock),
         Just(Op::Withdraw),
+        (0u8..3, amount()).prop_map(|(name, stake)| Op::CreateCollective { name, stake }),
+        (0u8..3, 0u8..2).prop_map(|(name, root)| Op::AddToCollective { name, root }),
+        (0u8..3).prop_map(|name| Op::JoinCollective { name }),
+        (0u8..3).prop_map(|name| Op::LeaveCollective { name }),
         (
             who,
             0u64..6,
@@ -160,6 +179,30 @@ fn operation(who: u8, op: &Op) -> Operation {
         Op::Unlock => Operation::Unlock,
         Op::CancelUnlock => Operation::CancelUnlock,
         Op::Withdraw => Operation::Withdraw,
+        Op::CreateCollective { name, stake } => Operation::CreateCollective {
+            // `c2` is refused for its capital letter: a bad name must change nothing either.
+            name: if name == 2 {
+                "C2".into()
+            } else {
+                format!("c{name}")
+            },
+            rules: CollectiveRules {
+                access_stake: stake,
+                price_per_byte: 1,
+                free_bytes_per_round: 100,
+                replicas: 1,
+            },
+        },
+        Op::AddToCollective { name, root } => Operation::AddToCollective {
+            name: format!("c{name}"),
+            root: [root; 32],
+        },
+        Op::JoinCollective { name } => Operation::JoinCollective {
+            name: format!("c{name}"),
+        },
+        Op::LeaveCollective { name } => Operation::LeaveCollective {
+            name: format!("c{name}"),
+        },
         Op::Redeem {
             sender,
             tag,
