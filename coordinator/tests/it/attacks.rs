@@ -553,45 +553,7 @@ async fn stalled_and_oversized_uploads_hold_nothing_for_long() {
 /// A fake worker with a fresh key and no stake: registers, attaches, reports holding `claims` (blobs
 /// nobody stored, as root and size), waits until the index lists the first, and leaves.
 async fn claim_without_holding(url: &str, claims: &[([u8; 32], u64)]) {
-    use dualrig_proto::v1::{BlobRef, Holdings, WorkerEvent, worker_event};
-
-    let (mut api, registered) = register_fresh_key(url, 0).await;
-    let registered = registered.expect("register");
-    let (events, outbound) = tokio::sync::mpsc::channel(4);
-    events
-        .send(WorkerEvent {
-            event: Some(worker_event::Event::Holdings(Holdings {
-                full: true,
-                added: claims
-                    .iter()
-                    .map(|(root, size)| BlobRef {
-                        root: root.to_vec(),
-                        size: *size,
-                    })
-                    .collect(),
-                free_bytes: 1 << 40,
-                capacity_bytes: 1 << 40,
-                ..Holdings::default()
-            })),
-        })
-        .await
-        .expect("report");
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(outbound));
-    request.metadata_mut().insert(
-        dualrig_proto::SESSION_METADATA_KEY,
-        registered.session_token.parse().expect("token"),
-    );
-    let commands = api.attach(request).await.expect("attach").into_inner();
-    let client = DualrigClient::connect(url).await.expect("connect");
-    for _ in 0..200 {
-        let listed = client.list_blobs().await.expect("ls");
-        if listed.iter().any(|b| b.root == claims[0].0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    drop(events);
-    drop(commands);
+    drop(claim_and_stay(url, claims).await);
 }
 
 /// A worker that attaches, claims `claims` in its first report, sends heartbeats and answers nothing
