@@ -3,8 +3,7 @@
 //! stop the download cleanly, and a hostile client speaking the wire protocol is refused at each
 //! trick with a status that says why.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,37 +18,14 @@ use dualrig_proto::v1::{
     BlobPiece, BlobStored, DownloadQuoteRequest, GetRequest, Holdings, WorkerEvent, worker_command,
     worker_event,
 };
-use rand::{Rng, SeedableRng};
 use tonic::Code;
 
 use crate::failover::HoldingWorker;
-use crate::support::{RunningCoordinator, RunningWorker, wait_for_workers, write_genesis};
+use crate::support::{
+    RunningCoordinator, RunningWorker, file_hash, random_file, wait_for_workers, write_genesis,
+};
 
 const TOKEN: u64 = 1_000_000;
-
-/// A file of `len` seeded random bytes (cheap: one RNG pass).
-fn seeded_file(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
-    let path = dir.join(name);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-    let mut left = len;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        out.write_all(&buf[..n]).expect("write");
-        left -= n as u64;
-    }
-    out.flush().expect("flush");
-    path
-}
-
-fn file_hash(path: &Path) -> blake3::Hash {
-    blake3::Hasher::new()
-        .update_mmap(path)
-        .expect("hash")
-        .finalize()
-}
 
 /// Puts `path` on one holder once the workers have reported room.
 async fn put_one_copy(client: &DualrigClient, path: &Path) -> blake3::Hash {
@@ -129,7 +105,7 @@ async fn paid_download_pays_the_holder(size: u64) {
     let (coordinator, client) = coordinator_with_payer(dir.path(), &payer, 900 * TOKEN).await;
     let worker = priced_worker(&coordinator.url, PRICE, FACE, ONE_IN).await;
     wait_for_workers(&client, 1).await;
-    let blob = seeded_file(dir.path(), "blob", size, 7);
+    let blob = random_file(dir.path(), "blob", size, 7);
     let root = put_one_copy(&client, &blob).await;
 
     let payment = Payment::new(Identity::from_secret([41; 32]), Some(PRICE));
@@ -310,7 +286,7 @@ async fn an_unfunded_downloader_is_refused_before_the_holder_is_asked_for_a_byte
     let (coordinator, client) = coordinator_with_payer(dir.path(), &payer, 0).await;
     let holder = RefusingHolder::attach(&coordinator.url).await;
     wait_for_workers(&client, 1).await;
-    let blob = seeded_file(dir.path(), "blob", 100_000, 1);
+    let blob = random_file(dir.path(), "blob", 100_000, 1);
     let root = put_one_copy(&client, &blob).await;
 
     let payment = Payment::new(Identity::from_secret([42; 32]), None);
@@ -340,7 +316,7 @@ async fn a_holder_that_refuses_the_tickets_fails_the_download_with_nothing_writt
     let (coordinator, client) = coordinator_with_payer(dir.path(), &payer, 500 * TOKEN).await;
     let holder = RefusingHolder::attach(&coordinator.url).await;
     wait_for_workers(&client, 1).await;
-    let blob = seeded_file(dir.path(), "blob", 100_000, 2);
+    let blob = random_file(dir.path(), "blob", 100_000, 2);
     let root = put_one_copy(&client, &blob).await;
 
     let payment = Payment::new(Identity::from_secret([43; 32]), None);
@@ -379,7 +355,7 @@ async fn a_hostile_downloader_is_refused_at_every_trick() {
     // A win chance so small the params never change under the test.
     let worker = priced_worker(&coordinator.url, 1, FACE, ONE_IN).await;
     wait_for_workers(&client, 1).await;
-    let blob = seeded_file(dir.path(), "blob", 2 * HALF, 3);
+    let blob = random_file(dir.path(), "blob", 2 * HALF, 3);
     let root = put_one_copy(&client, &blob).await;
     let quoter = client.api();
     let mut api = client.api();
@@ -535,7 +511,7 @@ async fn a_switch_to_another_holder_quotes_and_pays_the_new_one() {
     let liar = RefusingHolder::attach_as(&coordinator.url, liar_key, true).await;
     let honest = priced_worker(&coordinator.url, 1, 1_000_000, 100).await;
     wait_for_workers(&client, 2).await;
-    let blob = seeded_file(dir.path(), "blob", 100_000, 4);
+    let blob = random_file(dir.path(), "blob", 100_000, 4);
     let root = put_one_copy_on(&client, &blob, 2).await;
 
     let payment = Payment::new(Identity::from_secret([45; 32]), None);

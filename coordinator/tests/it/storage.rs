@@ -16,31 +16,7 @@ use dualrig_proto::v1::{
 use rand::{Rng, SeedableRng};
 
 use crate::failover::HoldingWorker;
-use crate::support::{RunningCoordinator, RunningWorker, wait_for_workers};
-
-/// A file of `len` seeded random bytes.
-fn random_file(dir: &Path, name: &str, len: u64, seed: u64) -> std::path::PathBuf {
-    let path = dir.join(name);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-    let mut left = len;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        out.write_all(&buf[..n]).expect("write");
-        left -= n as u64;
-    }
-    out.flush().expect("flush");
-    path
-}
-
-fn file_hash(path: &Path) -> blake3::Hash {
-    blake3::Hasher::new()
-        .update_mmap(path)
-        .expect("hash file")
-        .finalize()
-}
+use crate::support::{RunningCoordinator, RunningWorker, file_hash, random_file, wait_for_workers};
 
 /// What `b3sum` prints for `path`.
 fn b3sum(path: &Path) -> String {

@@ -432,3 +432,31 @@ pub async fn quote(
     .expect("params");
     (quote.quote_id, params)
 }
+
+/// A file of `len` seeded random bytes (cheap: one RNG pass).
+pub fn random_file(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
+
+    let path = dir.join(name);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        out.write_all(&buf[..n]).expect("write");
+        left -= n as u64;
+    }
+    out.flush().expect("flush");
+    path
+}
+
+/// The BLAKE3 of the file at `path`.
+pub fn file_hash(path: &Path) -> blake3::Hash {
+    blake3::Hasher::new()
+        .update_mmap(path)
+        .expect("hash file")
+        .finalize()
+}
