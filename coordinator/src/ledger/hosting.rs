@@ -448,16 +448,7 @@ pub(super) fn hosting_round(
 }
 
 fn read_round(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<HostingRound, LedgerError>> {
-    let v: [i64; 8] = [
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ];
+    let v: [i64; 8] = columns(r)?;
     Ok((|| {
         Ok(HostingRound {
             round: from_db("round", v[0])?,
@@ -470,6 +461,15 @@ fn read_round(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<HostingRound, Le
             dust: from_db("dust", v[7])?,
         })
     })())
+}
+
+/// The first `N` columns of a row of integers.
+fn columns<const N: usize>(r: &rusqlite::Row<'_>) -> rusqlite::Result<[i64; N]> {
+    let mut values = [0; N];
+    for (i, value) in values.iter_mut().enumerate() {
+        *value = r.get(i)?;
+    }
+    Ok(values)
 }
 
 /// `worker`'s statements for rounds after `after_round`, oldest first, at most `limit`: every round it
@@ -499,19 +499,7 @@ pub(super) fn statements(
              )
              GROUP BY round ORDER BY round LIMIT ?3",
         )?
-        .query_map(params![worker.as_bytes(), after, limit], |r| {
-            Ok([
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-            ])
-        })?
+        .query_map(params![worker.as_bytes(), after, limit], columns::<9>)?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
         .map(|v| {
