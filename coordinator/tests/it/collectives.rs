@@ -659,3 +659,101 @@ async fn the_collective_series_follow_members_and_refused_gets() {
         .expect("leave");
     assert_eq!(metric(&page(), "dualrig_collective_members"), Some(0.0));
 }
+
+/// A paid Get of a gated blob still needs membership: a stranger that pays is refused naming the stake,
+/// and a member's paid Get goes through, byte for byte, without using its free bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paying_opens_no_collective_to_a_stranger_and_spares_a_members_allotment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (owner, member, stranger) = (
+        Identity::from_secret([51; 32]),
+        Identity::from_secret([52; 32]),
+        Identity::from_secret([53; 32]),
+    );
+    let coordinator = coordinator(
+        dir.path(),
+        &[
+            (&owner, 10 * TOKEN),
+            (&member, 10 * TOKEN),
+            (&stranger, 10 * TOKEN),
+        ],
+    )
+    .await;
+    let client = coordinator.client().await;
+    let _holder = RunningWorker::start_with(&coordinator.url, |c| c.price_per_byte = 1).await;
+    wait_for_workers(&client, 1).await;
+    client
+        .execute(
+            &owner,
+            Operation::CreateCollective {
+                name: "films".into(),
+                rules: rules(),
+            },
+        )
+        .await
+        .expect("create");
+    let bytes: Vec<u8> = (0..BLOB).map(|i| (i * 11 % 253) as u8).collect();
+    let root = put_for(&client, dir.path(), &bytes, Some("films")).await;
+    client
+        .execute(
+            &owner,
+            Operation::AddToCollective {
+                name: "films".into(),
+                root,
+            },
+        )
+        .await
+        .expect("add");
+    client
+        .execute(
+            &member,
+            Operation::JoinCollective {
+                name: "films".into(),
+            },
+        )
+        .await
+        .expect("join");
+    for who in [&member, &stranger] {
+        client
+            .execute(who, Operation::Deposit { amount: 2 * TOKEN })
+            .await
+            .expect("deposit");
+    }
+
+    let out = dir.path().join("stranger");
+    let refused = client
+        .get_to_file_paid(
+            root,
+            0,
+            None,
+            &out,
+            &dualrig_client::Payment::new(Identity::from_secret([53; 32]), None),
+        )
+        .await
+        .expect_err("a stranger's payment opens nothing");
+    assert_eq!(refused.code(), Some(Code::PermissionDenied), "{refused}");
+    assert!(refused.to_string().contains("films"), "{refused}");
+    assert!(!out.exists());
+
+    let out = dir.path().join("member");
+    for _ in 0..2 {
+        client
+            .get_to_file_paid(
+                root,
+                0,
+                None,
+                &out,
+                &dualrig_client::Payment::new(Identity::from_secret([52; 32]), None),
+            )
+            .await
+            .expect("a member's paid Get");
+        assert_eq!(std::fs::read(&out).expect("read"), bytes, "byte for byte");
+    }
+    // Twice the blob is past the allotment (3000 bytes a round): paid bytes used none of it.
+    let used = coordinator
+        .ledger
+        .admit_collective_get("films", &member.id(), FREE, false)
+        .expect("the whole allotment is still free");
+    assert_eq!(used.used, FREE);
+    coordinator.stop().await;
+}
