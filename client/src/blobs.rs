@@ -386,9 +386,10 @@ impl DualrigClient {
                 ask.start, quote.start, quote.end
             )));
         }
-        // A hot blob costs the holder's price times its surge multiplier (PROTOCOL §6.8).
+        // The quote's price (the holder's, or a collective's for its members) times the blob's surge
+        // multiplier while it is hot (PROTOCOL §6.8, §6.10).
         let multiplier = quote.surge_multiplier_ppm.max(SURGE_UNIT_PPM);
-        let price = surged_price(params.price_per_byte, multiplier);
+        let price = surged_price(quote.price_per_byte, multiplier);
         if let Some(max) = payment.max_price
             && price > max
         {

@@ -282,7 +282,7 @@ pub enum StorageError {
         asked: String,
     },
     #[error(
-        "payment covers {covered} bytes, the range is {bytes} (holder's price {price} per byte)"
+        "payment covers {covered} bytes, the range is {bytes} (the quote's price {price} per byte)"
     )]
     DownloadPaymentShort {
         covered: u64,
@@ -295,6 +295,10 @@ pub enum StorageError {
     NotQuotedParams { holder: String },
     #[error("holder {holder} refused the download's payment: {why}")]
     HolderRefusedPayment { holder: String, why: String },
+    #[error(
+        "collective '{name}' sells no bytes past its members' free allotment of {free_bytes} bytes a round (its price is 0); fetch without --pay within the allotment"
+    )]
+    CollectiveSellsNoBytes { name: String, free_bytes: u64 },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("cannot stage the upload: {0}")]
@@ -352,6 +356,7 @@ impl From<StorageError> for Status {
             | StorageError::DownloadPaymentShort { .. }
             | StorageError::NotQuotedParams { .. }
             | StorageError::HolderRefusedPayment { .. }
+            | StorageError::CollectiveSellsNoBytes { .. }
             | StorageError::NotStoredFor { .. } => Code::FailedPrecondition,
             StorageError::Gated { .. } => Code::PermissionDenied,
             StorageError::GetAuth(_) => Code::Unauthenticated,

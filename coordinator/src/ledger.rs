@@ -258,12 +258,13 @@ impl Ledger {
 
     /// Starts the next round and returns its number.
     pub fn advance_round(&self) -> Result<u64, LedgerError> {
-        self.write(|tx, _| {
+        self.write(|tx, config| {
             let next = store::round(tx)?
                 .checked_add(1)
                 .ok_or(LedgerError::Overflow { what: "round" })?;
             store::set_round(tx, next)?;
             broker::prune_reserve_rounds(tx, next)?;
+            downloads::prune_forwarded(tx, next, config.unlock_rounds)?;
             hosting::release_due(tx, next)?;
             collective::prune_usage(tx, next)?;
             Ok(next)

@@ -618,6 +618,7 @@ impl BlobService {
         let range = self
             .range(&request.root, request.start, request.end, &request.exclude)
             .await?;
+        let collective = self.collective_price(range.root).await?;
         let holder = self.pick_holder(&range, |w| self.params_of(w).is_some())?;
         let params = self.params_of(&holder).ok_or_else(|| {
             StorageError::HolderUnreachable(format!(
@@ -626,14 +627,16 @@ impl BlobService {
             ))
         })?;
         let round = self.ledger.call(|l| l.round()).await?;
-        let multiplier = self.multiplier_of(&range.blob);
-        let quote_id = self.quotes.open(
-            holder,
-            range.root,
-            (range.start, range.end),
-            params,
-            multiplier,
-        )?;
+        let terms = downloads::Terms {
+            price_per_byte: collective
+                .as_ref()
+                .map_or(params.price_per_byte, |(_, price)| *price),
+            collective: collective.is_some(),
+            multiplier_ppm: self.multiplier_of(&range.blob),
+        };
+        let quote_id =
+            self.quotes
+                .open(holder, range.root, (range.start, range.end), params, terms)?;
         Ok(DownloadQuoteResponse {
             quote_id,
             holder: holder.as_bytes().to_vec(),
@@ -642,37 +645,65 @@ impl BlobService {
             start: range.start,
             end: range.end,
             size: range.blob.size,
-            surge_multiplier_ppm: multiplier,
+            surge_multiplier_ppm: terms.multiplier_ppm,
+            price_per_byte: terms.price_per_byte,
+            collective: collective.map(|(name, _)| name).unwrap_or_default(),
         })
+    }
+
+    /// For a blob of a collective, the collective and the price its members pay past their free
+    /// allotment, which every holder of its blobs serves them at (PROTOCOL §6.10); `None` for a
+    /// public blob. A collective whose price is 0 sells no bytes.
+    async fn collective_price(
+        &self,
+        root: [u8; 32],
+    ) -> Result<Option<(String, u64)>, StorageError> {
+        let Some(name) = self.index.call(move |ix| ix.collective_of(&root)).await? else {
+            return Ok(None);
+        };
+        let owned = name.clone();
+        let rules = self.ledger.call(move |l| l.collective(&owned)).await?.rules;
+        if rules.price_per_byte == 0 {
+            return Err(StorageError::CollectiveSellsNoBytes {
+                name,
+                free_bytes: rules.free_bytes_per_round,
+            });
+        }
+        Ok(Some((name, rules.price_per_byte)))
     }
 
     /// Streams a range from a holder. With a quote, the range goes to the quoted holder, paid by the
     /// request's tickets once they pass every check (quote, payee, params, price, the sender's funds,
-    /// never forwarded before); without one, only a holder that serves for free is drawn.
+    /// never forwarded before); without one, only a holder that serves for free is drawn. A blob of a
+    /// collective goes to members only, on the collective's terms: any holder serves a member free
+    /// within its allotment (counted only once a holder is drawn), and at the collective's price past
+    /// it.
     pub async fn get(&self, request: GetRequest) -> Result<GetStream, StorageError> {
         let range = self
             .range(&request.root, request.start, request.end, &request.exclude)
             .await?;
         let root = range.root;
-        if let Some(name) = self.index.call(move |ix| ix.collective_of(&root)).await? {
-            // A member's Get past its free bytes goes through when it is paid (its tickets are checked
-            // below, before any byte is fetched).
-            let paid = !request.quote_id.is_empty();
-            access::admit(
-                &self.pool,
-                &self.ledger,
-                &name,
-                &request,
-                &root,
-                range.end - range.start,
-                paid,
-            )
-            .await?;
-        }
+        let gated = self.index.call(move |ix| ix.collective_of(&root)).await?;
+        let admit = |paid| {
+            let name = gated.clone().unwrap_or_default();
+            let request = &request;
+            async move {
+                access::admit(
+                    &self.pool,
+                    &self.ledger,
+                    &name,
+                    request,
+                    &root,
+                    range.end - range.start,
+                    paid,
+                )
+                .await
+            }
+        };
         let (holder, payment, paid_ev) = if request.quote_id.is_empty() {
             let holder = self
                 .pick_holder(&range, |w| {
-                    self.params_of(w).is_none_or(|p| p.price_per_byte == 0)
+                    gated.is_some() || self.params_of(w).is_none_or(|p| p.price_per_byte == 0)
                 })
                 .map_err(|no_free| {
                     let priced = range
@@ -690,13 +721,21 @@ impl BlobService {
                         None => no_free,
                     }
                 })?;
+            if gated.is_some() {
+                admit(false).await?;
+            }
             let round = self.ledger.call(|l| l.round()).await?;
             let payment = DownloadPayment {
                 tickets: Vec::new(),
                 round,
+                collective_price: gated.as_ref().map(|_| 0),
             };
             (holder, payment, None)
         } else {
+            if gated.is_some() {
+                // Membership before the tickets are recorded; a paid Get uses none of the allotment.
+                admit(true).await?;
+            }
             let paid = self.check_paid_get(&request, &range).await;
             if paid.is_err() {
                 metrics::download_refused("coordinator");
@@ -805,14 +844,15 @@ impl BlobService {
             .call(move |l| l.record_download_tickets(&holder, &hashes))
             .await?;
         metrics::download_tickets_forwarded(tickets.len());
-        let paid = quoted.params.price_per_byte > 0;
+        let terms = quoted.terms;
         Ok((
             holder,
             DownloadPayment {
                 tickets: request.payment.clone(),
                 round,
+                collective_price: terms.collective.then_some(terms.price_per_byte),
             },
-            paid.then_some(offered),
+            (terms.price_per_byte > 0).then_some(offered),
         ))
     }
 

@@ -325,11 +325,13 @@ pub struct TicketTerms {
     pub price_per_byte: u64,
 }
 
-/// Which of a params' prices a payment is held to: output pixels of a transcode, or bytes of a download.
+/// Which price a payment is held to: output pixels of a transcode, bytes of a download at the params'
+/// price, or bytes at a price the request's terms set instead (a collective's, PROTOCOL §6.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rate {
     PerUnit,
     PerByte,
+    Fixed(u64),
 }
 
 /// What a recipient publishes through the coordinator so senders can pay it (PROTOCOL §3).
@@ -383,6 +385,7 @@ impl TicketParams {
         match rate {
             Rate::PerUnit => self.price_per_unit,
             Rate::PerByte => self.price_per_byte,
+            Rate::Fixed(price) => price,
         }
     }
 

@@ -150,6 +150,9 @@ pub struct WorkerConfig {
     /// Collectives whose blobs the worker pulls and hosts of its own accord (`--host-collective`);
     /// its account must be a member of each.
     pub host_collectives: Vec<String>,
+    /// Blobs, by hex root, the worker pulls and hosts of its own accord (`dualrig-worker host ROOT…`,
+    /// `--host ROOT`).
+    pub host_roots: Vec<String>,
     /// Cheat on every job this way (`--fault`), for tests of verification.
     #[cfg(feature = "fault-injection")]
     pub fault: Option<crate::job::Fault>,
@@ -177,6 +180,7 @@ impl WorkerConfig {
             scrub_interval: Duration::from_secs(6 * 3600),
             redeem_delay: Duration::ZERO,
             host_collectives: Vec::new(),
+            host_roots: Vec::new(),
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -217,6 +221,7 @@ impl WorkerConfig {
                 "host_collectives",
                 self.host_collectives != next.host_collectives,
             ),
+            ("host_roots", self.host_roots != next.host_roots),
             ("price_per_unit", self.price_per_unit != next.price_per_unit),
             ("price_per_byte", self.price_per_byte != next.price_per_byte),
             (
@@ -248,6 +253,9 @@ impl WorkerConfig {
         for name in &self.host_collectives {
             dualrig_proto::access::check_name(name)
                 .map_err(|e| format!("--host-collective: {e}"))?;
+        }
+        for root in &self.host_roots {
+            crate::pull::parse_root(root).map_err(|e| format!("host {root:?}: {e}"))?;
         }
         if !(self.coordinator.starts_with("http://") || self.coordinator.starts_with("https://")) {
             return Err(format!(

@@ -303,7 +303,7 @@ impl Hosting {
         let payments = Arc::clone(&self.payments);
         let events = events.clone();
         tokio::task::spawn_blocking(move || {
-            let paid = fetch.download && payments.charges_downloads();
+            let paid = payments.charges(&fetch);
             match payments.accept_download(&fetch) {
                 Ok(published) => {
                     if paid {

@@ -41,6 +41,15 @@ enum Command {
         input: PathBuf,
         out_dir: PathBuf,
     },
+    /// Serve the coordinator, pulling and hosting these blobs of the worker's own choosing besides what
+    /// the coordinator places (`run --host ROOT` for each).
+    Host {
+        /// Roots of the blobs to host, 64 hex digits each.
+        #[arg(required = true, value_name = "ROOT")]
+        roots: Vec<String>,
+        #[command(flatten)]
+        run: Box<RunArgs>,
+    },
     /// Print what this worker has earned: its ledger balance (redeemed tickets and hosting rewards land
     /// there), stake, held-back rewards, and its hosting statements round by round.
     Earnings {
@@ -161,6 +170,11 @@ struct RunArgs {
     /// challenges them like any copy, and a passed challenge makes the worker a verified holder.
     #[arg(long = "host-collective", value_name = "NAME")]
     host_collective: Vec<String>,
+    /// Pull and host this blob (64 hex digits; repeat for several), public or of a collective the
+    /// worker's account is a member of. It earns like a placed copy once it passes a challenge, within
+    /// the blob's paid copies (PROTOCOL §6.9).
+    #[arg(long = "host", value_name = "ROOT")]
+    host: Vec<String>,
     /// Cheat on every job this way, to test that the coordinator catches it (fault-injection builds).
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_enum)]
@@ -197,6 +211,7 @@ impl RunArgs {
                 redeem_delay_secs: self.redeem_delay_secs,
                 host_collectives: (!self.host_collective.is_empty())
                     .then_some(self.host_collective),
+                host_roots: (!self.host.is_empty()).then_some(self.host),
                 #[cfg(feature = "fault-injection")]
                 fault: self.fault,
             },
@@ -242,6 +257,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.run),
         Some(Command::Run(args)) => serve(*args),
+        Some(Command::Host { roots, mut run }) => {
+            run.host.extend(roots);
+            serve(*run)
+        }
         Some(Command::Hash(args)) => Ok(dualrig_worker::hash::cli::run(&args)?),
         Some(Command::Bench(args)) => Ok(dualrig_worker::bench::run(&args)?),
         Some(Command::FfmpegLadder {

@@ -225,30 +225,41 @@ impl Payments {
 
     /// Checks a client download's tickets before a byte is served, as [`Self::accept`] does a job's:
     /// a worker whose `price_per_byte` is 0 serves every fetch; a priced one serves a download only
-    /// when its tickets are good and cover `price_per_byte × (end − start)`. A fetch that is no
-    /// download (the coordinator copying a blob for repair) is served free. Returns new params to
+    /// when its tickets are good and cover `price_per_byte × (end − start)`. A member's fetch of a
+    /// collective's blob is held to the collective's price instead (0 within the member's free
+    /// allotment): hosting a collective's blob is serving its members on its terms. A fetch that is
+    /// no download (the coordinator copying a blob for repair) is served free. Returns new params to
     /// publish when a win retired the old ones.
     pub fn accept_download(
         &self,
         fetch: &FetchBlob,
     ) -> Result<Option<TicketParams>, PaymentRefused> {
         let published = self.set_round(fetch.round);
-        if self.price_per_byte == 0 || !fetch.download {
+        if !self.charges(fetch) {
             return Ok(published);
         }
+        let (price, rate) = self.download_price(fetch);
         let bytes = fetch.end.saturating_sub(fetch.start);
-        self.take_payment(&fetch.payment, bytes, Rate::PerByte, published)
+        self.take_payment(&fetch.payment, bytes, rate, published)
             .map_err(|why| {
                 PaymentRefused(format!(
-                    "{why} (the range is {bytes} bytes at {} per byte)",
-                    self.price_per_byte
+                    "{why} (the range is {bytes} bytes at {price} per byte)"
                 ))
             })
     }
 
-    /// Whether downloads from this worker are paid.
-    pub fn charges_downloads(&self) -> bool {
-        self.price_per_byte > 0
+    /// Whether `fetch` is a download this worker is paid for.
+    pub fn charges(&self, fetch: &FetchBlob) -> bool {
+        fetch.download && self.download_price(fetch).0 > 0
+    }
+
+    /// The price per byte `fetch` is held to, and the rate that names it: a collective's when the
+    /// coordinator set one, this worker's own otherwise.
+    fn download_price(&self, fetch: &FetchBlob) -> (u64, Rate) {
+        match fetch.collective_price_per_byte {
+            Some(price) => (price, Rate::Fixed(price)),
+            None => (self.price_per_byte, Rate::PerByte),
+        }
     }
 
     /// Validates `payment` for `units` at `rate`, queues its winners, and re-issues the params when a
@@ -515,6 +526,28 @@ mod tests {
             .accept_download(&fetch(&enough, true))
             .expect("paid");
         assert!(renewed.is_some(), "a win retires the params");
+
+        // A member's fetch of a collective's blob is held to the collective's price: free within its
+        // allotment, and at 5 per byte (not 3) past it.
+        let params = payments.current();
+        let member = |tickets: &[SignedTicket], price: u64| FetchBlob {
+            collective_price_per_byte: Some(price),
+            ..fetch(tickets, true)
+        };
+        assert!(!payments.charges(&member(&[], 0)));
+        assert!(payments.accept_download(&member(&[], 0)).is_ok());
+        let at_holders_price = payer.pay(&sender, &params, 300).expect("tickets");
+        let short = payments
+            .accept_download(&member(&at_holders_price, 5))
+            .expect_err("the holder's price is short of the collective's");
+        assert!(
+            short.to_string().contains("100 bytes at 5 per byte"),
+            "{short}"
+        );
+        let at_collectives_price = payer.pay(&sender, &params, 500).expect("tickets");
+        payments
+            .accept_download(&member(&at_collectives_price, 5))
+            .expect("paid at the collective's price");
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Hosting of the worker's own choosing (`--host-collective NAME`): every [`PULL_INTERVAL`] the worker
-//! lists each collective's blobs, fetches the ones its store lacks through the coordinator's Get
-//! (signed as the worker's account, which must be a member: a collective's blobs are gated), checks
-//! every byte against the root while the store's atomic put writes it, and reports what it stored in
-//! its Holdings. The coordinator takes those as claims and challenges them; a passed challenge makes
-//! the worker a verified holder.
+//! Hosting of the worker's own choosing (`--host-collective NAME`, `dualrig-worker host ROOT…`): every
+//! [`PULL_INTERVAL`] the worker lists each collective's blobs and adds the roots it was given, fetches
+//! the ones its store lacks through the coordinator's Get (signed as the worker's account, which must
+//! be a member of a collective whose blobs it pulls: they are gated), checks every byte against the
+//! root while the store's atomic put writes it, and reports what it stored in its Holdings. The
+//! coordinator takes those as claims and challenges them; a passed challenge makes the worker a
+//! verified holder.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,33 +24,57 @@ use crate::hosting::Hosting;
 /// Time between passes over the hosted collectives.
 pub const PULL_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Pulls the blobs of the collectives a worker chose to host.
+/// A blob root as the worker's settings write it: 64 hex digits.
+pub fn parse_root(text: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(text).map_err(|_| "a root is 64 hex digits".to_owned())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "a root is 64 hex digits (32 bytes), this is {} bytes",
+            bytes.len()
+        )
+    })
+}
+
+/// Pulls the blobs a worker chose to host: whole collectives, and single blobs by root.
 #[derive(Debug)]
-pub struct CollectivePuller {
+pub struct Puller {
     identity: Arc<Identity>,
     hosting: Arc<Hosting>,
     coordinator: String,
     names: Vec<String>,
+    roots: Vec<[u8; 32]>,
 }
 
-impl CollectivePuller {
+impl Puller {
+    /// A puller of collectives `names` and blobs `roots` (hex; one that does not parse is left out
+    /// with a warning, though the settings refuse such roots before a worker starts).
     pub fn new(
         identity: Arc<Identity>,
         hosting: Arc<Hosting>,
         coordinator: String,
         names: Vec<String>,
+        roots: &[String],
     ) -> Self {
+        let roots = roots
+            .iter()
+            .filter_map(|r| {
+                parse_root(r)
+                    .inspect_err(|why| warn!(root = %r, %why, "not hosting it"))
+                    .ok()
+            })
+            .collect();
         Self {
             identity,
             hosting,
             coordinator,
             names,
+            roots,
         }
     }
 
-    /// Runs pass after pass; never returns (and does nothing when no collective is hosted).
+    /// Runs pass after pass; never returns (and does nothing when nothing is hosted by choice).
     pub async fn pull_forever(self) {
-        if self.names.is_empty() {
+        if self.names.is_empty() && self.roots.is_empty() {
             return std::future::pending().await;
         }
         let channel = match Endpoint::from_shared(self.coordinator.clone()) {
@@ -65,6 +90,11 @@ impl CollectivePuller {
             for name in &self.names {
                 if let Err(why) = self.pull(&mut api, name).await {
                     warn!(collective = %name, %why, "collective not pulled");
+                }
+            }
+            for root in &self.roots {
+                if let Err(why) = self.pull_missing(&mut api, *root).await {
+                    warn!(blob = %hex::encode(root), %why, "blob not pulled");
                 }
             }
             tokio::time::sleep(PULL_INTERVAL).await;
@@ -105,19 +135,8 @@ impl CollectivePuller {
                 let Ok(root) = <[u8; 32]>::try_from(root.as_slice()) else {
                     continue;
                 };
-                if self
-                    .hosting
-                    .store()
-                    .get(&blake3::Hash::from_bytes(root))
-                    .is_some()
-                {
-                    continue;
-                }
-                match self.fetch(api, root).await {
-                    Ok(()) => {}
-                    Err(why) => {
-                        warn!(collective = %name, blob = %hex::encode(root), %why, "blob not pulled")
-                    }
+                if let Err(why) = self.pull_missing(api, root).await {
+                    warn!(collective = %name, blob = %hex::encode(root), %why, "blob not pulled")
                 }
             }
             if page.next_page_token.is_empty() {
@@ -125,6 +144,23 @@ impl CollectivePuller {
             }
             page_token = page.next_page_token;
         }
+    }
+
+    /// Fetches blob `root` unless the store has it.
+    async fn pull_missing(
+        &self,
+        api: &mut CoordinatorClient<Channel>,
+        root: [u8; 32],
+    ) -> Result<(), String> {
+        if self
+            .hosting
+            .store()
+            .get(&blake3::Hash::from_bytes(root))
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.fetch(api, root).await
     }
 
     /// Fetches blob `root` whole, verified against the root as it streams into the store.
@@ -198,7 +234,7 @@ impl CollectivePuller {
             let _ = self.hosting.store().remove(&info.root);
             return Err(format!("stored bytes hash to {}, not {hash}", info.root));
         }
-        info!(blob = %hash, bytes = info.len, "pulled a collective's blob");
+        info!(blob = %hash, bytes = info.len, "pulled a blob to host");
         crate::metrics::blob("stored");
         self.hosting.report_added(&info).await;
         Ok(())

@@ -207,11 +207,12 @@ impl Worker {
             std::future::pending::<()>().await
         };
         let scrub = Arc::clone(&self.hosting).scrub_forever(self.config.scrub_interval);
-        let pull = crate::pull::CollectivePuller::new(
+        let pull = crate::pull::Puller::new(
             Arc::clone(&self.identity),
             Arc::clone(&self.hosting),
             self.config.coordinator.clone(),
             self.config.host_collectives.clone(),
+            &self.config.host_roots,
         )
         .pull_forever();
         tokio::select! {

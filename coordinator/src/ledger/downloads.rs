@@ -54,6 +54,23 @@ pub(super) fn record_forwarded(
     Ok(())
 }
 
+/// Forgets the tickets forwarded before round `round − unlock_rounds`. A ticket is forwarded only when
+/// it expires within `ticket_validity_rounds` of the ledger's round then, and the coordinator keeps
+/// that below `unlock_rounds`; so every ticket forgotten has expired, and neither forwarding it again
+/// nor redeeming it can pass, with or without its row.
+pub(super) fn prune_forwarded(
+    conn: &Connection,
+    round: u64,
+    unlock_rounds: u64,
+) -> Result<(), LedgerError> {
+    let Some(before) = round.checked_sub(unlock_rounds) else {
+        return Ok(());
+    };
+    conn.prepare_cached("DELETE FROM download_tickets WHERE round < ?1")?
+        .execute(params![to_db("round", before)?])?;
+    Ok(())
+}
+
 /// Whether `ticket_hash` paid for a download.
 pub(super) fn is_download_ticket(
     conn: &Connection,

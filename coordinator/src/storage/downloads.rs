@@ -16,7 +16,8 @@ pub const DOWNLOAD_QUOTE_TTL: Duration = Duration::from_secs(60);
 /// Download quotes open at once; past it a quote is refused rather than the table grown.
 const MAX_OPEN: usize = 16_384;
 
-/// One open quote: the range, its holder, and the params the client was told to pay under.
+/// One open quote: the range, its holder, the params the client was told to pay under, and the
+/// price it was told to pay.
 #[derive(Debug, Clone, Copy)]
 pub struct Quoted {
     pub holder: PublicId,
@@ -24,9 +25,19 @@ pub struct Quoted {
     pub start: u64,
     pub end: u64,
     pub params: TicketParams,
+    pub terms: Terms,
+    at: Instant,
+}
+
+/// What a quote charges per byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    /// Before surge: the holder's price, or the collective's for a blob of a collective.
+    pub price_per_byte: u64,
+    /// Whether the price is a collective's, which the holder is told to serve at.
+    pub collective: bool,
     /// The blob's surge multiplier when quoted, in ppm: the payment must cover the surged price.
     pub multiplier_ppm: u32,
-    at: Instant,
 }
 
 /// The open download quotes, each single use.
@@ -43,7 +54,7 @@ impl DownloadQuotes {
         root: [u8; 32],
         (start, end): (u64, u64),
         params: TicketParams,
-        multiplier_ppm: u32,
+        terms: Terms,
     ) -> Result<String, StorageError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, q| q.at.elapsed() < DOWNLOAD_QUOTE_TTL);
@@ -61,7 +72,7 @@ impl DownloadQuotes {
                 start,
                 end,
                 params,
-                multiplier_ppm,
+                terms,
                 at: Instant::now(),
             },
         );
@@ -85,7 +96,7 @@ impl DownloadQuotes {
 
 /// The checks of a paid Get's tickets that need no ledger, against its quote: the range is the one
 /// quoted; every ticket parses, is made out to the quoted holder under the quoted params; and
-/// together they cover `price_per_byte × bytes` at the quoted surge multiplier. `current` is the holder's params now: when they
+/// together they cover the quoted price × bytes at the quoted surge multiplier. `current` is the holder's params now: when they
 /// are no longer the quoted ones (a win retired them) the quote is stale. Returns the tickets and
 /// the sum of their expected values.
 pub fn check_download_payment(
@@ -143,7 +154,8 @@ pub fn check_download_payment(
             },
         )));
     }
-    let price = super::surge::surged_price(quoted.params.price_per_byte, quoted.multiplier_ppm);
+    let price =
+        super::surge::surged_price(quoted.terms.price_per_byte, quoted.terms.multiplier_ppm);
     let bytes = end - start;
     let covered = offered.checked_div(price).unwrap_or(u64::MAX);
     if covered < bytes {

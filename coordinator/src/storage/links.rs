@@ -61,11 +61,14 @@ struct Inbox {
     refused: Arc<Mutex<Option<String>>>,
 }
 
-/// What a client's download carries to its holder: the tickets that pay for the range, and the round.
+/// What a client's download carries to its holder: the tickets that pay for the range, the round, and
+/// for a member's Get of a collective's blob the collective's price, which the holder serves at
+/// instead of its own (0 within the member's free allotment).
 #[derive(Debug, Clone, Default)]
 pub struct DownloadPayment {
     pub tickets: Vec<SignedTicket>,
     pub round: u64,
+    pub collective_price: Option<u64>,
 }
 
 #[derive(Default)]
@@ -282,6 +285,7 @@ impl Links {
             window: FETCH_WINDOW,
             download: download.is_some(),
             round: download.as_ref().map_or(0, |d| d.round),
+            collective_price_per_byte: download.as_ref().and_then(|d| d.collective_price),
             payment: download.map(|d| d.tickets).unwrap_or_default(),
         });
         send(pool, worker, command).await?;

@@ -11,7 +11,7 @@ use dualrig_proto::access::sign_get;
 use dualrig_proto::identity::Identity;
 use dualrig_proto::ledger_request::{CollectiveRules, Operation, SignedRequest};
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
-use dualrig_proto::v1::{GetRequest, HelloRequest, LedgerRequest};
+use dualrig_proto::v1::{DownloadQuoteRequest, GetRequest, HelloRequest, LedgerRequest};
 use tonic::Code;
 
 use crate::support::{RunningCoordinator, RunningWorker, wait_for_workers, write_genesis};
@@ -660,8 +660,10 @@ async fn the_collective_series_follow_members_and_refused_gets() {
     assert_eq!(metric(&page(), "dualrig_collective_members"), Some(0.0));
 }
 
-/// A paid Get of a gated blob still needs membership: a stranger that pays is refused naming the stake,
-/// and a member's paid Get goes through, byte for byte, without using its free bytes.
+/// A paid Get of a gated blob still needs membership: a stranger that pays is refused naming the stake.
+/// A holder of a collective's blob serves members on the collective's terms, not its own price: free
+/// within the allotment, and at the collective's price past it, without using the free bytes. A
+/// collective whose price is 0 sells no bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paying_opens_no_collective_to_a_stranger_and_spares_a_members_allotment() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -735,6 +737,36 @@ async fn paying_opens_no_collective_to_a_stranger_and_spares_a_members_allotment
     assert!(refused.to_string().contains("films"), "{refused}");
     assert!(!out.exists());
 
+    // The holder charges 1 per byte for public bytes, yet serves a member's free bytes free.
+    let out = dir.path().join("free");
+    client
+        .get_to_file_as(root, 0, None, &out, Some(&member))
+        .await
+        .expect("a member's free bytes from a priced holder");
+    assert_eq!(std::fs::read(&out).expect("read"), bytes, "byte for byte");
+    let mut api = CoordinatorClient::connect(coordinator.url.clone())
+        .await
+        .expect("connect");
+    let quote = api
+        .download_quote(DownloadQuoteRequest {
+            root: root.to_vec(),
+            start: 0,
+            end: None,
+            exclude: Vec::new(),
+        })
+        .await
+        .expect("quote")
+        .into_inner();
+    assert_eq!(
+        (quote.price_per_byte, quote.collective.as_str()),
+        (7, "films"),
+        "a member pays the collective's price, not the holder's"
+    );
+
+    let round = coordinator.ledger.round().expect("round");
+    let holder =
+        dualrig_proto::identity::PublicId::from_slice("holder", &quote.holder).expect("holder id");
+    let before = coordinator.ledger.served(round, &holder).expect("served");
     let out = dir.path().join("member");
     for _ in 0..2 {
         client
@@ -749,11 +781,47 @@ async fn paying_opens_no_collective_to_a_stranger_and_spares_a_members_allotment
             .expect("a member's paid Get");
         assert_eq!(std::fs::read(&out).expect("read"), bytes, "byte for byte");
     }
-    // Twice the blob is past the allotment (3000 bytes a round): paid bytes used none of it.
+    let after = coordinator.ledger.served(round, &holder).expect("served");
+    let paid_bytes = 2 * BLOB as u64;
+    assert_eq!(after.bytes - before.bytes, paid_bytes);
+    assert!(
+        after.paid - before.paid >= 7 * paid_bytes,
+        "paid {} for {paid_bytes} bytes at the collective's 7 per byte",
+        after.paid - before.paid
+    );
+    // The free Get used 2000 of the 3000 free bytes; the paid ones used none of what is left.
     let used = coordinator
         .ledger
-        .admit_collective_get("films", &member.id(), FREE, false)
-        .expect("the whole allotment is still free");
+        .admit_collective_get("films", &member.id(), FREE - BLOB as u64, false)
+        .expect("the rest of the allotment is still free");
     assert_eq!(used.used, FREE);
+
+    // A collective that sells nothing past its free bytes: a quote says so.
+    client
+        .execute(
+            &owner,
+            Operation::CreateCollective {
+                name: "gift".into(),
+                rules: CollectiveRules {
+                    price_per_byte: 0,
+                    ..rules()
+                },
+            },
+        )
+        .await
+        .expect("create");
+    let gift: Vec<u8> = (0..BLOB).map(|i| (i * 13 % 251) as u8).collect();
+    let gift = put_for(&client, dir.path(), &gift, Some("gift")).await;
+    assert_refused(
+        api.download_quote(DownloadQuoteRequest {
+            root: gift.to_vec(),
+            start: 0,
+            end: None,
+            exclude: Vec::new(),
+        })
+        .await,
+        Code::FailedPrecondition,
+        &["'gift' sells no bytes", "3000 bytes a round"],
+    );
     coordinator.stop().await;
 }

@@ -451,3 +451,114 @@ async fn statements_refuse_bad_requests_and_know_nobody_they_never_paid() {
     assert_eq!(empty.held_back, 0);
     coordinator.stop().await;
 }
+
+/// The real worker binary's `host ROOT`: a worker pulls a public blob of its own choosing from its
+/// holder, verified, and becomes a verified holder by passing a challenge. A copy beyond the blob's
+/// replicas earns nothing, so piling onto a blob pays nobody; once the placed copy's worker is gone,
+/// the chosen copy is the one kept and it earns. A root that is not 64 hex digits is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_hosting_a_blob_of_its_choosing_earns_on_it_once_it_is_a_kept_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = std::process::Command::new(crate::support::workspace_binary("dualrig-worker"))
+        .args([
+            "host",
+            "abc123",
+            "--coordinator",
+            "http://127.0.0.1:1",
+            "--gpu",
+            "off",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("bad"))
+        .output()
+        .expect("run dualrig-worker host");
+    assert!(!bad.status.success(), "a bad root was taken");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("host \"abc123\"") && stderr.contains("64 hex digits"),
+        "{stderr}"
+    );
+
+    let coordinator = RunningCoordinator::start(|c| {
+        c.hosting = test_rules();
+        c.round = Duration::from_secs(3600);
+        c.challenge_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let client = coordinator.client().await;
+    let placed = RunningWorker::start(&coordinator.url).await;
+    crate::support::wait_for_workers(&client, 1).await;
+    let bytes: Vec<u8> = (0..300_000u32).map(|j| (j * 13 / 7) as u8).collect();
+    let size = bytes.len() as u64;
+    let put = crate::support::put_bytes(&client, dir.path(), &bytes, 1).await;
+    let root = *put.root.as_bytes();
+
+    let host_dir = dir.path().join("host");
+    let id = std::process::Command::new(crate::support::workspace_binary("dualrig-worker"))
+        .args(["id", "--data-dir"])
+        .arg(&host_dir)
+        .output()
+        .expect("run dualrig-worker id");
+    let host_id = hex::decode(String::from_utf8_lossy(&id.stdout).trim())
+        .map(|b| PublicId::from_slice("worker id", &b).expect("worker id"))
+        .expect("hex worker id");
+    let log = std::fs::File::create(dir.path().join("host.log")).expect("log");
+    let mut host = std::process::Command::new(crate::support::workspace_binary("dualrig-worker"))
+        .arg("host")
+        .arg(hex::encode(root))
+        .args(["--coordinator", &coordinator.url, "--gpu", "off"])
+        .arg("--data-dir")
+        .arg(&host_dir)
+        .env("RUST_LOG", "info")
+        .stderr(log)
+        .spawn()
+        .expect("spawn dualrig-worker host");
+    let index = coordinator.storage.index();
+    let blob = || index.blob(&root).expect("index").expect("blob");
+    let mut claimed = false;
+    for _ in 0..600 {
+        if blob().claims.contains(&host_id) {
+            claimed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let host_log = || std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default();
+    assert!(claimed, "the host never reported the blob: {}", host_log());
+    coordinator.storage.challenge_round().await;
+    assert!(
+        blob().holders.contains(&host_id),
+        "the pulled copy did not pass its challenge: {:?}",
+        blob()
+    );
+
+    // Two verified copies of a blob kept once: the placed one earns, the chosen one does not.
+    let credited = |w: &PublicId, round: u64| {
+        coordinator
+            .ledger
+            .statements(w, Some(round - 1), 1)
+            .expect("statements")
+            .first()
+            .filter(|s| s.round == round)
+            .map_or(0, |s| s.credited)
+    };
+    let round = coordinator.ledger.advance_round().expect("advance");
+    coordinator.storage.challenge_round().await;
+    assert!(credited(&placed.id, round) >= size);
+    assert_eq!(
+        credited(&host_id, round),
+        0,
+        "a copy past the replicas earned"
+    );
+
+    // The placed copy's worker leaves: the chosen copy is the one kept, and it earns.
+    placed.kill().await;
+    crate::support::wait_for_workers(&client, 1).await;
+    let round = coordinator.ledger.advance_round().expect("advance");
+    coordinator.storage.challenge_round().await;
+    assert!(credited(&host_id, round) >= size, "{}", host_log());
+    assert!(rewards(&coordinator, &host_id) > 0);
+    let _ = host.kill();
+    let _ = host.wait();
+    coordinator.stop().await;
+}

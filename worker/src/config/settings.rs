@@ -59,6 +59,7 @@ pub struct WorkerSettings {
     pub scrub_interval_secs: Option<f64>,
     pub redeem_delay_secs: Option<f64>,
     pub host_collectives: Option<Vec<String>>,
+    pub host_roots: Option<Vec<String>>,
     /// A flag only (`--fault`): a cheat is never read from a file.
     #[cfg(feature = "fault-injection")]
     #[serde(skip)]
@@ -152,6 +153,7 @@ impl WorkerSettings {
             ("scrub_interval_secs", self.scrub_interval_secs.is_some()),
             ("redeem_delay_secs", self.redeem_delay_secs.is_some()),
             ("host_collectives", self.host_collectives.is_some()),
+            ("host_roots", self.host_roots.is_some()),
         ];
         set.into_iter()
             .filter(|(_, set)| *set)
@@ -211,6 +213,9 @@ impl WorkerSettings {
         }
         if let Some(v) = &self.host_collectives {
             config.host_collectives.clone_from(v);
+        }
+        if let Some(v) = &self.host_roots {
+            config.host_roots.clone_from(v);
         }
         #[cfg(feature = "fault-injection")]
         if self.fault.is_some() {
@@ -338,6 +343,32 @@ mod tests {
         let err = source.load().expect_err("bad name");
         assert!(err.to_string().contains("--host-collective"), "{err}");
         assert!(err.to_string().contains("may hold only"), "{err}");
+    }
+
+    #[test]
+    fn hosted_roots_come_from_the_file_or_the_flags_and_bad_roots_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        let (a, b) = ("ab".repeat(32), "CD".repeat(32));
+        std::fs::write(&path, format!("host_roots = [\"{a}\"]\n")).expect("write");
+        let mut source = ConfigSource {
+            file: Some(path.clone()),
+            flags: WorkerSettings::default(),
+        };
+        assert_eq!(source.load().expect("loads").config.host_roots, [a]);
+        source.flags.host_roots = Some(vec![b.clone()]);
+        let loaded = source.load().expect("loads");
+        assert_eq!(loaded.config.host_roots, [b]);
+        assert_eq!(loaded.shadowed, ["host_roots"]);
+        for (bad, words) in [
+            ("ab".repeat(31), "64 hex digits"),
+            ("zz".repeat(32), "64 hex digits"),
+        ] {
+            source.flags.host_roots = Some(vec![bad.clone()]);
+            let err = source.load().expect_err("bad root");
+            assert!(err.to_string().contains(&format!("host {bad:?}")), "{err}");
+            assert!(err.to_string().contains(words), "{err}");
+        }
     }
 
     #[test]

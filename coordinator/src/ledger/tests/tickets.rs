@@ -149,6 +149,48 @@ fn a_download_ticket_pays_its_fee_share_into_the_hosting_fees_pot() {
     assert_eq!(h.ledger.supply().expect("supply"), 10_000);
 }
 
+/// A forwarded download ticket is remembered while it could still be redeemed or forwarded again, and
+/// forgotten once every ticket forwarded in its round has expired (`unlock_rounds` later), so the table
+/// stays bounded.
+#[test]
+fn forwarded_download_tickets_are_forgotten_once_they_have_expired() {
+    let (client, worker) = (actor(1), actor(2));
+    let h = Harness::in_memory(&[(&client, 10_000)]);
+    let (old, _) = winning_ticket(&client, &worker.id(), 1_000, 10, 1);
+    let (new, _) = winning_ticket(&client, &worker.id(), 1_000, 10, 2);
+    h.ledger
+        .record_download_tickets(&worker.id(), &[old.ticket_hash()])
+        .expect("forwarded");
+    h.ledger.advance_round().expect("round");
+    h.ledger
+        .record_download_tickets(&worker.id(), &[new.ticket_hash()])
+        .expect("forwarded");
+    let rows = || {
+        h.ledger.snapshot().expect("snapshot").tables["download_tickets"]
+            .iter()
+            .map(|row| row[0].clone())
+            .collect::<Vec<_>>()
+    };
+    let hash = |t: &dualrig_proto::ticket::SignedTicket| {
+        rusqlite::types::Value::Blob(t.ticket_hash().to_vec())
+    };
+    // CONFIG's unlock_rounds is 2: round 2 still keeps round 0's ticket.
+    h.ledger.advance_round().expect("round");
+    assert_eq!(rows().len(), 2);
+    let again = h
+        .ledger
+        .record_download_tickets(&worker.id(), &[old.ticket_hash()])
+        .expect_err("still remembered");
+    assert!(
+        matches!(again, LedgerError::TicketForwarded { .. }),
+        "{again}"
+    );
+    h.ledger.advance_round().expect("round");
+    assert_eq!(rows(), [hash(&new)], "round 3 forgets round 0's ticket");
+    h.ledger.advance_round().expect("round");
+    assert!(rows().is_empty());
+}
+
 #[test]
 fn bytes_served_add_up_per_round_and_worker() {
     let (a, b) = (actor(1), actor(2));
