@@ -627,10 +627,19 @@ impl BlobService {
             ))
         })?;
         let round = self.ledger.call(|l| l.round()).await?;
+        let price_per_byte = match &collective {
+            None => params.price_per_byte,
+            Some((name, price)) => {
+                let member = self.members_among(name, &[holder]).await?;
+                if member.is_empty() {
+                    (*price).max(params.price_per_byte)
+                } else {
+                    *price
+                }
+            }
+        };
         let terms = downloads::Terms {
-            price_per_byte: collective
-                .as_ref()
-                .map_or(params.price_per_byte, |(_, price)| *price),
+            price_per_byte,
             collective: collective.is_some(),
             multiplier_ppm: self.multiplier_of(&range.blob),
         };
@@ -651,9 +660,30 @@ impl BlobService {
         })
     }
 
+    /// Those of `workers` that are members of collective `name`: they serve its members on its terms.
+    async fn members_among(
+        &self,
+        name: &str,
+        workers: &[PublicId],
+    ) -> Result<Vec<PublicId>, StorageError> {
+        let (name, workers) = (name.to_owned(), workers.to_vec());
+        Ok(self
+            .ledger
+            .call(move |l| {
+                let mut members = Vec::new();
+                for w in workers {
+                    if l.is_member(&name, &w)? {
+                        members.push(w);
+                    }
+                }
+                Ok(members)
+            })
+            .await?)
+    }
+
     /// For a blob of a collective, the collective and the price its members pay past their free
-    /// allotment, which every holder of its blobs serves them at (PROTOCOL §6.10); `None` for a
-    /// public blob. A collective whose price is 0 sells no bytes.
+    /// allotment (PROTOCOL §6.10); `None` for a public blob. A collective whose price is 0 sells no
+    /// bytes.
     async fn collective_price(
         &self,
         root: [u8; 32],
@@ -675,9 +705,8 @@ impl BlobService {
     /// Streams a range from a holder. With a quote, the range goes to the quoted holder, paid by the
     /// request's tickets once they pass every check (quote, payee, params, price, the sender's funds,
     /// never forwarded before); without one, only a holder that serves for free is drawn. A blob of a
-    /// collective goes to members only, on the collective's terms: any holder serves a member free
-    /// within its allotment (counted only once a holder is drawn), and at the collective's price past
-    /// it.
+    /// collective goes to its members only: free within the allotment (counted once a holder is
+    /// drawn) from a holder that is itself a member or serves free, and past it at the quoted price.
     pub async fn get(&self, request: GetRequest) -> Result<GetStream, StorageError> {
         let range = self
             .range(&request.root, request.start, request.end, &request.exclude)
@@ -701,9 +730,19 @@ impl BlobService {
             }
         };
         let (holder, payment, paid_ev) = if request.quote_id.is_empty() {
+            // A holder that joined the collective serves its members' free bytes; any other serves
+            // free bytes only when it serves everyone free.
+            let members = match &gated {
+                Some(name) => {
+                    let mut all = range.blob.holders.clone();
+                    all.extend_from_slice(&range.blob.claims);
+                    self.members_among(name, &all).await?
+                }
+                None => Vec::new(),
+            };
             let holder = self
                 .pick_holder(&range, |w| {
-                    gated.is_some() || self.params_of(w).is_none_or(|p| p.price_per_byte == 0)
+                    members.contains(w) || self.params_of(w).is_none_or(|p| p.price_per_byte == 0)
                 })
                 .map_err(|no_free| {
                     let priced = range

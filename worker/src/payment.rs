@@ -226,9 +226,9 @@ impl Payments {
     /// Checks a client download's tickets before a byte is served, as [`Self::accept`] does a job's:
     /// a worker whose `price_per_byte` is 0 serves every fetch; a priced one serves a download only
     /// when its tickets are good and cover `price_per_byte × (end − start)`. A member's fetch of a
-    /// collective's blob is held to the collective's price instead (0 within the member's free
-    /// allotment): hosting a collective's blob is serving its members on its terms. A fetch that is
-    /// no download (the coordinator copying a blob for repair) is served free. Returns new params to
+    /// collective's blob is held to the price the coordinator set for it instead (PROTOCOL §6.10: 0
+    /// within the member's free allotment; never below this worker's own price unless it joined the
+    /// collective). A fetch that is no download (the coordinator copying a blob for repair) is served free. Returns new params to
     /// publish when a win retired the old ones.
     pub fn accept_download(
         &self,

@@ -661,9 +661,11 @@ async fn the_collective_series_follow_members_and_refused_gets() {
 }
 
 /// A paid Get of a gated blob still needs membership: a stranger that pays is refused naming the stake.
-/// A holder of a collective's blob serves members on the collective's terms, not its own price: free
-/// within the allotment, and at the collective's price past it, without using the free bytes. A
-/// collective whose price is 0 sells no bytes.
+/// A holder that is not a member serves on its own terms, never below the collective's price, and a
+/// member's free bytes only if it serves everyone free: a collective cannot make a priced holder serve
+/// for nothing. A holder that joined serves members on the collective's terms: free within the
+/// allotment, at the collective's price past it, without using the free bytes. A collective whose price
+/// is 0 sells no bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paying_opens_no_collective_to_a_stranger_and_spares_a_members_allotment() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -672,17 +674,26 @@ async fn paying_opens_no_collective_to_a_stranger_and_spares_a_members_allotment
         Identity::from_secret([52; 32]),
         Identity::from_secret([53; 32]),
     );
+    let holder_dir = dir.path().join("holder");
+    let holder_key =
+        Identity::load_or_create(&holder_dir.join(dualrig_worker::config::KEY_FILE)).expect("key");
     let coordinator = coordinator(
         dir.path(),
         &[
             (&owner, 10 * TOKEN),
             (&member, 10 * TOKEN),
             (&stranger, 10 * TOKEN),
+            (&holder_key, 10 * TOKEN),
         ],
     )
     .await;
     let client = coordinator.client().await;
-    let _holder = RunningWorker::start_with(&coordinator.url, |c| c.price_per_byte = 1).await;
+    // Dearer than the collective's 7 per byte.
+    let _holder = RunningWorker::start_with(&coordinator.url, |c| {
+        c.data_dir = holder_dir.clone();
+        c.price_per_byte = 10;
+    })
+    .await;
     wait_for_workers(&client, 1).await;
     client
         .execute(
@@ -737,30 +748,58 @@ async fn paying_opens_no_collective_to_a_stranger_and_spares_a_members_allotment
     assert!(refused.to_string().contains("films"), "{refused}");
     assert!(!out.exists());
 
-    // The holder charges 1 per byte for public bytes, yet serves a member's free bytes free.
+    // The holder is no member: it serves no free bytes, and sells at its own price, not the
+    // collective's lower one.
     let out = dir.path().join("free");
-    client
+    let refused = client
         .get_to_file_as(root, 0, None, &out, Some(&member))
         .await
-        .expect("a member's free bytes from a priced holder");
-    assert_eq!(std::fs::read(&out).expect("read"), bytes, "byte for byte");
+        .expect_err("a priced holder outside the collective serves nothing free");
+    assert_eq!(refused.code(), Some(Code::FailedPrecondition), "{refused}");
+    assert!(refused.to_string().contains("--pay"), "{refused}");
     let mut api = CoordinatorClient::connect(coordinator.url.clone())
         .await
         .expect("connect");
-    let quote = api
-        .download_quote(DownloadQuoteRequest {
-            root: root.to_vec(),
-            start: 0,
-            end: None,
-            exclude: Vec::new(),
-        })
+    let quote = |api: &mut CoordinatorClient<tonic::transport::Channel>| {
+        let mut api = api.clone();
+        async move {
+            api.download_quote(DownloadQuoteRequest {
+                root: root.to_vec(),
+                start: 0,
+                end: None,
+                exclude: Vec::new(),
+            })
+            .await
+            .expect("quote")
+            .into_inner()
+        }
+    };
+    let outside = quote(&mut api).await;
+    assert_eq!(
+        (outside.price_per_byte, outside.collective.as_str()),
+        (10, "films")
+    );
+
+    // Once the holder joins, it serves the collective's members on the collective's terms.
+    client
+        .execute(
+            &holder_key,
+            Operation::JoinCollective {
+                name: "films".into(),
+            },
+        )
         .await
-        .expect("quote")
-        .into_inner();
+        .expect("the holder joins");
+    client
+        .get_to_file_as(root, 0, None, &out, Some(&member))
+        .await
+        .expect("a member's free bytes from a holder in the collective");
+    assert_eq!(std::fs::read(&out).expect("read"), bytes, "byte for byte");
+    let quote = quote(&mut api).await;
     assert_eq!(
         (quote.price_per_byte, quote.collective.as_str()),
         (7, "films"),
-        "a member pays the collective's price, not the holder's"
+        "a member holder sells at the collective's price"
     );
 
     let round = coordinator.ledger.round().expect("round");
