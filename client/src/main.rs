@@ -299,14 +299,10 @@ fn print_sip(s: &dualrig_proto::v1::SipStatusResponse) {
     }
 }
 
-/// A millionths figure as a decimal: `1500000` → `1.5`.
+/// A figure in millionths (a price per unit of weight, a share) as a decimal: the same six places
+/// as an amount of tokens.
 fn show_ppm(ppm: u64) -> String {
-    let (whole, frac) = (ppm / 1_000_000, ppm % 1_000_000);
-    if frac == 0 {
-        whole.to_string()
-    } else {
-        format!("{whole}.{}", format!("{frac:06}").trim_end_matches('0'))
-    }
+    format_tokens(ppm)
 }
 
 fn print_collective(c: &dualrig_proto::v1::CollectiveInfo) {

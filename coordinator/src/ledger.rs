@@ -53,7 +53,7 @@ pub use hosting::{
     HELD_BACK_STEPS, HostingRound, HostingRules, Payout, ProofCredit, Statement, WorkerShare,
     held_amount, split,
 };
-pub use sip::{Bleed, Curve, Quote, SipFlow, SipRules, SipStatus, Source as SipSource, show_ppm};
+pub use sip::{Bleed, Curve, Quote, SipFlow, SipRules, SipStatus, Source as SipSource};
 pub use snapshot::LedgerSnapshot;
 pub use stake::{SlashFraction, SlashNote, SlashRecord, StoredEvidence, UnbondingEntry};
 

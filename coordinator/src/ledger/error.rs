@@ -144,15 +144,15 @@ pub enum LedgerError {
         stake: u64,
         min_stake: u64,
     },
-    #[error("{amount} units buy no mining weight at the SIP's price{}; pay more", spot_price_ppm.map(|p| format!(" ({} units per unit of weight)", crate::ledger::sip::show_ppm(p))).unwrap_or_else(|| " (all weight is out)".into()))]
+    #[error("{amount} units buy no mining weight at the SIP's price{}; pay more", spot_price_ppm.map(|p| format!(" ({} units per unit of weight)", dualrig_proto::amount::format_tokens(p))).unwrap_or_else(|| " (all weight is out)".into()))]
     WeightTooSmall {
         amount: u64,
         spot_price_ppm: Option<u64>,
     },
     #[error(
         "this purchase costs {} units per unit of weight, above the limit of {}; raise --max-price or buy less",
-        crate::ledger::sip::show_ppm(*price_ppm),
-        crate::ledger::sip::show_ppm(*max_price_ppm)
+        dualrig_proto::amount::format_tokens(*price_ppm),
+        dualrig_proto::amount::format_tokens(*max_price_ppm)
     )]
     PriceAboveLimit { price_ppm: u64, max_price_ppm: u64 },
     #[error("{what} does not fit in the ledger")]

@@ -505,13 +505,3 @@ pub(super) fn flows(conn: &Connection, from: u64) -> Result<Vec<SipFlow>, Ledger
         })
         .collect()
 }
-
-/// A millionths figure as a decimal: `1500000` → `1.5`.
-pub fn show_ppm(ppm: u64) -> String {
-    let (whole, frac) = (ppm / 1_000_000, ppm % 1_000_000);
-    if frac == 0 {
-        whole.to_string()
-    } else {
-        format!("{whole}.{}", format!("{frac:06}").trim_end_matches('0'))
-    }
-}
