@@ -581,6 +581,9 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("self-bond {}", format_tokens(info.bonded_to_self));
             println!("stake     {} (as a worker)", format_tokens(info.stake));
+            if info.mining_weight > 0 {
+                println!("mining weight {} (bought from the SIP)", info.mining_weight);
+            }
             for u in &info.unbonding {
                 println!(
                     "unbonding {} from {} at round {}",

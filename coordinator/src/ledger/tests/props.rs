@@ -170,6 +170,11 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..ACTORS, 0..ACTORS, 0u64..6, prop_oneof![1u64..=400, Just(u64::MAX)], 0u64..6)
             .prop_map(|(recipient, sender, tag, face, expiration)| Step::Forward { recipient, sender, tag, face, expiration }),
         2 => Just(Step::Advance),
+        // Stake enough to be a worker, and mining weight bought for one, often enough that purchases
+        // and bleeds are in most sequences.
+        2 => (0..ACTORS, 100u64..=300).prop_map(|(who, amount)| Step::Act { who, op: Op::Bond { amount } }),
+        3 => (0..ACTORS, 0..ACTORS, 1u64..=100, prop_oneof![1_000_000u64..=2_000_000, Just(u64::MAX)])
+            .prop_map(|(who, worker, amount, max_price_ppm)| Step::Act { who, op: Op::BuyWeight { worker, amount, max_price_ppm } }),
     ]
 }
 
