@@ -19,7 +19,8 @@ use dualrig_proto::ticket::{TicketParams, TicketPayer};
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 use dualrig_proto::v1::{
     AccountInfo, AccountRequest, LedgerReceipt, LedgerRequest, ListWorkersRequest, QuoteRequest,
-    TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerInfo, transcode_upload,
+    SipStatusRequest, SipStatusResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload,
+    WorkerInfo, transcode_upload,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -383,6 +384,23 @@ impl DualrigClient {
         Ok(api
             .account(AccountRequest {
                 account: account.as_bytes().to_vec(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// The service infrastructure pool: balance, flows of the last `recent_rounds` rounds, weight
+    /// outstanding, and what `quote_amount` base units buy now.
+    pub async fn sip_status(
+        &self,
+        recent_rounds: u64,
+        quote_amount: u64,
+    ) -> Result<SipStatusResponse, ClientError> {
+        let mut api = self.api.clone();
+        Ok(api
+            .sip_status(SipStatusRequest {
+                recent_rounds,
+                quote_amount,
             })
             .await?
             .into_inner())

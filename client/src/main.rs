@@ -134,6 +134,34 @@ enum Command {
     /// Bond, delegate or unbond stake, or withdraw unbonded stake.
     #[command(subcommand)]
     Stake(StakeCommand),
+    /// The service infrastructure pool: its figures, and mining weight bought from it.
+    #[command(subcommand)]
+    Sip(SipCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SipCommand {
+    /// Pay tokens into the SIP for mining weight on a worker (your own id by default). The weight
+    /// raises the worker's share of jobs like stake does, and bleeds away each round.
+    Buy {
+        #[arg(value_parser = parse_tokens)]
+        amount: u64,
+        /// The worker the weight goes to (64 hex digits); it must have the minimum stake bonded.
+        #[arg(long, value_parser = parse_id)]
+        worker: Option<PublicId>,
+        /// Most base units to pay per unit of weight, up to 6 decimals (1.05); refused above it.
+        #[arg(long, value_parser = parse_tokens)]
+        max_price: Option<u64>,
+    },
+    /// Show the SIP's balance, its inflows by source, the weight outstanding and a price quote.
+    Status {
+        /// Rounds of inflows to list, back from the current one.
+        #[arg(long, default_value_t = 10)]
+        rounds: u64,
+        /// Quote the weight this many tokens buy now.
+        #[arg(long, value_parser = parse_tokens, default_value = "1")]
+        quote: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +251,58 @@ fn get_key(path: Option<PathBuf>) -> anyhow::Result<Option<Identity>> {
         Some(p) if p.exists() => load_key(Some(p)).map(Some),
         _ => Ok(None),
     }
+}
+
+fn print_sip(s: &dualrig_proto::v1::SipStatusResponse) {
+    println!("round              {}", s.round);
+    println!("balance            {}", format_tokens(s.balance));
+    println!("weight outstanding {}", s.weight_outstanding);
+    println!(
+        "curve              T {}  W {}  price {} per unit of weight",
+        s.curve_tokens,
+        s.curve_weight,
+        show_ppm(s.spot_price_ppm)
+    );
+    println!(
+        "bleed              {} a round; one unit of weight counts as {} of stake",
+        show_ppm(u64::from(s.weight_bleed_ppm) * 100) + " %",
+        show_ppm(u64::from(s.weight_stake_ppm))
+    );
+    if s.quote_weight > 0 {
+        println!(
+            "quote              {} tokens buy {} weight at {} a unit",
+            format_tokens(s.quote_amount),
+            s.quote_weight,
+            show_ppm(s.quote_price_ppm)
+        );
+    } else {
+        println!(
+            "quote              {} tokens buy no weight now",
+            format_tokens(s.quote_amount)
+        );
+    }
+    for t in &s.totals {
+        let amount = if t.amount_out > 0 {
+            format!("-{}", format_tokens(t.amount_out))
+        } else {
+            format_tokens(t.amount_in)
+        };
+        println!("total {:<12} {amount}", t.source);
+    }
+    for f in &s.recent {
+        let amount = if f.amount_out > 0 {
+            format!("-{}", format_tokens(f.amount_out))
+        } else {
+            format_tokens(f.amount_in)
+        };
+        println!("round {:<8} {:<12} {amount}", f.round, f.source);
+    }
+}
+
+/// A figure in millionths (a price per unit of weight, a share) as a decimal: the same six places
+/// as an amount of tokens.
+fn show_ppm(ppm: u64) -> String {
+    format_tokens(ppm)
 }
 
 fn print_collective(c: &dualrig_proto::v1::CollectiveInfo) {
@@ -501,6 +581,9 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("self-bond {}", format_tokens(info.bonded_to_self));
             println!("stake     {} (as a worker)", format_tokens(info.stake));
+            if info.mining_weight > 0 {
+                println!("mining weight {} (bought from the SIP)", info.mining_weight);
+            }
             for u in &info.unbonding {
                 println!(
                     "unbonding {} from {} at round {}",
@@ -592,6 +675,33 @@ async fn main() -> anyhow::Result<()> {
             };
             execute(&cli.coordinator, cli.key, operation).await?
         }
+        Command::Sip(SipCommand::Status { rounds, quote }) => {
+            let client = DualrigClient::connect(&cli.coordinator).await?;
+            print_sip(&client.sip_status(rounds, quote).await?);
+        }
+        Command::Sip(SipCommand::Buy {
+            amount,
+            worker,
+            max_price,
+        }) => {
+            let identity = load_key(cli.key)?;
+            let worker = worker.unwrap_or_else(|| identity.id());
+            let client = DualrigClient::connect(&cli.coordinator).await?;
+            let receipt = client
+                .execute(
+                    &identity,
+                    Operation::BuyWeight {
+                        worker,
+                        amount,
+                        max_price_ppm: max_price.unwrap_or(u64::MAX),
+                    },
+                )
+                .await?;
+            println!(
+                "bought {} mining weight for {worker} in round {} (nonce {})",
+                receipt.amount, receipt.round, receipt.nonce
+            );
+        }
     }
     Ok(())
 }
@@ -626,5 +736,41 @@ mod tests {
         // 32 bytes, but not a point on the curve.
         let not_a_key = "ab".repeat(32);
         assert!(Cli::try_parse_from(["dualrig", "transfer", &not_a_key, "1"]).is_err());
+    }
+
+    #[test]
+    fn sip_buy_takes_tokens_a_worker_and_a_decimal_price() {
+        let worker_id = Identity::from_secret([5; 32]).id();
+        let id = worker_id.to_hex();
+        let cli = Cli::try_parse_from([
+            "dualrig",
+            "sip",
+            "buy",
+            "2.5",
+            "--worker",
+            &id,
+            "--max-price",
+            "1.05",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Sip(SipCommand::Buy {
+                amount,
+                worker,
+                max_price,
+            }) => {
+                assert_eq!(amount, 2_500_000);
+                assert_eq!(worker, Some(worker_id));
+                assert_eq!(max_price, Some(1_050_000));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["dualrig", "sip", "buy", "1", "--max-price", "x"]).is_err());
+        let not_a_key = "ab".repeat(32);
+        assert!(
+            Cli::try_parse_from(["dualrig", "sip", "buy", "1", "--worker", &not_a_key]).is_err()
+        );
+        assert_eq!(show_ppm(1_111_112), "1.111112");
+        assert_eq!(show_ppm(2_000_000), "2");
     }
 }

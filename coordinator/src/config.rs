@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ledger::{HELD_BACK_STEPS, HostingRules, LedgerConfig, SlashFraction};
+use crate::ledger::{HELD_BACK_STEPS, HostingRules, LedgerConfig, SipRules, SlashFraction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -76,6 +76,13 @@ pub struct FileConfig {
     pub held_back_step_rounds: Option<u64>,
     pub held_back_rounds: Option<u64>,
     pub diversity_boost_ppm: Option<u32>,
+    pub sip_fee_share_ppm: Option<u32>,
+    pub sip_mint_share_ppm: Option<u32>,
+    pub sip_mint_ceiling: Option<u64>,
+    pub sip_virtual_tokens: Option<u64>,
+    pub sip_virtual_weight: Option<u64>,
+    pub weight_bleed_ppm: Option<u32>,
+    pub mining_weight_stake_ppm: Option<u32>,
 }
 
 impl FileConfig {
@@ -171,6 +178,8 @@ pub struct Config {
     /// Extra hosting credit (ppm of a copy's bytes) for a copy on a network that holds no other copy of
     /// its blob.
     pub diversity_boost_ppm: u32,
+    /// The service infrastructure pool's shares and its mining weight curve (PROTOCOL §6.11).
+    pub sip: SipRules,
 }
 
 /// Most copies of one blob a Put may ask for.
@@ -226,6 +235,7 @@ impl Config {
             evidence_retention: Duration::from_secs(90 * 24 * 3600),
             hosting: ledger.hosting,
             diversity_boost_ppm: 250_000,
+            sip: ledger.sip,
         }
     }
 
@@ -238,6 +248,7 @@ impl Config {
             suspend_rounds: self.suspend_rounds,
             hosting: self.hosting,
             download_fee_share_ppm: self.download_fee_share_ppm,
+            sip: self.sip,
         }
     }
 
@@ -378,6 +389,27 @@ impl Config {
         if let Some(v) = file.diversity_boost_ppm {
             self.diversity_boost_ppm = v;
         }
+        if let Some(v) = file.sip_fee_share_ppm {
+            self.sip.fee_share_ppm = v;
+        }
+        if let Some(v) = file.sip_mint_share_ppm {
+            self.sip.mint_share_ppm = v;
+        }
+        if let Some(v) = file.sip_mint_ceiling {
+            self.sip.mint_ceiling = v;
+        }
+        if let Some(v) = file.sip_virtual_tokens {
+            self.sip.virtual_tokens = v;
+        }
+        if let Some(v) = file.sip_virtual_weight {
+            self.sip.virtual_weight = v;
+        }
+        if let Some(v) = file.weight_bleed_ppm {
+            self.sip.weight_bleed_ppm = v;
+        }
+        if let Some(v) = file.mining_weight_stake_ppm {
+            self.sip.weight_stake_ppm = v;
+        }
         if let Some(v) = file.surge_window_secs {
             self.surge.window = secs("surge_window_secs", v)?;
         }
@@ -397,6 +429,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_sip()?;
         if self.download_fee_share_ppm > 1_000_000 {
             return Err(ConfigError::Invalid(format!(
                 "download_fee_share_ppm = {} is above 1000000 (all of what a ticket pays)",
@@ -489,6 +522,40 @@ impl Config {
         Ok(())
     }
 
+    fn validate_sip(&self) -> Result<(), ConfigError> {
+        let sip = &self.sip;
+        for (name, ppm) in [
+            ("sip_fee_share_ppm", sip.fee_share_ppm),
+            ("sip_mint_share_ppm", sip.mint_share_ppm),
+            ("weight_bleed_ppm", sip.weight_bleed_ppm),
+        ] {
+            if ppm > 1_000_000 {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {ppm} is above 1000000 (all of it)"
+                )));
+            }
+        }
+        let fees = u64::from(sip.fee_share_ppm) + u64::from(self.download_fee_share_ppm);
+        if fees > 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "sip_fee_share_ppm + download_fee_share_ppm = {fees} is above 1000000: a download's \
+                 ticket cannot give away more than it pays"
+            )));
+        }
+        for (name, v) in [
+            ("sip_virtual_tokens", sip.virtual_tokens),
+            ("sip_virtual_weight", sip.virtual_weight),
+        ] {
+            if v == 0 || v > i64::MAX as u64 {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {v} must be between 1 and {} (the curve needs both reserves)",
+                    i64::MAX
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// How many rounds a ticket may stay valid from the round it is paid in.
     pub fn ticket_validity(&self) -> u64 {
         self.ticket_validity_rounds
@@ -575,6 +642,7 @@ mod tests {
                 suspend_rounds: 4,
                 hosting: HostingRules::DEFAULT,
                 download_fee_share_ppm: 100_000,
+                sip: SipRules::DEFAULT,
             }
         );
         assert_eq!(config.slash_fraction.ppm(), 250_000);
@@ -640,5 +708,60 @@ mod tests {
         config.hosting.inflation_ppm = 1_000_001;
         let err = config.validate().expect_err("refused");
         assert!(err.to_string().contains("hosting_inflation_ppm"), "{err}");
+    }
+
+    #[test]
+    fn sip_settings_come_from_the_file_and_nonsense_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "sip_fee_share_ppm = 20000\nsip_mint_share_ppm = 0\nsip_mint_ceiling = 5\nsip_virtual_tokens = 7\nsip_virtual_weight = 9\nweight_bleed_ppm = 3\nmining_weight_stake_ppm = 2000000\n",
+        )
+        .expect("write");
+        let mut config = Config::local(dir.path().into());
+        config
+            .merge_file(FileConfig::load(&path).expect("parse"))
+            .expect("merge");
+        assert_eq!(
+            config.ledger_config().sip,
+            SipRules {
+                fee_share_ppm: 20_000,
+                mint_share_ppm: 0,
+                mint_ceiling: 5,
+                virtual_tokens: 7,
+                virtual_weight: 9,
+                weight_bleed_ppm: 3,
+                weight_stake_ppm: 2_000_000,
+            }
+        );
+        config.validate().expect("valid");
+        for (broken, name) in [
+            (
+                SipRules {
+                    fee_share_ppm: 950_000,
+                    ..SipRules::DEFAULT
+                },
+                "download_fee_share_ppm",
+            ),
+            (
+                SipRules {
+                    weight_bleed_ppm: 1_000_001,
+                    ..SipRules::DEFAULT
+                },
+                "weight_bleed_ppm",
+            ),
+            (
+                SipRules {
+                    virtual_weight: 0,
+                    ..SipRules::DEFAULT
+                },
+                "sip_virtual_weight",
+            ),
+        ] {
+            config.sip = broken;
+            let err = config.validate().expect_err("refused");
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 }

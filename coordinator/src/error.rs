@@ -405,7 +405,11 @@ impl From<LedgerError> for Status {
             | LedgerError::SenderCannotPay { .. }
             | LedgerError::TicketForwarded { .. }
             | LedgerError::NotMember { .. }
-            | LedgerError::AccessStakeShort { .. } => Code::FailedPrecondition,
+            | LedgerError::AccessStakeShort { .. }
+            | LedgerError::WeightForSuspended { .. }
+            | LedgerError::WeightForNonWorker { .. }
+            | LedgerError::WeightTooSmall { .. }
+            | LedgerError::PriceAboveLimit { .. } => Code::FailedPrecondition,
             LedgerError::NotRecipient { .. } => Code::PermissionDenied,
             LedgerError::Ticket(t) => t.code(),
             LedgerError::AlreadyRedeemed { .. } => Code::AlreadyExists,

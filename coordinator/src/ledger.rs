@@ -24,6 +24,7 @@ mod genesis;
 mod group;
 mod hosting;
 mod schema;
+mod sip;
 mod snapshot;
 mod stake;
 mod store;
@@ -52,6 +53,7 @@ pub use hosting::{
     HELD_BACK_STEPS, HostingRound, HostingRules, Payout, ProofCredit, Statement, WorkerShare,
     held_amount, split,
 };
+pub use sip::{Bleed, Curve, Quote, SipFlow, SipRules, SipStatus, Source as SipSource};
 pub use snapshot::LedgerSnapshot;
 pub use stake::{SlashFraction, SlashNote, SlashRecord, StoredEvidence, UnbondingEntry};
 
@@ -79,6 +81,8 @@ pub struct LedgerConfig {
     /// Share, in parts per million, of what a download's ticket pays at redemption that goes to the
     /// `hosting_fees` pot instead of its recipient.
     pub download_fee_share_ppm: u32,
+    /// The service infrastructure pool: its fee and mint shares, and the mining weight curve.
+    pub sip: SipRules,
 }
 
 impl Default for LedgerConfig {
@@ -91,6 +95,7 @@ impl Default for LedgerConfig {
             suspend_rounds: 10,
             hosting: HostingRules::DEFAULT,
             download_fee_share_ppm: 100_000,
+            sip: SipRules::DEFAULT,
         }
     }
 }
@@ -104,6 +109,8 @@ pub enum Receipt {
     Withdrawn { amount: u64 },
     /// A winning ticket was redeemed.
     Redeemed(Redemption),
+    /// Mining weight was bought from the SIP.
+    Bought { weight: u64 },
 }
 
 /// One account's state, read in one transaction.
@@ -122,6 +129,17 @@ pub struct AccountState {
     pub suspended_until: Option<u64>,
     /// Access stake locked in collectives or on its way back.
     pub collective_stakes: Vec<CollectiveStake>,
+    /// Mining weight bought from the SIP for the account as a worker.
+    pub mining_weight: u64,
+}
+
+/// A worker the draw may pick, with what it is weighed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EligibleWorker {
+    pub worker: PublicId,
+    pub stake: u64,
+    /// Its mining weight in stake units (`weight × k`).
+    pub mining: u64,
 }
 
 /// A handle on the ledger database. `Send + Sync`; share it in an `Arc`.
@@ -256,7 +274,7 @@ impl Ledger {
         })
     }
 
-    /// Starts the next round and returns its number.
+    /// Starts the next round and returns its number. Mining weight bleeds back to the SIP's curve.
     pub fn advance_round(&self) -> Result<u64, LedgerError> {
         self.write(|tx, config| {
             let next = store::round(tx)?
@@ -267,6 +285,7 @@ impl Ledger {
             downloads::prune_forwarded(tx, next, config.unlock_rounds)?;
             hosting::release_due(tx, next)?;
             collective::prune_usage(tx, next)?;
+            sip::bleed(tx, &config.sip)?;
             Ok(next)
         })
     }
@@ -388,6 +407,7 @@ impl Ledger {
                 round: store::round(tx)?,
                 suspended_until: stake::suspended_until(tx, account)?,
                 collective_stakes: collective::stakes(tx, account)?,
+                mining_weight: sip::mining_weight(tx, account)?,
             })
         })
     }
@@ -434,6 +454,44 @@ impl Ledger {
     /// Every worker eligible by stake, with its stake, ordered by id.
     pub fn eligible_stakes(&self) -> Result<Vec<(PublicId, u64)>, LedgerError> {
         self.read(|tx, config| stake::eligible(tx, config))
+    }
+
+    /// Every worker eligible by stake, with its stake and its mining weight in stake units, by id. Mining
+    /// weight counts only next to eligible stake: it never makes a worker eligible.
+    pub fn eligible_workers(&self) -> Result<Vec<EligibleWorker>, LedgerError> {
+        self.read(|tx, config| {
+            let weights = sip::all_weights(tx)?;
+            Ok(stake::eligible(tx, config)?
+                .into_iter()
+                .map(|(worker, stake)| EligibleWorker {
+                    worker,
+                    stake,
+                    mining: config
+                        .sip
+                        .weight_as_stake(weights.get(&worker).copied().unwrap_or(0)),
+                })
+                .collect())
+        })
+    }
+
+    /// `worker`'s mining weight (raw units, before `k`).
+    pub fn mining_weight(&self, worker: &PublicId) -> Result<u64, LedgerError> {
+        self.read(|tx, _| sip::mining_weight(tx, worker))
+    }
+
+    /// The SIP's balance, curve, totals by source and the flows of the last `recent_rounds` rounds.
+    pub fn sip_status(&self, recent_rounds: u64) -> Result<SipStatus, LedgerError> {
+        self.read(|tx, config| sip::status(tx, &config.sip, recent_rounds))
+    }
+
+    /// What `amount` units buy from the SIP now.
+    pub fn sip_quote(&self, amount: u64) -> Result<Quote, LedgerError> {
+        self.read(|tx, config| sip::quote(tx, &config.sip, amount))
+    }
+
+    /// Every SIP flow of round `from` and after, oldest first.
+    pub fn sip_flows(&self, from: u64) -> Result<Vec<SipFlow>, LedgerError> {
+        self.read(|tx, _| sip::flows(tx, from))
     }
 
     /// The first round at which `worker` is eligible again, if it is suspended now.
@@ -694,6 +752,14 @@ fn apply(
         Operation::LeaveCollective { name } => {
             collective::leave(tx, config, &account, &name)?;
             Ok(Receipt::Done)
+        }
+        Operation::BuyWeight {
+            worker,
+            amount,
+            max_price_ppm,
+        } => {
+            let weight = sip::buy(tx, config, &account, &worker, amount, max_price_ppm)?;
+            Ok(Receipt::Bought { weight })
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod paging;
 pub mod pool;
 pub mod server;
 pub mod service;
+pub mod sip;
 pub mod slashing;
 pub mod staging;
 pub mod stakes;

@@ -159,6 +159,27 @@ struct Args {
     /// Extra hosting credit, in ppm, for a copy on a network with no other copy (default 250000).
     #[arg(long, env = "DUALRIG_DIVERSITY_BOOST_PPM")]
     diversity_boost_ppm: Option<u32>,
+    /// Share, in ppm, of every redeemed ticket's paid face value that goes to the SIP (default 50000).
+    #[arg(long, env = "DUALRIG_SIP_FEE_SHARE_PPM")]
+    sip_fee_share_ppm: Option<u32>,
+    /// Share, in ppm, of each hosting payout's mint that goes to the SIP (default 100000).
+    #[arg(long, env = "DUALRIG_SIP_MINT_SHARE_PPM")]
+    sip_mint_share_ppm: Option<u32>,
+    /// The SIP takes no mint share while it holds this many base units (default 1000000000).
+    #[arg(long, env = "DUALRIG_SIP_MINT_CEILING")]
+    sip_mint_ceiling: Option<u64>,
+    /// The mining weight curve's virtual token reserve T0, base units (default 10^12).
+    #[arg(long, env = "DUALRIG_SIP_VIRTUAL_TOKENS")]
+    sip_virtual_tokens: Option<u64>,
+    /// The mining weight curve's virtual weight reserve W0, the most weight ever out (default 10^12).
+    #[arg(long, env = "DUALRIG_SIP_VIRTUAL_WEIGHT")]
+    sip_virtual_weight: Option<u64>,
+    /// Share, in ppm, of each worker's mining weight that bleeds back every round (default 1000).
+    #[arg(long, env = "DUALRIG_WEIGHT_BLEED_PPM")]
+    weight_bleed_ppm: Option<u32>,
+    /// Stake units one unit of mining weight counts for in the draw, in ppm (default 1000000).
+    #[arg(long, env = "DUALRIG_MINING_WEIGHT_STAKE_PPM")]
+    mining_weight_stake_ppm: Option<u32>,
 }
 
 impl Args {
@@ -289,6 +310,27 @@ impl Args {
         }
         if let Some(v) = self.diversity_boost_ppm {
             config.diversity_boost_ppm = v;
+        }
+        if let Some(v) = self.sip_fee_share_ppm {
+            config.sip.fee_share_ppm = v;
+        }
+        if let Some(v) = self.sip_mint_share_ppm {
+            config.sip.mint_share_ppm = v;
+        }
+        if let Some(v) = self.sip_mint_ceiling {
+            config.sip.mint_ceiling = v;
+        }
+        if let Some(v) = self.sip_virtual_tokens {
+            config.sip.virtual_tokens = v;
+        }
+        if let Some(v) = self.sip_virtual_weight {
+            config.sip.virtual_weight = v;
+        }
+        if let Some(v) = self.weight_bleed_ppm {
+            config.sip.weight_bleed_ppm = v;
+        }
+        if let Some(v) = self.mining_weight_stake_ppm {
+            config.sip.weight_stake_ppm = v;
         }
         config.validate()?;
         Ok(config)

@@ -24,6 +24,9 @@ pub const PAYMENTS: &str = "dualrig_payments_total";
 pub const PAID_VALUE: &str = "dualrig_paid_expected_value_total";
 pub const WORKER_STAKE: &str = "dualrig_worker_stake_units";
 pub const KEPT_FRAMES_BYTES: &str = "dualrig_kept_source_frame_bytes";
+pub const SIP_BALANCE: &str = "dualrig_sip_balance_units";
+pub const SIP_INFLOW: &str = "dualrig_sip_inflow_units_total";
+pub const SIP_WEIGHT_OUTSTANDING: &str = "dualrig_sip_weight_outstanding";
 
 /// `outcome` of [`JOBS`] and [`JOB_SECONDS`].
 pub const JOB_OUTCOMES: &[&str] = &["verified", "no_worker", "failed", "rejected"];
@@ -73,6 +76,7 @@ pub const LEDGER_OPERATIONS: &[&str] = &[
     "add_to_collective",
     "join_collective",
     "leave_collective",
+    "buy_weight",
     "malformed",
 ];
 /// `outcome` of [`LEDGER_REQUESTS`].
@@ -114,8 +118,10 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
         describe();
         describe_storage();
         describe_collectives();
+        describe_sip();
         register();
         register_collectives();
+        register_sip();
     })
     .map_err(|e| e.to_string())?;
     Ok(())
@@ -566,6 +572,43 @@ pub const COLLECTIVE_GET_OUTCOMES: &[&str] = &[
     "allotment_used",
     "error",
 ];
+
+fn describe_sip() {
+    describe_gauge!(
+        SIP_BALANCE,
+        "Base units in the service infrastructure pool (the SIP)"
+    );
+    describe_counter!(
+        SIP_INFLOW,
+        "Base units that entered the SIP since genesis, by source (fees, mint, purchases, slashes, forfeits, dust)"
+    );
+    describe_gauge!(
+        SIP_WEIGHT_OUTSTANDING,
+        "Mining weight bought from the SIP and not yet bled back"
+    );
+}
+
+fn register_sip() {
+    for source in crate::ledger::SipSource::ALL {
+        if source != crate::ledger::SipSource::Rewards {
+            counter!(SIP_INFLOW, "source" => source.name()).increment(0);
+        }
+    }
+    gauge!(SIP_BALANCE).increment(0.0);
+    gauge!(SIP_WEIGHT_OUTSTANDING).increment(0.0);
+}
+
+/// The SIP's figures as the ledger holds them: counters are set to the ledger's totals, so a restart
+/// picks up where the ledger is.
+pub fn sip(status: &crate::ledger::SipStatus) {
+    gauge!(SIP_BALANCE).set(status.balance as f64);
+    gauge!(SIP_WEIGHT_OUTSTANDING).set(status.weight_outstanding as f64);
+    for (source, amount_in, _) in &status.totals {
+        if *source != crate::ledger::SipSource::Rewards {
+            counter!(SIP_INFLOW, "source" => source.name()).absolute(*amount_in);
+        }
+    }
+}
 
 fn describe_collectives() {
     describe_gauge!(

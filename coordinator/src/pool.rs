@@ -109,6 +109,8 @@ impl ConnectedWorker {
 pub struct StakeView {
     /// Bonded plus delegated stake.
     pub stake: u64,
+    /// Mining weight bought from the SIP, in stake units; it counts only next to eligible stake.
+    pub mining: u64,
     /// Suspended after a slash; not eligible until the suspension ends.
     pub suspended: bool,
 }
@@ -155,7 +157,7 @@ impl PoolState {
         }
     }
 
-    /// Draws one of `ids` with weight stake × score; ids that may not be drawn are skipped. The ids are
+    /// Draws one of `ids` with weight (stake + mining weight) × score; ids that may not be drawn are skipped. The ids are
     /// sorted first: map order varies from run to run, and a fixed order makes a seeded draw repeat.
     fn draw(&mut self, ids: Vec<PublicId>, min_stake: u64) -> Option<PublicId> {
         let mut candidates: Vec<Candidate> = ids
@@ -164,6 +166,7 @@ impl PoolState {
                 Some(Candidate {
                     worker: id,
                     stake: self.weight_stake(&id, min_stake)?,
+                    mining: self.stakes.get(&id).map_or(0, |v| v.mining),
                     score: self.score(&id),
                 })
             })

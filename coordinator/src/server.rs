@@ -240,6 +240,7 @@ async fn run_rounds(
         Err(e) => tracing::error!(error = %e, "cannot read the ledger round"),
     }
     crate::service::refresh_collective_totals(&ledger).await;
+    crate::service::refresh_sip_metrics(&ledger).await;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + round, round);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -255,6 +256,7 @@ async fn run_rounds(
             Err(e) => tracing::error!(error = %e, "ledger round did not advance"),
         }
         crate::stakes::refresh(&ledger, &pool).await;
+        crate::service::refresh_sip_metrics(&ledger).await;
     }
 }
 

@@ -754,9 +754,20 @@ impl CoordinatorApi for CoordinatorService {
         };
         if matches!(
             operation,
-            Some(Operation::Bond { .. } | Operation::Delegate { .. } | Operation::Unbond { .. })
+            Some(
+                Operation::Bond { .. }
+                    | Operation::Delegate { .. }
+                    | Operation::Unbond { .. }
+                    | Operation::BuyWeight { .. }
+            )
         ) {
             crate::stakes::refresh(&self.ledger, &self.pool).await;
+        }
+        if matches!(
+            operation,
+            Some(Operation::BuyWeight { .. } | Operation::RedeemTicket { .. })
+        ) {
+            refresh_sip_metrics(&self.ledger).await;
         }
         match &operation {
             Some(Operation::AddToCollective { name, root }) => {
@@ -777,6 +788,7 @@ impl CoordinatorApi for CoordinatorService {
             Receipt::Done => 0,
             Receipt::Withdrawn { amount } => amount,
             Receipt::Redeemed(r) => r.credited(),
+            Receipt::Bought { weight } => weight,
         };
         Ok(Response::new(LedgerReceipt {
             amount,
@@ -821,6 +833,7 @@ impl CoordinatorApi for CoordinatorService {
                     release_round: s.release_round.unwrap_or(0),
                 })
                 .collect(),
+            mining_weight: state.mining_weight,
         }))
     }
 
@@ -870,6 +883,15 @@ impl CoordinatorApi for CoordinatorService {
         let statements =
             crate::statements::list_statements(&self.ledger, request.into_inner()).await?;
         Ok(Response::new(statements))
+    }
+
+    async fn sip_status(
+        &self,
+        request: Request<dualrig_proto::v1::SipStatusRequest>,
+    ) -> Result<Response<dualrig_proto::v1::SipStatusResponse>, Status> {
+        Ok(Response::new(
+            crate::sip::sip_status(&self.ledger, request.into_inner()).await?,
+        ))
     }
 
     async fn put(
@@ -985,6 +1007,14 @@ pub async fn refresh_collective_totals(ledger: &Arc<Ledger>) {
     }
 }
 
+/// Sets the SIP's gauges and counters from the ledger.
+pub async fn refresh_sip_metrics(ledger: &Arc<Ledger>) {
+    match ledger.call(|l| l.sip_status(0)).await {
+        Ok(status) => metrics::sip(&status),
+        Err(e) => tracing::error!(error = %e, "cannot read the SIP's figures"),
+    }
+}
+
 /// A label for metrics and logs.
 fn operation_name(operation: &Operation) -> &'static str {
     match operation {
@@ -1003,6 +1033,7 @@ fn operation_name(operation: &Operation) -> &'static str {
         Operation::AddToCollective { .. } => "add_to_collective",
         Operation::JoinCollective { .. } => "join_collective",
         Operation::LeaveCollective { .. } => "leave_collective",
+        Operation::BuyWeight { .. } => "buy_weight",
     }
 }
 

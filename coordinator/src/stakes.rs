@@ -1,4 +1,4 @@
-//! Carries stake from the ledger to the pool: read on a blocking thread, then handed over in one
+//! Carries stake and mining weight from the ledger to the pool: read on a blocking thread, then handed over in one
 //! short lock, so ledger I/O never runs under the pool's mutex.
 
 use std::collections::HashMap;
@@ -33,13 +33,14 @@ pub fn read(
     attached: &[PublicId],
 ) -> Result<HashMap<PublicId, StakeView>, LedgerError> {
     let mut stakes: HashMap<PublicId, StakeView> = ledger
-        .eligible_stakes()?
+        .eligible_workers()?
         .into_iter()
-        .map(|(id, stake)| {
+        .map(|e| {
             (
-                id,
+                e.worker,
                 StakeView {
-                    stake,
+                    stake: e.stake,
+                    mining: e.mining,
                     suspended: false,
                 },
             )
@@ -49,8 +50,10 @@ pub fn read(
         if stakes.contains_key(id) {
             continue;
         }
+        // Not eligible: its mining weight does not count.
         let view = StakeView {
             stake: ledger.total_stake(id)?,
+            mining: 0,
             suspended: ledger.suspended_until(id)?.is_some(),
         };
         stakes.insert(*id, view);
@@ -103,7 +106,11 @@ mod tests {
             .expect("slash");
         let unknown = PublicId([9; 32]);
         let view = read(&ledger, &[poor.id(), cheat.id(), unknown]).expect("read");
-        let staked = |stake, suspended| StakeView { stake, suspended };
+        let staked = |stake, suspended| StakeView {
+            stake,
+            mining: 0,
+            suspended,
+        };
         assert_eq!(view[&rich.id()], staked(5_000_000, false));
         assert_eq!(view[&poor.id()], staked(10, false));
         assert_eq!(view[&cheat.id()], staked(1_000_000, true));

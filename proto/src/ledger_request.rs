@@ -78,6 +78,14 @@ pub enum Operation {
     /// Ends the signer's membership of `name` at once; its access stake is released after
     /// `unbonding_rounds` and comes back with `WithdrawUnbonded`.
     LeaveCollective { name: String },
+    /// Balance → the service infrastructure pool; mints mining weight bonded to `worker` at the pool's
+    /// price (PROTOCOL §6.11), refused when that price is above `max_price_ppm` (units per unit of
+    /// weight, in millionths; `u64::MAX` takes any price).
+    BuyWeight {
+        worker: PublicId,
+        amount: u64,
+        max_price_ppm: u64,
+    },
 }
 
 /// What a collective asks of its members.
@@ -98,6 +106,7 @@ const RULES: usize = 8 + 8 + 8 + 4;
 const AMOUNT: usize = 8;
 const ID_AMOUNT: usize = 32 + 8;
 const REDEEM: usize = TICKET_LEN + 64 + 32;
+const BUY_WEIGHT: usize = 32 + 8 + 8;
 
 impl Operation {
     fn tag(&self) -> u8 {
@@ -117,6 +126,7 @@ impl Operation {
             Self::AddToCollective { .. } => 22,
             Self::JoinCollective { .. } => 23,
             Self::LeaveCollective { .. } => 24,
+            Self::BuyWeight { .. } => 25,
         }
     }
 
@@ -155,6 +165,15 @@ impl Operation {
             }
             Self::JoinCollective { name } | Self::LeaveCollective { name } => {
                 put_name(&mut out, name);
+            }
+            Self::BuyWeight {
+                worker,
+                amount,
+                max_price_ppm,
+            } => {
+                out.extend_from_slice(worker.as_bytes());
+                out.extend_from_slice(&amount.to_le_bytes());
+                out.extend_from_slice(&max_price_ppm.to_le_bytes());
             }
         }
         out
@@ -252,6 +271,14 @@ impl Operation {
                         sized_rest("leave_collective", 0)?;
                         Self::LeaveCollective { name }
                     }
+                }
+            }
+            25 => {
+                let b = sized("buy_weight", BUY_WEIGHT)?;
+                Self::BuyWeight {
+                    worker: PublicId(array(&b[..32])),
+                    amount: u64_le(&b[32..40]),
+                    max_price_ppm: u64_le(&b[40..]),
                 }
             }
             other => return Err(RequestError::UnknownTag(other)),
@@ -417,6 +444,11 @@ mod tests {
                 name: "films".into(),
             },
             Operation::LeaveCollective { name: "x".into() },
+            Operation::BuyWeight {
+                worker: id,
+                amount: 16,
+                max_price_ppm: 17,
+            },
         ]
     }
 
@@ -441,7 +473,7 @@ mod tests {
         assert_eq!(Operation::decode(&[]), Err(RequestError::Empty));
         assert_eq!(Operation::decode(&[0]), Err(RequestError::UnknownTag(0)));
         assert_eq!(Operation::decode(&[12]), Err(RequestError::UnknownTag(12)));
-        assert_eq!(Operation::decode(&[25]), Err(RequestError::UnknownTag(25)));
+        assert_eq!(Operation::decode(&[26]), Err(RequestError::UnknownTag(26)));
         assert_eq!(
             Operation::decode(&[23, 5, b'a']),
             Err(RequestError::NameLength {

@@ -3,6 +3,7 @@
 
 mod collective;
 mod resume;
+mod sip;
 mod support;
 
 use std::process::Command;

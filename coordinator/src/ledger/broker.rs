@@ -36,6 +36,8 @@ pub struct Redemption {
     pub unpaid: u64,
     /// Of what was paid, the share that went to the `hosting_fees` pot (a download's ticket).
     pub fee: u64,
+    /// Of what was paid, the share that went to the SIP (`sip_fee_share_ppm`, every ticket).
+    pub sip_fee: u64,
 }
 
 impl Redemption {
@@ -44,9 +46,11 @@ impl Redemption {
         self.from_deposit.saturating_add(self.from_reserve)
     }
 
-    /// What the recipient's balance gained: what was paid less the fee.
+    /// What the recipient's balance gained: what was paid less the fees.
     pub fn credited(&self) -> u64 {
-        self.paid().saturating_sub(self.fee)
+        self.paid()
+            .saturating_sub(self.fee)
+            .saturating_sub(self.sip_fee)
     }
 }
 
@@ -247,7 +251,9 @@ pub(super) fn redeem(
     } else {
         0
     };
-    store::credit(conn, &t.recipient, paid - fee)?;
+    // The hosting pot's share first, then the SIP's, both of what was paid; never more than it.
+    let sip_fee = super::sip::take_fee_share(conn, &config.sip, paid, fee)?;
+    store::credit(conn, &t.recipient, paid - fee - sip_fee)?;
 
     let inserted = conn
         .prepare_cached(
@@ -278,6 +284,7 @@ pub(super) fn redeem(
         from_reserve,
         unpaid: short - from_reserve,
         fee,
+        sip_fee,
     })
 }
 

@@ -1,5 +1,6 @@
-//! Stake-weighted assignment (PROTOCOL §4): draw one worker with probability proportional to
-//! `stake × score`, using the caller's random source so a seeded draw is reproducible.
+//! Stake-weighted assignment (PROTOCOL §4.2): draw one worker with probability proportional to
+//! `(stake + mining weight × k) × score`, using the caller's random source so a seeded draw is
+//! reproducible.
 
 use dualrig_proto::identity::PublicId;
 use rand::Rng;
@@ -12,13 +13,15 @@ const SCORE_SCALE: f64 = 1_000_000.0;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     pub worker: PublicId,
-    /// Eligible stake from the ledger ([`super::Ledger::eligible_stakes`]).
+    /// Eligible stake from the ledger ([`super::Ledger::eligible_workers`]).
     pub stake: u64,
+    /// Mining weight bought from the SIP, in stake units (`k` applied by the ledger).
+    pub mining: u64,
     /// Recent success in (0, 1]; anything else (0, negative, NaN) weighs nothing, above 1 counts as 1.
     pub score: f64,
 }
 
-/// `stake × score`, with the score in parts per million.
+/// `(stake + mining) × score`, with the score in parts per million.
 pub fn weight(candidate: &Candidate) -> u128 {
     let s = candidate.score;
     if !s.is_finite() || s <= 0.0 {
@@ -26,7 +29,7 @@ pub fn weight(candidate: &Candidate) -> u128 {
     }
     // In [0, 10^6] after the clamp, so the cast neither truncates nor saturates.
     let ppm = (s.min(1.0) * SCORE_SCALE).round() as u128;
-    u128::from(candidate.stake) * ppm
+    (u128::from(candidate.stake) + u128::from(candidate.mining)) * ppm
 }
 
 /// Draws one candidate with probability `weight / total weight`; `None` when every weight is zero.
@@ -59,6 +62,7 @@ mod tests {
         Candidate {
             worker: PublicId([byte; 32]),
             stake,
+            mining: 0,
             score,
         }
     }
@@ -75,6 +79,16 @@ mod tests {
             weight(&c(1, u64::MAX, 1.0)),
             u128::from(u64::MAX) * 1_000_000
         );
+        let both = Candidate {
+            mining: u64::MAX,
+            ..c(1, u64::MAX, 1.0)
+        };
+        assert_eq!(weight(&both), 2 * u128::from(u64::MAX) * 1_000_000);
+        let bought = Candidate {
+            mining: 30,
+            ..c(1, 10, 0.5)
+        };
+        assert_eq!(weight(&bought), 20_000_000);
     }
 
     #[test]

@@ -132,6 +132,29 @@ pub enum LedgerError {
         price_per_byte: u64,
         renews_round: u64,
     },
+    #[error(
+        "worker {worker} is suspended until round {resume_round}; mining weight bought now would bleed away unused, buy it once the suspension ends"
+    )]
+    WeightForSuspended { worker: PublicId, resume_round: u64 },
+    #[error(
+        "{worker} has {stake} units of stake; mining weight goes only to a worker with at least {min_stake} (bond stake on it first)"
+    )]
+    WeightForNonWorker {
+        worker: PublicId,
+        stake: u64,
+        min_stake: u64,
+    },
+    #[error("{amount} units buy no mining weight at the SIP's price{}; pay more", spot_price_ppm.map(|p| format!(" ({} units per unit of weight)", dualrig_proto::amount::format_tokens(p))).unwrap_or_else(|| " (all weight is out)".into()))]
+    WeightTooSmall {
+        amount: u64,
+        spot_price_ppm: Option<u64>,
+    },
+    #[error(
+        "this purchase costs {} units per unit of weight, above the limit of {}; raise --max-price or buy less",
+        dualrig_proto::amount::format_tokens(*price_ppm),
+        dualrig_proto::amount::format_tokens(*max_price_ppm)
+    )]
+    PriceAboveLimit { price_ppm: u64, max_price_ppm: u64 },
     #[error("{what} does not fit in the ledger")]
     Overflow { what: &'static str },
     #[error("slash fraction {ppm} ppm is above 1,000,000 (the whole stake)")]

@@ -13,7 +13,7 @@ use dualrig_proto::identity::PublicId;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::{self, from_db, id_from_db, to_db};
-use super::{LedgerConfig, LedgerError, stake};
+use super::{LedgerConfig, LedgerError, sip, stake};
 
 /// Version 3: hosting rewards, held-back earnings and statements.
 pub(super) const TABLES: &str = "
@@ -271,10 +271,14 @@ pub(super) fn pay(
     // The database holds i64: minting stops short of it.
     let room = (i64::MAX as u64).saturating_sub(supply);
     let mint = rules.mint_for(covered, supply).min(room);
+    // The SIP's share comes off the mint before the split; the row's `budget` is what was split.
+    let to_sip = sip::take_mint_share(conn, &config.sip, mint)?;
     let fees = fees(conn)?;
-    let budget = mint.checked_add(fees).ok_or(LedgerError::Overflow {
-        what: "hosting budget",
-    })?;
+    let budget = (mint - to_sip)
+        .checked_add(fees)
+        .ok_or(LedgerError::Overflow {
+            what: "hosting budget",
+        })?;
     let weights: Vec<(PublicId, u64)> = counted.iter().map(|(w, (_, c))| (*w, *c)).collect();
     let (shares, dust) = split(budget, &weights);
     let credited_total = weights
@@ -338,12 +342,7 @@ pub(super) fn pay(
             held,
         });
     }
-    if dust > 0 {
-        let pool = store::pool(conn)?
-            .checked_add(dust)
-            .ok_or(LedgerError::Overflow { what: "pool" })?;
-        store::set_pool(conn, pool)?;
-    }
+    sip::credit(conn, sip::Source::Dust, dust)?;
     store::set_meta(conn, "hosting_fees", 0)?;
     store::set_meta(conn, "minted", minted(conn)? + mint)?;
 
@@ -418,10 +417,7 @@ pub(super) fn forfeit(conn: &Connection, worker: &PublicId) -> Result<u64, Ledge
     }
     conn.prepare_cached("DELETE FROM held_back WHERE worker = ?1")?
         .execute(params![worker.as_bytes()])?;
-    let pool = store::pool(conn)?
-        .checked_add(held)
-        .ok_or(LedgerError::Overflow { what: "pool" })?;
-    store::set_pool(conn, pool)?;
+    sip::credit(conn, sip::Source::Forfeits, held)?;
     add_to_statement(conn, worker, store::round(conn)?, "forfeited", held)?;
     Ok(held)
 }

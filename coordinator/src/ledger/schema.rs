@@ -7,10 +7,10 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::genesis::Genesis;
-use super::{LedgerError, hosting, store};
+use super::{LedgerError, hosting, sip, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -166,6 +166,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, hosting::TABLES),
     (4, DOWNLOADS),
     (5, COLLECTIVES),
+    (6, sip::TABLES),
 ];
 
 /// Version 2's step, for the upgrade tests.

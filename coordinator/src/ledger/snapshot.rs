@@ -48,6 +48,7 @@ pub(super) fn supply(conn: &Connection) -> Result<u128, LedgerError> {
         "SELECT amount FROM unbonding",
         "SELECT deposit FROM senders",
         "SELECT reserve FROM senders",
+        // The SIP; mining weight is not tokens and its curve's count is not a balance.
         "SELECT value FROM meta WHERE key = 'pool'",
         "SELECT value FROM meta WHERE key = 'hosting_fees'",
         "SELECT amount FROM held_back",

@@ -339,10 +339,7 @@ pub(super) fn slash(
         }
     }
 
-    let pool = store::pool(conn)?
-        .checked_add(cut_total)
-        .ok_or(LedgerError::Overflow { what: "pool" })?;
-    store::set_pool(conn, pool)?;
+    super::sip::credit(conn, super::sip::Source::Slashes, cut_total)?;
 
     if config.suspend_rounds > 0 {
         let resume = round

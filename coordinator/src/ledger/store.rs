@@ -171,5 +171,6 @@ pub(super) fn pay_from_pool(
             needed: amount,
         })?;
     set_pool(conn, now)?;
+    super::sip::record_out(conn, super::sip::Source::Rewards, amount)?;
     credit(conn, to, amount)
 }

@@ -8,6 +8,7 @@ mod concurrency;
 mod crash;
 mod hosting;
 mod props;
+mod sip;
 mod stake;
 mod tickets;
 
@@ -25,6 +26,7 @@ pub(super) const CONFIG: LedgerConfig = LedgerConfig {
     suspend_rounds: 2,
     download_fee_share_ppm: 100_000,
     hosting: HostingRules::NONE,
+    sip: SipRules::NONE,
 };
 
 /// [`CONFIG`] with hosting rewards: 1000 units minted a round; 50 % held for two rounds in a worker's

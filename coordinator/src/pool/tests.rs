@@ -35,6 +35,7 @@ fn attach(pool: &WorkerPool, secret: u8) -> Attached {
 fn staked(stake: u64) -> StakeView {
     StakeView {
         stake,
+        mining: 0,
         suspended: false,
     }
 }
@@ -103,6 +104,7 @@ fn shares_follow_stake_and_unstaked_or_suspended_workers_get_nothing() {
             ids[4],
             StakeView {
                 stake: 50_000_000,
+                mining: 0,
                 suspended: true,
             },
         ),
@@ -133,6 +135,7 @@ fn with_no_minimum_every_worker_but_a_suspended_one_is_drawn() {
             ids[2],
             StakeView {
                 stake: 5,
+                mining: 0,
                 suspended: true,
             },
         ),
@@ -146,6 +149,7 @@ fn with_no_minimum_every_worker_but_a_suspended_one_is_drawn() {
     let shortage = {
         let suspended = StakeView {
             stake: 0,
+            mining: 0,
             suspended: true,
         };
         pool.set_stakes(HashMap::from([(ids[0], suspended), (ids[2], suspended)]));

@@ -23,7 +23,18 @@ const WORKER_FACE: u64 = 1_000_000;
 
 fn start(dir: &Path, genesis: &Path) -> (Killed, String) {
     let genesis = genesis.to_str().expect("utf-8 path");
-    let process = CoordinatorProcess::start(dir, &["--round-secs", "3600", "--genesis", genesis]);
+    // No SIP fee share: the worker is owed every ticket's whole face value.
+    let process = CoordinatorProcess::start(
+        dir,
+        &[
+            "--round-secs",
+            "3600",
+            "--genesis",
+            genesis,
+            "--sip-fee-share-ppm",
+            "0",
+        ],
+    );
     (process.child, process.url)
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use dualrig_coordinator::ledger::{
     Candidate, Genesis, HostingRules, Ledger, LedgerConfig, LedgerError, Operation, Receipt,
-    SignedRequest, draw_weighted,
+    SignedRequest, SipRules, draw_weighted,
 };
 use dualrig_proto::identity::Identity;
 use dualrig_proto::ticket::{
@@ -26,6 +26,7 @@ const CONFIG: LedgerConfig = LedgerConfig {
     suspend_rounds: 1,
     hosting: HostingRules::NONE,
     download_fee_share_ppm: 100_000,
+    sip: SipRules::NONE,
 };
 
 struct Account {
@@ -92,6 +93,7 @@ async fn clients_pay_workers_with_tickets_across_a_restart() {
         .map(|&(worker, stake)| Candidate {
             worker,
             stake,
+            mining: 0,
             score: 1.0,
         })
         .collect();

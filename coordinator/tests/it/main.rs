@@ -17,6 +17,7 @@ mod hosting;
 mod ledger;
 mod metrics;
 mod readme;
+mod sip;
 mod storage;
 mod support;
 mod surge;

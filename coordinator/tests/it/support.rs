@@ -26,11 +26,14 @@ pub fn make_clip(dir: &Path, name: &str, secs: u32, size: &str) -> PathBuf {
     )
 }
 
-/// Settings for fast tests: short waits, quick heartbeats, and every attached worker eligible
-/// whatever its stake (`min_stake = 0`).
+/// Settings for fast tests: short waits, quick heartbeats, every attached worker eligible whatever its
+/// stake (`min_stake = 0`), and no SIP fee or mint share, so payments arrive whole (the SIP's tests
+/// turn them on).
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::local(data_dir.to_owned());
     config.min_stake = 0;
+    config.sip.fee_share_ppm = 0;
+    config.sip.mint_share_ppm = 0;
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.worker_wait = Duration::from_secs(2);
     config.job_timeout = Duration::from_secs(120);

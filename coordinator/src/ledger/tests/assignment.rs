@@ -35,6 +35,7 @@ fn draws_follow_stake_one_two_seven_and_skip_the_ineligible() {
         .map(|(worker, stake)| Candidate {
             worker,
             stake,
+            mining: 0,
             score: 1.0,
         })
         .collect();
@@ -69,11 +70,13 @@ fn score_scales_a_workers_share() {
         Candidate {
             worker: actor(1).id(),
             stake: 100,
+            mining: 0,
             score: 1.0,
         },
         Candidate {
             worker: actor(2).id(),
             stake: 100,
+            mining: 0,
             score: 0.25,
         },
     ];

@@ -1,6 +1,7 @@
 //! Random sequences of operations, accepted or refused: supply is always the genesis plus what hosting
-//! payouts minted (slashes and forfeits go to the pool, download fees to the hosting-fee pot), nothing
-//! goes negative, and a refused operation leaves every row as it was.
+//! payouts minted (slashes, forfeits, fee and mint shares and mining weight purchases go to the pool,
+//! download fees to the hosting-fee pot; mining weight bleeds and holds no supply), nothing goes
+//! negative, and a refused operation leaves every row as it was.
 
 use proptest::prelude::*;
 use rusqlite::types::Value;
@@ -95,6 +96,12 @@ enum Op {
     LeaveCollective {
         name: u8,
     },
+    /// Buy mining weight for `worker` with `amount`, at most `max_price_ppm` a unit.
+    BuyWeight {
+        worker: u8,
+        amount: u64,
+        max_price_ppm: u64,
+    },
     /// Redeem ticket `tag` from `sender` (always a winner), possibly expired by now.
     Redeem {
         sender: u8,
@@ -126,6 +133,16 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..3).prop_map(|name| Op::JoinCollective { name }),
         (0u8..3).prop_map(|name| Op::LeaveCollective { name }),
         (
+            who.clone(),
+            amount(),
+            prop_oneof![0u64..=3_000_000, Just(u64::MAX)]
+        )
+            .prop_map(|(worker, amount, max_price_ppm)| Op::BuyWeight {
+                worker,
+                amount,
+                max_price_ppm
+            }),
+        (
             who,
             0u64..6,
             prop_oneof![1u64..=400, Just(u64::MAX)],
@@ -153,6 +170,11 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..ACTORS, 0..ACTORS, 0u64..6, prop_oneof![1u64..=400, Just(u64::MAX)], 0u64..6)
             .prop_map(|(recipient, sender, tag, face, expiration)| Step::Forward { recipient, sender, tag, face, expiration }),
         2 => Just(Step::Advance),
+        // Stake enough to be a worker, and mining weight bought for one, often enough that purchases
+        // and bleeds are in most sequences.
+        2 => (0..ACTORS, 100u64..=300).prop_map(|(who, amount)| Step::Act { who, op: Op::Bond { amount } }),
+        3 => (0..ACTORS, 0..ACTORS, 1u64..=100, prop_oneof![1_000_000u64..=2_000_000, Just(u64::MAX)])
+            .prop_map(|(who, worker, amount, max_price_ppm)| Step::Act { who, op: Op::BuyWeight { worker, amount, max_price_ppm } }),
     ]
 }
 
@@ -203,6 +225,15 @@ fn operation(who: u8, op: &Op) -> Operation {
         Op::LeaveCollective { name } => Operation::LeaveCollective {
             name: format!("c{name}"),
         },
+        Op::BuyWeight {
+            worker,
+            amount,
+            max_price_ppm,
+        } => Operation::BuyWeight {
+            worker: id(worker),
+            amount,
+            max_price_ppm,
+        },
         Op::Redeem {
             sender,
             tag,
@@ -213,6 +244,42 @@ fn operation(who: u8, op: &Op) -> Operation {
             redeem_op(t, r)
         }
     }
+}
+
+/// [`HOSTING_CONFIG`] with every SIP inflow on and a small curve that bleeds fast.
+const PROPS_CONFIG: LedgerConfig = LedgerConfig {
+    sip: SipRules {
+        fee_share_ppm: 50_000,
+        mint_share_ppm: 100_000,
+        mint_ceiling: 500,
+        virtual_tokens: 1_000,
+        virtual_weight: 1_000,
+        weight_bleed_ppm: 200_000,
+        weight_stake_ppm: 1_000_000,
+    },
+    ..HOSTING_CONFIG
+};
+
+/// The pool is its flows' inflows less outflows, and the weight outstanding is every worker's sum.
+fn sip_accounts_add_up(h: &Harness, snapshot: &LedgerSnapshot) -> Result<(), TestCaseError> {
+    let flows = h.ledger.sip_flows(0).expect("flows");
+    let came_in: u64 = flows.iter().map(|f| f.amount_in).sum();
+    let went_out: u64 = flows.iter().map(|f| f.amount_out).sum();
+    prop_assert_eq!(h.ledger.pool_balance().expect("pool"), came_in - went_out);
+    let weights: i64 = snapshot.tables["mining_weight"]
+        .iter()
+        .map(|row| match row[1] {
+            Value::Integer(w) => w,
+            _ => 0,
+        })
+        .sum();
+    let status = h.ledger.sip_status(0).expect("status");
+    prop_assert_eq!(
+        u64::try_from(weights).expect("positive"),
+        status.weight_outstanding
+    );
+    prop_assert!(status.curve.tokens >= u128::from(PROPS_CONFIG.sip.virtual_tokens));
+    Ok(())
 }
 
 fn no_negative_values(snapshot: &LedgerSnapshot) -> Result<(), TestCaseError> {
@@ -235,7 +302,7 @@ proptest! {
     fn any_sequence_conserves_supply_and_refusals_change_nothing(steps in proptest::collection::vec(step(), 1..40)) {
         let actors: Vec<Identity> = (0..ACTORS).map(identity).collect();
         let balances: Vec<(&Identity, u64)> = actors.iter().map(|a| (a, START)).collect();
-        let h = Harness::in_memory_with(HOSTING_CONFIG, &balances);
+        let h = Harness::in_memory_with(PROPS_CONFIG, &balances);
         let genesis = u128::from(START) * u128::from(ACTORS);
         let mut last_accepted: Option<SignedRequest> = None;
 
@@ -310,6 +377,7 @@ proptest! {
                 prop_assert!(h.ledger.recheck_payout(round).expect("recheck").is_empty());
             }
             no_negative_values(&after)?;
+            sip_accounts_add_up(&h, &after)?;
         }
     }
 }
