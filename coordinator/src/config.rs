@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ledger::{HELD_BACK_STEPS, HostingRules, LedgerConfig, SlashFraction};
+use crate::ledger::{GovernanceRules, HELD_BACK_STEPS, HostingRules, LedgerConfig, SlashFraction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -76,6 +76,12 @@ pub struct FileConfig {
     pub held_back_step_rounds: Option<u64>,
     pub held_back_rounds: Option<u64>,
     pub diversity_boost_ppm: Option<u32>,
+    pub proposal_bond: Option<u64>,
+    pub vote_delay_rounds: Option<u64>,
+    pub vote_period_rounds: Option<u64>,
+    pub quorum_ppm: Option<u32>,
+    pub approval_ppm: Option<u32>,
+    pub capacity_bonus_per_byte: Option<u64>,
 }
 
 impl FileConfig {
@@ -171,6 +177,10 @@ pub struct Config {
     /// Extra hosting credit (ppm of a copy's bytes) for a copy on a network that holds no other copy of
     /// its blob.
     pub diversity_boost_ppm: u32,
+    /// How SIP proposals are bonded, voted on and decided (PROTOCOL §6.12).
+    pub governance: GovernanceRules,
+    /// Units the capacity fund pays per byte proven beyond a worker's previous maximum (§6.13).
+    pub capacity_bonus_per_byte: u64,
 }
 
 /// Most copies of one blob a Put may ask for.
@@ -226,6 +236,8 @@ impl Config {
             evidence_retention: Duration::from_secs(90 * 24 * 3600),
             hosting: ledger.hosting,
             diversity_boost_ppm: 250_000,
+            governance: ledger.governance,
+            capacity_bonus_per_byte: ledger.capacity_bonus_per_byte,
         }
     }
 
@@ -238,6 +250,8 @@ impl Config {
             suspend_rounds: self.suspend_rounds,
             hosting: self.hosting,
             download_fee_share_ppm: self.download_fee_share_ppm,
+            governance: self.governance,
+            capacity_bonus_per_byte: self.capacity_bonus_per_byte,
         }
     }
 
@@ -378,6 +392,16 @@ impl Config {
         if let Some(v) = file.diversity_boost_ppm {
             self.diversity_boost_ppm = v;
         }
+        self.governance.merge(
+            file.proposal_bond,
+            file.vote_delay_rounds,
+            file.vote_period_rounds,
+            file.quorum_ppm,
+            file.approval_ppm,
+        );
+        if let Some(v) = file.capacity_bonus_per_byte {
+            self.capacity_bonus_per_byte = v;
+        }
         if let Some(v) = file.surge_window_secs {
             self.surge.window = secs("surge_window_secs", v)?;
         }
@@ -441,6 +465,17 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "replicas = {} must be between 1 and {MAX_REPLICAS}",
                 self.replicas
+            )));
+        }
+        if self.governance.vote_period_rounds == 0 {
+            return Err(ConfigError::Invalid(
+                "vote_period_rounds must be at least 1".into(),
+            ));
+        }
+        if self.governance.quorum_ppm > 1_000_000 || self.governance.approval_ppm > 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "quorum_ppm and approval_ppm are shares of at most 1000000; got {} and {}",
+                self.governance.quorum_ppm, self.governance.approval_ppm
             )));
         }
         if self.hosting.held_back_step_rounds == 0 {
@@ -575,6 +610,8 @@ mod tests {
                 suspend_rounds: 4,
                 hosting: HostingRules::DEFAULT,
                 download_fee_share_ppm: 100_000,
+                governance: GovernanceRules::DEFAULT,
+                capacity_bonus_per_byte: 0,
             }
         );
         assert_eq!(config.slash_fraction.ppm(), 250_000);

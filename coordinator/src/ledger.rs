@@ -16,11 +16,13 @@
 //! (`hosting`), stop short of it: no balance can exceed what the database holds.
 
 mod broker;
+mod capacity;
 mod collective;
 mod downloads;
 mod draw;
 mod error;
 mod genesis;
+mod governance;
 mod group;
 mod hosting;
 mod schema;
@@ -39,14 +41,17 @@ use dualrig_proto::identity::PublicId;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use broker::{Redemption, SenderAccount};
+pub use capacity::{CapacityBonus, Redirect};
 pub use collective::{Admission, Collective, CollectiveStake};
 pub use downloads::Served;
 pub use draw::{Candidate, draw_weighted, weight};
 pub use dualrig_proto::ledger_request::{
-    CollectiveRules, Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message,
+    CollectiveRules, Operation, ProposalKind, REQUEST_CONTEXT, RequestError, SignedRequest,
+    VoteChoice, request_message,
 };
 pub use error::LedgerError;
 pub use genesis::{Genesis, GenesisAccount, GenesisError};
+pub use governance::{GovernanceRules, MAX_REASON, MAX_WINDOW_ROUNDS, Proposal, ProposalState};
 pub use group::{GroupCommit, MAX_GROUP};
 pub use hosting::{
     HELD_BACK_STEPS, HostingRound, HostingRules, Payout, ProofCredit, Statement, WorkerShare,
@@ -79,6 +84,10 @@ pub struct LedgerConfig {
     /// Share, in parts per million, of what a download's ticket pays at redemption that goes to the
     /// `hosting_fees` pot instead of its recipient.
     pub download_fee_share_ppm: u32,
+    /// How SIP proposals are bonded, voted on and decided.
+    pub governance: GovernanceRules,
+    /// Units the capacity fund pays per byte a worker proves beyond its previous maximum.
+    pub capacity_bonus_per_byte: u64,
 }
 
 impl Default for LedgerConfig {
@@ -91,6 +100,8 @@ impl Default for LedgerConfig {
             suspend_rounds: 10,
             hosting: HostingRules::DEFAULT,
             download_fee_share_ppm: 100_000,
+            governance: GovernanceRules::DEFAULT,
+            capacity_bonus_per_byte: 0,
         }
     }
 }
@@ -104,6 +115,10 @@ pub enum Receipt {
     Withdrawn { amount: u64 },
     /// A winning ticket was redeemed.
     Redeemed(Redemption),
+    /// A proposal was recorded under this number.
+    Proposed { id: u64 },
+    /// A vote was counted with this weight (the voter's stake at the snapshot).
+    Voted { weight: u64 },
 }
 
 /// One account's state, read in one transaction.
@@ -256,9 +271,10 @@ impl Ledger {
         })
     }
 
-    /// Starts the next round and returns its number.
+    /// Starts the next round and returns its number; tallies, and executes once, every proposal whose
+    /// voting period ended with the last round.
     pub fn advance_round(&self) -> Result<u64, LedgerError> {
-        self.write(|tx, _| {
+        self.write(|tx, config| {
             let next = store::round(tx)?
                 .checked_add(1)
                 .ok_or(LedgerError::Overflow { what: "round" })?;
@@ -266,6 +282,7 @@ impl Ledger {
             broker::prune_reserve_rounds(tx, next)?;
             hosting::release_due(tx, next)?;
             collective::prune_usage(tx, next)?;
+            governance::tally_due(tx, config, next)?;
             Ok(next)
         })
     }
@@ -312,9 +329,56 @@ impl Ledger {
         self.read(|tx, _| stake::kept_evidence(tx))
     }
 
-    /// Pays one challenge round's hosting rewards (PROTOCOL §6.9) in the current round.
+    /// Pays one challenge round's hosting rewards (PROTOCOL §6.9) in the current round, and the
+    /// capacity bonus for bytes proven beyond each worker's previous maximum (§6.13).
     pub fn pay_hosting(&self, credits: &[ProofCredit]) -> Result<Payout, LedgerError> {
-        self.write(|tx, config| hosting::pay(tx, config, credits))
+        self.write(|tx, config| {
+            let payout = hosting::pay(tx, config, credits)?;
+            if !payout.shares.is_empty() {
+                capacity::pay_bonus(tx, config)?;
+            }
+            Ok(payout)
+        })
+    }
+
+    /// Proposal `id`, with its tally and outcome.
+    pub fn proposal(&self, id: u64) -> Result<Proposal, LedgerError> {
+        self.read(|tx, _| governance::proposal(tx, id)?.ok_or(LedgerError::NoSuchProposal { id }))
+    }
+
+    /// At most `limit` proposals numbered above `after_id`, oldest first.
+    pub fn proposals_page(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<Proposal>, LedgerError> {
+        self.read(|tx, _| governance::proposals_page(tx, after_id, limit))
+    }
+
+    /// What executed proposal `id` paid: (payee, verified work it was weighed by, amount), by payee.
+    pub fn proposal_payments(&self, id: u64) -> Result<Vec<(PublicId, u64, u64)>, LedgerError> {
+        self.read(|tx, _| governance::payments(tx, id))
+    }
+
+    /// Stake `account` had bonded or delegated when round `round` began: its vote weight on a
+    /// proposal made in that round.
+    pub fn stake_at(&self, account: &PublicId, round: u64) -> Result<u64, LedgerError> {
+        self.read(|tx, _| governance::stake_at(tx, account, round))
+    }
+
+    /// `account`'s capacity redirect, now and from next round.
+    pub fn redirect(&self, account: &PublicId) -> Result<Redirect, LedgerError> {
+        self.read(|tx, _| capacity::redirect_of(tx, account))
+    }
+
+    /// What the capacity fund holds.
+    pub fn capacity_fund(&self) -> Result<u64, LedgerError> {
+        self.read(|tx, _| capacity::fund(tx))
+    }
+
+    /// Capacity bonuses paid to `worker`, oldest first.
+    pub fn capacity_bonuses(&self, worker: &PublicId) -> Result<Vec<CapacityBonus>, LedgerError> {
+        self.read(|tx, _| capacity::bonuses(tx, worker))
     }
 
     /// `worker`'s hosting statements for rounds after `after_round`, oldest first, at most `limit`.
@@ -561,7 +625,7 @@ impl Ledger {
     }
 
     /// Every unit the ledger holds: balances, stake, unbonding, deposits, reserves, the pool, held-back
-    /// rewards and the download-fee pot. Only hosting payouts change it, by what they mint.
+    /// rewards, the download-fee pot, access stake, locked proposal bonds and the capacity fund. Only hosting payouts change it, by what they mint.
     pub fn supply(&self) -> Result<u128, LedgerError> {
         self.read(|tx, _| snapshot::supply(tx))
     }
@@ -692,6 +756,18 @@ fn apply(
         }
         Operation::LeaveCollective { name } => {
             collective::leave(tx, config, &account, &name)?;
+            Ok(Receipt::Done)
+        }
+        Operation::Propose { kind, reason } => {
+            let id = governance::propose(tx, config, &account, &kind, &reason)?;
+            Ok(Receipt::Proposed { id })
+        }
+        Operation::Vote { proposal, choice } => {
+            let weight = governance::vote(tx, &account, proposal, choice)?;
+            Ok(Receipt::Voted { weight })
+        }
+        Operation::SetRedirect { share_ppm } => {
+            capacity::set_redirect(tx, &account, share_ppm)?;
             Ok(Receipt::Done)
         }
     }

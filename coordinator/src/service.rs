@@ -773,15 +773,19 @@ impl CoordinatorApi for CoordinatorService {
             ) => refresh_collective_totals(&self.ledger).await,
             _ => {}
         }
-        let amount = match receipt {
-            Receipt::Done => 0,
-            Receipt::Withdrawn { amount } => amount,
-            Receipt::Redeemed(r) => r.credited(),
+        let (amount, proposal, vote_weight) = match receipt {
+            Receipt::Done => (0, 0, 0),
+            Receipt::Withdrawn { amount } => (amount, 0, 0),
+            Receipt::Redeemed(r) => (r.credited(), 0, 0),
+            Receipt::Proposed { id } => (0, id, 0),
+            Receipt::Voted { weight } => (0, 0, weight),
         };
         Ok(Response::new(LedgerReceipt {
             amount,
             nonce,
             round,
+            proposal,
+            vote_weight,
         }))
     }
 
@@ -1003,6 +1007,9 @@ fn operation_name(operation: &Operation) -> &'static str {
         Operation::AddToCollective { .. } => "add_to_collective",
         Operation::JoinCollective { .. } => "join_collective",
         Operation::LeaveCollective { .. } => "leave_collective",
+        Operation::Propose { .. } => "propose",
+        Operation::Vote { .. } => "vote",
+        Operation::SetRedirect { .. } => "set_redirect",
     }
 }
 

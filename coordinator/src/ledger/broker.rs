@@ -36,6 +36,9 @@ pub struct Redemption {
     pub unpaid: u64,
     /// Of what was paid, the share that went to the `hosting_fees` pot (a download's ticket).
     pub fee: u64,
+    /// Of what was paid, the share the recipient redirects to the capacity fund (a transcode
+    /// ticket; PROTOCOL §6.13).
+    pub redirected: u64,
 }
 
 impl Redemption {
@@ -44,9 +47,11 @@ impl Redemption {
         self.from_deposit.saturating_add(self.from_reserve)
     }
 
-    /// What the recipient's balance gained: what was paid less the fee.
+    /// What the recipient's balance gained: what was paid less the fee and the redirected share.
     pub fn credited(&self) -> u64 {
-        self.paid().saturating_sub(self.fee)
+        self.paid()
+            .saturating_sub(self.fee)
+            .saturating_sub(self.redirected)
     }
 }
 
@@ -242,12 +247,18 @@ pub(super) fn redeem(
     s.reserve -= from_reserve;
     set_sender(conn, &t.sender, &s)?;
     let paid = from_deposit + from_reserve;
-    let fee = if super::downloads::is_download_ticket(conn, &ticket_hash)? {
+    let download = super::downloads::is_download_ticket(conn, &ticket_hash)?;
+    let fee = if download {
         super::downloads::take_fee(conn, config.download_fee_share_ppm, paid)?
     } else {
         0
     };
     store::credit(conn, &t.recipient, paid - fee)?;
+    let redirected = if download {
+        0
+    } else {
+        super::capacity::divert(conn, &t.recipient, paid, super::capacity::Source::Tickets)?
+    };
 
     let inserted = conn
         .prepare_cached(
@@ -278,6 +289,7 @@ pub(super) fn redeem(
         from_reserve,
         unpaid: short - from_reserve,
         fee,
+        redirected,
     })
 }
 

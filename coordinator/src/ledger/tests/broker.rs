@@ -21,6 +21,7 @@ fn winner_is_paid_from_the_deposit_once() {
             from_reserve: 0,
             unpaid: 0,
             fee: 0,
+            redirected: 0,
         })
     );
     assert_eq!(h.balance(&worker), FACE);
