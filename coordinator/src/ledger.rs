@@ -137,6 +137,8 @@ pub struct AccountState {
     pub suspended_until: Option<u64>,
     /// Access stake locked in collectives or on its way back.
     pub collective_stakes: Vec<CollectiveStake>,
+    /// Its capacity redirect.
+    pub redirect: Redirect,
 }
 
 /// A handle on the ledger database. `Send + Sync`; share it in an `Arc`.
@@ -451,6 +453,7 @@ impl Ledger {
                 round: store::round(tx)?,
                 suspended_until: stake::suspended_until(tx, account)?,
                 collective_stakes: collective::stakes(tx, account)?,
+                redirect: capacity::redirect_of(tx, account)?,
             })
         })
     }

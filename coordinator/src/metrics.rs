@@ -73,6 +73,9 @@ pub const LEDGER_OPERATIONS: &[&str] = &[
     "add_to_collective",
     "join_collective",
     "leave_collective",
+    "propose",
+    "vote",
+    "set_redirect",
     "malformed",
 ];
 /// `outcome` of [`LEDGER_REQUESTS`].

@@ -13,10 +13,11 @@ use dualrig_proto::v1::{
     AccountInfo, AccountRequest, CollectiveInfo, CollectiveRequest, DownloadQuoteRequest,
     DownloadQuoteResponse, GetRequest, HelloRequest, HelloResponse, LedgerReceipt, LedgerRequest,
     ListBlobsRequest, ListBlobsResponse, ListCollectivesRequest, ListCollectivesResponse,
-    ListSlashesRequest, ListSlashesResponse, ListStatementsRequest, ListStatementsResponse,
-    ListWorkersRequest, ListWorkersResponse, PutResponse, PutUpload, QuoteRequest, QuoteResponse,
-    RegisterRequest, RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload,
-    WorkerCommand, WorkerEvent, transcode_upload, worker_event,
+    ListProposalsRequest, ListProposalsResponse, ListSlashesRequest, ListSlashesResponse,
+    ListStatementsRequest, ListStatementsResponse, ListWorkersRequest, ListWorkersResponse,
+    PutResponse, PutUpload, QuoteRequest, QuoteResponse, RegisterRequest, RegisterResponse,
+    TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand, WorkerEvent,
+    transcode_upload, worker_event,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -825,6 +826,9 @@ impl CoordinatorApi for CoordinatorService {
                     release_round: s.release_round.unwrap_or(0),
                 })
                 .collect(),
+            redirect_ppm: state.redirect.share_ppm,
+            redirect_next_ppm: state.redirect.next_ppm,
+            redirected: state.redirect.redirected,
         }))
     }
 
@@ -874,6 +878,15 @@ impl CoordinatorApi for CoordinatorService {
         let statements =
             crate::statements::list_statements(&self.ledger, request.into_inner()).await?;
         Ok(Response::new(statements))
+    }
+
+    async fn list_proposals(
+        &self,
+        request: Request<ListProposalsRequest>,
+    ) -> Result<Response<ListProposalsResponse>, Status> {
+        let proposals =
+            crate::proposals::list_proposals(&self.ledger, request.into_inner()).await?;
+        Ok(Response::new(proposals))
     }
 
     async fn put(
