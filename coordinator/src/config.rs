@@ -623,6 +623,48 @@ mod tests {
     }
 
     #[test]
+    fn governance_settings_come_from_the_file_and_bad_shares_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "proposal_bond = 5
+vote_delay_rounds = 2
+vote_period_rounds = 20
+quorum_ppm = 400000
+approval_ppm = 600000
+capacity_bonus_per_byte = 3
+",
+        )
+        .expect("write");
+        let mut config = Config::local(dir.path().into());
+        config
+            .merge_file(FileConfig::load(&path).expect("parse"))
+            .expect("merge");
+        config.validate().expect("valid");
+        let ledger = config.ledger_config();
+        assert_eq!(
+            ledger.governance,
+            GovernanceRules {
+                proposal_bond: 5,
+                vote_delay_rounds: 2,
+                vote_period_rounds: 20,
+                quorum_ppm: 400_000,
+                approval_ppm: 600_000,
+            }
+        );
+        assert_eq!(ledger.capacity_bonus_per_byte, 3);
+
+        config.governance.quorum_ppm = 1_000_001;
+        let err = config.validate().expect_err("quorum above the whole");
+        assert!(err.to_string().contains("quorum_ppm"), "{err}");
+        config.governance.quorum_ppm = 330_000;
+        config.governance.vote_period_rounds = 0;
+        let err = config.validate().expect_err("no voting period");
+        assert!(err.to_string().contains("vote_period_rounds"), "{err}");
+    }
+
+    #[test]
     fn the_content_check_share_comes_from_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
