@@ -296,5 +296,21 @@ async fn a_proposal_voted_through_grpc_executes_once_and_bad_requests_change_not
         .await
         .expect_err("long token");
     assert_eq!(s.code(), Code::InvalidArgument);
+    let s = status(client.proposal(2).await);
+    assert_eq!(s.code(), Code::NotFound, "{}", s.message());
+
+    // A redirect set now is in force from the next round, and the account says so.
+    client
+        .execute(&staker, Operation::SetRedirect { share_ppm: 500_000 })
+        .await
+        .expect("redirect");
+    let info = client.account(staker.id()).await.expect("account");
+    assert_eq!((info.redirect_ppm, info.redirect_next_ppm), (0, 500_000));
+    running.ledger.advance_round().expect("advance");
+    let info = client.account(staker.id()).await.expect("account");
+    assert_eq!(
+        (info.redirect_ppm, info.redirect_next_ppm),
+        (500_000, 500_000)
+    );
     running.stop().await;
 }

@@ -584,3 +584,51 @@ fn the_capacity_bonus_pays_only_for_bytes_beyond_the_previous_maximum_and_never_
     assert_eq!(h.ledger.capacity_fund().expect("fund"), 0);
     assert_eq!(h.balance(&other), before + paid.shares[0].reward + 500);
 }
+
+#[test]
+fn an_upgraded_ledger_counts_the_stake_bonded_before_the_upgrade() {
+    let (staker, proposer, payee) = (actor(1), actor(2), actor(3));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    // A ledger as version 2 left it, in round 5, with a bond and no stake history.
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let tx = conn.unchecked_transaction().expect("tx");
+        tx.execute_batch(super::super::schema::TABLES_V1_FOR_TESTS)
+            .expect("v1 tables");
+        tx.execute_batch(super::super::schema::SLASH_EVIDENCE_BY_HASH_FOR_TESTS)
+            .expect("v2 columns");
+        tx.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('schema', 2), ('genesis', 1000), ('round', 5)",
+        )
+        .expect("meta");
+        tx.execute(
+            "INSERT INTO accounts (id, balance) VALUES (?1, 700), (?2, 100)",
+            rusqlite::params![
+                staker.id().as_bytes().to_vec(),
+                proposer.id().as_bytes().to_vec()
+            ],
+        )
+        .expect("accounts");
+        tx.execute(
+            "INSERT INTO bonds (worker, delegator, amount) VALUES (?1, ?1, 200)",
+            rusqlite::params![staker.id().as_bytes().to_vec()],
+        )
+        .expect("bond");
+        tx.commit().expect("commit");
+    }
+    let ledger = Ledger::open(&path, CONFIG, &genesis(&[])).expect("upgrades");
+    let h = Harness { ledger, _dir: None };
+    assert_eq!(h.ledger.stake_at(&staker.id(), 5).expect("stake"), 200);
+    let id = proposed(h.ok(&proposer, pay(&payee, 10)));
+    assert_eq!(h.ledger.proposal(id).expect("proposal").total_stake, 200);
+    h.advance(1);
+    assert_eq!(
+        h.ok(&staker, vote(id, VoteChoice::Yes)),
+        Receipt::Voted { weight: 200 }
+    );
+    assert_eq!(h.ledger.supply().expect("supply"), 1_000);
+    drop(h);
+    let again = Ledger::open(&path, CONFIG, &genesis(&[])).expect("reopens");
+    assert_eq!(again.proposal(id).expect("proposal").yes, 200);
+}
