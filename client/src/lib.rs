@@ -18,9 +18,10 @@ use dualrig_proto::profile::Profile;
 use dualrig_proto::ticket::{TicketParams, TicketPayer};
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 use dualrig_proto::v1::{
-    AccountInfo, AccountRequest, LedgerReceipt, LedgerRequest, ListWorkersRequest, QuoteRequest,
-    SipStatusRequest, SipStatusResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload,
-    WorkerInfo, transcode_upload,
+    AccountInfo, AccountRequest, LedgerReceipt, LedgerRequest, ListProposalsRequest,
+    ListProposalsResponse, ListWorkersRequest, ProposalInfo, QuoteRequest, SipStatusRequest,
+    SipStatusResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerInfo,
+    transcode_upload,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -341,6 +342,47 @@ impl DualrigClient {
             }
         })
         .await
+    }
+
+    /// Every SIP proposal, oldest first, following the list's pages, with the last page's figures
+    /// (round, SIP, capacity fund, rules).
+    pub async fn list_proposals(
+        &self,
+    ) -> Result<(Vec<ProposalInfo>, ListProposalsResponse), ClientError> {
+        let mut all = Vec::new();
+        let mut page_token = Vec::new();
+        loop {
+            let mut api = self.api.clone();
+            let mut page = api
+                .list_proposals(ListProposalsRequest {
+                    id: 0,
+                    page_token,
+                    page_size: 0,
+                })
+                .await?
+                .into_inner();
+            all.append(&mut page.proposals);
+            if page.next_page_token.is_empty() {
+                return Ok((all, page));
+            }
+            page_token = std::mem::take(&mut page.next_page_token);
+        }
+    }
+
+    /// Proposal `id` with its tally and payments.
+    pub async fn proposal(&self, id: u64) -> Result<ProposalInfo, ClientError> {
+        let mut api = self.api.clone();
+        let page = api
+            .list_proposals(ListProposalsRequest {
+                id,
+                page_token: Vec::new(),
+                page_size: 1,
+            })
+            .await?
+            .into_inner();
+        page.proposals.into_iter().next().ok_or_else(|| {
+            ClientError::Unverified(format!("the coordinator sent no proposal {id}"))
+        })
     }
 
     /// Signs `operation` as `identity` with the nonce after the account's last one, and has the

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use dualrig_client::{DualrigClient, LadderOptions};
 use dualrig_proto::amount::{format_tokens, parse_tokens};
 use dualrig_proto::identity::{Identity, PublicId};
-use dualrig_proto::ledger_request::{CollectiveRules, Operation};
+use dualrig_proto::ledger_request::{CollectiveRules, Operation, ProposalKind, VoteChoice};
 use dualrig_proto::profile::{DEFAULT_LADDER, Profile};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -134,7 +134,8 @@ enum Command {
     /// Bond, delegate or unbond stake, or withdraw unbonded stake.
     #[command(subcommand)]
     Stake(StakeCommand),
-    /// The service infrastructure pool: its figures, and mining weight bought from it.
+    /// The service infrastructure pool: its figures, mining weight bought from it, and proposals to pay
+    /// from it and votes on them.
     #[command(subcommand)]
     Sip(SipCommand),
 }
@@ -162,6 +163,30 @@ enum SipCommand {
         #[arg(long, value_parser = parse_tokens, default_value = "1")]
         quote: u64,
     },
+    /// Propose a payment from the SIP; locks the proposal bond, returned if the vote reaches quorum.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["pay", "support"])))]
+    Propose {
+        /// Pay ID (an account) AMOUNT tokens.
+        #[arg(long, num_args = 2, value_names = ["ID", "AMOUNT"])]
+        pay: Option<Vec<String>>,
+        /// Share AMOUNT tokens among operators by their verified work over --window rounds.
+        #[arg(long, value_parser = parse_tokens, value_name = "AMOUNT")]
+        support: Option<u64>,
+        /// Rounds of verified work an operator-support payment looks back over.
+        #[arg(long, default_value_t = 1440, requires = "support")]
+        window: u64,
+        /// What the payment is for (at most 512 bytes).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Vote on a proposal with the stake you had bonded or delegated at its snapshot.
+    Vote {
+        id: u64,
+        /// yes, no or abstain.
+        choice: VoteChoice,
+    },
+    /// List the proposals with their tallies and outcomes, or one of them with its payments.
+    Proposals { id: Option<u64> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +212,12 @@ enum StakeCommand {
     },
     /// Take released unbonded stake back into your balance.
     Withdraw,
+    /// Send a share (0% to 100%) of your hosting rewards and transcode ticket redemptions to the
+    /// capacity fund from the next round on; 0% opts out.
+    Redirect {
+        #[arg(value_parser = parse_share)]
+        share: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +372,63 @@ fn parse_range(text: &str) -> Result<(Option<u64>, Option<u64>), String> {
         return Err(format!("range '{text}' ends before it starts"));
     }
     Ok((start, end))
+}
+
+/// A share as a percentage (`50%`, `12.5%`, `0`) in parts per million.
+fn parse_share(text: &str) -> Result<u32, String> {
+    let number = text.trim().trim_end_matches('%');
+    let bad = || format!("'{text}' is not a share from 0% to 100% (such as 50% or 12.5%)");
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || frac.len() > 4 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let whole: u32 = whole.parse().map_err(|_| bad())?;
+    let frac: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<4}").parse().map_err(|_| bad())?
+    };
+    let ppm = whole
+        .checked_mul(10_000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)?;
+    if ppm > 1_000_000 {
+        return Err(format!("{text} is above 100%"));
+    }
+    Ok(ppm)
+}
+
+fn print_proposal(p: &dualrig_proto::v1::ProposalInfo) {
+    let what = if p.kind == "pay" {
+        format!(
+            "pay {} to {}",
+            format_tokens(p.amount),
+            hex::encode(&p.payee)
+        )
+    } else {
+        format!(
+            "share {} among operators by work over {} rounds",
+            format_tokens(p.amount),
+            p.window_rounds
+        )
+    };
+    println!(
+        "#{}  {}  {what}  votes rounds {}..{}  yes {}  no {}  abstain {} of {} staked  bond {}{}",
+        p.id,
+        p.state,
+        p.vote_start,
+        p.vote_end,
+        format_tokens(p.yes),
+        format_tokens(p.no),
+        format_tokens(p.abstain),
+        format_tokens(p.total_stake),
+        format_tokens(p.bond),
+        if p.bond_locked > 0 { " (locked)" } else { "" },
+    );
+    println!("  reason: {}", p.reason);
+    if !p.outcome.is_empty() {
+        println!("  outcome (round {}): {}", p.tallied_round, p.outcome);
+    }
 }
 
 fn parse_id(text: &str) -> Result<PublicId, String> {
@@ -595,6 +683,14 @@ async fn main() -> anyhow::Result<()> {
             if info.suspended_until > 0 {
                 println!("suspended through round {}", info.suspended_until);
             }
+            if info.redirect_ppm > 0 || info.redirect_next_ppm > 0 || info.redirected > 0 {
+                println!(
+                    "redirect  {}% to the capacity fund ({}% from next round; {} so far)",
+                    f64::from(info.redirect_ppm) / 10_000.0,
+                    f64::from(info.redirect_next_ppm) / 10_000.0,
+                    format_tokens(info.redirected)
+                );
+            }
             println!("nonce     {}", info.nonce);
         }
         Command::Deposit { amount } => {
@@ -672,36 +768,122 @@ async fn main() -> anyhow::Result<()> {
                 StakeCommand::Delegate { worker, amount } => Operation::Delegate { worker, amount },
                 StakeCommand::Unbond { worker, amount } => Operation::Unbond { worker, amount },
                 StakeCommand::Withdraw => Operation::WithdrawUnbonded,
+                StakeCommand::Redirect { share } => Operation::SetRedirect { share_ppm: share },
             };
             execute(&cli.coordinator, cli.key, operation).await?
         }
-        Command::Sip(SipCommand::Status { rounds, quote }) => {
-            let client = DualrigClient::connect(&cli.coordinator).await?;
-            print_sip(&client.sip_status(rounds, quote).await?);
-        }
-        Command::Sip(SipCommand::Buy {
-            amount,
-            worker,
-            max_price,
-        }) => {
-            let identity = load_key(cli.key)?;
-            let worker = worker.unwrap_or_else(|| identity.id());
-            let client = DualrigClient::connect(&cli.coordinator).await?;
-            let receipt = client
-                .execute(
-                    &identity,
-                    Operation::BuyWeight {
-                        worker,
-                        amount,
-                        max_price_ppm: max_price.unwrap_or(u64::MAX),
+        Command::Sip(command) => match command {
+            SipCommand::Status { rounds, quote } => {
+                let client = DualrigClient::connect(&cli.coordinator).await?;
+                print_sip(&client.sip_status(rounds, quote).await?);
+            }
+            SipCommand::Buy {
+                amount,
+                worker,
+                max_price,
+            } => {
+                let identity = load_key(cli.key)?;
+                let worker = worker.unwrap_or_else(|| identity.id());
+                let client = DualrigClient::connect(&cli.coordinator).await?;
+                let receipt = client
+                    .execute(
+                        &identity,
+                        Operation::BuyWeight {
+                            worker,
+                            amount,
+                            max_price_ppm: max_price.unwrap_or(u64::MAX),
+                        },
+                    )
+                    .await?;
+                println!(
+                    "bought {} mining weight for {worker} in round {} (nonce {})",
+                    receipt.amount, receipt.round, receipt.nonce
+                );
+            }
+            SipCommand::Propose {
+                pay,
+                support,
+                window,
+                reason,
+            } => {
+                let kind = match (pay, support) {
+                    (Some(pay), _) => ProposalKind::Pay {
+                        to: parse_id(&pay[0]).map_err(anyhow::Error::msg)?,
+                        amount: parse_tokens(&pay[1]).map_err(anyhow::Error::msg)?,
                     },
-                )
-                .await?;
-            println!(
-                "bought {} mining weight for {worker} in round {} (nonce {})",
-                receipt.amount, receipt.round, receipt.nonce
-            );
-        }
+                    (None, Some(amount)) => ProposalKind::OperatorSupport {
+                        amount,
+                        window_rounds: window,
+                    },
+                    (None, None) => {
+                        anyhow::bail!("say what to propose: --pay ID AMOUNT or --support AMOUNT")
+                    }
+                };
+                let identity = load_key(cli.key)?;
+                let client = DualrigClient::connect(&cli.coordinator).await?;
+                let receipt = client
+                    .execute(&identity, Operation::Propose { kind, reason })
+                    .await?;
+                println!(
+                    "proposal #{} recorded in round {}; `dualrig sip proposals {}` shows its vote",
+                    receipt.proposal, receipt.round, receipt.proposal
+                );
+            }
+            SipCommand::Vote { id, choice } => {
+                let identity = load_key(cli.key)?;
+                let client = DualrigClient::connect(&cli.coordinator).await?;
+                let receipt = client
+                    .execute(
+                        &identity,
+                        Operation::Vote {
+                            proposal: id,
+                            choice,
+                        },
+                    )
+                    .await?;
+                println!(
+                    "voted {} on proposal #{id} with {} tokens of stake (round {})",
+                    choice.name(),
+                    format_tokens(receipt.vote_weight),
+                    receipt.round
+                );
+            }
+            SipCommand::Proposals { id } => {
+                let client = DualrigClient::connect(&cli.coordinator).await?;
+                match id {
+                    Some(id) => {
+                        let p = client.proposal(id).await?;
+                        print_proposal(&p);
+                        for pay in &p.payments {
+                            println!(
+                                "  paid {} to {} (work {})",
+                                format_tokens(pay.amount),
+                                hex::encode(&pay.payee),
+                                pay.work
+                            );
+                        }
+                    }
+                    None => {
+                        let (all, last) = client.list_proposals().await?;
+                        println!(
+                            "round {}  SIP {}  capacity fund {}  bond {}  quorum {}%  approval over {}%",
+                            last.round,
+                            format_tokens(last.sip),
+                            format_tokens(last.capacity_fund),
+                            format_tokens(last.proposal_bond),
+                            f64::from(last.quorum_ppm) / 10_000.0,
+                            f64::from(last.approval_ppm) / 10_000.0
+                        );
+                        if all.is_empty() {
+                            eprintln!("no proposals yet");
+                        }
+                        for p in &all {
+                            print_proposal(p);
+                        }
+                    }
+                }
+            }
+        },
     }
     Ok(())
 }
@@ -733,6 +915,31 @@ mod tests {
         assert!(Cli::try_parse_from(["dualrig", "deposit", "1.0000001"]).is_err());
         assert!(Cli::try_parse_from(["dualrig", "deposit", "99999999999999999"]).is_err());
         assert!(Cli::try_parse_from(["dualrig", "transfer", "abc", "1"]).is_err());
+        assert_eq!(parse_share("50%"), Ok(500_000));
+        assert_eq!(parse_share("12.5%"), Ok(125_000));
+        assert_eq!(parse_share("0"), Ok(0));
+        assert_eq!(parse_share("100%"), Ok(1_000_000));
+        for bad in ["100.01%", "-1%", "abc", "%", "1.23456%", "5000000000%"] {
+            assert!(parse_share(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["dualrig", "sip", "vote", "3", "abstain"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Sip(SipCommand::Vote {
+                id: 3,
+                choice: VoteChoice::Abstain
+            })
+        ));
+        assert!(Cli::try_parse_from(["dualrig", "sip", "vote", "3", "maybe"]).is_err());
+        assert!(Cli::try_parse_from(["dualrig", "sip", "propose", "--reason", "r"]).is_err());
+        let cli = Cli::try_parse_from([
+            "dualrig", "sip", "propose", "--pay", &id, "2", "--reason", "r",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Sip(SipCommand::Propose { pay: Some(_), .. })
+        ));
         // 32 bytes, but not a point on the curve.
         let not_a_key = "ab".repeat(32);
         assert!(Cli::try_parse_from(["dualrig", "transfer", &not_a_key, "1"]).is_err());

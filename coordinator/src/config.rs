@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ledger::{HELD_BACK_STEPS, HostingRules, LedgerConfig, SipRules, SlashFraction};
+use crate::ledger::{
+    GovernanceRules, HELD_BACK_STEPS, HostingRules, LedgerConfig, SipRules, SlashFraction,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -83,6 +85,12 @@ pub struct FileConfig {
     pub sip_virtual_weight: Option<u64>,
     pub weight_bleed_ppm: Option<u32>,
     pub mining_weight_stake_ppm: Option<u32>,
+    pub proposal_bond: Option<u64>,
+    pub vote_delay_rounds: Option<u64>,
+    pub vote_period_rounds: Option<u64>,
+    pub quorum_ppm: Option<u32>,
+    pub approval_ppm: Option<u32>,
+    pub capacity_bonus_per_byte: Option<u64>,
 }
 
 impl FileConfig {
@@ -180,6 +188,10 @@ pub struct Config {
     pub diversity_boost_ppm: u32,
     /// The service infrastructure pool's shares and its mining weight curve (PROTOCOL §6.11).
     pub sip: SipRules,
+    /// How SIP proposals are bonded, voted on and decided (PROTOCOL §6.12).
+    pub governance: GovernanceRules,
+    /// Units the capacity fund pays per byte proven beyond a worker's previous maximum (§6.13).
+    pub capacity_bonus_per_byte: u64,
 }
 
 /// Most copies of one blob a Put may ask for.
@@ -236,6 +248,8 @@ impl Config {
             hosting: ledger.hosting,
             diversity_boost_ppm: 250_000,
             sip: ledger.sip,
+            governance: ledger.governance,
+            capacity_bonus_per_byte: ledger.capacity_bonus_per_byte,
         }
     }
 
@@ -249,6 +263,8 @@ impl Config {
             hosting: self.hosting,
             download_fee_share_ppm: self.download_fee_share_ppm,
             sip: self.sip,
+            governance: self.governance,
+            capacity_bonus_per_byte: self.capacity_bonus_per_byte,
         }
     }
 
@@ -410,6 +426,16 @@ impl Config {
         if let Some(v) = file.mining_weight_stake_ppm {
             self.sip.weight_stake_ppm = v;
         }
+        self.governance.merge(
+            file.proposal_bond,
+            file.vote_delay_rounds,
+            file.vote_period_rounds,
+            file.quorum_ppm,
+            file.approval_ppm,
+        );
+        if let Some(v) = file.capacity_bonus_per_byte {
+            self.capacity_bonus_per_byte = v;
+        }
         if let Some(v) = file.surge_window_secs {
             self.surge.window = secs("surge_window_secs", v)?;
         }
@@ -474,6 +500,17 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "replicas = {} must be between 1 and {MAX_REPLICAS}",
                 self.replicas
+            )));
+        }
+        if self.governance.vote_period_rounds == 0 {
+            return Err(ConfigError::Invalid(
+                "vote_period_rounds must be at least 1".into(),
+            ));
+        }
+        if self.governance.quorum_ppm > 1_000_000 || self.governance.approval_ppm > 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "quorum_ppm and approval_ppm are shares of at most 1000000; got {} and {}",
+                self.governance.quorum_ppm, self.governance.approval_ppm
             )));
         }
         if self.hosting.held_back_step_rounds == 0 {
@@ -643,6 +680,8 @@ mod tests {
                 hosting: HostingRules::DEFAULT,
                 download_fee_share_ppm: 100_000,
                 sip: SipRules::DEFAULT,
+                governance: GovernanceRules::DEFAULT,
+                capacity_bonus_per_byte: 0,
             }
         );
         assert_eq!(config.slash_fraction.ppm(), 250_000);
@@ -651,6 +690,48 @@ mod tests {
         std::fs::write(&path, "max_atempts = 5\n").expect("write");
         let err = FileConfig::load(&path).expect_err("typo refused");
         assert!(err.to_string().contains("max_atempts"), "{err}");
+    }
+
+    #[test]
+    fn governance_settings_come_from_the_file_and_bad_shares_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "proposal_bond = 5
+vote_delay_rounds = 2
+vote_period_rounds = 20
+quorum_ppm = 400000
+approval_ppm = 600000
+capacity_bonus_per_byte = 3
+",
+        )
+        .expect("write");
+        let mut config = Config::local(dir.path().into());
+        config
+            .merge_file(FileConfig::load(&path).expect("parse"))
+            .expect("merge");
+        config.validate().expect("valid");
+        let ledger = config.ledger_config();
+        assert_eq!(
+            ledger.governance,
+            GovernanceRules {
+                proposal_bond: 5,
+                vote_delay_rounds: 2,
+                vote_period_rounds: 20,
+                quorum_ppm: 400_000,
+                approval_ppm: 600_000,
+            }
+        );
+        assert_eq!(ledger.capacity_bonus_per_byte, 3);
+
+        config.governance.quorum_ppm = 1_000_001;
+        let err = config.validate().expect_err("quorum above the whole");
+        assert!(err.to_string().contains("quorum_ppm"), "{err}");
+        config.governance.quorum_ppm = 330_000;
+        config.governance.vote_period_rounds = 0;
+        let err = config.validate().expect_err("no voting period");
+        assert!(err.to_string().contains("vote_period_rounds"), "{err}");
     }
 
     #[test]

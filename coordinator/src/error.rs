@@ -384,11 +384,18 @@ impl From<LedgerError> for Status {
             | LedgerError::Overflow { .. }
             | LedgerError::BadFraction { .. }
             | LedgerError::CollectiveName(_)
-            | LedgerError::CollectiveReplicas { .. } => Code::InvalidArgument,
-            LedgerError::NoSuchCollective { .. } => Code::NotFound,
+            | LedgerError::CollectiveReplicas { .. }
+            | LedgerError::EmptyReason
+            | LedgerError::ReasonTooLong { .. }
+            | LedgerError::BadWindow { .. }
+            | LedgerError::RedirectShare { .. } => Code::InvalidArgument,
+            LedgerError::NoSuchCollective { .. } | LedgerError::NoSuchProposal { .. } => {
+                Code::NotFound
+            }
             LedgerError::CollectiveExists { .. }
             | LedgerError::BlobAlreadyInCollective { .. }
-            | LedgerError::AlreadyMember { .. } => Code::AlreadyExists,
+            | LedgerError::AlreadyMember { .. }
+            | LedgerError::AlreadyVoted { .. } => Code::AlreadyExists,
             LedgerError::NotCollectiveOwner { .. } | LedgerError::NotMemberForGet { .. } => {
                 Code::PermissionDenied
             }
@@ -409,7 +416,12 @@ impl From<LedgerError> for Status {
             | LedgerError::WeightForSuspended { .. }
             | LedgerError::WeightForNonWorker { .. }
             | LedgerError::WeightTooSmall { .. }
-            | LedgerError::PriceAboveLimit { .. } => Code::FailedPrecondition,
+            | LedgerError::PriceAboveLimit { .. }
+            | LedgerError::ProposalBondShort { .. }
+            | LedgerError::VoteNotOpen { .. }
+            | LedgerError::VoteClosed { .. }
+            | LedgerError::NoStakeAtSnapshot { .. }
+            | LedgerError::NoVerifiedWork { .. } => Code::FailedPrecondition,
             LedgerError::NotRecipient { .. } => Code::PermissionDenied,
             LedgerError::Ticket(t) => t.code(),
             LedgerError::AlreadyRedeemed { .. } => Code::AlreadyExists,

@@ -16,11 +16,13 @@
 //! (`hosting`), stop short of it: no balance can exceed what the database holds.
 
 mod broker;
+mod capacity;
 mod collective;
 mod downloads;
 mod draw;
 mod error;
 mod genesis;
+mod governance;
 mod group;
 mod hosting;
 mod schema;
@@ -40,14 +42,17 @@ use dualrig_proto::identity::PublicId;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use broker::{Redemption, SenderAccount};
+pub use capacity::{CapacityBonus, Redirect};
 pub use collective::{Admission, Collective, CollectiveStake};
 pub use downloads::Served;
 pub use draw::{Candidate, draw_weighted, weight};
 pub use dualrig_proto::ledger_request::{
-    CollectiveRules, Operation, REQUEST_CONTEXT, RequestError, SignedRequest, request_message,
+    CollectiveRules, Operation, ProposalKind, REQUEST_CONTEXT, RequestError, SignedRequest,
+    VoteChoice, request_message,
 };
 pub use error::LedgerError;
 pub use genesis::{Genesis, GenesisAccount, GenesisError};
+pub use governance::{GovernanceRules, MAX_REASON, MAX_WINDOW_ROUNDS, Proposal, ProposalState};
 pub use group::{GroupCommit, MAX_GROUP};
 pub use hosting::{
     HELD_BACK_STEPS, HostingRound, HostingRules, Payout, ProofCredit, Statement, WorkerShare,
@@ -83,6 +88,10 @@ pub struct LedgerConfig {
     pub download_fee_share_ppm: u32,
     /// The service infrastructure pool: its fee and mint shares, and the mining weight curve.
     pub sip: SipRules,
+    /// How SIP proposals are bonded, voted on and decided.
+    pub governance: GovernanceRules,
+    /// Units the capacity fund pays per byte a worker proves beyond its previous maximum.
+    pub capacity_bonus_per_byte: u64,
 }
 
 impl Default for LedgerConfig {
@@ -96,6 +105,8 @@ impl Default for LedgerConfig {
             hosting: HostingRules::DEFAULT,
             download_fee_share_ppm: 100_000,
             sip: SipRules::DEFAULT,
+            governance: GovernanceRules::DEFAULT,
+            capacity_bonus_per_byte: 0,
         }
     }
 }
@@ -111,6 +122,10 @@ pub enum Receipt {
     Redeemed(Redemption),
     /// Mining weight was bought from the SIP.
     Bought { weight: u64 },
+    /// A proposal was recorded under this number.
+    Proposed { id: u64 },
+    /// A vote was counted with this weight (the voter's stake at the snapshot).
+    Voted { weight: u64 },
 }
 
 /// One account's state, read in one transaction.
@@ -129,6 +144,8 @@ pub struct AccountState {
     pub suspended_until: Option<u64>,
     /// Access stake locked in collectives or on its way back.
     pub collective_stakes: Vec<CollectiveStake>,
+    /// Its capacity redirect.
+    pub redirect: Redirect,
     /// Mining weight bought from the SIP for the account as a worker.
     pub mining_weight: u64,
 }
@@ -274,7 +291,8 @@ impl Ledger {
         })
     }
 
-    /// Starts the next round and returns its number. Mining weight bleeds back to the SIP's curve.
+    /// Starts the next round and returns its number. Mining weight bleeds back to the SIP's curve;
+    /// every proposal whose voting period ended with the last round is tallied, and executed once.
     pub fn advance_round(&self) -> Result<u64, LedgerError> {
         self.write(|tx, config| {
             let next = store::round(tx)?
@@ -286,6 +304,7 @@ impl Ledger {
             hosting::release_due(tx, next)?;
             collective::prune_usage(tx, next)?;
             sip::bleed(tx, &config.sip)?;
+            governance::tally_due(tx, config, next)?;
             Ok(next)
         })
     }
@@ -332,9 +351,56 @@ impl Ledger {
         self.read(|tx, _| stake::kept_evidence(tx))
     }
 
-    /// Pays one challenge round's hosting rewards (PROTOCOL §6.9) in the current round.
+    /// Pays one challenge round's hosting rewards (PROTOCOL §6.9) in the current round, and the
+    /// capacity bonus for bytes proven beyond each worker's previous maximum (§6.13).
     pub fn pay_hosting(&self, credits: &[ProofCredit]) -> Result<Payout, LedgerError> {
-        self.write(|tx, config| hosting::pay(tx, config, credits))
+        self.write(|tx, config| {
+            let payout = hosting::pay(tx, config, credits)?;
+            if !payout.shares.is_empty() {
+                capacity::pay_bonus(tx, config)?;
+            }
+            Ok(payout)
+        })
+    }
+
+    /// Proposal `id`, with its tally and outcome.
+    pub fn proposal(&self, id: u64) -> Result<Proposal, LedgerError> {
+        self.read(|tx, _| governance::proposal(tx, id)?.ok_or(LedgerError::NoSuchProposal { id }))
+    }
+
+    /// At most `limit` proposals numbered above `after_id`, oldest first.
+    pub fn proposals_page(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<Proposal>, LedgerError> {
+        self.read(|tx, _| governance::proposals_page(tx, after_id, limit))
+    }
+
+    /// What executed proposal `id` paid: (payee, verified work it was weighed by, amount), by payee.
+    pub fn proposal_payments(&self, id: u64) -> Result<Vec<(PublicId, u64, u64)>, LedgerError> {
+        self.read(|tx, _| governance::payments(tx, id))
+    }
+
+    /// Stake `account` had bonded or delegated when round `round` began: its vote weight on a
+    /// proposal made in that round.
+    pub fn stake_at(&self, account: &PublicId, round: u64) -> Result<u64, LedgerError> {
+        self.read(|tx, _| governance::stake_at(tx, account, round))
+    }
+
+    /// `account`'s capacity redirect, now and from next round.
+    pub fn redirect(&self, account: &PublicId) -> Result<Redirect, LedgerError> {
+        self.read(|tx, _| capacity::redirect_of(tx, account))
+    }
+
+    /// What the capacity fund holds.
+    pub fn capacity_fund(&self) -> Result<u64, LedgerError> {
+        self.read(|tx, _| capacity::fund(tx))
+    }
+
+    /// Capacity bonuses paid to `worker`, oldest first.
+    pub fn capacity_bonuses(&self, worker: &PublicId) -> Result<Vec<CapacityBonus>, LedgerError> {
+        self.read(|tx, _| capacity::bonuses(tx, worker))
     }
 
     /// `worker`'s hosting statements for rounds after `after_round`, oldest first, at most `limit`.
@@ -408,6 +474,7 @@ impl Ledger {
                 suspended_until: stake::suspended_until(tx, account)?,
                 collective_stakes: collective::stakes(tx, account)?,
                 mining_weight: sip::mining_weight(tx, account)?,
+                redirect: capacity::redirect_of(tx, account)?,
             })
         })
     }
@@ -620,7 +687,7 @@ impl Ledger {
     }
 
     /// Every unit the ledger holds: balances, stake, unbonding, deposits, reserves, the pool, held-back
-    /// rewards and the download-fee pot. Only hosting payouts change it, by what they mint.
+    /// rewards, the download-fee pot, access stake, locked proposal bonds and the capacity fund. Only hosting payouts change it, by what they mint.
     pub fn supply(&self) -> Result<u128, LedgerError> {
         self.read(|tx, _| snapshot::supply(tx))
     }
@@ -760,6 +827,18 @@ fn apply(
         } => {
             let weight = sip::buy(tx, config, &account, &worker, amount, max_price_ppm)?;
             Ok(Receipt::Bought { weight })
+        }
+        Operation::Propose { kind, reason } => {
+            let id = governance::propose(tx, config, &account, &kind, &reason)?;
+            Ok(Receipt::Proposed { id })
+        }
+        Operation::Vote { proposal, choice } => {
+            let weight = governance::vote(tx, &account, proposal, choice)?;
+            Ok(Receipt::Voted { weight })
+        }
+        Operation::SetRedirect { share_ppm } => {
+            capacity::set_redirect(tx, &account, share_ppm)?;
+            Ok(Receipt::Done)
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod network;
 pub mod paging;
 pub mod pool;
+pub mod proposals;
 pub mod server;
 pub mod service;
 pub mod sip;

@@ -180,6 +180,25 @@ struct Args {
     /// Stake units one unit of mining weight counts for in the draw, in ppm (default 1000000).
     #[arg(long, env = "DUALRIG_MINING_WEIGHT_STAKE_PPM")]
     mining_weight_stake_ppm: Option<u32>,
+    /// Base units a SIP proposal locks from its proposer, returned at quorum (default 10000000).
+    #[arg(long, env = "DUALRIG_PROPOSAL_BOND")]
+    proposal_bond: Option<u64>,
+    /// Rounds between a proposal and the opening of its vote (default 1).
+    #[arg(long, env = "DUALRIG_VOTE_DELAY_ROUNDS")]
+    vote_delay_rounds: Option<u64>,
+    /// Rounds a proposal's vote stays open (default 10).
+    #[arg(long, env = "DUALRIG_VOTE_PERIOD_ROUNDS")]
+    vote_period_rounds: Option<u64>,
+    /// Least turnout, in ppm of the stake bonded at the snapshot (default 330000).
+    #[arg(long, env = "DUALRIG_QUORUM_PPM")]
+    quorum_ppm: Option<u32>,
+    /// Yes must be more than this share (ppm) of yes and no (default 500000).
+    #[arg(long, env = "DUALRIG_APPROVAL_PPM")]
+    approval_ppm: Option<u32>,
+    /// Base units the capacity fund pays per byte proven beyond a worker's previous maximum
+    /// (default 0: no bonus).
+    #[arg(long, env = "DUALRIG_CAPACITY_BONUS_PER_BYTE")]
+    capacity_bonus_per_byte: Option<u64>,
 }
 
 impl Args {
@@ -331,6 +350,16 @@ impl Args {
         }
         if let Some(v) = self.mining_weight_stake_ppm {
             config.sip.weight_stake_ppm = v;
+        }
+        config.governance.merge(
+            self.proposal_bond,
+            self.vote_delay_rounds,
+            self.vote_period_rounds,
+            self.quorum_ppm,
+            self.approval_ppm,
+        );
+        if let Some(v) = self.capacity_bonus_per_byte {
+            config.capacity_bonus_per_byte = v;
         }
         config.validate()?;
         Ok(config)

@@ -77,6 +77,9 @@ pub const LEDGER_OPERATIONS: &[&str] = &[
     "join_collective",
     "leave_collective",
     "buy_weight",
+    "propose",
+    "vote",
+    "set_redirect",
     "malformed",
 ];
 /// `outcome` of [`LEDGER_REQUESTS`].

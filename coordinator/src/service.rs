@@ -13,10 +13,11 @@ use dualrig_proto::v1::{
     AccountInfo, AccountRequest, CollectiveInfo, CollectiveRequest, DownloadQuoteRequest,
     DownloadQuoteResponse, GetRequest, HelloRequest, HelloResponse, LedgerReceipt, LedgerRequest,
     ListBlobsRequest, ListBlobsResponse, ListCollectivesRequest, ListCollectivesResponse,
-    ListSlashesRequest, ListSlashesResponse, ListStatementsRequest, ListStatementsResponse,
-    ListWorkersRequest, ListWorkersResponse, PutResponse, PutUpload, QuoteRequest, QuoteResponse,
-    RegisterRequest, RegisterResponse, TranscodeHeader, TranscodeResponse, TranscodeUpload,
-    WorkerCommand, WorkerEvent, transcode_upload, worker_event,
+    ListProposalsRequest, ListProposalsResponse, ListSlashesRequest, ListSlashesResponse,
+    ListStatementsRequest, ListStatementsResponse, ListWorkersRequest, ListWorkersResponse,
+    PutResponse, PutUpload, QuoteRequest, QuoteResponse, RegisterRequest, RegisterResponse,
+    TranscodeHeader, TranscodeResponse, TranscodeUpload, WorkerCommand, WorkerEvent,
+    transcode_upload, worker_event,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -784,16 +785,20 @@ impl CoordinatorApi for CoordinatorService {
             ) => refresh_collective_totals(&self.ledger).await,
             _ => {}
         }
-        let amount = match receipt {
-            Receipt::Done => 0,
-            Receipt::Withdrawn { amount } => amount,
-            Receipt::Redeemed(r) => r.credited(),
-            Receipt::Bought { weight } => weight,
+        let (amount, proposal, vote_weight) = match receipt {
+            Receipt::Done => (0, 0, 0),
+            Receipt::Withdrawn { amount } => (amount, 0, 0),
+            Receipt::Redeemed(r) => (r.credited(), 0, 0),
+            Receipt::Bought { weight } => (weight, 0, 0),
+            Receipt::Proposed { id } => (0, id, 0),
+            Receipt::Voted { weight } => (0, 0, weight),
         };
         Ok(Response::new(LedgerReceipt {
             amount,
             nonce,
             round,
+            proposal,
+            vote_weight,
         }))
     }
 
@@ -834,6 +839,9 @@ impl CoordinatorApi for CoordinatorService {
                 })
                 .collect(),
             mining_weight: state.mining_weight,
+            redirect_ppm: state.redirect.share_ppm,
+            redirect_next_ppm: state.redirect.next_ppm,
+            redirected: state.redirect.redirected,
         }))
     }
 
@@ -892,6 +900,15 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(
             crate::sip::sip_status(&self.ledger, request.into_inner()).await?,
         ))
+    }
+
+    async fn list_proposals(
+        &self,
+        request: Request<ListProposalsRequest>,
+    ) -> Result<Response<ListProposalsResponse>, Status> {
+        let proposals =
+            crate::proposals::list_proposals(&self.ledger, request.into_inner()).await?;
+        Ok(Response::new(proposals))
     }
 
     async fn put(
@@ -1034,6 +1051,9 @@ fn operation_name(operation: &Operation) -> &'static str {
         Operation::JoinCollective { .. } => "join_collective",
         Operation::LeaveCollective { .. } => "leave_collective",
         Operation::BuyWeight { .. } => "buy_weight",
+        Operation::Propose { .. } => "propose",
+        Operation::Vote { .. } => "vote",
+        Operation::SetRedirect { .. } => "set_redirect",
     }
 }
 

@@ -29,6 +29,14 @@ pub enum RequestError {
     NameLength { declared: usize, len: usize },
     #[error("collective name is not UTF-8")]
     NameNotUtf8,
+    #[error("proposal kind {0} is unknown; 1 pays an account from the SIP, 2 pays operators")]
+    UnknownProposalKind(u8),
+    #[error("proposal reason is {len} bytes but its length says {declared}")]
+    ReasonLength { declared: usize, len: usize },
+    #[error("proposal reason is not UTF-8")]
+    ReasonNotUtf8,
+    #[error("vote choice {0} is unknown; vote yes (1), no (2) or abstain (3)")]
+    UnknownChoice(u8),
     #[error("signature is {len} bytes; an ed25519 signature is 64")]
     SignatureLength { len: usize },
     #[error(
@@ -86,6 +94,73 @@ pub enum Operation {
         amount: u64,
         max_price_ppm: u64,
     },
+    /// Puts a payment from the SIP to the stakeholders' vote, locking the proposal bond from the
+    /// signer's balance (PROTOCOL §6.12).
+    Propose { kind: ProposalKind, reason: String },
+    /// Casts the signer's stake at the proposal's snapshot for `choice`.
+    Vote { proposal: u64, choice: VoteChoice },
+    /// Sends `share_ppm` of the signer's hosting rewards and transcode ticket redemptions to the
+    /// capacity fund from the next round on (PROTOCOL §6.13); 0 opts out.
+    SetRedirect { share_ppm: u32 },
+}
+
+/// What a passed proposal pays from the SIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProposalKind {
+    /// `amount` to account `to`.
+    Pay { to: PublicId, amount: u64 },
+    /// `amount` shared among operators in proportion to their verified work over the last
+    /// `window_rounds` rounds before execution.
+    OperatorSupport { amount: u64, window_rounds: u64 },
+}
+
+/// A stakeholder's answer to a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoteChoice {
+    Yes,
+    No,
+    /// Counts toward quorum, not toward approval.
+    Abstain,
+}
+
+impl VoteChoice {
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Yes => 1,
+            Self::No => 2,
+            Self::Abstain => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Result<Self, RequestError> {
+        match code {
+            1 => Ok(Self::Yes),
+            2 => Ok(Self::No),
+            3 => Ok(Self::Abstain),
+            other => Err(RequestError::UnknownChoice(other)),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Yes => "yes",
+            Self::No => "no",
+            Self::Abstain => "abstain",
+        }
+    }
+}
+
+impl std::str::FromStr for VoteChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "yes" => Ok(Self::Yes),
+            "no" => Ok(Self::No),
+            "abstain" => Ok(Self::Abstain),
+            _ => Err(format!("'{text}' is not a vote; vote yes, no or abstain")),
+        }
+    }
 }
 
 /// What a collective asks of its members.
@@ -127,6 +202,9 @@ impl Operation {
             Self::JoinCollective { .. } => 23,
             Self::LeaveCollective { .. } => 24,
             Self::BuyWeight { .. } => 25,
+            Self::Propose { .. } => 35,
+            Self::Vote { .. } => 36,
+            Self::SetRedirect { .. } => 37,
         }
     }
 
@@ -174,6 +252,35 @@ impl Operation {
                 out.extend_from_slice(worker.as_bytes());
                 out.extend_from_slice(&amount.to_le_bytes());
                 out.extend_from_slice(&max_price_ppm.to_le_bytes());
+            }
+            Self::Propose { kind, reason } => {
+                match kind {
+                    ProposalKind::Pay { to, amount } => {
+                        out.push(1);
+                        out.extend_from_slice(to.as_bytes());
+                        out.extend_from_slice(&amount.to_le_bytes());
+                    }
+                    ProposalKind::OperatorSupport {
+                        amount,
+                        window_rounds,
+                    } => {
+                        out.push(2);
+                        out.extend_from_slice(&amount.to_le_bytes());
+                        out.extend_from_slice(&window_rounds.to_le_bytes());
+                    }
+                }
+                // The ledger refuses reasons above `MAX_REASON`; a longer one is cut to what the
+                // length prefix can say, and refused there.
+                let bytes = &reason.as_bytes()[..reason.len().min(usize::from(u16::MAX))];
+                out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
+            Self::Vote { proposal, choice } => {
+                out.extend_from_slice(&proposal.to_le_bytes());
+                out.push(choice.code());
+            }
+            Self::SetRedirect { share_ppm } => {
+                out.extend_from_slice(&share_ppm.to_le_bytes());
             }
         }
         out
@@ -281,9 +388,65 @@ impl Operation {
                     max_price_ppm: u64_le(&b[40..]),
                 }
             }
+            35 => decode_propose(body)?,
+            36 => {
+                let b = sized("vote", VOTE)?;
+                Self::Vote {
+                    proposal: u64_le(&b[..8]),
+                    choice: VoteChoice::from_code(b[8])?,
+                }
+            }
+            37 => Self::SetRedirect {
+                share_ppm: u32::from_le_bytes(array(sized("set_redirect", 4)?)),
+            },
             other => return Err(RequestError::UnknownTag(other)),
         })
     }
+}
+
+const VOTE: usize = 8 + 1;
+
+/// A proposal's body: the kind byte and its fields, then the reason as a u16 LE length and UTF-8.
+fn decode_propose(body: &[u8]) -> Result<Operation, RequestError> {
+    let short = |expected: usize| RequestError::Length {
+        name: "propose",
+        len: body.len(),
+        expected,
+    };
+    let (&kind, rest) = body.split_first().ok_or(short(1))?;
+    let fields = match kind {
+        1 => ID_AMOUNT,
+        2 => 16,
+        other => return Err(RequestError::UnknownProposalKind(other)),
+    };
+    if rest.len() < fields + 2 {
+        return Err(short(1 + fields + 2));
+    }
+    let (f, rest) = rest.split_at(fields);
+    let kind = if kind == 1 {
+        ProposalKind::Pay {
+            to: PublicId(array(&f[..32])),
+            amount: u64_le(&f[32..]),
+        }
+    } else {
+        ProposalKind::OperatorSupport {
+            amount: u64_le(&f[..8]),
+            window_rounds: u64_le(&f[8..]),
+        }
+    };
+    let (len, text) = rest.split_at(2);
+    let declared = usize::from(u16::from_le_bytes(array(len)));
+    if text.len() != declared {
+        return Err(RequestError::ReasonLength {
+            declared,
+            len: text.len(),
+        });
+    }
+    let reason = std::str::from_utf8(text).map_err(|_| RequestError::ReasonNotUtf8)?;
+    Ok(Operation::Propose {
+        kind,
+        reason: reason.to_owned(),
+    })
 }
 
 /// A name as a length byte and its bytes. Names the ledger accepts are at most 64 bytes; a longer one
@@ -449,6 +612,22 @@ mod tests {
                 amount: 16,
                 max_price_ppm: 17,
             },
+            Operation::Propose {
+                kind: ProposalKind::Pay { to: id, amount: 16 },
+                reason: "a relay in Lagos".into(),
+            },
+            Operation::Propose {
+                kind: ProposalKind::OperatorSupport {
+                    amount: 17,
+                    window_rounds: 18,
+                },
+                reason: String::new(),
+            },
+            Operation::Vote {
+                proposal: 19,
+                choice: VoteChoice::Abstain,
+            },
+            Operation::SetRedirect { share_ppm: 20 },
         ]
     }
 
@@ -461,12 +640,14 @@ mod tests {
             longer.push(0);
             assert!(matches!(
                 Operation::decode(&longer),
-                Err(RequestError::Length { .. })
+                Err(RequestError::Length { .. } | RequestError::ReasonLength { .. })
             ));
             if bytes.len() > 1 {
                 assert!(matches!(
                     Operation::decode(&bytes[..bytes.len() - 1]),
-                    Err(RequestError::Length { .. } | RequestError::NameLength { .. })
+                    Err(RequestError::Length { .. }
+                        | RequestError::NameLength { .. }
+                        | RequestError::ReasonLength { .. })
                 ));
             }
         }
@@ -485,6 +666,44 @@ mod tests {
             Operation::decode(&[23, 1, 0xff]),
             Err(RequestError::NameNotUtf8)
         );
+    }
+
+    #[test]
+    fn governance_operations_refuse_unknown_kinds_choices_and_bad_reasons() {
+        assert_eq!(Operation::decode(&[34]), Err(RequestError::UnknownTag(34)));
+        assert_eq!(Operation::decode(&[38]), Err(RequestError::UnknownTag(38)));
+        let mut vote = Operation::Vote {
+            proposal: 1,
+            choice: VoteChoice::Yes,
+        }
+        .encode();
+        *vote.last_mut().expect("choice byte") = 4;
+        assert_eq!(
+            Operation::decode(&vote),
+            Err(RequestError::UnknownChoice(4))
+        );
+        let mut propose = Operation::Propose {
+            kind: ProposalKind::OperatorSupport {
+                amount: 1,
+                window_rounds: 1,
+            },
+            reason: "ab".into(),
+        }
+        .encode();
+        propose[1] = 3;
+        assert_eq!(
+            Operation::decode(&propose),
+            Err(RequestError::UnknownProposalKind(3))
+        );
+        propose[1] = 2;
+        let last = propose.len() - 1;
+        propose[last] = 0xff;
+        assert_eq!(
+            Operation::decode(&propose),
+            Err(RequestError::ReasonNotUtf8)
+        );
+        assert_eq!("Abstain".parse(), Ok(VoteChoice::Abstain));
+        assert!("maybe".parse::<VoteChoice>().is_err());
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct Redemption {
     pub fee: u64,
     /// Of what was paid, the share that went to the SIP (`sip_fee_share_ppm`, every ticket).
     pub sip_fee: u64,
+    /// Of what was paid, the share the recipient redirects to the capacity fund (a transcode
+    /// ticket; PROTOCOL §6.13).
+    pub redirected: u64,
 }
 
 impl Redemption {
@@ -46,11 +49,12 @@ impl Redemption {
         self.from_deposit.saturating_add(self.from_reserve)
     }
 
-    /// What the recipient's balance gained: what was paid less the fees.
+    /// What the recipient's balance gained: what was paid less the fees and the redirected share.
     pub fn credited(&self) -> u64 {
         self.paid()
             .saturating_sub(self.fee)
             .saturating_sub(self.sip_fee)
+            .saturating_sub(self.redirected)
     }
 }
 
@@ -246,14 +250,22 @@ pub(super) fn redeem(
     s.reserve -= from_reserve;
     set_sender(conn, &t.sender, &s)?;
     let paid = from_deposit + from_reserve;
-    let fee = if super::downloads::is_download_ticket(conn, &ticket_hash)? {
+    let download = super::downloads::is_download_ticket(conn, &ticket_hash)?;
+    let fee = if download {
         super::downloads::take_fee(conn, config.download_fee_share_ppm, paid)?
     } else {
         0
     };
-    // The hosting pot's share first, then the SIP's, both of what was paid; never more than it.
+    // The hosting pot's share first, then the SIP's, both of what was paid; never more than it. The
+    // recipient's capacity redirect takes its share of what is left to it (a transcode ticket only).
     let sip_fee = super::sip::take_fee_share(conn, &config.sip, paid, fee)?;
-    store::credit(conn, &t.recipient, paid - fee - sip_fee)?;
+    let kept = paid - fee - sip_fee;
+    store::credit(conn, &t.recipient, kept)?;
+    let redirected = if download {
+        0
+    } else {
+        super::capacity::divert(conn, &t.recipient, kept, super::capacity::Source::Tickets)?
+    };
 
     let inserted = conn
         .prepare_cached(
@@ -285,6 +297,7 @@ pub(super) fn redeem(
         unpaid: short - from_reserve,
         fee,
         sip_fee,
+        redirected,
     })
 }
 

@@ -155,6 +155,48 @@ pub enum LedgerError {
         dualrig_proto::amount::format_tokens(*max_price_ppm)
     )]
     PriceAboveLimit { price_ppm: u64, max_price_ppm: u64 },
+    #[error("a proposal needs a reason: say what the payment is for")]
+    EmptyReason,
+    #[error("proposal reason is {len} bytes; at most {max}")]
+    ReasonTooLong { len: usize, max: usize },
+    #[error("an operator-support proposal looks back 1 to {max} rounds; {window_rounds} asked")]
+    BadWindow { window_rounds: u64, max: u64 },
+    #[error(
+        "a proposal locks a bond of {needed} units; account {account} has {available} (returned if the vote reaches quorum)"
+    )]
+    ProposalBondShort {
+        account: PublicId,
+        available: u64,
+        needed: u64,
+    },
+    #[error("no proposal is numbered {id}; `dualrig sip proposals` lists them")]
+    NoSuchProposal { id: u64 },
+    #[error("voting on proposal {id} opens at round {vote_start}; this is round {round}")]
+    VoteNotOpen {
+        id: u64,
+        vote_start: u64,
+        round: u64,
+    },
+    #[error("voting on proposal {id} closed when round {vote_end} began; this is round {round}")]
+    VoteClosed { id: u64, vote_end: u64, round: u64 },
+    #[error("{voter} already voted {} on proposal {id}; a vote is final", choice.name())]
+    AlreadyVoted {
+        id: u64,
+        voter: PublicId,
+        choice: dualrig_proto::ledger_request::VoteChoice,
+    },
+    #[error(
+        "{voter} had no stake bonded or delegated when round {snapshot_round} began, proposal {id}'s snapshot; stake bonded later does not vote on it"
+    )]
+    NoStakeAtSnapshot {
+        id: u64,
+        voter: PublicId,
+        snapshot_round: u64,
+    },
+    #[error("no verified work (hosting credit) in the last {window_rounds} rounds to share")]
+    NoVerifiedWork { window_rounds: u64 },
+    #[error("a redirect share is 0 to 1,000,000 ppm (0 % to 100 %); {share_ppm} asked")]
+    RedirectShare { share_ppm: u32 },
     #[error("{what} does not fit in the ledger")]
     Overflow { what: &'static str },
     #[error("slash fraction {ppm} ppm is above 1,000,000 (the whole stake)")]

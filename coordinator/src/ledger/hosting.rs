@@ -334,6 +334,7 @@ pub(super) fn pay(
         }
         if share - held > 0 {
             store::credit(conn, worker, share - held)?;
+            super::capacity::divert(conn, worker, share - held, super::capacity::Source::Hosting)?;
         }
         paid_shares.push(WorkerShare {
             worker: *worker,

@@ -7,10 +7,10 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::genesis::Genesis;
-use super::{LedgerError, hosting, sip, store};
+use super::{LedgerError, capacity, governance, hosting, sip, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -167,6 +167,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, DOWNLOADS),
     (5, COLLECTIVES),
     (6, sip::TABLES),
+    // Version 7: governance (stake history, proposals, votes; PROTOCOL §6.12) and the capacity
+    // redirect (§6.13), in two parts of one step.
+    (7, governance::TABLES),
+    (7, capacity::TABLES),
 ];
 
 /// Version 2's step, for the upgrade tests.

@@ -100,18 +100,21 @@ pub enum Source {
     Forfeits,
     /// What a hosting payout's integer split left over.
     Dust,
-    /// Rewards paid out of the pool (an outflow).
+    /// Bonds of proposals that missed quorum (§6.12).
+    Bonds,
+    /// Rewards paid out of the pool (an outflow), passed proposals' payments among them.
     Rewards,
 }
 
 impl Source {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Fees,
         Self::Mint,
         Self::Purchases,
         Self::Slashes,
         Self::Forfeits,
         Self::Dust,
+        Self::Bonds,
         Self::Rewards,
     ];
 
@@ -123,6 +126,7 @@ impl Source {
             Self::Slashes => "slashes",
             Self::Forfeits => "forfeits",
             Self::Dust => "dust",
+            Self::Bonds => "bonds",
             Self::Rewards => "rewards",
         }
     }

@@ -14,7 +14,7 @@ use super::store::from_db;
 pub struct LedgerSnapshot {
     pub tables: BTreeMap<String, Vec<Vec<Value>>>,
     /// Balances + bonds + unbonding + deposits + reserves + pool + held back + hosting fees + access
-    /// stake (locked and on its way back).
+    /// stake (locked and on its way back) + proposal bonds still locked + the capacity fund.
     pub supply: u128,
 }
 
@@ -54,6 +54,8 @@ pub(super) fn supply(conn: &Connection) -> Result<u128, LedgerError> {
         "SELECT amount FROM held_back",
         "SELECT stake FROM collective_members",
         "SELECT amount FROM collective_unbonding",
+        "SELECT bond_locked FROM proposals",
+        "SELECT value FROM meta WHERE key = 'capacity_fund'",
     ] {
         let mut stmt = conn.prepare(sql)?;
         let mut rows = stmt.query([])?;

@@ -119,7 +119,7 @@ fn set_bond(
             to_db("bond", amount)?
         ])?;
     }
-    Ok(())
+    super::governance::record_stake(conn, delegator)
 }
 
 /// Moves `amount` of `delegator`'s balance into stake on `worker` (a self-bond when they are equal).

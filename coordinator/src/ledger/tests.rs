@@ -6,6 +6,7 @@ mod broker;
 mod collectives;
 mod concurrency;
 mod crash;
+mod governance;
 mod hosting;
 mod props;
 mod sip;
@@ -27,6 +28,18 @@ pub(super) const CONFIG: LedgerConfig = LedgerConfig {
     download_fee_share_ppm: 100_000,
     hosting: HostingRules::NONE,
     sip: SipRules::NONE,
+    governance: GOVERNANCE,
+    capacity_bonus_per_byte: 0,
+};
+
+/// Proposals in tests: a bond of 50, voting in the two rounds after the proposal's, 33 % quorum,
+/// more than half approval.
+pub(super) const GOVERNANCE: GovernanceRules = GovernanceRules {
+    proposal_bond: 50,
+    vote_delay_rounds: 1,
+    vote_period_rounds: 2,
+    quorum_ppm: 330_000,
+    approval_ppm: 500_000,
 };
 
 /// [`CONFIG`] with hosting rewards: 1000 units minted a round; 50 % held for two rounds in a worker's

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use dualrig_coordinator::ledger::{
-    Candidate, Genesis, HostingRules, Ledger, LedgerConfig, LedgerError, Operation, Receipt,
-    SignedRequest, SipRules, draw_weighted,
+    Candidate, Genesis, GovernanceRules, HostingRules, Ledger, LedgerConfig, LedgerError,
+    Operation, Receipt, SignedRequest, SipRules, draw_weighted,
 };
 use dualrig_proto::identity::Identity;
 use dualrig_proto::ticket::{
@@ -27,6 +27,8 @@ const CONFIG: LedgerConfig = LedgerConfig {
     hosting: HostingRules::NONE,
     download_fee_share_ppm: 100_000,
     sip: SipRules::NONE,
+    governance: GovernanceRules::DEFAULT,
+    capacity_bonus_per_byte: 0,
 };
 
 struct Account {

@@ -12,6 +12,7 @@ mod evidence;
 mod exposition;
 mod failover;
 mod faults;
+mod governance;
 mod honest;
 mod hosting;
 mod ledger;

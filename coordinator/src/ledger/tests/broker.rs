@@ -22,6 +22,7 @@ fn winner_is_paid_from_the_deposit_once() {
             unpaid: 0,
             fee: 0,
             sip_fee: 0,
+            redirected: 0,
         })
     );
     assert_eq!(h.balance(&worker), FACE);

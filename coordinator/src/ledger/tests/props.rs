@@ -1,7 +1,8 @@
 //! Random sequences of operations, accepted or refused: supply is always the genesis plus what hosting
 //! payouts minted (slashes, forfeits, fee and mint shares and mining weight purchases go to the pool,
-//! download fees to the hosting-fee pot; mining weight bleeds and holds no supply), nothing goes
-//! negative, and a refused operation leaves every row as it was.
+//! download fees to the hosting-fee pot, proposal bonds stay locked until their tally, redirected
+//! rewards sit in the capacity fund; mining weight bleeds and holds no supply), nothing goes negative,
+//! a refused operation leaves every row as it was, and no proposal pays twice.
 
 use proptest::prelude::*;
 use rusqlite::types::Value;
@@ -102,6 +103,21 @@ enum Op {
         amount: u64,
         max_price_ppm: u64,
     },
+    /// A proposal paying `amount` to `to`, or (`to` = None) shared among operators over `window`
+    /// rounds; `long` makes its reason one byte too long.
+    Propose {
+        to: Option<u8>,
+        amount: u64,
+        window: u64,
+        long: bool,
+    },
+    Vote {
+        proposal: u64,
+        choice: u8,
+    },
+    SetRedirect {
+        share_ppm: u32,
+    },
     /// Redeem ticket `tag` from `sender` (always a winner), possibly expired by now.
     Redeem {
         sender: u8,
@@ -143,6 +159,21 @@ fn op() -> impl Strategy<Value = Op> {
                 max_price_ppm
             }),
         (
+            proptest::option::of(who.clone()),
+            amount(),
+            0u64..4,
+            proptest::bool::weighted(0.1)
+        )
+            .prop_map(|(to, amount, window, long)| Op::Propose {
+                to,
+                amount,
+                window,
+                long
+            }),
+        (0u64..3, 1u8..=4).prop_map(|(proposal, choice)| Op::Vote { proposal, choice }),
+        prop_oneof![Just(0u32), 0u32..=1_000_000, Just(1_000_001)]
+            .prop_map(|share_ppm| Op::SetRedirect { share_ppm }),
+        (
             who,
             0u64..6,
             prop_oneof![1u64..=400, Just(u64::MAX)],
@@ -169,12 +200,14 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..ACTORS, 0u32..=1_000_000).prop_map(|(worker, ppm)| Step::StorageSlash { worker, ppm }),
         2 => (0..ACTORS, 0..ACTORS, 0u64..6, prop_oneof![1u64..=400, Just(u64::MAX)], 0u64..6)
             .prop_map(|(recipient, sender, tag, face, expiration)| Step::Forward { recipient, sender, tag, face, expiration }),
-        2 => Just(Step::Advance),
-        // Stake enough to be a worker, and mining weight bought for one, often enough that purchases
-        // and bleeds are in most sequences.
+        5 => Just(Step::Advance),
+        // Stake enough to be a worker, mining weight bought for one, proposals and votes on the first
+        // few, often enough that purchases, bleeds and executed proposals are in most sequences.
         2 => (0..ACTORS, 100u64..=300).prop_map(|(who, amount)| Step::Act { who, op: Op::Bond { amount } }),
         3 => (0..ACTORS, 0..ACTORS, 1u64..=100, prop_oneof![1_000_000u64..=2_000_000, Just(u64::MAX)])
             .prop_map(|(who, worker, amount, max_price_ppm)| Step::Act { who, op: Op::BuyWeight { worker, amount, max_price_ppm } }),
+        2 => (0..ACTORS, 0..ACTORS, 1u64..=150).prop_map(|(who, to, amount)| Step::Act { who, op: Op::Propose { to: Some(to), amount, window: 0, long: false } }),
+        6 => (0..ACTORS, 1u64..3, prop_oneof![3 => Just(1u8), 1 => 2u8..=4]).prop_map(|(who, proposal, choice)| Step::Act { who, op: Op::Vote { proposal, choice } }),
     ]
 }
 
@@ -234,6 +267,27 @@ fn operation(who: u8, op: &Op) -> Operation {
             amount,
             max_price_ppm,
         },
+        Op::Propose {
+            to,
+            amount,
+            window,
+            long,
+        } => Operation::Propose {
+            kind: match to {
+                Some(to) => ProposalKind::Pay { to: id(to), amount },
+                None => ProposalKind::OperatorSupport {
+                    amount,
+                    window_rounds: window,
+                },
+            },
+            reason: "r".repeat(if long { MAX_REASON + 1 } else { 8 }),
+        },
+        Op::Vote { proposal, choice } => Operation::Vote {
+            proposal,
+            // Choice 4 is not one: it is sent as raw bytes below.
+            choice: VoteChoice::from_code(choice).unwrap_or(VoteChoice::Abstain),
+        },
+        Op::SetRedirect { share_ppm } => Operation::SetRedirect { share_ppm },
         Op::Redeem {
             sender,
             tag,
@@ -299,18 +353,48 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_sequence_conserves_supply_and_refusals_change_nothing(steps in proptest::collection::vec(step(), 1..40)) {
+    fn any_sequence_conserves_supply_and_refusals_change_nothing(
+        staked in proptest::bool::ANY,
+        steps in proptest::collection::vec(step(), 1..40),
+    ) {
         let actors: Vec<Identity> = (0..ACTORS).map(identity).collect();
         let balances: Vec<(&Identity, u64)> = actors.iter().map(|a| (a, START)).collect();
-        let h = Harness::in_memory_with(PROPS_CONFIG, &balances);
+        // Votes open in the proposal's own round, so more random sequences reach a tally that pays.
+        let governance = GovernanceRules { vote_delay_rounds: 0, ..GOVERNANCE };
+        let config = LedgerConfig { capacity_bonus_per_byte: 1, governance, ..PROPS_CONFIG };
+        let h = Harness::in_memory_with(config, &balances);
+        let mut paid_by_proposal: std::collections::BTreeMap<u64, u64> = Default::default();
         let genesis = u128::from(START) * u128::from(ACTORS);
         let mut last_accepted: Option<SignedRequest> = None;
+        // Half the runs start with every actor staked a round ago, so their votes weigh something,
+        // and a SIP of 100.
+        if staked {
+            for a in &actors {
+                h.ok(a, Operation::Bond { amount: 200 });
+            }
+            // And the SIP holds something to pay proposals from.
+            h.ledger.slash(&actors[0].id(), SlashFraction::from_ppm(500_000).expect("half"), b"e").expect("slash");
+            h.advance(1);
+        }
 
         for step in &steps {
             let before = h.ledger.snapshot().expect("snapshot");
             let outcome: Result<(), LedgerError> = match step {
                 Step::Act { who, op } => {
-                    let request = h.request(&actors[usize::from(*who)], operation(*who, op));
+                    let mut op = op.clone();
+                    // A vote names the n-th latest proposal (0: one that does not exist).
+                    if let Op::Vote { proposal, .. } = &mut op {
+                        let made = h.ledger.proposals_page(0, usize::MAX).expect("proposals").len() as u64;
+                        *proposal = if *proposal == 0 { made + 1 } else { made.saturating_sub(*proposal - 1) };
+                    }
+                    let op = &op;
+                    let mut request = h.request(&actors[usize::from(*who)], operation(*who, op));
+                    if let Op::Vote { choice: 4, .. } = op {
+                        let signer = &actors[usize::from(*who)];
+                        let last = request.operation.len() - 1;
+                        request.operation[last] = 4;
+                        request.sig = signer.sign(&request_message(&request.account, request.nonce, &request.operation));
+                    }
                     let r = h.ledger.execute(&request).map(|_| ());
                     if r.is_ok() {
                         last_accepted = Some(request);
@@ -378,6 +462,17 @@ proptest! {
             }
             no_negative_values(&after)?;
             sip_accounts_add_up(&h, &after)?;
+            // A tallied proposal's payment never changes again: it paid once.
+            for p in h.ledger.proposals_page(0, usize::MAX).expect("proposals") {
+                if p.state == ProposalState::Voting {
+                    prop_assert_eq!(p.paid, 0);
+                    continue;
+                }
+                let paid = h.ledger.proposal_payments(p.id).expect("payments");
+                prop_assert_eq!(paid.iter().map(|(_, _, a)| a).sum::<u64>(), p.paid);
+                let first = *paid_by_proposal.entry(p.id).or_insert(p.paid);
+                prop_assert_eq!(first, p.paid, "proposal {} paid again", p.id);
+            }
         }
     }
 }
