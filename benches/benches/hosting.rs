@@ -5,48 +5,11 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dualrig_benches::process_cpu;
-use dualrig_coordinator::ledger::{
-    Genesis, GenesisAccount, HostingRules, Ledger, LedgerConfig, Operation, ProofCredit,
-    SignedRequest,
-};
+use dualrig_benches::{bonded_workers, process_cpu};
+use dualrig_coordinator::ledger::ProofCredit;
 use dualrig_proto::identity::Identity;
 
 const WORKERS: usize = 1_000;
-
-/// A ledger on disk with `WORKERS` workers, each with the least stake bonded.
-fn ledger(dir: &std::path::Path) -> (Ledger, Vec<Identity>) {
-    let workers: Vec<Identity> = (0..WORKERS)
-        .map(|i| {
-            let mut secret = [7u8; 32];
-            secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            Identity::from_secret(secret)
-        })
-        .collect();
-    let genesis = Genesis::new(
-        workers
-            .iter()
-            .map(|w| GenesisAccount {
-                id: w.id(),
-                balance: 10_000_000,
-            })
-            .collect(),
-    )
-    .expect("genesis");
-    let config = LedgerConfig {
-        hosting: HostingRules::DEFAULT,
-        ..LedgerConfig::default()
-    };
-    let ledger = Ledger::open(&dir.join("ledger.db"), config, &genesis).expect("ledger");
-    let bonds: Vec<SignedRequest> = workers
-        .iter()
-        .map(|w| SignedRequest::sign(w, 1, &Operation::Bond { amount: 1_000_000 }))
-        .collect();
-    for applied in ledger.execute_batch(&bonds).expect("bond") {
-        applied.expect("bonded");
-    }
-    (ledger, workers)
-}
 
 fn credits(workers: &[Identity], round: u64) -> Vec<ProofCredit> {
     workers
@@ -62,7 +25,7 @@ fn credits(workers: &[Identity], round: u64) -> Vec<ProofCredit> {
 
 fn hosting(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, workers) = ledger(dir.path());
+    let (ledger, workers) = bonded_workers(dir.path(), WORKERS, 7);
     let mut group = c.benchmark_group("hosting");
     group.sample_size(20);
 

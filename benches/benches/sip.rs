@@ -5,44 +5,11 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dualrig_benches::process_cpu;
-use dualrig_coordinator::ledger::{
-    Genesis, GenesisAccount, Ledger, LedgerConfig, Operation, Receipt, SignedRequest,
-};
+use dualrig_benches::{bonded_workers, process_cpu};
+use dualrig_coordinator::ledger::{Operation, Receipt, SignedRequest};
 use dualrig_proto::identity::Identity;
 
 const WORKERS: usize = 1_000;
-
-/// A ledger on disk with `WORKERS` workers, each with the least stake bonded and 9 tokens left.
-fn ledger(dir: &std::path::Path) -> (Ledger, Vec<Identity>) {
-    let workers: Vec<Identity> = (0..WORKERS)
-        .map(|i| {
-            let mut secret = [9u8; 32];
-            secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            Identity::from_secret(secret)
-        })
-        .collect();
-    let genesis = Genesis::new(
-        workers
-            .iter()
-            .map(|w| GenesisAccount {
-                id: w.id(),
-                balance: 10_000_000,
-            })
-            .collect(),
-    )
-    .expect("genesis");
-    let ledger =
-        Ledger::open(&dir.join("ledger.db"), LedgerConfig::default(), &genesis).expect("ledger");
-    let bonds: Vec<SignedRequest> = workers
-        .iter()
-        .map(|w| SignedRequest::sign(w, 1, &Operation::Bond { amount: 1_000_000 }))
-        .collect();
-    for applied in ledger.execute_batch(&bonds).expect("bond") {
-        applied.expect("bonded");
-    }
-    (ledger, workers)
-}
 
 fn buy(worker: &Identity, nonce: u64, amount: u64) -> SignedRequest {
     SignedRequest::sign(
@@ -56,23 +23,26 @@ fn buy(worker: &Identity, nonce: u64, amount: u64) -> SignedRequest {
     )
 }
 
+/// CPU time of `iters` ledger rounds, the rounds only.
+fn rounds_cpu(ledger: &dualrig_coordinator::ledger::Ledger, iters: u64) -> Duration {
+    let mut spent = Duration::ZERO;
+    for _ in 0..iters {
+        let start = process_cpu();
+        ledger.advance_round().expect("round");
+        spent += process_cpu() - start;
+    }
+    spent
+}
+
 fn sip(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, workers) = ledger(dir.path());
+    let (ledger, workers) = bonded_workers(dir.path(), WORKERS, 9);
     let mut group = c.benchmark_group("sip");
     group.sample_size(20);
 
     // Rounds with nothing to bleed: what advance_round costs without the SIP.
     group.bench_function("round_no_weight_cpu", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let start = process_cpu();
-                ledger.advance_round().expect("round");
-                spent += process_cpu() - start;
-            }
-            spent
-        })
+        b.iter_custom(|iters| rounds_cpu(&ledger, iters))
     });
 
     // Every worker buys weight for itself in one batch; then each round bleeds all 1,000.
@@ -82,12 +52,7 @@ fn sip(c: &mut Criterion) {
     }
     group.bench_function("round_bleeding_1000_workers_cpu", |b| {
         b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let start = process_cpu();
-                ledger.advance_round().expect("round");
-                spent += process_cpu() - start;
-            }
+            let spent = rounds_cpu(&ledger, iters);
             assert_eq!(ledger.eligible_workers().expect("eligible").len(), WORKERS);
             spent
         })

@@ -2,26 +2,9 @@
 //! what the owner, a member and a stranger each see.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{CoordinatorProcess, RunningWorker, wait_for_idle_workers};
-
-/// Runs `dualrig --coordinator URL --key KEY ARGS…`; success, stdout and stderr.
-fn dualrig(url: &str, key: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dualrig"))
-        .args(["--coordinator", url, "--key"])
-        .arg(key)
-        .args(args)
-        .env("HOME", key.parent().expect("key dir"))
-        .output()
-        .expect("run dualrig");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::{CoordinatorProcess, RunningWorker, dualrig, wait_for_idle_workers};
 
 fn ok(url: &str, key: &Path, args: &[&str]) -> String {
     let (ok, stdout, stderr) = dualrig(url, key, args);

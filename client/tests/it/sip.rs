@@ -1,25 +1,7 @@
 //! `dualrig sip` through the real binary against a real coordinator: the status it prints, and a
 //! purchase by a key with no stake refused with the reason, the SIP unchanged.
 
-use std::path::Path;
-use std::process::Command;
-
-use crate::support::CoordinatorProcess;
-
-fn dualrig(url: &str, key: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dualrig"))
-        .args(["--coordinator", url, "--key"])
-        .arg(key)
-        .args(args)
-        .env("HOME", key.parent().expect("key dir"))
-        .output()
-        .expect("run dualrig");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::{CoordinatorProcess, dualrig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_status_prints_the_pool_and_a_purchase_without_stake_is_refused() {

@@ -247,3 +247,19 @@ pub fn tree_hashes(dir: &Path) -> Vec<(PathBuf, String)> {
     found.sort();
     found
 }
+
+/// Runs `dualrig --coordinator URL --key KEY ARGS…`; success, stdout and stderr.
+pub fn dualrig(url: &str, key: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dualrig"))
+        .args(["--coordinator", url, "--key"])
+        .arg(key)
+        .args(args)
+        .env("HOME", key.parent().expect("key dir"))
+        .output()
+        .expect("run dualrig");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -188,3 +188,34 @@ pub(super) fn redeem_op(ticket: SignedTicket, recipient_rand: [u8; 32]) -> Opera
 pub(super) fn open_again(path: &Path) -> Ledger {
     Ledger::open(path, CONFIG, &Genesis::empty()).expect("reopen")
 }
+
+/// A ledger file at `path` as version 2 left it: its tables, the slash evidence columns, the `meta`
+/// values `meta` (the schema version is set) and the accounts `balances`.
+pub(super) fn version_2_ledger(path: &Path, meta: &[(&str, u64)], balances: &[(&Identity, u64)]) {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let tx = conn.unchecked_transaction().expect("tx");
+    tx.execute_batch(super::schema::TABLES_V1_FOR_TESTS)
+        .expect("v1 tables");
+    tx.execute_batch(super::schema::SLASH_EVIDENCE_BY_HASH_FOR_TESTS)
+        .expect("v2 columns");
+    tx.execute("INSERT INTO meta (key, value) VALUES ('schema', 2)", [])
+        .expect("version");
+    for (key, value) in meta {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            rusqlite::params![key, i64::try_from(*value).expect("fits")],
+        )
+        .expect("meta");
+    }
+    for (who, balance) in balances {
+        tx.execute(
+            "INSERT INTO accounts (id, balance) VALUES (?1, ?2)",
+            rusqlite::params![
+                who.id().as_bytes().to_vec(),
+                i64::try_from(*balance).expect("fits")
+            ],
+        )
+        .expect("account");
+    }
+    tx.commit().expect("commit");
+}

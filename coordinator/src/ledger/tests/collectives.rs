@@ -195,28 +195,8 @@ fn a_version_2_ledger_gains_collectives_and_keeps_its_accounts() {
     let (owner, member) = (actor(1), actor(2));
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("ledger.db");
-    // A ledger as version 2 left it: its tables, the slash evidence columns, an account.
-    {
-        let conn = rusqlite::Connection::open(&path).expect("open");
-        let tx = conn.unchecked_transaction().expect("tx");
-        tx.execute_batch(super::super::schema::TABLES_V1_FOR_TESTS)
-            .expect("v1 tables");
-        tx.execute_batch(super::super::schema::SLASH_EVIDENCE_BY_HASH_FOR_TESTS)
-            .expect("v2 columns");
-        tx.execute("INSERT INTO meta (key, value) VALUES ('schema', 2)", [])
-            .expect("version");
-        tx.execute("INSERT INTO meta (key, value) VALUES ('genesis', 700)", [])
-            .expect("genesis");
-        tx.execute(
-            "INSERT INTO accounts (id, balance) VALUES (?1, 400), (?2, 300)",
-            rusqlite::params![
-                owner.id().as_bytes().to_vec(),
-                member.id().as_bytes().to_vec()
-            ],
-        )
-        .expect("accounts");
-        tx.commit().expect("commit");
-    }
+    // A ledger as version 2 left it, with two accounts.
+    version_2_ledger(&path, &[("genesis", 700)], &[(&owner, 400), (&member, 300)]);
     let ledger = Ledger::open(&path, CONFIG, &genesis(&[])).expect("upgrades");
     let h = Harness { ledger, _dir: None };
     assert_eq!(h.ledger.balance(&owner.id()).expect("balance"), 400);

@@ -591,32 +591,18 @@ fn an_upgraded_ledger_counts_the_stake_bonded_before_the_upgrade() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("ledger.db");
     // A ledger as version 2 left it, in round 5, with a bond and no stake history.
-    {
-        let conn = rusqlite::Connection::open(&path).expect("open");
-        let tx = conn.unchecked_transaction().expect("tx");
-        tx.execute_batch(super::super::schema::TABLES_V1_FOR_TESTS)
-            .expect("v1 tables");
-        tx.execute_batch(super::super::schema::SLASH_EVIDENCE_BY_HASH_FOR_TESTS)
-            .expect("v2 columns");
-        tx.execute_batch(
-            "INSERT INTO meta (key, value) VALUES ('schema', 2), ('genesis', 1000), ('round', 5)",
-        )
-        .expect("meta");
-        tx.execute(
-            "INSERT INTO accounts (id, balance) VALUES (?1, 700), (?2, 100)",
-            rusqlite::params![
-                staker.id().as_bytes().to_vec(),
-                proposer.id().as_bytes().to_vec()
-            ],
-        )
-        .expect("accounts");
-        tx.execute(
+    version_2_ledger(
+        &path,
+        &[("genesis", 1000), ("round", 5)],
+        &[(&staker, 700), (&proposer, 100)],
+    );
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .execute(
             "INSERT INTO bonds (worker, delegator, amount) VALUES (?1, ?1, 200)",
             rusqlite::params![staker.id().as_bytes().to_vec()],
         )
         .expect("bond");
-        tx.commit().expect("commit");
-    }
     let ledger = Ledger::open(&path, CONFIG, &genesis(&[])).expect("upgrades");
     let h = Harness { ledger, _dir: None };
     assert_eq!(h.ledger.stake_at(&staker.id(), 5).expect("stake"), 200);
