@@ -67,6 +67,37 @@ async fn put_for(
     panic!("the workers never reported room for the blob");
 }
 
+/// Collective "films" under [`rules`], owned by `owner`, holding `bytes` put for it; their root.
+async fn films_with(
+    client: &DualrigClient,
+    dir: &Path,
+    owner: &Identity,
+    bytes: &[u8],
+) -> [u8; 32] {
+    client
+        .execute(
+            owner,
+            Operation::CreateCollective {
+                name: "films".into(),
+                rules: rules(),
+            },
+        )
+        .await
+        .expect("create");
+    let root = put_for(client, dir, bytes, Some("films")).await;
+    client
+        .execute(
+            owner,
+            Operation::AddToCollective {
+                name: "films".into(),
+                root,
+            },
+        )
+        .await
+        .expect("add");
+    root
+}
+
 /// A signed Get of the whole of `root` as a hostile peer builds it from the .proto.
 async fn signed_get(
     api: &mut CoordinatorClient<tonic::transport::Channel>,
@@ -144,28 +175,8 @@ async fn only_members_fetch_within_their_allotment_and_leaving_ends_access() {
     let _holder = RunningWorker::start(&coordinator.url).await;
     wait_for_workers(&client, 1).await;
 
-    client
-        .execute(
-            &owner,
-            Operation::CreateCollective {
-                name: "films".into(),
-                rules: rules(),
-            },
-        )
-        .await
-        .expect("create");
     let bytes: Vec<u8> = (0..BLOB).map(|i| (i * 7 % 251) as u8).collect();
-    let root = put_for(&client, dir.path(), &bytes, Some("films")).await;
-    client
-        .execute(
-            &owner,
-            Operation::AddToCollective {
-                name: "films".into(),
-                root,
-            },
-        )
-        .await
-        .expect("add");
+    let root = films_with(&client, dir.path(), &owner, &bytes).await;
     let mut api = client.api();
 
     // Nobody outside the collective gets a byte: anonymous or signed, the stake to join is named.
@@ -695,28 +706,8 @@ async fn paying_opens_no_collective_to_a_stranger_and_spares_a_members_allotment
     })
     .await;
     wait_for_workers(&client, 1).await;
-    client
-        .execute(
-            &owner,
-            Operation::CreateCollective {
-                name: "films".into(),
-                rules: rules(),
-            },
-        )
-        .await
-        .expect("create");
     let bytes: Vec<u8> = (0..BLOB).map(|i| (i * 11 % 253) as u8).collect();
-    let root = put_for(&client, dir.path(), &bytes, Some("films")).await;
-    client
-        .execute(
-            &owner,
-            Operation::AddToCollective {
-                name: "films".into(),
-                root,
-            },
-        )
-        .await
-        .expect("add");
+    let root = films_with(&client, dir.path(), &owner, &bytes).await;
     client
         .execute(
             &member,
