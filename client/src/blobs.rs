@@ -45,17 +45,7 @@ struct Fetched {
     failure: Option<String>,
 }
 
-/// A blob id from its hex form (as `b3sum` prints it).
-pub fn parse_root(text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(text.trim())
-        .map_err(|e| format!("'{text}' is not a blob root (64 hex digits): {e}"))?;
-    bytes.try_into().map_err(|b: Vec<u8>| {
-        format!(
-            "'{text}' is not a blob root: {} bytes where a root has 32 (64 hex digits)",
-            b.len()
-        )
-    })
-}
+pub use dualrig_proto::proof::parse_root;
 
 /// What a Put did.
 #[derive(Debug, Clone)]

@@ -26,6 +26,18 @@ use blake3::hazmat::{
 pub use challenge::{CHALLENGE_CONTEXT, catch_probability, challenge_indices, rounds_to_catch};
 pub use wire::{PROOF_WIRE_VERSION, encoded_len};
 
+/// A blob id from its hex form (as `b3sum` prints it).
+pub fn parse_root(text: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(text.trim())
+        .map_err(|e| format!("'{text}' is not a blob root (64 hex digits): {e}"))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        format!(
+            "'{text}' is not a blob root: {} bytes where a root has 32 (64 hex digits)",
+            b.len()
+        )
+    })
+}
+
 /// BLAKE3's chunk length.
 pub const CHUNK_LEN: usize = 1024;
 /// Bytes of an outboard's length header.

@@ -255,7 +255,7 @@ impl WorkerConfig {
                 .map_err(|e| format!("--host-collective: {e}"))?;
         }
         for root in &self.host_roots {
-            crate::pull::parse_root(root).map_err(|e| format!("host {root:?}: {e}"))?;
+            dualrig_proto::proof::parse_root(root).map_err(|e| format!("host {root:?}: {e}"))?;
         }
         if !(self.coordinator.starts_with("http://") || self.coordinator.starts_with("https://")) {
             return Err(format!(

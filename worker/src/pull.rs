@@ -24,17 +24,6 @@ use crate::hosting::Hosting;
 /// Time between passes over the hosted collectives.
 pub const PULL_INTERVAL: Duration = Duration::from_secs(5);
 
-/// A blob root as the worker's settings write it: 64 hex digits.
-pub fn parse_root(text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(text).map_err(|_| "a root is 64 hex digits".to_owned())?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-        format!(
-            "a root is 64 hex digits (32 bytes), this is {} bytes",
-            bytes.len()
-        )
-    })
-}
-
 /// Pulls the blobs a worker chose to host: whole collectives, and single blobs by root.
 #[derive(Debug)]
 pub struct Puller {
@@ -58,7 +47,7 @@ impl Puller {
         let roots = roots
             .iter()
             .filter_map(|r| {
-                parse_root(r)
+                dualrig_proto::proof::parse_root(r)
                     .inspect_err(|why| warn!(root = %r, %why, "not hosting it"))
                     .ok()
             })
