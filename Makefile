@@ -5,7 +5,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := pkg-config clang libclang-dev protobuf-compiler \
 	libavcodec-dev libavformat-dev libavfilter-dev libavdevice-dev libavutil-dev \
-	libswscale-dev libswresample-dev ffmpeg b3sum mesa-vulkan-drivers libvulkan1 bc curl chromium
+	libswscale-dev libswresample-dev ffmpeg b3sum mesa-vulkan-drivers libvulkan1 bc curl chromium \
+	postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The GPU kernels run on Mesa's software Vulkan (lavapipe) where there is no GPU.
@@ -63,6 +64,8 @@ test: tool-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --no-fail-fast
+	# The ledger and blob index suites again, on a throwaway PostgreSQL server.
+	./scripts/with-postgres $(CARGO) test -p dualrig-coordinator --lib --no-fail-fast -- db:: ledger:: storage::index
 
 demo: release tool-deps
 	./scripts/demo.sh

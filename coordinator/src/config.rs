@@ -33,6 +33,7 @@ pub enum ConfigError {
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
     pub max_segment_bytes: Option<u64>,
     pub max_attempts: Option<u32>,
@@ -111,6 +112,9 @@ impl FileConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The PostgreSQL database that holds the ledger and the blob index, which several coordinators
+    /// may share (`--database-url`). Without it both are SQLite files in `data_dir`.
+    pub database_url: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
     /// Largest segment a client may upload.
     pub max_segment_bytes: u64,
@@ -204,6 +208,7 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
             data_dir,
+            database_url: None,
             metrics_addr: None,
             max_segment_bytes: dualrig_proto::DEFAULT_MAX_SEGMENT_BYTES,
             max_attempts: 3,
@@ -273,6 +278,15 @@ impl Config {
         self.data_dir.join("ledger.db")
     }
 
+    /// The ledger's place as messages name it: the SQLite file, or the database URL without its
+    /// password.
+    pub fn ledger_shown(&self) -> PathBuf {
+        match &self.database_url {
+            Some(url) => PathBuf::from(shown_url(url)),
+            None => self.ledger_path(),
+        }
+    }
+
     /// Applies the file's settings over these.
     pub fn merge_file(&mut self, file: FileConfig) -> Result<(), ConfigError> {
         if let Some(v) = file.listen {
@@ -280,6 +294,9 @@ impl Config {
         }
         if let Some(v) = file.data_dir {
             self.data_dir = v;
+        }
+        if file.database_url.is_some() {
+            self.database_url = file.database_url;
         }
         if file.metrics_addr.is_some() {
             self.metrics_addr = file.metrics_addr;
@@ -455,6 +472,15 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "--database-url {} is not a PostgreSQL URL such as postgres://user@host:5432/dualrig \
+                 (without it the ledger and blob index are SQLite files in --data-dir)",
+                shown_url(url)
+            )));
+        }
         self.validate_sip()?;
         if self.download_fee_share_ppm > 1_000_000 {
             return Err(ConfigError::Invalid(format!(
@@ -643,6 +669,20 @@ pub fn held_back_percent(steps: &[u32]) -> Result<[u32; HELD_BACK_STEPS], Config
         *slot = p * 10_000;
     }
     Ok(ppm)
+}
+
+/// A database URL fit for logs and errors: a password in it is replaced by `…`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _password)) => format!("{scheme}://{name}:…@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -844,5 +884,21 @@ capacity_bonus_per_byte = 3
             let err = config.validate().expect_err("refused");
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn a_database_url_is_postgresql_and_its_password_never_shows() {
+        assert_eq!(
+            shown_url("postgres://dualrig:hunter2@db:5432/ledger"),
+            "postgres://dualrig:…@db:5432/ledger"
+        );
+        assert_eq!(shown_url("postgres://db/ledger"), "postgres://db/ledger");
+        let mut config = Config::local(PathBuf::from("d"));
+        config.database_url = Some("mysql://root:secret@db/x".into());
+        let refused = config.validate().expect_err("not PostgreSQL").to_string();
+        assert!(refused.contains("PostgreSQL URL"), "{refused}");
+        assert!(!refused.contains("secret"), "{refused}");
+        config.database_url = Some("postgresql://dualrig@db/x".into());
+        config.validate().expect("a PostgreSQL URL");
     }
 }

@@ -25,6 +25,7 @@ mod genesis;
 mod governance;
 mod group;
 mod hosting;
+mod lease;
 mod schema;
 mod sip;
 mod snapshot;
@@ -35,11 +36,12 @@ mod store;
 mod tests;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dualrig_proto::identity::PublicId;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::db::{Backend, Connection, Store};
 
 pub use broker::{Redemption, SenderAccount};
 pub use capacity::{CapacityBonus, Redirect};
@@ -58,6 +60,7 @@ pub use hosting::{
     HELD_BACK_STEPS, HostingRound, HostingRules, Payout, ProofCredit, Statement, WorkerShare,
     held_amount, split,
 };
+pub use lease::ROUND_CLOCK;
 pub use sip::{Bleed, Curve, Quote, SipFlow, SipRules, SipStatus, Source as SipSource};
 pub use snapshot::LedgerSnapshot;
 pub use stake::{SlashFraction, SlashNote, SlashRecord, StoredEvidence, UnbondingEntry};
@@ -162,7 +165,7 @@ pub struct EligibleWorker {
 /// A handle on the ledger database. `Send + Sync`; share it in an `Arc`.
 #[derive(Debug)]
 pub struct Ledger {
-    conn: Mutex<Connection>,
+    store: Store,
     config: LedgerConfig,
 }
 
@@ -170,31 +173,53 @@ impl Ledger {
     /// Opens (creating when absent) the ledger at `path`. `genesis` is applied if and only if the
     /// database has never had one; on later runs it is ignored.
     pub fn open(path: &Path, config: LedgerConfig, genesis: &Genesis) -> Result<Self, LedgerError> {
-        let conn = Connection::open(path)?;
-        Self::init(conn, config, genesis, true)
+        Self::open_sqlite(rusqlite::Connection::open(path)?, config, genesis, true)
     }
 
     /// A ledger that lives in memory only, for tests and simulations.
     pub fn open_in_memory(config: LedgerConfig, genesis: &Genesis) -> Result<Self, LedgerError> {
-        Self::init(Connection::open_in_memory()?, config, genesis, false)
+        Self::open_sqlite(
+            rusqlite::Connection::open_in_memory()?,
+            config,
+            genesis,
+            false,
+        )
     }
 
-    fn init(
-        mut conn: Connection,
+    /// Opens (creating its tables when absent) the ledger in the PostgreSQL database at `url`, which
+    /// several coordinators may share. `genesis` is applied once, by whichever coordinator comes first.
+    pub fn open_postgres(
+        url: &str,
+        config: LedgerConfig,
+        genesis: &Genesis,
+    ) -> Result<Self, LedgerError> {
+        Self::init(Store::postgres(url)?, config, genesis)
+    }
+
+    fn open_sqlite(
+        conn: rusqlite::Connection,
         config: LedgerConfig,
         genesis: &Genesis,
         durable: bool,
     ) -> Result<Self, LedgerError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         schema::configure(&conn, durable)?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        schema::create(&tx)?;
-        schema::apply_genesis_once(&tx, genesis)?;
-        tx.commit()?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-            config,
-        })
+        Self::init(Store::sqlite(conn), config, genesis)
+    }
+
+    fn init(store: Store, config: LedgerConfig, genesis: &Genesis) -> Result<Self, LedgerError> {
+        store.exclusive(|| {
+            store.write(|tx| {
+                schema::create(tx)?;
+                schema::apply_genesis_once(tx, genesis)
+            })
+        })?;
+        Ok(Self { store, config })
+    }
+
+    /// Which database holds this ledger.
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
     }
 
     pub fn config(&self) -> &LedgerConfig {
@@ -213,33 +238,21 @@ impl Ledger {
             .map_err(|e| LedgerError::Task(e.to_string()))?
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic inside a transaction drops it, which rolls it back: the connection is still sound.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `f` in one write transaction, committed if `f` succeeds and rolled back otherwise.
+    /// Runs `f` in one write transaction, committed if `f` succeeds and rolled back otherwise. On
+    /// PostgreSQL `f` may run more than once (see [`Store::write`]); it acts only on the transaction.
     fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>, &LedgerConfig) -> Result<T, LedgerError>,
+        mut f: impl FnMut(&Connection<'_>, &LedgerConfig) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx, &self.config)?;
-        tx.commit()?;
-        Ok(out)
+        self.store.write(|tx| f(tx, &self.config))
     }
 
     /// Runs `f` in one read transaction, so it sees a single consistent state.
     fn read<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>, &LedgerConfig) -> Result<T, LedgerError>,
+        f: impl FnOnce(&Connection<'_>, &LedgerConfig) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        f(&tx, &self.config)
+        self.store.read(|tx| f(tx, &self.config))
     }
 
     /// Checks and applies an account's signed request.
@@ -248,7 +261,7 @@ impl Ledger {
     /// `recipient_rand` and its win) are checked before the write lock is taken.
     pub fn execute(&self, request: &SignedRequest) -> Result<Receipt, LedgerError> {
         let operation = check_stateless(request)?;
-        self.write(|tx, config| apply(tx, config, request, operation))
+        self.write(|tx, config| apply(tx, config, request, operation.clone()))
     }
 
     /// [`Self::execute`] for many requests in one transaction: one fsync for all (group commit).
@@ -265,48 +278,67 @@ impl Ledger {
         &self,
         requests: Vec<Result<Checked, LedgerError>>,
     ) -> Result<Vec<Applied>, LedgerError> {
-        self.write(|tx, config| {
+        // Refusals stay outside the transaction, which on PostgreSQL may run more than once.
+        let applied = self.write(|tx, config| {
             let round = store::round(tx)?;
             let mut out = Vec::with_capacity(requests.len());
-            for checked in requests {
-                let outcome = match checked {
-                    Err(e) => Err(e),
-                    Ok(checked) => {
-                        tx.execute_batch("SAVEPOINT request")?;
-                        match apply(tx, config, &checked.request, checked.operation) {
-                            Ok(receipt) => {
-                                tx.execute_batch("RELEASE request")?;
-                                Ok((receipt, round))
-                            }
-                            Err(e) => {
-                                tx.execute_batch("ROLLBACK TO request; RELEASE request")?;
-                                Err(e)
-                            }
-                        }
+            for checked in &requests {
+                let Ok(checked) = checked else {
+                    out.push(None);
+                    continue;
+                };
+                tx.execute_batch("SAVEPOINT request")?;
+                let outcome = match apply(tx, config, &checked.request, checked.operation.clone()) {
+                    Ok(receipt) => {
+                        tx.execute_batch("RELEASE request")?;
+                        Ok((receipt, round))
+                    }
+                    Err(e) => {
+                        tx.execute_batch("ROLLBACK TO request; RELEASE request")?;
+                        Err(e)
                     }
                 };
-                out.push(outcome);
+                out.push(Some(outcome));
             }
             Ok(out)
-        })
+        })?;
+        Ok(requests
+            .into_iter()
+            .zip(applied)
+            .map(|(checked, outcome)| match (checked, outcome) {
+                (Err(refused), _) => Err(refused),
+                (Ok(_), Some(outcome)) => outcome,
+                (Ok(_), None) => Err(LedgerError::Task("a request was not applied".into())),
+            })
+            .collect())
     }
 
     /// Starts the next round and returns its number. Mining weight bleeds back to the SIP's curve;
     /// every proposal whose voting period ended with the last round is tallied, and executed once.
     pub fn advance_round(&self) -> Result<u64, LedgerError> {
+        self.write(advance)
+    }
+
+    /// [`Self::advance_round`] by the coordinator `holder`, if it holds the round clock's lease at
+    /// `now_unix` (taking or renewing it for `lease_secs`); `None`, with nothing changed, while another
+    /// coordinator's lease runs. Coordinators sharing one database all tick; one advances.
+    pub fn advance_round_leased(
+        &self,
+        holder: &PublicId,
+        now_unix: u64,
+        lease_secs: u64,
+    ) -> Result<Option<u64>, LedgerError> {
         self.write(|tx, config| {
-            let next = store::round(tx)?
-                .checked_add(1)
-                .ok_or(LedgerError::Overflow { what: "round" })?;
-            store::set_round(tx, next)?;
-            broker::prune_reserve_rounds(tx, next)?;
-            downloads::prune_forwarded(tx, next, config.unlock_rounds)?;
-            hosting::release_due(tx, next)?;
-            collective::prune_usage(tx, next)?;
-            sip::bleed(tx, &config.sip)?;
-            governance::tally_due(tx, config, next)?;
-            Ok(next)
+            if !lease::hold(tx, ROUND_CLOCK, holder, now_unix, lease_secs)? {
+                return Ok(None);
+            }
+            advance(tx, config).map(Some)
         })
+    }
+
+    /// Who holds the round clock's lease, and until when (seconds since the epoch).
+    pub fn round_clock_holder(&self) -> Result<Option<(PublicId, u64)>, LedgerError> {
+        self.read(|tx, _| lease::holder(tx, ROUND_CLOCK))
     }
 
     /// Moves `fraction` of `worker`'s bonded, delegated and unbonding stake to the pool, records
@@ -694,8 +726,24 @@ impl Ledger {
 
     /// Rows this handle has inserted, updated or deleted since it was opened (a metrics counter).
     pub fn rows_written(&self) -> u64 {
-        self.lock().total_changes()
+        self.store.rows_written()
     }
+}
+
+/// Starts the next round: reserves, forwarded tickets and usage age out, held-back rewards come due,
+/// mining weight bleeds, and proposals whose vote ended are tallied.
+fn advance(tx: &Connection<'_>, config: &LedgerConfig) -> Result<u64, LedgerError> {
+    let next = store::round(tx)?
+        .checked_add(1)
+        .ok_or(LedgerError::Overflow { what: "round" })?;
+    store::set_round(tx, next)?;
+    broker::prune_reserve_rounds(tx, next)?;
+    downloads::prune_forwarded(tx, next, config.unlock_rounds)?;
+    hosting::release_due(tx, next)?;
+    collective::prune_usage(tx, next)?;
+    sip::bleed(tx, &config.sip)?;
+    governance::tally_due(tx, config, next)?;
+    Ok(next)
 }
 
 /// A signed request whose stateless checks passed ([`check_stateless`]), ready for a transaction.
@@ -730,7 +778,7 @@ fn check_stateless(request: &SignedRequest) -> Result<Operation, LedgerError> {
 
 /// Applies a checked request inside a write transaction (or a savepoint of one).
 fn apply(
-    tx: &rusqlite::Connection,
+    tx: &Connection<'_>,
     config: &LedgerConfig,
     request: &SignedRequest,
     operation: Operation,

@@ -7,6 +7,7 @@
 //! [`ledger`] holds accounts and stake; [`stakes`] carries stake to the pool, which draws workers by it.
 
 pub mod config;
+pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod evidence;

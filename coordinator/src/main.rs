@@ -38,6 +38,10 @@ struct Args {
     /// Directory for the coordinator's key, its ledger (`ledger.db`) and staged files.
     #[arg(long, env = "DUALRIG_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL database for the ledger and the blob index, shared by several coordinators
+    /// (postgres://user@host:5432/db). Without it both are SQLite files in the data dir.
+    #[arg(long, env = "DUALRIG_DATABASE_URL")]
+    database_url: Option<String>,
     /// Address to serve Prometheus metrics on (off when absent).
     #[arg(long, env = "DUALRIG_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
@@ -212,6 +216,9 @@ impl Args {
         }
         if let Some(v) = self.data_dir {
             config.data_dir = v;
+        }
+        if self.database_url.is_some() {
+            config.database_url = self.database_url;
         }
         if self.metrics_addr.is_some() {
             config.metrics_addr = self.metrics_addr;

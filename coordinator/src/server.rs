@@ -78,7 +78,10 @@ impl Coordinator {
                 Arc::clone(&ledger),
             )
             .map_err(|source| StartError::BlobIndex {
-                path: config.blob_index_path(),
+                path: match &config.database_url {
+                    Some(url) => std::path::PathBuf::from(crate::config::shown_url(url)),
+                    None => config.blob_index_path(),
+                },
                 source,
             })?,
         );
@@ -141,6 +144,7 @@ impl Coordinator {
         let reflection = reflection().build_v1()?;
         let (stop_rounds, rounds_stopped) = oneshot::channel();
         let rounds = tokio::spawn(run_rounds(
+            self.identity.id(),
             Arc::clone(&self.ledger),
             Arc::clone(&self.pool),
             self.round,
@@ -206,18 +210,23 @@ fn clean_scratch(config: &Config) {
     }
 }
 
-/// Opens `DATA_DIR/ledger.db`, applying the genesis file only when the ledger is new.
+/// Opens `DATA_DIR/ledger.db` (or the ledger in `--database-url`), applying the genesis file only when
+/// the ledger is new.
 async fn open_ledger(config: &Config) -> Result<Arc<Ledger>, StartError> {
-    let path = config.ledger_path();
+    let path = config.ledger_shown();
     let genesis = config.genesis.clone();
     let rules = config.ledger_config();
-    let at = path.clone();
+    let at = config.ledger_path();
+    let url = config.database_url.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let genesis = match &genesis {
             Some(file) => Genesis::load(file)?,
             None => Genesis::empty(),
         };
-        Ledger::open(&at, rules, &genesis)
+        match &url {
+            Some(url) => Ledger::open_postgres(url, rules, &genesis),
+            None => Ledger::open(&at, rules, &genesis),
+        }
     })
     .await
     .map_err(|e| LedgerError::Task(e.to_string()))
@@ -228,7 +237,14 @@ async fn open_ledger(config: &Config) -> Result<Arc<Ledger>, StartError> {
 }
 
 /// Advances the ledger one round every `round` until `stop`, and refreshes the pool's view of stake.
+/// Rounds the round clock's lease outlives its holder's last tick: a coordinator that dies is replaced as
+/// the clock within this many rounds (plus one tick of the next).
+pub const ROUND_LEASE_ROUNDS: u32 = 3;
+
+/// Every coordinator ticks; the one holding the round clock's lease advances the round (see
+/// `Ledger::advance_round_leased`), so coordinators sharing one database move it once per round.
 async fn run_rounds(
+    me: dualrig_proto::identity::PublicId,
     ledger: Arc<Ledger>,
     pool: Arc<WorkerPool>,
     round: std::time::Duration,
@@ -248,11 +264,23 @@ async fn run_rounds(
             _ = &mut stop => return,
             _ = ticks.tick() => {}
         }
-        match ledger.call(|l| l.advance_round()).await {
-            Ok(n) => {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let lease_secs = (round * ROUND_LEASE_ROUNDS).as_secs().max(1);
+        match ledger
+            .call(move |l| l.advance_round_leased(&me, now, lease_secs))
+            .await
+        {
+            Ok(Some(n)) => {
                 crate::metrics::ledger_round(n);
                 tracing::debug!(round = n, "ledger round");
             }
+            Ok(None) => match ledger.call(|l| l.round()).await {
+                // Another coordinator holds the clock; show the round it moved to.
+                Ok(n) => crate::metrics::ledger_round(n),
+                Err(e) => tracing::error!(error = %e, "cannot read the ledger round"),
+            },
             Err(e) => tracing::error!(error = %e, "ledger round did not advance"),
         }
         crate::stakes::refresh(&ledger, &pool).await;

@@ -111,7 +111,10 @@ impl BlobService {
             config.max_staged_blob_bytes,
             config.max_staged_blob_bytes_per_client,
         );
-        let index = Arc::new(BlobIndex::open(&config.blob_index_path())?);
+        let index = Arc::new(match &config.database_url {
+            Some(url) => BlobIndex::open_postgres(url)?,
+            None => BlobIndex::open(&config.blob_index_path())?,
+        });
         let config_surge = config.surge;
         Ok(Self {
             config,

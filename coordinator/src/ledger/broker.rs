@@ -7,9 +7,9 @@
 //! by stake; only they may claim from a reserve. A ticket that is paid in part is spent; one that
 //! cannot be paid anything is refused and stays redeemable later.
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::ticket::{SignedTicket, TicketError};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::stake;
 use super::store::{self, from_db, nonzero, to_db};
@@ -283,7 +283,7 @@ pub(super) fn redeem(
     match inserted {
         Ok(_) => {}
         // The check above makes this unreachable within one transaction; the key is the backstop.
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+        Err(e) if e.is_unique_violation() => {
             return Err(LedgerError::AlreadyRedeemed { ticket_hash });
         }
         Err(e) => return Err(e.into()),

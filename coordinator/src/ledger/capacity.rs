@@ -7,8 +7,8 @@
 //! is the round after the one it was set in), so a change, opting out included, takes effect next
 //! round. Every amount redirected (`redirected`) and every bonus (`capacity_bonuses`) has its row.
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::identity::PublicId;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::{self, from_db, id_from_db, to_db};
 use super::{LedgerConfig, LedgerError, hosting};
@@ -135,7 +135,9 @@ pub(super) fn share_at(
 pub(super) fn redirect_of(conn: &Connection, account: &PublicId) -> Result<Redirect, LedgerError> {
     let round = store::round(conn)?;
     let redirected: i64 = conn
-        .prepare_cached("SELECT COALESCE(SUM(amount), 0) FROM redirected WHERE account = ?1")?
+        .prepare_cached(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM redirected WHERE account = ?1",
+        )?
         .query_row(params![account.as_bytes()], |r| r.get(0))?;
     Ok(Redirect {
         share_ppm: share_at(conn, account, round)?,
@@ -165,7 +167,7 @@ pub(super) fn divert(
     set_fund(conn, now)?;
     conn.prepare_cached(
         "INSERT INTO redirected (round, account, source, amount) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (round, account, source) DO UPDATE SET amount = amount + excluded.amount",
+         ON CONFLICT (round, account, source) DO UPDATE SET amount = redirected.amount + excluded.amount",
     )?
     .execute(params![
         to_db("round", round)?,

@@ -4,10 +4,10 @@
 //! `WithdrawUnbonded` like unbonded stake. [`admit_get`] is the one place a member's Get is counted
 //! against its allotment.
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::access::check_name;
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::ledger_request::CollectiveRules;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::{self, from_db, id_from_db, to_db};
 use super::{LedgerConfig, LedgerError};
@@ -47,7 +47,7 @@ fn name_ok(name: &str) -> Result<(), LedgerError> {
     check_name(name).map_err(LedgerError::CollectiveName)
 }
 
-fn rules_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<(i64, i64, i64, i64)> {
+fn rules_of(r: &crate::db::Row, at: usize) -> Result<(i64, i64, i64, i64), crate::db::DbError> {
     Ok((r.get(at)?, r.get(at + 1)?, r.get(at + 2)?, r.get(at + 3)?))
 }
 
@@ -151,7 +151,7 @@ pub(super) fn add(
     }
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO collective_blobs (collective, root) VALUES (?1, ?2)",
+            "INSERT INTO collective_blobs (collective, root) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         )?
         .execute(params![name, &root[..]])?;
     if inserted == 0 {
@@ -305,7 +305,7 @@ pub(super) fn collective(conn: &Connection, name: &str) -> Result<Collective, Le
     let (owner, rules) = rules(conn, name)?;
     let (members, stake_locked): (i64, i64) = conn
         .prepare_cached(
-            "SELECT COUNT(*), COALESCE(SUM(stake), 0) FROM collective_members WHERE collective = ?1",
+            "SELECT COUNT(*), CAST(COALESCE(SUM(stake), 0) AS BIGINT) FROM collective_members WHERE collective = ?1",
         )?
         .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let blobs: i64 = conn
@@ -454,8 +454,10 @@ pub(super) fn prune_usage(conn: &Connection, round: u64) -> Result<(), LedgerErr
 /// Members and access stake locked over every collective, for the metrics.
 pub(super) fn totals(conn: &Connection) -> Result<(u64, u64), LedgerError> {
     let (members, stake): (i64, i64) = conn
-        .prepare_cached("SELECT COUNT(*), COALESCE(SUM(stake), 0) FROM collective_members")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .prepare_cached(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(stake), 0) AS BIGINT) FROM collective_members",
+        )?
+        .query_row(params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok((
         from_db("members", members)?,
         from_db("access stake", stake)?,

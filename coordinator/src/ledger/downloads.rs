@@ -7,8 +7,8 @@
 //! it pays into `hosting_fees` instead of the recipient; the pot is not an account, so no key can move
 //! it, and it counts toward the supply.
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::identity::PublicId;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::LedgerError;
 use super::store::{self, from_db, id_from_db, to_db};
@@ -43,9 +43,7 @@ pub(super) fn record_forwarded(
             to_db("round", round)?
         ]) {
             Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == ErrorCode::ConstraintViolation =>
-            {
+            Err(e) if e.is_unique_violation() => {
                 return Err(LedgerError::TicketForwarded { ticket_hash: *hash });
             }
             Err(e) => return Err(e.into()),

@@ -206,9 +206,24 @@ pub enum LedgerError {
     #[error("ledger database holds an impossible value: {0}")]
     Corrupt(String),
     #[error("ledger database: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[from] crate::db::DbError),
     #[error("ledger task failed: {0}")]
     Task(String),
+}
+
+impl From<rusqlite::Error> for LedgerError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+impl crate::db::DbFailure for LedgerError {
+    fn db_error(&self) -> Option<&crate::db::DbError> {
+        match self {
+            Self::Storage(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl From<RequestError> for LedgerError {

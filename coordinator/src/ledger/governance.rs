@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::identity::PublicId;
 use dualrig_proto::ledger_request::{ProposalKind, VoteChoice};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::{self, check_id, from_db, id_from_db, nonzero, to_db};
 use super::{LedgerConfig, LedgerError, hosting};
@@ -31,9 +31,10 @@ CREATE TABLE IF NOT EXISTS stake_totals (
     round INTEGER PRIMARY KEY CHECK (round >= 0),
     stake INTEGER NOT NULL CHECK (stake >= 0)
 ) STRICT;
-INSERT OR IGNORE INTO stake_history (account, round, stake)
-    SELECT delegator, 0, SUM(amount) FROM bonds GROUP BY delegator;
-INSERT OR IGNORE INTO stake_totals (round, stake) SELECT 0, COALESCE(SUM(amount), 0) FROM bonds;
+INSERT INTO stake_history (account, round, stake)
+    SELECT delegator, 0, CAST(SUM(amount) AS BIGINT) FROM bonds WHERE true GROUP BY delegator ON CONFLICT DO NOTHING;
+INSERT INTO stake_totals (round, stake) SELECT 0, CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bonds WHERE true
+    ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS proposals (
     id             INTEGER PRIMARY KEY,
     proposer       BLOB NOT NULL CHECK (length(proposer) = 32),
@@ -221,13 +222,13 @@ pub(super) fn record_stake(conn: &Connection, delegator: &PublicId) -> Result<()
     let round = to_db("round", store::round(conn)?)?;
     conn.prepare_cached(
         "INSERT INTO stake_history (account, round, stake)
-         SELECT ?1, ?2, COALESCE(SUM(amount), 0) FROM bonds WHERE delegator = ?1
+         SELECT ?1, ?2, CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bonds WHERE delegator = ?1
          ON CONFLICT (account, round) DO UPDATE SET stake = excluded.stake",
     )?
     .execute(params![delegator.as_bytes(), round])?;
     conn.prepare_cached(
         // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's, not a join's.
-        "INSERT INTO stake_totals (round, stake) SELECT ?1, COALESCE(SUM(amount), 0) FROM bonds
+        "INSERT INTO stake_totals (round, stake) SELECT ?1, CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bonds
          WHERE true ON CONFLICT (round) DO UPDATE SET stake = excluded.stake",
     )?
     .execute(params![round])?;
@@ -290,12 +291,13 @@ pub(super) fn propose(
     let vote_end = vote_start
         .checked_add(rules.vote_period_rounds)
         .ok_or_else(overflow)?;
-    conn.prepare_cached(
+    let id = conn.prepare_cached(
         "INSERT INTO proposals (proposer, kind, payee, amount, window_rounds, reason, snapshot_round,
                                 vote_start, vote_end, total_stake, bond, bond_locked)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+         RETURNING id",
     )?
-    .execute(params![
+    .query_row(params![
         proposer.as_bytes(),
         code,
         payee.map(|p| p.as_bytes().to_vec()),
@@ -307,9 +309,8 @@ pub(super) fn propose(
         to_db("round", vote_end)?,
         to_db("stake", total_stake_at(conn, round)?)?,
         to_db("proposal bond", rules.proposal_bond)?,
-    ])?;
-    u64::try_from(conn.last_insert_rowid())
-        .map_err(|_| LedgerError::Corrupt("negative proposal id".into()))
+    ], |r| r.get::<_, i64>(0))?;
+    u64::try_from(id).map_err(|_| LedgerError::Corrupt("negative proposal id".into()))
 }
 
 /// Casts `voter`'s stake at the proposal's snapshot for `choice`, once per voter.
@@ -604,7 +605,7 @@ pub(super) fn proposals_page(
     rows.into_iter().collect()
 }
 
-fn read_proposal(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Proposal, LedgerError>> {
+fn read_proposal(r: &crate::db::Row) -> Result<Result<Proposal, LedgerError>, crate::db::DbError> {
     let int = |i: usize| r.get::<_, i64>(i);
     let raw = (
         r.get::<_, Vec<u8>>(1)?,

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::identity::PublicId;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::{self, from_db, id_from_db, to_db};
 use super::{LedgerConfig, LedgerError, sip, stake};
@@ -212,7 +212,7 @@ fn add_to_statement(
     // `column` is one of this module's literals, never input.
     conn.prepare_cached(&format!(
         "INSERT INTO hosting_statements (worker, round, {column}) VALUES (?1, ?2, ?3)
-         ON CONFLICT (worker, round) DO UPDATE SET {column} = {column} + excluded.{column}"
+         ON CONFLICT (worker, round) DO UPDATE SET {column} = hosting_statements.{column} + excluded.{column}"
     ))?
     .execute(params![
         worker.as_bytes(),
@@ -288,7 +288,8 @@ pub(super) fn pay(
     let mut paid_shares = Vec::with_capacity(shares.len());
     for (worker, share) in &shares {
         conn.prepare_cached(
-            "INSERT OR IGNORE INTO hosting_workers (worker, first_round) VALUES (?1, ?2)",
+            "INSERT INTO hosting_workers (worker, first_round) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
         )?
         .execute(params![worker.as_bytes(), to_db("round", round)?])?;
         let first: i64 = conn
@@ -302,10 +303,10 @@ pub(super) fn pay(
             "INSERT INTO hosting_statements (worker, round, proven_bytes, credited, reward, held)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (worker, round) DO UPDATE SET
-                 proven_bytes = proven_bytes + excluded.proven_bytes,
-                 credited = credited + excluded.credited,
-                 reward = reward + excluded.reward,
-                 held = held + excluded.held",
+                 proven_bytes = hosting_statements.proven_bytes + excluded.proven_bytes,
+                 credited = hosting_statements.credited + excluded.credited,
+                 reward = hosting_statements.reward + excluded.reward,
+                 held = hosting_statements.held + excluded.held",
         )?
         .execute(params![
             worker.as_bytes(),
@@ -324,7 +325,7 @@ pub(super) fn pay(
                     })?;
             conn.prepare_cached(
                 "INSERT INTO held_back (worker, release_round, amount) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (worker, release_round) DO UPDATE SET amount = amount + excluded.amount",
+                 ON CONFLICT (worker, release_round) DO UPDATE SET amount = held_back.amount + excluded.amount",
             )?
             .execute(params![
                 worker.as_bytes(),
@@ -426,7 +427,9 @@ pub(super) fn forfeit(conn: &Connection, worker: &PublicId) -> Result<u64, Ledge
 /// What is held back from `worker` now.
 pub(super) fn held_back_of(conn: &Connection, worker: &PublicId) -> Result<u64, LedgerError> {
     let held: i64 = conn
-        .prepare_cached("SELECT COALESCE(SUM(amount), 0) FROM held_back WHERE worker = ?1")?
+        .prepare_cached(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM held_back WHERE worker = ?1",
+        )?
         .query_row(params![worker.as_bytes()], |r| r.get(0))?;
     from_db("held back", held)
 }
@@ -444,7 +447,7 @@ pub(super) fn hosting_round(
     .transpose()
 }
 
-fn read_round(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<HostingRound, LedgerError>> {
+fn read_round(r: &crate::db::Row) -> Result<Result<HostingRound, LedgerError>, crate::db::DbError> {
     let v: [i64; 8] = columns(r)?;
     Ok((|| {
         Ok(HostingRound {
@@ -461,7 +464,7 @@ fn read_round(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<HostingRound, Le
 }
 
 /// The first `N` columns of a row of integers.
-fn columns<const N: usize>(r: &rusqlite::Row<'_>) -> rusqlite::Result<[i64; N]> {
+fn columns<const N: usize>(r: &crate::db::Row) -> Result<[i64; N], crate::db::DbError> {
     let mut values = [0; N];
     for (i, value) in values.iter_mut().enumerate() {
         *value = r.get(i)?;
@@ -484,8 +487,8 @@ pub(super) fn statements(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows: Vec<[i64; 9]> = conn
         .prepare_cached(
-            "SELECT round, SUM(proven_bytes), SUM(credited), SUM(reward), SUM(held), SUM(released),
-                    SUM(forfeited), SUM(served_bytes), SUM(served_paid)
+            "SELECT round, CAST(SUM(proven_bytes) AS BIGINT), CAST(SUM(credited) AS BIGINT), CAST(SUM(reward) AS BIGINT), CAST(SUM(held) AS BIGINT), CAST(SUM(released) AS BIGINT),
+                    CAST(SUM(forfeited) AS BIGINT), CAST(SUM(served_bytes) AS BIGINT), CAST(SUM(served_paid) AS BIGINT)
              FROM (
                  SELECT round, proven_bytes, credited, reward, held, released, forfeited,
                         0 AS served_bytes, 0 AS served_paid
@@ -493,7 +496,7 @@ pub(super) fn statements(
                  UNION ALL
                  SELECT round, 0, 0, 0, 0, 0, 0, bytes, paid
                  FROM served WHERE worker = ?1 AND round > ?2
-             )
+             ) AS rows
              GROUP BY round ORDER BY round LIMIT ?3",
         )?
         .query_map(params![worker.as_bytes(), after, limit], columns::<9>)?

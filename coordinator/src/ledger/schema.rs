@@ -4,13 +4,13 @@
 //! code enforces so a bug cannot store a negative balance. `redeemed.ticket_hash` is the primary key:
 //! the database itself refuses a second redemption of one ticket.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::db::{Backend, Connection, OptionalExtension, params};
 
 use super::genesis::Genesis;
-use super::{LedgerError, capacity, governance, hosting, sip, store};
+use super::{LedgerError, capacity, governance, hosting, lease, sip, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -171,6 +171,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // redirect (§6.13), in two parts of one step.
     (7, governance::TABLES),
     (7, capacity::TABLES),
+    // Version 8: leases on once-per-network duties (the round clock).
+    (8, lease::TABLES),
 ];
 
 /// Version 2's step, for the upgrade tests.
@@ -179,7 +181,7 @@ pub(super) const SLASH_EVIDENCE_BY_HASH_FOR_TESTS: &str = SLASH_EVIDENCE_BY_HASH
 
 /// Connection settings. A file database uses WAL with a full `fsync` at every commit, so a commit that
 /// returned survives a crash or power loss.
-pub(super) fn configure(conn: &Connection, durable: bool) -> Result<(), LedgerError> {
+pub(super) fn configure(conn: &rusqlite::Connection, durable: bool) -> Result<(), LedgerError> {
     if durable {
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -194,12 +196,14 @@ pub(super) fn configure(conn: &Connection, durable: bool) -> Result<(), LedgerEr
 }
 
 /// Creates missing tables and checks the schema version.
-pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
-    tx.execute_batch(TABLES)?;
+pub(super) fn create(tx: &Connection<'_>) -> Result<(), LedgerError> {
+    step(tx, TABLES)?;
     let version: Option<i64> = tx
-        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema'",
+            params![],
+            |r| r.get(0),
+        )
         .optional()?;
     let from = version.unwrap_or(1);
     if from > SCHEMA_VERSION {
@@ -209,7 +213,7 @@ pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
     }
     for (step, sql) in MIGRATIONS {
         if *step > from {
-            tx.execute_batch(sql)?;
+            self::step(tx, sql)?;
         }
     }
     if version != Some(SCHEMA_VERSION) {
@@ -222,13 +226,26 @@ pub(super) fn create(tx: &Transaction<'_>) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// Runs one schema step, written in SQLite's terms, on either backend.
+fn step(tx: &Connection<'_>, sql: &str) -> Result<(), LedgerError> {
+    match tx.backend() {
+        Backend::Sqlite => tx.execute_batch(sql)?,
+        Backend::Postgres => tx.execute_batch(&crate::db::postgres::ddl(sql))?,
+    }
+    Ok(())
+}
+
 /// Applies `genesis` unless some genesis was applied before; records that it was.
 pub(super) fn apply_genesis_once(
-    tx: &Transaction<'_>,
+    tx: &Connection<'_>,
     genesis: &Genesis,
 ) -> Result<(), LedgerError> {
     let applied = tx
-        .query_row("SELECT 1 FROM meta WHERE key = 'genesis'", [], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM meta WHERE key = 'genesis'",
+            params![],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some();
     if applied {

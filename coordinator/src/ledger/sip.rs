@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::identity::PublicId;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::{self, check_id, from_db, id_from_db, nonzero, to_db};
 use super::{LedgerConfig, LedgerError, stake};
@@ -243,8 +243,8 @@ fn record(
     conn.prepare_cached(
         "INSERT INTO sip_flows (round, source, amount_in, amount_out) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (round, source) DO UPDATE SET
-             amount_in = amount_in + excluded.amount_in,
-             amount_out = amount_out + excluded.amount_out",
+             amount_in = sip_flows.amount_in + excluded.amount_in,
+             amount_out = sip_flows.amount_out + excluded.amount_out",
     )?
     .execute(params![
         to_db("round", round)?,
@@ -348,7 +348,7 @@ fn set_mining_weight(conn: &Connection, worker: &PublicId, weight: u64) -> Resul
 pub(super) fn all_weights(conn: &Connection) -> Result<HashMap<PublicId, u64>, LedgerError> {
     let rows: Vec<(Vec<u8>, i64)> = conn
         .prepare_cached("SELECT worker, weight FROM mining_weight")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
         .map(|(w, v)| Ok((id_from_db(w)?, from_db("mining weight", v)?)))
@@ -421,7 +421,7 @@ pub(super) fn bleed(conn: &Connection, rules: &SipRules) -> Result<Bleed, Ledger
     let ppm = u128::from(rules.weight_bleed_ppm).min(PPM);
     let rows: Vec<(Vec<u8>, i64)> = conn
         .prepare_cached("SELECT worker, weight FROM mining_weight ORDER BY worker")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let mut bled = 0u64;
     for (worker, weight) in rows {

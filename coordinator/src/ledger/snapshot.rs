@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
-use rusqlite::types::Value;
+use crate::db::{Backend, Connection, Value, params};
 
 use super::LedgerError;
 use super::store::from_db;
@@ -19,18 +18,27 @@ pub struct LedgerSnapshot {
 }
 
 pub(super) fn take(conn: &Connection) -> Result<LedgerSnapshot, LedgerError> {
+    let list = match conn.backend() {
+        Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        Backend::Postgres => {
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
+             ORDER BY table_name"
+        }
+    };
     let names: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
-        .query_map([], |r| r.get(0))?
+        .prepare(list)?
+        .query_map(params![], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut tables = BTreeMap::new();
     for name in names {
         // Table names come from the schema itself, not from input.
-        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{name}\" ORDER BY 1, 2"))?;
-        let width = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| (0..width).map(|i| r.get::<_, Value>(i)).collect())?
-            .collect::<Result<Vec<Vec<Value>>, _>>()?;
+        let rows = conn
+            .prepare(&format!("SELECT * FROM \"{name}\" ORDER BY 1, 2"))?
+            .query(params![])?
+            .into_iter()
+            .map(crate::db::Row::into_values)
+            .collect::<Vec<Vec<Value>>>();
         tables.insert(name, rows);
     }
     Ok(LedgerSnapshot {
@@ -57,9 +65,7 @@ pub(super) fn supply(conn: &Connection) -> Result<u128, LedgerError> {
         "SELECT bond_locked FROM proposals",
         "SELECT value FROM meta WHERE key = 'capacity_fund'",
     ] {
-        let mut stmt = conn.prepare(sql)?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
+        for row in conn.prepare(sql)?.query(params![])? {
             total += u128::from(from_db("amount", row.get(0)?)?);
         }
     }

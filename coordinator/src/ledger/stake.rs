@@ -1,8 +1,8 @@
 //! Stake (PROTOCOL §4): self-bonds and delegations per worker, unbonding after a wait, slashing to the
 //! pool with suspension, and the stake figures assignment draws on.
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::identity::PublicId;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::{self, check_id, from_db, id_from_db, nonzero, to_db};
 use super::{LedgerConfig, LedgerError};
@@ -231,7 +231,9 @@ pub(super) fn withdraw_unbonded(
 
 pub(super) fn total_stake(conn: &Connection, worker: &PublicId) -> Result<u64, LedgerError> {
     let v: i64 = conn
-        .prepare_cached("SELECT COALESCE(SUM(amount), 0) FROM bonds WHERE worker = ?1")?
+        .prepare_cached(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bonds WHERE worker = ?1",
+        )?
         .query_row(params![worker.as_bytes()], |r| r.get(0))?;
     from_db("stake", v)
 }
@@ -273,7 +275,7 @@ pub(super) fn eligible(
 ) -> Result<Vec<(PublicId, u64)>, LedgerError> {
     let round = to_db("round", store::round(conn)?)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT b.worker, SUM(b.amount) FROM bonds b
+        "SELECT b.worker, CAST(SUM(b.amount) AS BIGINT) FROM bonds b
          LEFT JOIN suspensions s ON s.worker = b.worker
          WHERE s.resume_round IS NULL OR s.resume_round <= ?1
          GROUP BY b.worker ORDER BY b.worker",
@@ -349,7 +351,9 @@ pub(super) fn slash(
             })?;
         conn.prepare_cached(
             "INSERT INTO suspensions (worker, resume_round) VALUES (?1, ?2)
-             ON CONFLICT (worker) DO UPDATE SET resume_round = MAX(resume_round, excluded.resume_round)",
+             ON CONFLICT (worker) DO UPDATE SET resume_round = CASE
+                 WHEN excluded.resume_round > suspensions.resume_round THEN excluded.resume_round
+                 ELSE suspensions.resume_round END",
         )?
         .execute(params![worker.as_bytes(), to_db("suspension end", resume)?])?;
     }
@@ -359,25 +363,29 @@ pub(super) fn slash(
     }
 
     let stored = note.stored;
-    conn.prepare_cached(
-        "INSERT INTO slashes (worker, round, fraction_ppm, amount, evidence, evidence_hash,
+    let id = conn
+        .prepare_cached(
+            "INSERT INTO slashes (worker, round, fraction_ppm, amount, evidence, evidence_hash,
                               evidence_size, evidence_kept, at_unix)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        worker.as_bytes(),
-        to_db("round", round)?,
-        fraction.ppm(),
-        to_db("slash", cut_total)?,
-        note.evidence,
-        stored.as_ref().map(|s| s.hash.to_vec()),
-        to_db("evidence size", stored.map_or(0, |s| s.size))?,
-        stored.is_some_and(|s| s.kept),
-        to_db("slash time", note.at_unix)?,
-    ])?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         RETURNING id",
+        )?
+        .query_row(
+            params![
+                worker.as_bytes(),
+                to_db("round", round)?,
+                fraction.ppm(),
+                to_db("slash", cut_total)?,
+                note.evidence,
+                stored.as_ref().map(|s| s.hash.to_vec()),
+                to_db("evidence size", stored.map_or(0, |s| s.size))?,
+                stored.is_some_and(|s| s.kept),
+                to_db("slash time", note.at_unix)?,
+            ],
+            |r| r.get::<_, i64>(0),
+        )?;
     Ok(SlashRecord {
-        id: u64::try_from(conn.last_insert_rowid())
-            .map_err(|_| LedgerError::Corrupt("negative slash id".into()))?,
+        id: u64::try_from(id).map_err(|_| LedgerError::Corrupt("negative slash id".into()))?,
         worker: *worker,
         round,
         fraction,
@@ -435,11 +443,11 @@ pub(super) fn prune_evidence(
     // Most slashes leave the store within its bounds: find that out without loading the rows.
     let (held, oldest): (i64, Option<i64>) = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(size), 0), MIN(oldest) FROM (
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT), MIN(oldest) FROM (
                  SELECT MAX(evidence_size) AS size, MIN(at_unix) AS oldest FROM slashes
-                 WHERE evidence_kept = 1 GROUP BY evidence_hash)",
+                 WHERE evidence_kept = 1 GROUP BY evidence_hash) AS kept",
         )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if from_db("evidence size", held)? <= max_bytes
         && oldest.is_none_or(|at| at >= to_db("slash time", keep_since_unix).unwrap_or(i64::MAX))
     {
@@ -450,7 +458,9 @@ pub(super) fn prune_evidence(
             "SELECT id, evidence_hash, evidence_size, at_unix FROM slashes
              WHERE evidence_kept = 1 ORDER BY amount, id",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map(params![], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<Result<_, _>>()?;
     let mut named: std::collections::HashMap<Vec<u8>, (u64, usize)> =
         std::collections::HashMap::new();
@@ -501,7 +511,7 @@ pub(super) fn kept_evidence(
 ) -> Result<std::collections::HashSet<[u8; 32]>, LedgerError> {
     let hashes: Vec<Vec<u8>> = conn
         .prepare_cached("SELECT DISTINCT evidence_hash FROM slashes WHERE evidence_kept = 1")?
-        .query_map([], |r| r.get(0))?
+        .query_map(params![], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     hashes
         .into_iter()

@@ -1,9 +1,9 @@
 //! Row-level reads and writes of accounts, nonces, the round and the pool, with the u64 ↔ i64 edge in
 //! one place. Every function runs inside the caller's transaction.
 
+use crate::db::{Connection, OptionalExtension, params};
 use dualrig_proto::identity::PublicId;
 use ed25519_dalek::VerifyingKey;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::LedgerError;
 

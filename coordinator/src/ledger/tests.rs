@@ -19,6 +19,7 @@ use dualrig_proto::identity::{Identity, PublicId};
 use dualrig_proto::ticket::{SignedTicket, TicketError, TicketParams, TicketTerms, recipient_rand};
 
 use super::*;
+use crate::db::test_postgres;
 
 pub(super) const CONFIG: LedgerConfig = LedgerConfig {
     unbonding_rounds: 3,
@@ -73,32 +74,86 @@ pub(super) fn genesis(balances: &[(&Identity, u64)]) -> Genesis {
     .expect("genesis")
 }
 
-/// A ledger plus the signing chores: each action gets the account's next nonce.
-pub(super) struct Harness {
-    pub ledger: Ledger,
+/// Where a test keeps a ledger that outlives one handle: a SQLite file in a fresh directory, or a
+/// fresh schema on the test PostgreSQL server.
+pub(super) struct Place {
+    at: String,
     _dir: Option<tempfile::TempDir>,
 }
 
-impl Harness {
-    /// A file-backed ledger in a fresh directory.
-    pub fn on_disk(balances: &[(&Identity, u64)]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ledger =
-            Ledger::open(&dir.path().join("ledger.db"), CONFIG, &genesis(balances)).expect("open");
-        Self {
-            ledger,
-            _dir: Some(dir),
+impl Place {
+    pub fn fresh() -> Self {
+        match test_postgres() {
+            Some(url) => Self {
+                at: crate::db::postgres::fresh_schema(&url, "ledger").expect("test schema"),
+                _dir: None,
+            },
+            None => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("ledger.db");
+                Self {
+                    at: path.to_str().expect("utf-8 temp path").to_owned(),
+                    _dir: Some(dir),
+                }
+            }
         }
     }
 
+    /// The file's path or the schema's URL, as [`open_at`] takes it.
+    pub fn at(&self) -> &str {
+        &self.at
+    }
+
+    pub fn open(&self, config: LedgerConfig, genesis: &Genesis) -> Ledger {
+        open_at(&self.at, config, genesis).expect("open")
+    }
+}
+
+/// Opens the ledger at a SQLite path or a PostgreSQL URL.
+pub(super) fn open_at(
+    at: &str,
+    config: LedgerConfig,
+    genesis: &Genesis,
+) -> Result<Ledger, LedgerError> {
+    if at.starts_with("postgres://") || at.starts_with("postgresql://") {
+        Ledger::open_postgres(at, config, genesis)
+    } else {
+        Ledger::open(Path::new(at), config, genesis)
+    }
+}
+
+/// A ledger plus the signing chores: each action gets the account's next nonce.
+pub(super) struct Harness {
+    pub ledger: Ledger,
+    _place: Option<Place>,
+}
+
+impl Harness {
+    /// A ledger that outlives its handle: a SQLite file (or a PostgreSQL schema, see [`Place`]).
+    pub fn on_disk(balances: &[(&Identity, u64)]) -> Self {
+        let place = Place::fresh();
+        Self {
+            ledger: place.open(CONFIG, &genesis(balances)),
+            _place: Some(place),
+        }
+    }
+
+    /// A fresh ledger in the test backend: SQLite in memory, or a PostgreSQL schema.
     pub fn in_memory(balances: &[(&Identity, u64)]) -> Self {
         Self::in_memory_with(CONFIG, balances)
     }
 
     pub fn in_memory_with(config: LedgerConfig, balances: &[(&Identity, u64)]) -> Self {
+        if test_postgres().is_some() {
+            let place = Place::fresh();
+            return Self {
+                ledger: place.open(config, &genesis(balances)),
+                _place: Some(place),
+            };
+        }
         Self {
             ledger: Ledger::open_in_memory(config, &genesis(balances)).expect("open"),
-            _dir: None,
+            _place: None,
         }
     }
 
@@ -185,8 +240,8 @@ pub(super) fn redeem_op(ticket: SignedTicket, recipient_rand: [u8; 32]) -> Opera
     }
 }
 
-pub(super) fn open_again(path: &Path) -> Ledger {
-    Ledger::open(path, CONFIG, &Genesis::empty()).expect("reopen")
+pub(super) fn open_again(at: &str) -> Ledger {
+    open_at(at, CONFIG, &Genesis::empty()).expect("reopen")
 }
 
 /// A ledger file at `path` as version 2 left it: its tables, the slash evidence columns, the `meta`

@@ -4,15 +4,15 @@
 //! reconcile it with what they really hold.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use crate::db::{Backend, Connection, DbError, DbFailure, OptionalExtension, Store, params};
 use dualrig_proto::identity::PublicId;
-use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("blob index: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     #[error("blob index task failed: {0}")]
     Task(String),
     #[error("blob index holds a malformed {what}")]
@@ -50,8 +50,59 @@ pub struct FaultRecord {
 
 #[derive(Debug)]
 pub struct BlobIndex {
-    conn: Mutex<Connection>,
+    store: Store,
 }
+
+impl From<rusqlite::Error> for IndexError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+impl DbFailure for IndexError {
+    fn db_error(&self) -> Option<&DbError> {
+        match self {
+            Self::Db(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The index's tables, in SQLite's terms (PostgreSQL reads them through `db::postgres::ddl`).
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS blobs (
+    root BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    replicas INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holders (
+    root BLOB NOT NULL REFERENCES blobs(root),
+    worker BLOB NOT NULL,
+    PRIMARY KEY (root, worker)
+);
+CREATE INDEX IF NOT EXISTS holders_by_worker ON holders(worker);
+CREATE TABLE IF NOT EXISTS holder_checks (
+    root BLOB NOT NULL,
+    worker BLOB NOT NULL,
+    PRIMARY KEY (root, worker)
+);
+CREATE TABLE IF NOT EXISTS blob_collectives (
+    root BLOB PRIMARY KEY,
+    collective TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faults (
+    id INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    worker BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    evidence BLOB NOT NULL
+);
+";
+
+/// PostgreSQL has no `rowid`: the order copies were verified in is a column of its own there.
+const POSTGRES_VERIFIED_ORDER: &str =
+    "ALTER TABLE holder_checks ADD COLUMN IF NOT EXISTS seq BIGINT GENERATED ALWAYS AS IDENTITY;";
 
 fn root_of(bytes: Vec<u8>) -> Result<[u8; 32], IndexError> {
     bytes
@@ -65,43 +116,31 @@ fn worker_of(bytes: &[u8]) -> Result<PublicId, IndexError> {
 
 impl BlobIndex {
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        let conn = Connection::open(path)?;
+        let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS blobs (
-                 root BLOB PRIMARY KEY,
-                 size INTEGER NOT NULL,
-                 replicas INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS holders (
-                 root BLOB NOT NULL REFERENCES blobs(root),
-                 worker BLOB NOT NULL,
-                 PRIMARY KEY (root, worker)
-             );
-             CREATE INDEX IF NOT EXISTS holders_by_worker ON holders(worker);
-             CREATE TABLE IF NOT EXISTS holder_checks (
-                 root BLOB NOT NULL,
-                 worker BLOB NOT NULL,
-                 PRIMARY KEY (root, worker)
-             );
-             CREATE TABLE IF NOT EXISTS blob_collectives (
-                 root BLOB PRIMARY KEY,
-                 collective TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS faults (
-                 id INTEGER PRIMARY KEY,
-                 root BLOB NOT NULL,
-                 worker BLOB NOT NULL,
-                 kind TEXT NOT NULL,
-                 round INTEGER NOT NULL,
-                 evidence BLOB NOT NULL
-             );",
-        )?;
+        conn.execute_batch(TABLES)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            store: Store::sqlite(conn),
         })
+    }
+
+    /// The index in the PostgreSQL database at `url`, shared by every coordinator that opens it.
+    pub fn open_postgres(url: &str) -> Result<Self, IndexError> {
+        let store = Store::postgres(url)?;
+        store.exclusive(|| {
+            store.write(|conn| {
+                conn.execute_batch(&crate::db::postgres::ddl(TABLES))?;
+                conn.execute_batch(POSTGRES_VERIFIED_ORDER)
+            })
+        })?;
+        Ok(Self { store })
+    }
+
+    /// Which database holds the index.
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
     }
 
     /// A copy counts toward a blob's replicas once it is *verified*: placed by this coordinator and
@@ -118,10 +157,6 @@ impl BlobIndex {
         rows.iter().map(|w| worker_of(w)).collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Runs `f` on a blocking thread, for async callers.
     pub async fn call<T, F>(self: &Arc<Self>, f: F) -> Result<T, IndexError>
     where
@@ -136,24 +171,25 @@ impl BlobIndex {
 
     /// The blob `root`, if the index knows it.
     pub fn blob(&self, root: &[u8; 32]) -> Result<Option<IndexedBlob>, IndexError> {
-        let conn = self.lock();
-        let found: Option<(i64, i64)> = conn
-            .query_row(
-                "SELECT size, replicas FROM blobs WHERE root = ?1",
-                params![&root[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((size, replicas)) = found else {
-            return Ok(None);
-        };
-        Ok(Some(IndexedBlob {
-            root: *root,
-            size: size as u64,
-            replicas: replicas as u32,
-            holders: Self::verified_of(&conn, root)?,
-            claims: claims_of(&conn, root)?,
-        }))
+        self.store.read(|conn| {
+            let found: Option<(i64, i64)> = conn
+                .query_row(
+                    "SELECT size, replicas FROM blobs WHERE root = ?1",
+                    params![&root[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((size, replicas)) = found else {
+                return Ok(None);
+            };
+            Ok(Some(IndexedBlob {
+                root: *root,
+                size: size as u64,
+                replicas: replicas as u32,
+                holders: Self::verified_of(conn, root)?,
+                claims: claims_of(conn, root)?,
+            }))
+        })
     }
 
     /// `root`'s kept copy count and its verified holders in the order they were verified (placed and
@@ -162,29 +198,36 @@ impl BlobIndex {
         &self,
         root: &[u8; 32],
     ) -> Result<Option<(u32, Vec<PublicId>)>, IndexError> {
-        let conn = self.lock();
-        let replicas: Option<i64> = conn
-            .query_row(
-                "SELECT replicas FROM blobs WHERE root = ?1",
-                params![&root[..]],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(replicas) = replicas else {
-            return Ok(None);
-        };
-        let mut stmt = conn.prepare_cached(
-            "SELECT h.worker FROM holders h JOIN holder_checks c
-             ON c.root = h.root AND c.worker = h.worker WHERE h.root = ?1 ORDER BY c.rowid",
-        )?;
-        let rows = stmt
-            .query_map(params![&root[..]], |r| r.get::<_, Vec<u8>>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let holders = rows
-            .iter()
-            .map(|w| worker_of(w))
-            .collect::<Result<_, _>>()?;
-        Ok(Some((u32::try_from(replicas).unwrap_or(0), holders)))
+        self.store.read(|conn| {
+            let replicas: Option<i64> = conn
+                .query_row(
+                    "SELECT replicas FROM blobs WHERE root = ?1",
+                    params![&root[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(replicas) = replicas else {
+                return Ok(None);
+            };
+            let mut stmt = conn.prepare_cached(match conn.backend() {
+                Backend::Sqlite => {
+                    "SELECT h.worker FROM holders h JOIN holder_checks c
+                 ON c.root = h.root AND c.worker = h.worker WHERE h.root = ?1 ORDER BY c.rowid"
+                }
+                Backend::Postgres => {
+                    "SELECT h.worker FROM holders h JOIN holder_checks c
+                 ON c.root = h.root AND c.worker = h.worker WHERE h.root = ?1 ORDER BY c.seq"
+                }
+            })?;
+            let rows = stmt
+                .query_map(params![&root[..]], |r| r.get::<_, Vec<u8>>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let holders = rows
+                .iter()
+                .map(|w| worker_of(w))
+                .collect::<Result<_, _>>()?;
+            Ok(Some((u32::try_from(replicas).unwrap_or(0), holders)))
+        })
     }
 
     /// Every blob, ordered by root.
@@ -198,124 +241,132 @@ impl BlobIndex {
         after: Option<&[u8; 32]>,
         limit: usize,
     ) -> Result<Vec<IndexedBlob>, IndexError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT root, size, replicas FROM blobs WHERE root > ?1 ORDER BY root LIMIT ?2",
-        )?;
-        let after: &[u8] = after.map_or(&[], |a| &a[..]);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt
-            .query_map(params![after, limit], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(root, size, replicas)| {
-                let root = root_of(root)?;
-                Ok(IndexedBlob {
-                    holders: Self::verified_of(&conn, &root)?,
-                    claims: claims_of(&conn, &root)?,
-                    root,
-                    size: size as u64,
-                    replicas: replicas as u32,
+        self.store.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT root, size, replicas FROM blobs WHERE root > ?1 ORDER BY root LIMIT ?2",
+            )?;
+            let after: &[u8] = after.map_or(&[], |a| &a[..]);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![after, limit], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(root, size, replicas)| {
+                    let root = root_of(root)?;
+                    Ok(IndexedBlob {
+                        holders: Self::verified_of(conn, &root)?,
+                        claims: claims_of(conn, &root)?,
+                        root,
+                        size: size as u64,
+                        replicas: replicas as u32,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// The blobs `worker` holds, with their sizes.
     pub fn held_by(&self, worker: &PublicId) -> Result<Vec<([u8; 32], u64)>, IndexError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT b.root, b.size FROM holders h JOIN blobs b ON b.root = h.root
+        self.store.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT b.root, b.size FROM holders h JOIN blobs b ON b.root = h.root
              WHERE h.worker = ?1 ORDER BY b.root",
-        )?;
-        let rows = stmt
-            .query_map(params![worker.as_bytes().as_slice()], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(root, size)| Ok((root_of(root)?, size as u64)))
-            .collect()
+            )?;
+            let rows = stmt
+                .query_map(params![worker.as_bytes().as_slice()], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(root, size)| Ok((root_of(root)?, size as u64)))
+                .collect()
+        })
     }
 
     /// Records a blob the network keeps `replicas` copies of (raising an existing blob's count).
     pub fn add_blob(&self, root: &[u8; 32], size: u64, replicas: u32) -> Result<(), IndexError> {
-        self.lock().execute(
-            "INSERT INTO blobs (root, size, replicas) VALUES (?1, ?2, ?3)
-             ON CONFLICT(root) DO UPDATE SET replicas = MAX(replicas, excluded.replicas)",
-            params![&root[..], size as i64, replicas],
-        )?;
+        self.store.write(|conn| {
+            conn.execute(
+                "INSERT INTO blobs (root, size, replicas) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (root) DO UPDATE SET replicas = CASE
+                     WHEN excluded.replicas > blobs.replicas THEN excluded.replicas
+                     ELSE blobs.replicas END",
+                params![&root[..], size as i64, replicas],
+            )
+        })?;
         Ok(())
     }
 
     /// Forgets a blob nobody holds (a Put that stored no copy).
     pub fn drop_if_unheld(&self, root: &[u8; 32]) -> Result<(), IndexError> {
-        let conn = self.lock();
-        let dropped = conn.execute(
-            "DELETE FROM blobs WHERE root = ?1
+        self.store.write(|conn| {
+            let dropped = conn.execute(
+                "DELETE FROM blobs WHERE root = ?1
              AND NOT EXISTS (SELECT 1 FROM holders WHERE root = ?1)",
-            params![&root[..]],
-        )?;
-        if dropped > 0 {
-            conn.execute(
-                "DELETE FROM blob_collectives WHERE root = ?1",
                 params![&root[..]],
             )?;
-        }
-        Ok(())
+            if dropped > 0 {
+                conn.execute(
+                    "DELETE FROM blob_collectives WHERE root = ?1",
+                    params![&root[..]],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// The collective `root` was stored for, if any: its Gets are gated by that collective's rule.
     pub fn collective_of(&self, root: &[u8; 32]) -> Result<Option<String>, IndexError> {
-        Ok(self
-            .lock()
-            .query_row(
+        Ok(self.store.read(|conn| {
+            conn.query_row(
                 "SELECT collective FROM blob_collectives WHERE root = ?1",
                 params![&root[..]],
                 |r| r.get(0),
             )
-            .optional()?)
+            .optional()
+        })?)
     }
 
     /// Records that `root` is stored for collective `name`. A blob keeps the first collective it was
     /// stored for.
     pub fn set_collective(&self, root: &[u8; 32], name: &str) -> Result<(), IndexError> {
-        self.lock().execute(
-            "INSERT OR IGNORE INTO blob_collectives (root, collective) VALUES (?1, ?2)",
-            params![&root[..], name],
-        )?;
+        self.store.write(|conn| {
+            conn.execute(
+                "INSERT INTO blob_collectives (root, collective) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+                params![&root[..], name],
+            )
+        })?;
         Ok(())
     }
 
     /// Records a verified copy: one this coordinator placed and the worker acknowledged after hashing,
     /// or one the worker just proved in a challenge.
     pub fn add_holder(&self, root: &[u8; 32], worker: &PublicId) -> Result<(), IndexError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let w = worker.as_bytes().as_slice();
-        tx.execute(
-            "INSERT OR IGNORE INTO holders (root, worker) VALUES (?1, ?2)",
-            params![&root[..], w],
-        )?;
-        tx.execute(
-            "INSERT OR IGNORE INTO holder_checks (root, worker) VALUES (?1, ?2)",
-            params![&root[..], w],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.store.write(|tx| {
+            let w = worker.as_bytes().as_slice();
+            tx.execute(
+                "INSERT INTO holders (root, worker) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![&root[..], w],
+            )?;
+            tx.execute(
+                "INSERT INTO holder_checks (root, worker) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![&root[..], w],
+            )?;
+            Ok(())
+        })
     }
 
     /// A Put's size is the one its bytes hashed to. A blob nobody put before (known from claims only)
     /// takes that size, and claims made under another size are dropped; a blob that was put keeps its.
     pub fn settle_size(&self, root: &[u8; 32], size: u64) -> Result<(), IndexError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        self.store.write(|tx| {
         let changed = tx.execute(
             "UPDATE blobs SET size = ?2 WHERE root = ?1 AND size != ?2 AND replicas = 0",
             params![&root[..], size as i64],
@@ -327,17 +378,16 @@ impl BlobIndex {
                 params![&root[..]],
             )?;
         }
-        tx.commit()?;
         Ok(())
+        })
     }
 
     /// Removes `worker` as a holder of `root`; returns whether it was one.
     pub fn remove_holder(&self, root: &[u8; 32], worker: &PublicId) -> Result<bool, IndexError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let was = forget_holder(&tx, root, worker.as_bytes())?;
-        tx.commit()?;
-        Ok(was)
+        self.store.write(|tx| {
+            let was = forget_holder(tx, root, worker.as_bytes())?;
+            Ok(was)
+        })
     }
 
     /// Applies a worker's report: blobs it added (recorded, with 0 maintained copies, when the index
@@ -353,8 +403,7 @@ impl BlobIndex {
         removed: &[[u8; 32]],
         capacity: u64,
     ) -> Result<Vec<[u8; 32]>, IndexError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        self.store.write(|tx| {
         let w = worker.as_bytes().as_slice();
         let mut lost = Vec::new();
         if full {
@@ -362,7 +411,6 @@ impl BlobIndex {
             let held = stmt
                 .query_map(params![w], |r| r.get::<_, Vec<u8>>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            drop(stmt);
             for root in held {
                 let root = root_of(root)?;
                 if !added.iter().any(|(r, _)| *r == root) {
@@ -372,10 +420,10 @@ impl BlobIndex {
         }
         lost.extend(removed.iter().copied());
         for root in &lost {
-            forget_holder(&tx, root, w)?;
+            forget_holder(tx, root, w)?;
         }
         let (mut claims, mut claimed): (i64, i64) = tx.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(b.size), 0) FROM holders h JOIN blobs b ON b.root = h.root
+            "SELECT COUNT(*), CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM holders h JOIN blobs b ON b.root = h.root
              WHERE h.worker = ?1 AND NOT EXISTS (
                  SELECT 1 FROM holder_checks c WHERE c.root = h.root AND c.worker = h.worker)",
             params![w],
@@ -403,60 +451,65 @@ impl BlobIndex {
             claims += 1;
             claimed = claimed.saturating_add(*size as i64);
             tx.execute(
-                "INSERT OR IGNORE INTO blobs (root, size, replicas) VALUES (?1, ?2, 0)",
+                "INSERT INTO blobs (root, size, replicas) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING",
                 params![&root[..], *size as i64],
             )?;
             tx.execute(
-                "INSERT OR IGNORE INTO holders (root, worker)
-                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM blobs WHERE root = ?1 AND size = ?3)",
+                "INSERT INTO holders (root, worker)
+                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM blobs WHERE root = ?1 AND size = ?3)
+                 ON CONFLICT DO NOTHING",
                 params![&root[..], w, *size as i64],
             )?;
         }
-        tx.commit()?;
         Ok(lost)
+        })
     }
 
     pub fn record_fault(&self, fault: &FaultRecord) -> Result<(), IndexError> {
-        self.lock().execute(
-            "INSERT INTO faults (root, worker, kind, round, evidence) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                &fault.root[..],
-                fault.worker.as_bytes().as_slice(),
-                fault.kind,
-                fault.round as i64,
-                fault.evidence
-            ],
-        )?;
+        self.store.write(|conn| {
+            conn.execute(
+                "INSERT INTO faults (root, worker, kind, round, evidence) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &fault.root[..],
+                    fault.worker.as_bytes().as_slice(),
+                    fault.kind,
+                    fault.round as i64,
+                    fault.evidence
+                ],
+            )
+        })?;
         Ok(())
     }
 
     /// Every recorded fault, oldest first.
     pub fn faults(&self) -> Result<Vec<FaultRecord>, IndexError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT root, worker, kind, round, evidence FROM faults ORDER BY id")?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(root, worker, kind, round, evidence)| {
-                Ok(FaultRecord {
-                    root: root_of(root)?,
-                    worker: worker_of(&worker)?,
-                    kind,
-                    round: round as u64,
-                    evidence,
+        self.store.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT root, worker, kind, round, evidence FROM faults ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map(params![], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(root, worker, kind, round, evidence)| {
+                    Ok(FaultRecord {
+                        root: root_of(root)?,
+                        worker: worker_of(&worker)?,
+                        kind,
+                        round: round as u64,
+                        evidence,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }
 
@@ -494,13 +547,30 @@ mod tests {
         dualrig_proto::identity::Identity::from_secret([n; 32]).id()
     }
 
+    /// Where a test's index lives: a SQLite file in `dir`, or a fresh schema on the test PostgreSQL
+    /// server (`DUALRIG_TEST_DATABASE_URL`).
+    fn place(dir: &tempfile::TempDir) -> String {
+        match crate::db::test_postgres() {
+            Some(url) => crate::db::postgres::fresh_schema(&url, "index").expect("test schema"),
+            None => dir.path().join("blobs.db").to_string_lossy().into_owned(),
+        }
+    }
+
+    fn open(at: &str) -> BlobIndex {
+        if at.starts_with("postgres://") {
+            BlobIndex::open_postgres(at).expect("open")
+        } else {
+            BlobIndex::open(Path::new(at)).expect("open")
+        }
+    }
+
     #[test]
     fn reports_reconcile_holders_and_survive_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("blobs.db");
+        let path = place(&dir);
         let (a, b) = (worker(1), worker(2));
         {
-            let index = BlobIndex::open(&path).expect("open");
+            let index = open(&path);
             index.add_blob(&[1; 32], 100, 3).expect("add");
             index.add_holder(&[1; 32], &a).expect("holder");
             index.add_holder(&[1; 32], &b).expect("holder");
@@ -514,7 +584,7 @@ mod tests {
                 .apply_report(&b, false, &[([2; 32], 8)], &[], u64::MAX)
                 .expect("report");
         }
-        let index = BlobIndex::open(&path).expect("reopen");
+        let index = open(&path);
         let one = index.blob(&[1; 32]).expect("read").expect("known");
         assert_eq!((one.size, one.replicas, one.holders), (100, 3, vec![b]));
         // A reported blob is a claim: held, challenged, not counted.
@@ -542,7 +612,7 @@ mod tests {
     #[test]
     fn claims_are_bounded_by_count_and_by_the_room_a_worker_declares() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = BlobIndex::open(&dir.path().join("blobs.db")).expect("open");
+        let index = open(&place(&dir));
         let sybil = worker(9);
         let flood: Vec<([u8; 32], u64)> = (0..MAX_CLAIMS_PER_WORKER as u32 + 500)
             .map(|i| (*blake3::hash(&i.to_le_bytes()).as_bytes(), 1))

@@ -152,14 +152,20 @@ fn genesis_is_applied_on_first_run_only() {
 
 #[test]
 fn file_ledger_uses_wal_and_full_sync() {
-    let h = Harness::on_disk(&[]);
-    let conn = h.ledger.lock();
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .expect("journal_mode");
-    let sync: i64 = conn
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
-        .expect("synchronous");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = Ledger::open(&dir.path().join("ledger.db"), CONFIG, &genesis(&[])).expect("open");
+    let (mode, sync) = ledger
+        .store
+        .with_sqlite(|conn| {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .expect("journal_mode");
+            let sync: i64 = conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .expect("synchronous");
+            (mode, sync)
+        })
+        .expect("a file ledger is SQLite");
     assert_eq!(mode, "wal");
     assert_eq!(sync, 2, "synchronous=FULL");
 }

@@ -198,7 +198,10 @@ fn a_version_2_ledger_gains_collectives_and_keeps_its_accounts() {
     // A ledger as version 2 left it, with two accounts.
     version_2_ledger(&path, &[("genesis", 700)], &[(&owner, 400), (&member, 300)]);
     let ledger = Ledger::open(&path, CONFIG, &genesis(&[])).expect("upgrades");
-    let h = Harness { ledger, _dir: None };
+    let h = Harness {
+        ledger,
+        _place: None,
+    };
     assert_eq!(h.ledger.balance(&owner.id()).expect("balance"), 400);
     h.ok(&owner, create("films", 100));
     h.ok(&member, join("films"));

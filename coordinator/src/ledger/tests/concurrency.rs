@@ -2,17 +2,14 @@
 
 use std::sync::{Arc, Barrier};
 
-use rusqlite::{Connection, TransactionBehavior};
-
 use super::*;
 
 const RACERS: usize = 50;
 const FACE: u64 = 700;
 
-fn ledger_with_deposit(client: &Identity) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("ledger.db");
-    let ledger = Ledger::open(&path, CONFIG, &genesis(&[(client, 10_000)])).expect("open");
+fn ledger_with_deposit(client: &Identity) -> (Place, String) {
+    let place = Place::fresh();
+    let ledger = place.open(CONFIG, &genesis(&[(client, 10_000)]));
     ledger
         .execute(&SignedRequest::sign(
             client,
@@ -20,7 +17,8 @@ fn ledger_with_deposit(client: &Identity) -> (tempfile::TempDir, std::path::Path
             &Operation::Deposit { amount: 10_000 },
         ))
         .expect("deposit");
-    (dir, path)
+    let at = place.at().to_owned();
+    (place, at)
 }
 
 /// Fifty signed requests from the recipient, each on its own connection. The requests carry distinct
@@ -84,16 +82,11 @@ fn fifty_concurrent_redemption_transactions_pay_exactly_once() {
             .map(|_| {
                 let (path, barrier) = (&path, Arc::clone(&barrier));
                 s.spawn(move || {
-                    let mut conn = Connection::open(path).expect("open");
-                    conn.busy_timeout(std::time::Duration::from_secs(60))
-                        .expect("busy timeout");
+                    let ledger = open_again(path);
                     barrier.wait();
-                    let tx = conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .map_err(LedgerError::from)?;
-                    let r = super::super::broker::redeem(&tx, &CONFIG, &ticket)?;
-                    tx.commit()?;
-                    Ok(r)
+                    ledger
+                        .store
+                        .write(|tx| super::super::broker::redeem(tx, &CONFIG, &ticket))
                 })
             })
             .collect();
@@ -165,4 +158,47 @@ fn fifty_concurrent_executes_through_group_commit_pay_no_ticket_twice() {
         10_000 - paid
     );
     assert_eq!(ledger.supply().expect("supply"), 10_000);
+}
+
+/// Two coordinators over one ledger tick the round clock: only the lease holder advances it; when the
+/// holder falls silent past its lease, the other takes over; the old holder then waits its turn.
+#[test]
+fn the_round_clock_moves_once_per_tick_whichever_coordinator_holds_it() {
+    let (a, b) = (actor(7).id(), actor(8).id());
+    let place = Place::fresh();
+    let on_a = place.open(CONFIG, &genesis(&[]));
+    let on_b = open_again(place.at());
+    const LEASE: u64 = 30;
+    assert_eq!(
+        on_a.advance_round_leased(&a, 1_000, LEASE).expect("a"),
+        Some(1)
+    );
+    assert_eq!(
+        on_b.advance_round_leased(&b, 1_010, LEASE).expect("b"),
+        None
+    );
+    assert_eq!(
+        on_a.advance_round_leased(&a, 1_020, LEASE).expect("a"),
+        Some(2)
+    );
+    assert_eq!(
+        on_b.advance_round_leased(&b, 1_049, LEASE).expect("b"),
+        None
+    );
+    assert_eq!(
+        on_b.round().expect("round"),
+        2,
+        "a refused tick changed the round"
+    );
+    // A's last renewal ran to 1_050; from then B holds the clock.
+    assert_eq!(
+        on_b.advance_round_leased(&b, 1_050, LEASE).expect("b"),
+        Some(3)
+    );
+    assert_eq!(
+        on_a.advance_round_leased(&a, 1_060, LEASE).expect("a"),
+        None
+    );
+    assert_eq!(on_a.round_clock_holder().expect("holder"), Some((b, 1_080)));
+    assert_eq!(on_a.round().expect("round"), 3);
 }

@@ -29,7 +29,7 @@ fn redemption_burst_child() {
     let Some(path) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let ledger = open_again(std::path::Path::new(&path));
+    let ledger = open_again(&path.to_string_lossy());
     let worker = actor(2);
     for i in 0..BURST {
         let (t, r) = burst_ticket(i);
@@ -42,10 +42,10 @@ fn redemption_burst_child() {
 #[test]
 fn ledger_survives_sigkill_mid_burst() {
     let (client, worker) = (actor(1), actor(2));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("ledger.db");
+    let place = Place::fresh();
+    let path = place.at().to_owned();
     {
-        let h = Ledger::open(&path, CONFIG, &genesis(&[(&client, DEPOSIT)])).expect("open");
+        let h = place.open(CONFIG, &genesis(&[(&client, DEPOSIT)]));
         h.execute(&SignedRequest::sign(
             &client,
             1,
@@ -86,11 +86,12 @@ fn ledger_survives_sigkill_mid_burst() {
     );
 
     let ledger = open_again(&path);
-    let integrity: String = ledger
-        .lock()
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity_check");
-    assert_eq!(integrity, "ok");
+    if let Some(integrity) = ledger.store.with_sqlite(|conn| {
+        conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+            .expect("integrity_check")
+    }) {
+        assert_eq!(integrity, "ok");
+    }
 
     // The child redeems in order, so what committed is a prefix of the burst, at least as long as
     // what it reported, and not all of it.

@@ -604,7 +604,10 @@ fn an_upgraded_ledger_counts_the_stake_bonded_before_the_upgrade() {
         )
         .expect("bond");
     let ledger = Ledger::open(&path, CONFIG, &genesis(&[])).expect("upgrades");
-    let h = Harness { ledger, _dir: None };
+    let h = Harness {
+        ledger,
+        _place: None,
+    };
     assert_eq!(h.ledger.stake_at(&staker.id(), 5).expect("stake"), 200);
     let id = proposed(h.ok(&proposer, pay(&payee, 10)));
     assert_eq!(h.ledger.proposal(id).expect("proposal").total_stake, 200);

@@ -178,11 +178,13 @@ fn a_tampered_statement_no_longer_reproduces() {
         .expect("pay");
     assert!(h.ledger.recheck_payout(0).expect("ledger").is_empty());
     h.ledger
-        .lock()
-        .execute(
-            "UPDATE hosting_statements SET reward = reward + 1 WHERE worker = ?1",
-            [a.id().as_bytes().to_vec()],
-        )
+        .store
+        .write(|conn| {
+            conn.execute(
+                "UPDATE hosting_statements SET reward = reward + 1 WHERE worker = ?1",
+                crate::db::params![a.id().as_bytes()],
+            )
+        })
         .expect("ledger");
     assert_eq!(h.ledger.recheck_payout(0).expect("ledger"), vec![a.id()]);
 }

@@ -4,8 +4,8 @@
 //! rewards sit in the capacity fund; mining weight bleeds and holds no supply), nothing goes negative,
 //! a refused operation leaves every row as it was, and no proposal pays twice.
 
+use crate::db::Value;
 use proptest::prelude::*;
-use rusqlite::types::Value;
 
 use super::*;
 
@@ -323,7 +323,7 @@ fn sip_accounts_add_up(h: &Harness, snapshot: &LedgerSnapshot) -> Result<(), Tes
     let weights: i64 = snapshot.tables["mining_weight"]
         .iter()
         .map(|row| match row[1] {
-            Value::Integer(w) => w,
+            Value::Int(w) => w,
             _ => 0,
         })
         .sum();
@@ -340,7 +340,7 @@ fn no_negative_values(snapshot: &LedgerSnapshot) -> Result<(), TestCaseError> {
     for (table, rows) in &snapshot.tables {
         for row in rows {
             for v in row {
-                if let Value::Integer(i) = v {
+                if let Value::Int(i) = v {
                     prop_assert!(*i >= 0, "negative {i} in {table}: {row:?}");
                 }
             }

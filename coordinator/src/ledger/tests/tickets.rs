@@ -171,9 +171,8 @@ fn forwarded_download_tickets_are_forgotten_once_they_have_expired() {
             .map(|row| row[0].clone())
             .collect::<Vec<_>>()
     };
-    let hash = |t: &dualrig_proto::ticket::SignedTicket| {
-        rusqlite::types::Value::Blob(t.ticket_hash().to_vec())
-    };
+    let hash =
+        |t: &dualrig_proto::ticket::SignedTicket| crate::db::Value::Bytes(t.ticket_hash().to_vec());
     // CONFIG's unlock_rounds is 2: round 2 still keeps round 0's ticket.
     h.ledger.advance_round().expect("round");
     assert_eq!(rows().len(), 2);
