@@ -295,7 +295,7 @@ impl Row {
 pub enum DbError {
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("{0}")]
+    #[error("{}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("the query returned no rows")]
     NoRow,
@@ -309,6 +309,14 @@ pub enum DbError {
     },
     #[error("database connection: {0}")]
     Connection(String),
+}
+
+/// A PostgreSQL error with the server's own words (tokio-postgres's `Display` says only "db error").
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 impl DbError {
@@ -448,7 +456,7 @@ pub enum Store {
 
 /// How often a PostgreSQL transaction that lost a serialization race is run again before the error
 /// reaches the caller.
-pub const MAX_ATTEMPTS: u32 = 12;
+pub const MAX_ATTEMPTS: u32 = 20;
 
 /// The advisory lock key schema creation holds on PostgreSQL.
 const SCHEMA_LOCK: i64 = 0x6475_616c_7269_6700;

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use dualrig_proto::identity::PublicId;
 
-use crate::db::{Backend, Connection, Store};
+use crate::db::{Backend, Connection, DbFailure, Store};
 
 pub use broker::{Redemption, SenderAccount};
 pub use capacity::{CapacityBonus, Redirect};
@@ -292,6 +292,10 @@ impl Ledger {
                     Ok(receipt) => {
                         tx.execute_batch("RELEASE request")?;
                         Ok((receipt, round))
+                    }
+                    // A lost race is the whole transaction's: every request runs again.
+                    Err(e) if e.db_error().is_some_and(crate::db::DbError::is_retryable) => {
+                        return Err(e);
                     }
                     Err(e) => {
                         tx.execute_batch("ROLLBACK TO request; RELEASE request")?;

@@ -1,0 +1,245 @@
+//! Two real coordinator binaries on one PostgreSQL database: they share one ledger, a ticket pays once
+//! whichever of them it is sent to, a kill -9 of one loses no committed redemption, and the other
+//! takes the round clock over.
+//!
+//! The test needs a PostgreSQL server: under `scripts/with-postgres` (`DUALRIG_TEST_DATABASE_URL`) it
+//! uses that one; run alone it runs itself again under that script, which starts and stops one.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dualrig_client::DualrigClient;
+use dualrig_proto::identity::Identity;
+use dualrig_proto::ledger_request::{Operation, SignedRequest};
+use dualrig_proto::ticket::{SignedTicket, TicketParams, TicketTerms, recipient_rand};
+
+use crate::support::CoordinatorProcess;
+
+const FACE: u64 = 1_000;
+const DEPOSIT: u64 = 100_000_000;
+const RACERS: u64 = 50;
+const BURST: u64 = 300;
+
+/// The test PostgreSQL server's URL, or `None` after running `test` again under `scripts/with-postgres`.
+fn postgres_or_rerun(test: &str) -> Option<String> {
+    if let Ok(url) = std::env::var("DUALRIG_TEST_DATABASE_URL")
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/with-postgres");
+    let status = std::process::Command::new(script)
+        .arg(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .status()
+        .expect("run scripts/with-postgres");
+    assert!(status.success(), "{test} failed on PostgreSQL: {status}");
+    None
+}
+
+fn start(dir: &Path, url: &str, genesis: &Path) -> CoordinatorProcess {
+    CoordinatorProcess::start(
+        dir,
+        &[
+            "--database-url",
+            url,
+            "--round-secs",
+            "1",
+            "--genesis",
+            genesis.to_str().expect("utf-8 path"),
+            // No SIP share: the worker is owed each ticket's whole face value.
+            "--sip-fee-share-ppm",
+            "0",
+            "--unlock-rounds",
+            "100000",
+            "--ticket-validity-rounds",
+            "50000",
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_a_kill_9() {
+    let Some(server) = postgres_or_rerun(
+        "cluster::two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_a_kill_9",
+    ) else {
+        return;
+    };
+    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "cluster").expect("schema");
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let sender = Identity::generate();
+    let worker_secret: [u8; 32] = rand::random();
+    let worker = Identity::from_secret(worker_secret);
+    let genesis = a_dir.path().join("genesis.toml");
+    std::fs::write(
+        &genesis,
+        format!(
+            "[[accounts]]\nid = \"{}\"\nbalance = {}\n",
+            sender.id(),
+            DEPOSIT * 2
+        ),
+    )
+    .expect("genesis");
+
+    // Both start at once on the empty database: one creates the tables and applies the genesis.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| start(a_dir.path(), &url, &genesis));
+        let b = s.spawn(|| start(b_dir.path(), &url, &genesis));
+        (a.join().expect("a"), b.join().expect("b"))
+    });
+    let on_a = DualrigClient::connect(&a.url).await.expect("connect a");
+    let on_b = DualrigClient::connect(&b.url).await.expect("connect b");
+
+    // A deposit through A is B's too.
+    on_a.execute(&sender, Operation::Deposit { amount: DEPOSIT })
+        .await
+        .expect("deposit");
+    let seen = on_b.account(sender.id()).await.expect("account on b");
+    assert_eq!((seen.deposit, seen.balance), (DEPOSIT, DEPOSIT));
+
+    let secret = [9u8; 32];
+    let seed = [4u8; 32];
+    let params = TicketParams::derive(
+        worker.id(),
+        &secret,
+        seed,
+        TicketTerms {
+            face_value: FACE,
+            win_prob: u64::MAX,
+            expiration_round: 1_000_000,
+            price_per_unit: 0,
+            price_per_byte: 0,
+        },
+    );
+    let rand = recipient_rand(&secret, &seed);
+    let ticket = |n: u64| SignedTicket::sign(params.ticket(sender.id(), n), &sender);
+    let redeem = |nonce: u64, ticket: SignedTicket| {
+        SignedRequest::sign(
+            &worker,
+            nonce,
+            &Operation::RedeemTicket {
+                ticket,
+                recipient_rand: rand,
+            },
+        )
+    };
+
+    // Fifty redemptions of one winning ticket, half through each coordinator, all at once.
+    let race = ticket(1);
+    let calls = (0..RACERS).map(|i| {
+        let client = if i % 2 == 0 {
+            on_a.clone()
+        } else {
+            on_b.clone()
+        };
+        let request = redeem(i + 1, race);
+        async move { client.execute_signed(&request).await }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    let paid = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(paid, 1, "{outcomes:?}");
+    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert!(
+            matches!(
+                refused.code(),
+                Some(tonic::Code::AlreadyExists | tonic::Code::Aborted)
+            ),
+            "{refused}"
+        );
+    }
+    for client in [&on_a, &on_b] {
+        assert_eq!(
+            client.account(worker.id()).await.expect("worker").balance,
+            FACE
+        );
+    }
+    let raced_nonce = on_b.account(worker.id()).await.expect("worker").nonce;
+
+    // A burst of distinct tickets to both; A is killed with SIGKILL in the middle of it.
+    let tickets: Vec<SignedTicket> = (2..2 + BURST).map(ticket).collect();
+    let burst = {
+        let (on_a, on_b) = (on_a.clone(), on_b.clone());
+        let tickets = tickets.clone();
+        let worker = Identity::from_secret(worker_secret);
+        tokio::spawn(async move {
+            let mut nonce = raced_nonce;
+            let mut acknowledged = 0u64;
+            for (i, t) in tickets.iter().enumerate() {
+                let request = SignedRequest::sign(
+                    &worker,
+                    nonce + 1,
+                    &Operation::RedeemTicket {
+                        ticket: *t,
+                        recipient_rand: rand,
+                    },
+                );
+                let first = if i % 2 == 0 { &on_a } else { &on_b };
+                let sent = match first.execute_signed(&request).await {
+                    Ok(r) => Ok(r),
+                    // A is gone: the same request goes to B. It may have committed on A already.
+                    Err(_) => on_b.execute_signed(&request).await,
+                };
+                match sent {
+                    Ok(_) => {
+                        acknowledged += 1;
+                        nonce += 1;
+                    }
+                    Err(e) if e.code() == Some(tonic::Code::Aborted) => {
+                        // Committed on A before it died: the nonce is used, the ticket paid.
+                        nonce += 1;
+                    }
+                    Err(e) => panic!("redemption {i} refused: {e}"),
+                }
+            }
+            acknowledged
+        })
+    };
+    let mut a = a;
+    loop {
+        if on_b.account(worker.id()).await.expect("worker").balance >= 60 * FACE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let round_at_kill = on_b.sip_status(0, 0).await.expect("sip").round;
+    a.child.0.kill().expect("SIGKILL");
+    let _ = a.child.0.wait();
+    let acknowledged = burst.await.expect("burst");
+    assert!(acknowledged > 0);
+
+    // Every ticket paid exactly once: the balance is the committed redemptions', and each ticket
+    // sent again through B is refused as already paid.
+    let info = on_b.account(worker.id()).await.expect("worker");
+    let committed = info.nonce - raced_nonce;
+    assert_eq!(committed, BURST, "every ticket of the burst committed once");
+    assert_eq!(info.balance, FACE * (1 + BURST));
+    let sender_now = on_b.account(sender.id()).await.expect("sender");
+    assert_eq!(sender_now.deposit, DEPOSIT - FACE * (1 + BURST));
+    for (i, t) in tickets.iter().enumerate().step_by(37) {
+        let again = redeem(info.nonce + 1, *t);
+        let refused = on_b.execute_signed(&again).await.expect_err("paid twice");
+        assert_eq!(
+            refused.code(),
+            Some(tonic::Code::AlreadyExists),
+            "ticket {i}: {refused}"
+        );
+    }
+
+    // Whichever held the round clock, B holds it within three rounds of A's death and moves it on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let round = on_b.sip_status(0, 0).await.expect("sip").round;
+        if round >= round_at_kill + 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the round stalled at {round} after the kill (was {round_at_kill})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(b);
+}
