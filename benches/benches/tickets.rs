@@ -3,6 +3,10 @@
 //! transaction as group commit does under load) and in memory.
 //!
 //! Every measured loop gets its own fresh tickets, so nothing is refused as a replay.
+//!
+//! Under `scripts/with-postgres` (`DUALRIG_TEST_DATABASE_URL` set) the same redemptions also run on
+//! PostgreSQL, side by side with SQLite in one run: `DUALRIG_PG_FSYNC=on scripts/with-postgres cargo
+//! bench -p dualrig-benches --bench tickets -- ledger/` keeps the server's fsync on, as SQLite's is.
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -93,16 +97,28 @@ fn tickets(c: &mut Criterion) {
 
 const DEPOSIT: u64 = 1 << 60;
 
-fn open(path: Option<&std::path::Path>, client: &Identity) -> Ledger {
+/// Where a bench ledger lives.
+enum At<'a> {
+    File(&'a std::path::Path),
+    Memory,
+    Postgres(&'a str),
+}
+
+fn open(at: At<'_>, client: &Identity) -> Ledger {
     let genesis = Genesis::new(vec![GenesisAccount {
         id: client.id(),
         balance: DEPOSIT,
     }])
     .expect("genesis");
     let config = LedgerConfig::default();
-    let ledger = match path {
-        Some(p) => Ledger::open(p, config, &genesis),
-        None => Ledger::open_in_memory(config, &genesis),
+    let ledger = match at {
+        At::File(p) => Ledger::open(p, config, &genesis),
+        At::Memory => Ledger::open_in_memory(config, &genesis),
+        At::Postgres(url) => {
+            let schema = dualrig_coordinator::db::postgres::fresh_schema(url, "bench")
+                .expect("bench schema");
+            Ledger::open_postgres(&schema, config, &genesis)
+        }
     }
     .expect("open");
     ledger
@@ -151,11 +167,20 @@ fn redemptions(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
 
-    for (name, path) in [
-        ("redeem_on_disk", Some(dir.path().join("ledger.db"))),
-        ("redeem_in_memory", None),
-    ] {
-        let ledger = open(path.as_deref(), &client);
+    let postgres = std::env::var("DUALRIG_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let file = dir.path().join("ledger.db");
+    let mut places = vec![
+        ("redeem_on_disk", At::File(&file)),
+        ("redeem_in_memory", At::Memory),
+    ];
+    if let Some(url) = &postgres {
+        places.push(("redeem_postgres", At::Postgres(url)));
+    }
+    for (name, at) in places {
+        let counts_rows = !matches!(at, At::Memory);
+        let ledger = open(at, &client);
         let mut tag = 0u64;
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -169,26 +194,51 @@ fn redemptions(c: &mut Criterion) {
                 start.elapsed()
             })
         });
-        if path.is_some() {
+        if counts_rows {
             let before = ledger.rows_written();
             let first = ledger.last_nonce(&worker.id()).expect("nonce") + 1;
             for request in winners(&client, &worker, u64::MAX, first, 100) {
                 ledger.execute(&request).expect("redeem");
             }
             eprintln!(
-                "ledger: {:.1} rows written per redemption (one transaction each)",
+                "ledger ({name}): {:.1} rows written per redemption (one transaction each)",
                 (ledger.rows_written() - before) as f64 / 100.0
             );
         }
     }
     // Group commit, as `Execute` runs under load: 64 redemptions to a transaction, one fsync for all.
-    let ledger = open(Some(&dir.path().join("grouped.db")), &client);
-    let mut tag = 1 << 32;
-    group.bench_function("redeem_on_disk_grouped_64", |b| {
+    let grouped = dir.path().join("grouped.db");
+    let mut places = vec![("redeem_on_disk_grouped_64", At::File(&grouped))];
+    if let Some(url) = &postgres {
+        places.push(("redeem_postgres_grouped_64", At::Postgres(url)));
+    }
+    for (n, (name, at)) in places.into_iter().enumerate() {
+        grouped_redemptions(
+            &mut group,
+            name,
+            open(at, &client),
+            &client,
+            &worker,
+            n as u64,
+        );
+    }
+    group.finish();
+}
+
+fn grouped_redemptions(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    ledger: Ledger,
+    client: &Identity,
+    worker: &Identity,
+    n: u64,
+) {
+    let mut tag = (1 << 32) + (n << 24);
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             tag += 1;
             let first = ledger.last_nonce(&worker.id()).expect("nonce") + 1;
-            let batch = winners(&client, &worker, tag, first, iters);
+            let batch = winners(client, worker, tag, first, iters);
             let start = Instant::now();
             for group in batch.chunks(64) {
                 for outcome in ledger.execute_batch(group).expect("commits") {
@@ -198,7 +248,6 @@ fn redemptions(c: &mut Criterion) {
             start.elapsed()
         })
     });
-    group.finish();
 }
 
 criterion_group!(benches, tickets, redemptions);
