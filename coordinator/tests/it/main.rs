@@ -18,6 +18,7 @@ mod hosting;
 mod ledger;
 mod metrics;
 mod readme;
+mod simulate;
 mod sip;
 mod storage;
 mod support;
