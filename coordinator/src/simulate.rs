@@ -114,7 +114,7 @@ impl Default for Actors {
             // 16 GiB a host: 64 blobs, twice `challenge_blobs`, so a challenge samples half of them.
             host_blobs: 64,
             // Less than a host's share of the default mint (0.9 token a round over the simulated
-            // hosts' 224 GiB is about 4 000 a GiB), so honest hosting pays.
+            // hosts' 256 GiB is about 3 500 a GiB), so honest hosting pays.
             disk_cost_per_gib_round: 1_000.0,
             deleter_keeps: 0.9,
             // 64 bytes of tree per 1024-byte chunk (PROTOCOL §6.3).
