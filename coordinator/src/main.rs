@@ -421,6 +421,10 @@ struct SimulateArgs {
     /// Chance that an outsourcer's fetch misses a challenge's deadline, from 0 to 1 (default 0.02).
     #[arg(long)]
     outsourcer_miss: Option<f64>,
+    /// Share, in ppm, of their rewards honest hosts send to the capacity fund (default 0), which pays
+    /// `capacity_bonus_per_byte` for capacity added.
+    #[arg(long)]
+    honest_redirect_ppm: Option<u32>,
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -440,6 +444,9 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             job_cost: args.job_cost.unwrap_or(defaults.job_cost),
             deleter_keeps: args.deleter_keeps.unwrap_or(defaults.deleter_keeps),
             outsourcer_miss: args.outsourcer_miss.unwrap_or(defaults.outsourcer_miss),
+            honest_redirect_ppm: args
+                .honest_redirect_ppm
+                .unwrap_or(defaults.honest_redirect_ppm),
             ..defaults
         },
     };

@@ -278,6 +278,13 @@ impl Simulation {
                 return bad(what, v.to_string(), "is a cost in units, 0 or more");
             }
         }
+        if a.honest_redirect_ppm > 1_000_000 {
+            return bad(
+                "--honest-redirect-ppm",
+                a.honest_redirect_ppm.to_string(),
+                "is a share of at most 1000000",
+            );
+        }
         if !a.host_blobs.is_multiple_of(a.sybil_keys as u64) {
             return bad(
                 "sybil_keys",
@@ -906,7 +913,7 @@ impl<'a> World<'a> {
         let rounds = (steps * self.rounds_per_step) as f64;
         let mut per_strategy: BTreeMap<Strategy, (f64, usize, Events)> = BTreeMap::new();
         for n in 0..self.cast.len() {
-            for &k in &self.cast[n].active.clone() {
+            for k in 0..self.cast[n].keys.len() {
                 let id = self.cast[n].keys[k].id();
                 let bonus: u64 = self
                     .ledger
@@ -1016,7 +1023,7 @@ fn describe(strategy: Strategy, e: &Events) -> String {
             if e.missed_deadlines > 0 {
                 let _ = write!(text, ", {} deadlines missed", e.missed_deadlines);
             }
-            if strategy == Strategy::Sybil {
+            if strategy == Strategy::Sybil || e.capacity_bonus > 0 {
                 let _ = write!(text, ", capacity bonus {} tokens", tokens(e.capacity_bonus));
             }
             text
@@ -1079,7 +1086,7 @@ fn decided_by(strategy: Strategy, config: &Config, a: &Actors) -> String {
             config.unlock_rounds
         ),
         Strategy::VoteCapturer => format!(
-            "snapshot: the {} tokens bonded once the proposal is known weigh 0; its {} tokens at the snapshot face quorum {} % and honest turnout {} % voting no; a missed quorum forfeits the {}-token bond",
+            "snapshot: the {} tokens bonded once the proposal is known weigh 0; its {} tokens at the snapshot face quorum {} % of all stake and honest turnout {} % voting no; a missed quorum forfeits the {}-token bond",
             tokens(a.capturer_flash_stake),
             tokens(a.capturer_stake),
             config.governance.quorum_ppm / 10_000,

@@ -80,6 +80,9 @@ fn simulate_refuses_settings_it_cannot_run_with_the_reason() {
     let out = simulate(&["--deleter-keeps", "1.5"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--deleter-keeps = 1.5"));
+    let out = simulate(&["--honest-redirect-ppm", "2000000"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--honest-redirect-ppm = 2000000"));
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("rules.toml");
     std::fs::write(&config, "challenge_k = 0\n").expect("config");
