@@ -1,5 +1,6 @@
-//! `dualrig-coordinator`: serves the dualrig network on one address (the default), or lists a running
-//! coordinator's slashes and checks their evidence again (`slashes`).
+//! `dualrig-coordinator`: serves the dualrig network on one address (the default), lists a running
+//! coordinator's slashes and checks their evidence again (`slashes`), or plays honest and cheating
+//! strategies against the ledger's rules and prints what each earns (`simulate`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ enum Command {
     Serve(Box<Args>),
     /// List a coordinator's slashes, and with --verify check each one's evidence again.
     Slashes(SlashesArgs),
+    /// Play honest and cheating strategies against the ledger under these rules, and print each
+    /// strategy's profit per round against honest play; the exit status is 1 when a cheat pays.
+    Simulate(SimulateArgs),
 }
 
 /// Settings of the serving coordinator.
@@ -384,6 +388,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Slashes(args)) => return list_slashes(args).await,
+        Some(Command::Simulate(args)) => return simulate(args).await,
         Some(Command::Serve(args)) => *args,
         None => cli.serve,
     };
@@ -395,6 +400,70 @@ async fn main() -> anyhow::Result<()> {
     dualrig_coordinator::serve(config, shutdown_signal())
         .await
         .context("coordinator stopped")?;
+    Ok(())
+}
+
+/// `dualrig-coordinator simulate`.
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// Ledger rounds to simulate (default 14400: ten days of 60 s rounds).
+    #[arg(long, default_value_t = 14_400)]
+    rounds: u64,
+    /// Seed of every random choice: the same seed gives the same table.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Actors playing each strategy.
+    #[arg(long, default_value_t = 4)]
+    actors: usize,
+    /// Coordinator TOML whose rules to simulate instead of the defaults (the serving settings'
+    /// file).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// What transcoding one job costs an honest worker, in base units (default 10000).
+    #[arg(long)]
+    job_cost: Option<f64>,
+    /// Share of each blob's chunks a data deleter keeps, from 0 to 1 (default 0.9).
+    #[arg(long)]
+    deleter_keeps: Option<f64>,
+    /// Chance that an outsourcer's fetch misses a challenge's deadline, from 0 to 1 (default 0.02).
+    #[arg(long)]
+    outsourcer_miss: Option<f64>,
+    /// Share, in ppm, of their rewards honest hosts send to the capacity fund (default 0), which pays
+    /// `capacity_bonus_per_byte` for capacity added.
+    #[arg(long)]
+    honest_redirect_ppm: Option<u32>,
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use dualrig_coordinator::simulate::{Actors, Simulation, run};
+
+    let mut config = Config::local(PathBuf::from("dualrig-coordinator-data"));
+    if let Some(path) = &args.config {
+        config.merge_file(FileConfig::load(path)?)?;
+    }
+    config.validate()?;
+    let defaults = Actors::default();
+    let sim = Simulation {
+        seed: args.seed,
+        rounds: args.rounds,
+        actors: Actors {
+            per_strategy: args.actors,
+            job_cost: args.job_cost.unwrap_or(defaults.job_cost),
+            deleter_keeps: args.deleter_keeps.unwrap_or(defaults.deleter_keeps),
+            outsourcer_miss: args.outsourcer_miss.unwrap_or(defaults.outsourcer_miss),
+            honest_redirect_ppm: args
+                .honest_redirect_ppm
+                .unwrap_or(defaults.honest_redirect_ppm),
+            ..defaults
+        },
+    };
+    let report = run(&config, &sim).await?;
+    print!("{}", report.to_markdown());
+    let paying = report.paying();
+    if !paying.is_empty() {
+        let names: Vec<&str> = paying.iter().map(|r| r.strategy.name()).collect();
+        anyhow::bail!("cheating pays under these rules: {}", names.join(", "));
+    }
     Ok(())
 }
 
@@ -645,6 +714,23 @@ mod tests {
         };
         assert!(args.verify && args.json && args.worker.is_none());
         assert_eq!(args.coordinator, "http://127.0.0.1:7600");
+
+        let cli = Cli::try_parse_from([
+            "dualrig-coordinator",
+            "simulate",
+            "--rounds",
+            "300",
+            "--seed",
+            "9",
+            "--outsourcer-miss",
+            "0.1",
+        ])
+        .expect("simulate parses");
+        let Some(Command::Simulate(args)) = cli.command else {
+            panic!("simulate subcommand");
+        };
+        assert_eq!((args.rounds, args.seed, args.actors), (300, 9, 4));
+        assert_eq!(args.outsourcer_miss, Some(0.1));
     }
 
     #[test]
