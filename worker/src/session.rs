@@ -563,7 +563,7 @@ async fn deliver(
     if !sent {
         metrics::undelivered();
         warn!(
-            outcome = what,
+            outcome = %what,
             "job outcome not delivered: the session with the coordinator that assigned the job has ended, and that coordinator gives the job to another worker"
         );
     }

@@ -68,6 +68,99 @@ impl CoordinatorBinary {
     }
 }
 
+/// The `dualrig-worker` binary (libx264, one session, CPU hashing, a dashboard) serving every one
+/// of `coordinators`, given as one comma-separated list; SIGKILLed when dropped.
+struct WorkerBinary {
+    _process: Killed,
+    log: PathBuf,
+    data: PathBuf,
+    dashboard: String,
+    id: PublicId,
+}
+
+impl WorkerBinary {
+    fn start(dir: &Path, coordinators: &[CoordinatorBinary], args: &[&str]) -> Self {
+        let data = dir.join("worker");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let log = dir.join("worker.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let list: Vec<&str> = coordinators.iter().map(|c| c.url.as_str()).collect();
+        let process = Killed(
+            Command::new(env!("CARGO_BIN_EXE_dualrig-worker"))
+                .args(["--coordinator", &list.join(",")])
+                .args(["--gpu", "off", "--encoder", "libx264", "--sessions", "1"])
+                .args(["--dashboard-addr", "127.0.0.1:0"])
+                .args(args)
+                .arg("--data-dir")
+                .arg(&data)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(file)
+                .spawn()
+                .expect("spawn dualrig-worker"),
+        );
+        let dashboard = wait_for_file(&data.join(dualrig_worker::dashboard::ADDR_FILE));
+        let id = status(&dashboard)["worker_id"]
+            .as_str()
+            .and_then(|id| hex::decode(id).ok())
+            .and_then(|id| PublicId::from_slice("worker", &id).ok())
+            .expect("the worker's id");
+        Self {
+            _process: process,
+            log,
+            data,
+            dashboard,
+            id,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The index of the one coordinator that lists the worker, once one does.
+    async fn first_attached(&self, coordinators: &[CoordinatorBinary]) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut attached = Vec::new();
+            for (i, coordinator) in coordinators.iter().enumerate() {
+                if listed(&coordinator.client().await, &self.id).await {
+                    attached.push(i);
+                }
+            }
+            match attached.as_slice() {
+                [one] => return *one,
+                [] => {}
+                both => panic!("attached to {both:?} at once:\n{}", self.log()),
+            }
+            assert!(Instant::now() < deadline, "never attached:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits, with a generous deadline, until `client`'s coordinator lists the worker.
+    async fn wait_listed(&self, client: &DualrigClient, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !listed(client, &self.id).await {
+            assert!(Instant::now() < deadline, "never {what}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits, with a generous deadline, until the log holds a line with `text`.
+    async fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "never logged {text:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// A binary of the workspace built beside the worker's (`cargo build --bins`).
 fn sibling_binary(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_dualrig-worker"))
@@ -90,7 +183,7 @@ async fn deposit(client: &DualrigClient, payer: &Identity) {
         .expect("deposit");
 }
 
-/// Waits, with a generous deadline, until `client`'s coordinator lists the worker attached.
+/// Whether `client`'s coordinator lists the worker attached.
 async fn listed(client: &DualrigClient, worker: &PublicId) -> bool {
     client
         .list_workers()
@@ -115,7 +208,8 @@ fn status(dashboard: &str) -> serde_json::Value {
     serde_json::from_str(&body).expect("status is JSON")
 }
 
-/// A paid 240p job on `client`, its rendition decoded: 30 frames of 426×240 (or the ladder's width).
+/// A paid 240p job on `client` done by `worker`, its rendition decoded: every frame of the 1 s source,
+/// 240 lines high.
 async fn paid_job(
     client: &DualrigClient,
     segment: &[u8],
@@ -169,69 +263,29 @@ async fn a_worker_of_two_coordinators_moves_to_the_live_one_when_its_own_is_kill
         deposit(&coordinator.client().await, &payer).await;
     }
 
-    let data = dir.path().join("worker");
-    std::fs::create_dir_all(&data).expect("data dir");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.path().join("worker.log")).expect("log file");
-    let list = format!("{},{}", coordinators[0].url, coordinators[1].url);
-    let _worker = Killed(
-        Command::new(env!("CARGO_BIN_EXE_dualrig-worker"))
-            .args(["--coordinator", &list])
-            .args(["--gpu", "off", "--encoder", "libx264", "--sessions", "1"])
-            .args([
-                "--price-per-unit",
-                "1",
-                "--ticket-face-value",
-                &FACE.to_string(),
-            ])
-            .args(["--ticket-win-prob-one-in", "1"])
-            .args(["--redeem-delay-secs", REDEEM_DELAY_SECS])
-            .args([
-                "--dashboard-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                &metrics,
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dualrig-worker"),
+    let worker = WorkerBinary::start(
+        dir.path(),
+        &coordinators,
+        &[
+            "--price-per-unit",
+            "1",
+            "--ticket-face-value",
+            &FACE.to_string(),
+            "--ticket-win-prob-one-in",
+            "1",
+            "--redeem-delay-secs",
+            REDEEM_DELAY_SECS,
+            "--metrics-addr",
+            &metrics,
+        ],
     );
-    let worker_log = || std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default();
-    let dashboard = wait_for_file(&data.join(dualrig_worker::dashboard::ADDR_FILE));
-    let worker_id = status(&dashboard)["worker_id"]
-        .as_str()
-        .and_then(|id| hex::decode(id).ok())
-        .and_then(|id| PublicId::from_slice("worker", &id).ok())
-        .expect("the worker's id");
-
-    // It serves one of the two: the one its key picks.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let first = loop {
-        let mut attached = Vec::new();
-        for (i, coordinator) in coordinators.iter().enumerate() {
-            if listed(&coordinator.client().await, &worker_id).await {
-                attached.push(i);
-            }
-        }
-        match attached.as_slice() {
-            [one] => break *one,
-            [] => {}
-            both => panic!("attached to {both:?} at once:\n{}", worker_log()),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never attached:\n{}",
-            worker_log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (data, dashboard, worker_id) = (&worker.data, &worker.dashboard, worker.id);
+    let worker_log = || worker.log();
+    let first = worker.first_attached(&coordinators).await;
     let expected = dualrig_worker::coordinators::Coordinators::rotation_start(&worker_id, 2);
     assert_eq!(first, expected, "it starts where its key says");
-    let attached = status(&dashboard);
+    let attached = status(dashboard);
     assert_eq!(attached["connection"]["state"], "attached");
     assert_eq!(
         attached["connection"]["coordinator"],
@@ -260,24 +314,17 @@ async fn a_worker_of_two_coordinators_moves_to_the_live_one_when_its_own_is_kill
 
     // kill -9 of the coordinator it serves, while the win waits.
     let killed = coordinators.remove(first);
-    let killed_log = killed.log();
     drop(killed.process);
     assert_eq!(
-        winners(&data) as u64,
+        winners(data) as u64,
         won_before,
         "the win was still waiting when its coordinator died"
     );
     let live = coordinators.pop().expect("the live coordinator");
     let live_client = live.client().await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !listed(&live_client, &worker_id).await {
-        assert!(
-            Instant::now() < deadline,
-            "never attached to the live coordinator:\n{}\n{killed_log}",
-            worker_log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    worker
+        .wait_listed(&live_client, "attached to the live coordinator")
+        .await;
 
     // A job submitted there is done and decodes.
     let second_nonce = nonces.lock().expect("payer").next_nonce();
@@ -303,7 +350,7 @@ async fn a_worker_of_two_coordinators_moves_to_the_live_one_when_its_own_is_kill
                 .await
                 .expect("payer")
                 .deposit;
-        if taken >= owed && winners(&data) == 0 {
+        if taken >= owed && winners(data) == 0 {
             assert_eq!(taken, owed, "each win paid once");
             break;
         }
@@ -322,7 +369,7 @@ async fn a_worker_of_two_coordinators_moves_to_the_live_one_when_its_own_is_kill
         .balance;
     assert!(earned > 0, "the worker is paid");
 
-    let now = status(&dashboard);
+    let now = status(dashboard);
     assert_eq!(now["connection"]["state"], "attached", "{now:#}");
     assert_eq!(now["connection"]["coordinator"], live.url.as_str());
     assert_eq!(now["connection"]["switches"], 1, "{now:#}");
@@ -342,6 +389,63 @@ async fn a_worker_of_two_coordinators_moves_to_the_live_one_when_its_own_is_kill
             .any(|l| l.contains("switched coordinator") && l.contains(&format!("to={}", live.url))),
         "{log}"
     );
+}
+
+/// A job running when its coordinator is killed is finished, and its outcome, which has nowhere to
+/// go, is dropped with a warning and a count; meanwhile the worker serves the other coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_whose_coordinator_dies_while_it_runs_is_finished_and_its_outcome_dropped_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let genesis = dir.path().join("genesis.toml");
+    std::fs::write(&genesis, "").expect("genesis");
+    let mut coordinators = vec![
+        CoordinatorBinary::start(dir.path().join("a"), &genesis),
+        CoordinatorBinary::start(dir.path().join("b"), &genesis),
+    ];
+    let worker = WorkerBinary::start(dir.path(), &coordinators, &[]);
+    let first = worker.first_attached(&coordinators).await;
+
+    // A segment whose 720p and 360p keep libx264 busy for a while.
+    let clip = dualrig_testkit::lavfi_clip(
+        dir.path().join("long.ts"),
+        "testsrc2=size=1280x720:rate=30",
+        None,
+        8.0,
+    );
+    let segment = std::fs::read(&clip).expect("clip");
+    let client = coordinators[first].client().await;
+    let job = tokio::spawn(async move {
+        let ladder = Profile::parse_list("720p,360p").expect("ladder");
+        client.transcode_segment(segment, &ladder, "cut off").await
+    });
+    worker.wait_for_log(" transcoding ").await;
+    let killed = coordinators.remove(first);
+    drop(killed.process);
+    assert!(
+        !worker.log().contains(" transcoded "),
+        "the job ended before its coordinator was killed:\n{}",
+        worker.log()
+    );
+    assert!(job.await.expect("task").is_err(), "its coordinator is gone");
+
+    let live = coordinators.pop().expect("the live coordinator");
+    worker
+        .wait_listed(&live.client().await, "attached to the live coordinator")
+        .await;
+    worker.wait_for_log("job outcome not delivered").await;
+    let log = worker.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("job outcome not delivered"))
+        .expect("logged");
+    assert!(line.contains("outcome=result"), "{line}");
+    assert!(
+        log.find(" transcoded ") < log.find("job outcome not delivered"),
+        "the job ran to its end first:\n{log}"
+    );
+    let now = status(&worker.dashboard);
+    assert_eq!(now["jobs"]["done"], 1, "{now:#}");
+    assert_eq!(now["jobs"]["undelivered"], 1, "{now:#}");
 }
 
 /// Every URL of the list is checked before anything starts; a bad or repeated one is named, whether
