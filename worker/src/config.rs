@@ -114,8 +114,9 @@ pub const DEFAULT_STORAGE_CAPACITY: u64 = 10 << 30;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The coordinator's gRPC URL, e.g. `http://127.0.0.1:7300`.
-    pub coordinator: String,
+    /// The coordinators' gRPC URLs, e.g. `http://127.0.0.1:7300`: one, or several that share one
+    /// ledger, of which the worker serves one at a time ([`crate::coordinators`]).
+    pub coordinators: Vec<String>,
     /// Holds the worker's key and its scratch space.
     pub data_dir: PathBuf,
     pub encoder: EncoderChoice,
@@ -162,7 +163,7 @@ impl WorkerConfig {
     /// Defaults for a worker of the coordinator at `coordinator`, keeping its files in `data_dir`.
     pub fn new(coordinator: impl Into<String>, data_dir: PathBuf) -> Self {
         Self {
-            coordinator: coordinator.into(),
+            coordinators: vec![coordinator.into()],
             data_dir,
             encoder: EncoderChoice::Auto,
             sessions: Sessions::Auto,
@@ -209,7 +210,7 @@ impl WorkerConfig {
     /// (the one a reload applies live): each takes effect only at the next start.
     pub fn restart_keys(&self, next: &WorkerConfig) -> Vec<&'static str> {
         let differs = [
-            ("coordinator", self.coordinator != next.coordinator),
+            ("coordinator", self.coordinators != next.coordinators),
             ("data_dir", self.data_dir != next.data_dir),
             ("encoder", self.encoder != next.encoder),
             ("gpu", self.gpu != next.gpu),
@@ -257,12 +258,7 @@ impl WorkerConfig {
         for root in &self.host_roots {
             dualrig_proto::proof::parse_root(root).map_err(|e| format!("host {root:?}: {e}"))?;
         }
-        if !(self.coordinator.starts_with("http://") || self.coordinator.starts_with("https://")) {
-            return Err(format!(
-                "--coordinator {:?} must be a URL such as http://127.0.0.1:7300",
-                self.coordinator
-            ));
-        }
+        check_coordinators(&self.coordinators)?;
         if !(self.gpu_hash_share > 0.0 && self.gpu_hash_share <= 1.0) {
             return Err(format!(
                 "--gpu-hash-share must be above 0 and at most 1 (got {})",
@@ -283,9 +279,67 @@ impl WorkerConfig {
     }
 }
 
+/// Each URL is one such as `http://127.0.0.1:7300`, none is listed twice, and there is one at least.
+fn check_coordinators(urls: &[String]) -> Result<(), String> {
+    if urls.is_empty() {
+        return Err(format!(
+            "--coordinator: no coordinator URL given (one such as {DEFAULT_COORDINATOR}, or several separated by commas)"
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for url in urls {
+        let is_url = (url.starts_with("http://") || url.starts_with("https://"))
+            && url
+                .parse::<tonic::transport::Uri>()
+                .is_ok_and(|uri| uri.host().is_some());
+        if !is_url {
+            return Err(format!(
+                "--coordinator {url:?} must be a URL such as http://127.0.0.1:7300"
+            ));
+        }
+        if !seen.insert(url.trim_end_matches('/')) {
+            return Err(format!(
+                "--coordinator {url:?} is listed twice: give each coordinator once"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_coordinators(urls: &[&str]) -> Result<(), String> {
+        let mut config = WorkerConfig::new("http://127.0.0.1:7300", PathBuf::from("data"));
+        config.coordinators = urls.iter().map(|u| (*u).to_owned()).collect();
+        config.validate()
+    }
+
+    #[test]
+    fn each_coordinator_url_is_checked_and_the_bad_one_named() {
+        assert_eq!(
+            with_coordinators(&["http://a:7300", "https://b:7300"]),
+            Ok(())
+        );
+        for (urls, named) in [
+            (&["http://a:7300", "b:7300"][..], "\"b:7300\""),
+            (&["http://a:7300", ""][..], "\"\""),
+            (&["http://a:7300", "http://"][..], "\"http://\""),
+            (&["ftp://c:21"][..], "\"ftp://c:21\""),
+        ] {
+            let err = with_coordinators(urls).expect_err("refused");
+            assert!(
+                err.contains(named) && err.contains("must be a URL"),
+                "{urls:?}: {err}"
+            );
+        }
+        let err = with_coordinators(&["http://a:7300", "http://b:7300", "http://a:7300/"])
+            .expect_err("duplicate");
+        assert!(err.contains("\"http://a:7300/\" is listed twice"), "{err}");
+        let err = with_coordinators(&[]).expect_err("empty");
+        assert!(err.contains("no coordinator URL"), "{err}");
+    }
 
     #[test]
     fn a_hash_share_outside_the_unit_interval_is_refused() {

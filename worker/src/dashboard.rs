@@ -11,7 +11,9 @@ pub mod status;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::coordinators::Coordinators;
 use dualrig_proto::identity::PublicId;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -45,7 +47,7 @@ pub struct Dashboard {
     listener: TcpListener,
     addr: SocketAddr,
     data_dir: PathBuf,
-    coordinator: String,
+    coordinators: Arc<Coordinators>,
     id: PublicId,
 }
 
@@ -54,7 +56,7 @@ impl Dashboard {
     pub async fn bind(
         addr: SocketAddr,
         data_dir: &Path,
-        coordinator: String,
+        coordinators: Arc<Coordinators>,
         id: PublicId,
     ) -> Result<Self, DashboardError> {
         let listener = TcpListener::bind(addr)
@@ -70,7 +72,7 @@ impl Dashboard {
             listener,
             addr: bound,
             data_dir: data_dir.to_owned(),
-            coordinator,
+            coordinators,
             id,
         })
     }
@@ -89,7 +91,7 @@ impl Dashboard {
                 status::sample();
             }
         };
-        let watch = account::watch(self.coordinator, self.id);
+        let watch = account::watch(self.coordinators, self.id);
         let http = axum::serve(self.listener, server::routes(self.data_dir));
         tokio::select! {
             () = sampler => {}

@@ -28,11 +28,43 @@ pub enum EarningsError {
         call: &'static str,
         status: tonic::Status,
     },
+    #[error("no coordinator URL given")]
+    NoCoordinator,
 }
 
-/// Asks the coordinator at `url` for `worker`'s account and its statements of the last `rounds` ledger
-/// rounds (0: all).
-pub async fn fetch(url: &str, worker: PublicId, rounds: u64) -> Result<Earnings, EarningsError> {
+/// Asks the coordinators at `urls`, one after another until one answers (they share one ledger), for
+/// `worker`'s account and its statements of the last `rounds` ledger rounds (0: all).
+pub async fn fetch(
+    urls: &[String],
+    worker: PublicId,
+    rounds: u64,
+) -> Result<Earnings, EarningsError> {
+    let mut last = None;
+    for url in urls {
+        match fetch_from(url, worker, rounds).await {
+            Err(e) if e.unreachable() && urls.len() > 1 => {
+                tracing::info!(coordinator = %url, error = %e, "coordinator not reached; asking the next");
+                last = Some(e);
+            }
+            answer => return answer,
+        }
+    }
+    Err(last.unwrap_or(EarningsError::NoCoordinator))
+}
+
+impl EarningsError {
+    /// The coordinator was not reached (or went away mid-call), so another may answer.
+    fn unreachable(&self) -> bool {
+        match self {
+            EarningsError::Connect { .. } => true,
+            EarningsError::Refused { status, .. } => crate::coordinators::unreachable(status),
+            EarningsError::NoCoordinator => false,
+        }
+    }
+}
+
+/// [`fetch`] from the one coordinator at `url`.
+async fn fetch_from(url: &str, worker: PublicId, rounds: u64) -> Result<Earnings, EarningsError> {
     let mut api: CoordinatorClient<Channel> = CoordinatorClient::connect(url.to_owned())
         .await
         .map_err(|source| EarningsError::Connect {

@@ -71,16 +71,18 @@ enum Command {
     },
 }
 
-/// The coordinator this worker serves.
+/// The coordinators this worker serves.
 #[derive(Debug, Args)]
 struct CoordinatorArg {
-    /// The coordinator's gRPC URL.
+    /// The coordinator's gRPC URL; several (repeated, or separated by commas) are asked in turn until
+    /// one answers.
     #[arg(
         long,
         env = "DUALRIG_COORDINATOR",
+        value_delimiter = ',',
         default_value = dualrig_worker::config::DEFAULT_COORDINATOR
     )]
-    coordinator: String,
+    coordinator: Vec<String>,
 }
 
 /// Where the worker keeps its key and scratch files.
@@ -104,9 +106,16 @@ struct RunArgs {
     /// TOML file with any of the settings below, read again on SIGHUP (`sessions` changes live).
     #[arg(long, env = "DUALRIG_WORKER_CONFIG")]
     config: Option<PathBuf>,
-    /// The coordinator's gRPC URL (default http://127.0.0.1:7300).
-    #[arg(long, env = "DUALRIG_COORDINATOR")]
-    coordinator: Option<String>,
+    /// The coordinator's gRPC URL (default http://127.0.0.1:7300). Several coordinators of one ledger
+    /// are given by repeating the flag or separating the URLs with commas; the worker serves one at a
+    /// time and moves to the next when it loses that one.
+    #[arg(
+        long,
+        env = "DUALRIG_COORDINATOR",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    coordinator: Vec<String>,
     /// Directory for the worker's key and scratch files (default dualrig-worker-data).
     #[arg(long, env = "DUALRIG_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -193,7 +202,8 @@ impl RunArgs {
         ConfigSource {
             file: self.config,
             flags: WorkerSettings {
-                coordinator: self.coordinator,
+                coordinator: None,
+                coordinators: (!self.coordinator.is_empty()).then_some(self.coordinator),
                 data_dir: self.data_dir,
                 encoder: self.encoder,
                 sessions: self.sessions,
@@ -294,7 +304,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn earnings(
-    coordinator: String,
+    coordinators: Vec<String>,
     key: &std::path::Path,
     rounds: u64,
     json: bool,
@@ -302,8 +312,9 @@ fn earnings(
     let identity = dualrig_proto::identity::Identity::load_or_create(key)
         .with_context(|| format!("worker key {}", key.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
+    let coordinators: Vec<String> = coordinators.iter().map(|u| u.trim().to_owned()).collect();
     let earnings = runtime.block_on(dualrig_worker::earnings::fetch(
-        &coordinator,
+        &coordinators,
         identity.id(),
         rounds,
     ))?;
@@ -329,10 +340,10 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
     // The endpoint is up before the store opens, so the store's figures are on it from the start.
     if let Some(addr) = config.metrics_addr {
         let _context = runtime.enter();
-        dualrig_worker::metrics::install_exporter(addr).map_err(anyhow::Error::msg)?;
+        dualrig_worker::metrics::install_exporter(addr, &config.coordinators)
+            .map_err(anyhow::Error::msg)?;
     }
     let dashboard_addr = config.dashboard_addr;
-    let coordinator = config.coordinator.clone();
     let data_dir = config.data_dir.clone();
     // Taken before the encoder probe, so a SIGHUP while the worker starts is a reload, not its end.
     let mut hangups = {
@@ -348,7 +359,7 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
             let dashboard = dualrig_worker::dashboard::Dashboard::bind(
                 addr,
                 &data_dir,
-                coordinator,
+                worker.coordinators(),
                 worker.id(),
             )
             .await?;

@@ -27,6 +27,9 @@ pub const SESSIONS: &str = "dualrig_worker_sessions";
 pub const RELOADS: &str = "dualrig_worker_config_reloads_total";
 pub const SERVED_BYTES: &str = "dualrig_worker_served_bytes_total";
 pub const DOWNLOAD_PAYMENTS: &str = "dualrig_worker_download_payments_total";
+pub const COORDINATOR_ATTACHED: &str = "dualrig_worker_coordinator_attached";
+pub const COORDINATOR_SWITCHES: &str = "dualrig_worker_coordinator_switches_total";
+pub const UNDELIVERED: &str = "dualrig_worker_undelivered_outcomes_total";
 
 /// `outcome` of [`JOBS`].
 pub const JOB_OUTCOMES: &[&str] = &["done", "failed", "payment_refused", "crashed"];
@@ -54,9 +57,9 @@ const CHALLENGE_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// Starts the Prometheus endpoint on `addr`, describes every metric and registers every series.
-/// Call it from inside a Tokio runtime.
-pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
+/// Starts the Prometheus endpoint on `addr`, describes every metric and registers every series, one
+/// [`COORDINATOR_ATTACHED`] for each of `coordinators`. Call it from inside a Tokio runtime.
+pub fn install_exporter(addr: SocketAddr, coordinators: &[String]) -> Result<(), String> {
     let buckets = [
         (TRANSCODE_SECONDS, TRANSCODE_BUCKETS),
         (CHALLENGE_SECONDS, CHALLENGE_BUCKETS),
@@ -64,6 +67,9 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
     dualrig_proto::metrics_endpoint::serve(addr, &buckets, || {
         describe();
         register();
+        for url in coordinators {
+            gauge!(COORDINATOR_ATTACHED, "coordinator" => url.clone()).set(0.0);
+        }
     })
     .map_err(|e| e.to_string())?;
     Ok(())
@@ -88,7 +94,14 @@ fn register() {
     for &payment in SERVED_PAYMENTS {
         counter!(SERVED_BYTES, "payment" => payment).increment(0);
     }
-    for name in [BYTES_IN, BYTES_OUT, REDEEMED_VALUE, PROOFS] {
+    for name in [
+        BYTES_IN,
+        BYTES_OUT,
+        REDEEMED_VALUE,
+        PROOFS,
+        COORDINATOR_SWITCHES,
+        UNDELIVERED,
+    ] {
         counter!(name).increment(0);
     }
     // A registered handle is enough for the exporter to render the empty buckets.
@@ -111,6 +124,18 @@ fn describe() {
     describe_counter!(BYTES_IN, metrics::Unit::Bytes, "Segment bytes received");
     describe_counter!(BYTES_OUT, metrics::Unit::Bytes, "Rendition bytes sent");
     describe_counter!(CONNECTIONS, "Connections to the coordinator, by outcome");
+    describe_gauge!(
+        COORDINATOR_ATTACHED,
+        "1 for the coordinator (by URL) the worker is attached to, 0 for the others it may serve"
+    );
+    describe_counter!(
+        COORDINATOR_SWITCHES,
+        "Attaches to a coordinator other than the one attached before"
+    );
+    describe_counter!(
+        UNDELIVERED,
+        "Job outcomes dropped because the session with the coordinator that assigned the job ended"
+    );
     describe_counter!(
         TICKETS,
         "Payment tickets, by outcome (received, won, refused)"
@@ -156,16 +181,18 @@ fn describe() {
     );
 }
 
-/// What the worker runs with, once it is prepared.
+/// What the worker runs with, once it is prepared; it serves `coordinators`, from `first`.
 pub fn started(
     id: &str,
-    coordinator: &str,
+    coordinators: &[String],
+    first: &str,
     capabilities: &dualrig_proto::v1::Capabilities,
     hardware: bool,
 ) {
     record(|s| {
         s.worker_id = id.to_owned();
-        s.connection.coordinator = coordinator.to_owned();
+        s.connection.coordinator = first.to_owned();
+        s.connection.coordinators = coordinators.to_vec();
         s.encoder.name = capabilities.selected_encoder.clone();
         s.encoder.hardware = hardware;
         s.encoder.reason = capabilities.encoder_reason.clone();
@@ -200,18 +227,27 @@ pub fn transcoded(elapsed: Duration, bytes_in: usize, bytes_out: usize) {
     counter!(BYTES_OUT).increment(bytes_out as u64);
 }
 
-/// Dialling the coordinator.
-pub fn connecting() {
+/// Dialling the coordinator at `url`.
+pub fn connecting(url: &str) {
     record(|s| {
         s.connection.state = "connecting";
+        s.connection.coordinator = url.to_owned();
         s.connection.since_unix_ms = now_unix_ms();
     });
 }
 
-/// Attached to the coordinator whose id starts with `coordinator_id` (hex).
-pub fn attached(coordinator_id: &str) {
+/// Attached to the coordinator at `url` whose id starts with `coordinator_id` (hex); `switched`: it
+/// is not the one attached before.
+pub fn attached(url: &str, coordinator_id: &str, switched: bool) {
     counter!(CONNECTIONS, "outcome" => "attached").increment(1);
+    gauge!(COORDINATOR_ATTACHED, "coordinator" => url.to_owned()).set(1.0);
+    if switched {
+        counter!(COORDINATOR_SWITCHES).increment(1);
+    }
     record(|s| {
+        if switched {
+            s.connection.switches += 1;
+        }
         s.connection.state = "attached";
         s.connection.coordinator_id = coordinator_id.to_owned();
         s.connection.since_unix_ms = now_unix_ms();
@@ -219,14 +255,22 @@ pub fn attached(coordinator_id: &str) {
     });
 }
 
-/// The session with the coordinator ended, for `error`.
-pub fn disconnected(error: &str) {
+/// The session with the coordinator at `url` ended, for `error`.
+pub fn disconnected(url: &str, error: &str) {
     counter!(CONNECTIONS, "outcome" => "ended").increment(1);
+    gauge!(COORDINATOR_ATTACHED, "coordinator" => url.to_owned()).set(0.0);
     record(|s| {
         s.connection.state = "disconnected";
         s.connection.since_unix_ms = now_unix_ms();
         s.connection.last_error = Some(error.to_owned());
     });
+}
+
+/// A job's outcome (its result or its failure) was dropped: the session with the coordinator that
+/// assigned the job ended before it could be sent.
+pub fn undelivered() {
+    counter!(UNDELIVERED).increment(1);
+    record(|s| s.jobs.undelivered += 1);
 }
 
 pub fn tickets(outcome: &'static str, count: usize) {

@@ -26,6 +26,7 @@ use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::config::WorkerConfig;
+use crate::coordinators::Coordinators;
 use crate::metrics;
 use winners::WinnerStore;
 
@@ -337,31 +338,29 @@ impl Payments {
     }
 }
 
-/// Redeems winning tickets one by one through the coordinator's `Execute(RedeemTicket)`, signed with
-/// the worker's key, each no sooner than `delay` after it was won, retrying with backoff while the
-/// ledger cannot pay yet or cannot be reached. A ticket leaves `store` when the ledger has paid it or
-/// refused it for good; one given up on stays, to be tried again after a restart.
+/// Redeems winning tickets one by one through `Execute(RedeemTicket)`, signed with the worker's key,
+/// each no sooner than `delay` after it was won, retrying with backoff while the ledger cannot pay yet
+/// or cannot be reached. Each try goes to the coordinator the worker serves now and, when that one
+/// cannot be reached, to the others of the same ledger in turn: the ledger redeems a ticket once, by
+/// its hash, whichever coordinator it comes through, so a win made under one coordinator is paid
+/// through another. A ticket leaves `store` when the ledger has paid it or refused it for good; one
+/// given up on stays, to be tried again after a restart.
 pub async fn redeem_forever(
-    coordinator: String,
+    coordinators: Arc<Coordinators>,
     identity: Arc<Identity>,
     mut queue: mpsc::UnboundedReceiver<QueuedWinner>,
     store: Arc<WinnerStore>,
     delay: Duration,
 ) {
-    let channel = match tonic::transport::Endpoint::from_shared(coordinator) {
-        Ok(endpoint) => endpoint.connect_lazy(),
-        Err(e) => {
-            warn!(error = %e, "cannot redeem tickets: bad coordinator URL");
-            return;
-        }
-    };
-    let mut api = CoordinatorClient::new(channel);
     while let Some((winner, won_at)) = queue.recv().await {
         tokio::time::sleep_until(won_at + delay).await;
         let face_value = winner.ticket.ticket.face_value;
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=REDEEM_TRIES {
-            match redeem(&mut api, &identity, &winner).await {
+            match coordinators
+                .call(|api| redeem(api, &identity, &winner))
+                .await
+            {
                 Ok(amount) => {
                     metrics::redeemed("paid", amount, face_value);
                     info!(amount, "ticket redeemed");
@@ -404,7 +403,7 @@ fn forget(store: &WinnerStore, winner: &WinningTicket) {
 }
 
 async fn redeem(
-    api: &mut CoordinatorClient<Channel>,
+    mut api: CoordinatorClient<Channel>,
     identity: &Identity,
     winner: &WinningTicket,
 ) -> Result<u64, tonic::Status> {

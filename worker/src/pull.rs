@@ -16,9 +16,10 @@ use dualrig_proto::proof::slice::verified_reader;
 use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 use dualrig_proto::v1::{AccountRequest, CollectiveRequest, GetRequest, HelloRequest, get_chunk};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use crate::coordinators::Coordinators;
 use crate::hosting::Hosting;
 
 /// Time between passes over the hosted collectives.
@@ -29,7 +30,7 @@ pub const PULL_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Puller {
     identity: Arc<Identity>,
     hosting: Arc<Hosting>,
-    coordinator: String,
+    coordinators: Arc<Coordinators>,
     names: Vec<String>,
     roots: Vec<[u8; 32]>,
 }
@@ -40,7 +41,7 @@ impl Puller {
     pub fn new(
         identity: Arc<Identity>,
         hosting: Arc<Hosting>,
-        coordinator: String,
+        coordinators: Arc<Coordinators>,
         names: Vec<String>,
         roots: &[String],
     ) -> Self {
@@ -55,7 +56,7 @@ impl Puller {
         Self {
             identity,
             hosting,
-            coordinator,
+            coordinators,
             names,
             roots,
         }
@@ -66,16 +67,10 @@ impl Puller {
         if self.names.is_empty() && self.roots.is_empty() {
             return std::future::pending().await;
         }
-        let channel = match Endpoint::from_shared(self.coordinator.clone()) {
-            Ok(endpoint) => endpoint.connect_lazy(),
-            Err(e) => {
-                warn!(error = %e, "cannot pull collectives: bad coordinator URL");
-                return std::future::pending().await;
-            }
-        };
-        let mut api = CoordinatorClient::new(channel)
-            .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
         loop {
+            // Each pass through the coordinator the worker serves now, so a pass after a switch
+            // pulls through the new one.
+            let mut api = self.coordinators.client();
             for name in &self.names {
                 if let Err(why) = self.pull(&mut api, name).await {
                     warn!(collective = %name, %why, "collective not pulled");

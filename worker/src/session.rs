@@ -1,6 +1,6 @@
-//! The worker's life on the network: probe what this machine can do, dial the coordinator, prove the key,
-//! attach, run the jobs that come down the stream, and dial again with backoff whenever the coordinator
-//! goes away.
+//! The worker's life on the network: probe what this machine can do, dial a coordinator, prove the key,
+//! attach, run the jobs that come down the stream, and whenever that coordinator goes away dial the next
+//! of the [`Coordinators`], with backoff once every one has been tried.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{ConfigSource, WorkerConfig};
+use crate::coordinators::Coordinators;
 use crate::hosting::Hosting;
 use crate::job::run_transcode;
 use crate::metrics;
@@ -80,6 +81,7 @@ pub struct Worker {
     identity: Arc<Identity>,
     encoder: Arc<EncoderSelection>,
     capabilities: Capabilities,
+    coordinators: Arc<Coordinators>,
     payments: Arc<Payments>,
     hosting: Arc<Hosting>,
     slots: Arc<JobSlots>,
@@ -95,6 +97,14 @@ impl Worker {
             source,
         })?;
         let identity = Identity::load_or_create(&config.key_path())?;
+        let coordinators = Arc::new(
+            Coordinators::new(
+                config.coordinators.clone(),
+                Coordinators::rotation_start(&identity.id(), config.coordinators.len()),
+                config.source_addr,
+            )
+            .map_err(WorkerError::Config)?,
+        );
         let (payments, winners) =
             Payments::new(&config, &identity).map_err(|source| WorkerError::DataDir {
                 path: config.ticket_secret_path(),
@@ -145,7 +155,8 @@ impl Worker {
         };
         metrics::started(
             &identity.id().to_string(),
-            &config.coordinator,
+            coordinators.urls(),
+            coordinators.current_url(),
             &capabilities,
             encoder.hardware,
         );
@@ -154,6 +165,7 @@ impl Worker {
             identity: Arc::new(identity),
             encoder: Arc::new(encoder),
             capabilities,
+            coordinators,
             payments,
             hosting,
             slots: JobSlots::new(sessions),
@@ -180,12 +192,18 @@ impl Worker {
         )
     }
 
+    /// The coordinators it may serve, and the one it serves now.
+    pub fn coordinators(&self) -> Arc<Coordinators> {
+        Arc::clone(&self.coordinators)
+    }
+
     /// The worker's blob store.
     pub fn store(&self) -> &Arc<BlobStore> {
         self.hosting.store()
     }
 
-    /// Serves the coordinator until `shutdown` completes, reconnecting with backoff.
+    /// Serves the coordinators until `shutdown` completes, one at a time, moving to the next whenever
+    /// the session ends.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let span = info_span!("worker", id = %self.identity.id().short());
         let winners = self
@@ -196,7 +214,7 @@ impl Worker {
         let redeem = async {
             if let Some(winners) = winners {
                 redeem_forever(
-                    self.config.coordinator.clone(),
+                    Arc::clone(&self.coordinators),
                     Arc::clone(&self.identity),
                     winners,
                     self.payments.winner_store(),
@@ -210,7 +228,7 @@ impl Worker {
         let pull = crate::pull::Puller::new(
             Arc::clone(&self.identity),
             Arc::clone(&self.hosting),
-            self.config.coordinator.clone(),
+            Arc::clone(&self.coordinators),
             self.config.host_collectives.clone(),
             &self.config.host_roots,
         )
@@ -224,21 +242,49 @@ impl Worker {
         }
     }
 
+    /// Attaches to one coordinator at a time: when a session ends the next in the list is dialled at
+    /// once, and the backoff is waited only after a whole round of the list without a stable session,
+    /// so a dead coordinator costs one failed dial.
     async fn serve_forever(&self) {
+        let coordinators = &self.coordinators;
         let mut backoff = Duration::from_millis(250);
+        // Dials since the last wait: a wait comes once every coordinator has had one.
+        let mut dials = 0;
+        let mut last_attached = None;
+        // Jobs outlive the session that assigned them: a transcode under way holds its encoder
+        // session until it ends, and its outcome is then dropped, logged, if its session is gone.
+        let mut jobs = JoinSet::new();
         loop {
+            let index = coordinators.current();
+            let url = coordinators.url(index).to_owned();
             let started = Instant::now();
-            metrics::connecting();
-            let ended = self.session().await;
-            metrics::disconnected(&ended.to_string());
+            metrics::connecting(&url);
+            let ended = self.session(index, &mut last_attached, &mut jobs).await;
+            metrics::disconnected(&url, &ended.to_string());
+            while jobs.try_join_next().is_some() {}
             if started.elapsed() > STABLE_SESSION {
                 backoff = Duration::from_millis(250);
+                dials = 0;
             }
+            dials += 1;
+            let next = coordinators.url(coordinators.advance()).to_owned();
+            if dials < coordinators.len() {
+                warn!(
+                    coordinator = %url,
+                    error = %ended,
+                    next = %next,
+                    "not connected to the coordinator; trying the next"
+                );
+                continue;
+            }
+            dials = 0;
             let jitter = rand::random::<f64>() * 0.5 + 0.75;
             let wait = backoff.mul_f64(jitter);
             warn!(
+                coordinator = %url,
                 error = %ended,
                 retry_in_ms = wait.as_millis() as u64,
+                next = %next,
                 "not connected to the coordinator"
             );
             tokio::time::sleep(wait).await;
@@ -246,17 +292,28 @@ impl Worker {
         }
     }
 
-    /// One connection: register, attach, serve jobs until the stream ends. Dropping the returned future
-    /// aborts every task it started, so a stopped worker holds nothing open.
-    async fn session(&self) -> SessionError {
-        match self.try_session().await {
+    /// One connection to coordinator `index`: register, attach, serve jobs until the stream ends.
+    /// Dropping the returned future aborts every task it started but the `jobs`, so a stopped worker
+    /// holds nothing open once those are dropped too.
+    async fn session(
+        &self,
+        index: usize,
+        last_attached: &mut Option<usize>,
+        jobs: &mut JoinSet<()>,
+    ) -> SessionError {
+        match self.try_session(index, last_attached, jobs).await {
             Ok(never) => match never {},
             Err(e) => e,
         }
     }
 
-    async fn try_session(&self) -> Result<std::convert::Infallible, SessionError> {
-        let url = self.config.coordinator.clone();
+    async fn try_session(
+        &self,
+        index: usize,
+        last_attached: &mut Option<usize>,
+        jobs: &mut JoinSet<()>,
+    ) -> Result<std::convert::Infallible, SessionError> {
+        let url = self.coordinators.url(index).to_owned();
         let channel: Channel = Endpoint::from_shared(url.clone())
             .map_err(|source| SessionError::Connect {
                 url: url.clone(),
@@ -267,7 +324,10 @@ impl Worker {
             .local_address(self.config.source_addr)
             .connect()
             .await
-            .map_err(|source| SessionError::Connect { url, source })?;
+            .map_err(|source| SessionError::Connect {
+                url: url.clone(),
+                source,
+            })?;
         let mut client = CoordinatorClient::new(channel)
             .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
@@ -335,11 +395,23 @@ impl Worker {
             .into_inner();
         let coordinator_id =
             hex::encode(&hello.coordinator_id[..hello.coordinator_id.len().min(4)]);
-        metrics::attached(&coordinator_id);
+        let before = last_attached.replace(index);
+        let switched = before.is_some_and(|before| before != index);
+        metrics::attached(&url, &coordinator_id, switched);
+        if let Some(before) = before.filter(|_| switched) {
+            info!(
+                from = %self.coordinators.url(before),
+                to = %url,
+                "switched coordinator"
+            );
+        }
         info!(
             coordinator = %coordinator_id,
+            url = %url,
             "attached; waiting for jobs"
         );
+        // Open while this session is: a job that ends after it knows its outcome has nowhere to go.
+        let (_open, session_open) = watch::channel(());
 
         let mut tasks = JoinSet::new();
         let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(100)));
@@ -355,7 +427,10 @@ impl Worker {
             match command.command {
                 Some(worker_command::Command::Job(job)) => {
                     let span = info_span!("job", id = %job.job_id);
-                    tasks.spawn(self.start_job(job, events.clone()).instrument(span));
+                    jobs.spawn(
+                        self.start_job(job, events.clone(), session_open.clone())
+                            .instrument(span),
+                    );
                 }
                 Some(worker_command::Command::Cancel(cancel)) => {
                     // The coordinator has already given the job to someone else and will discard our
@@ -381,6 +456,7 @@ impl Worker {
                 None => {}
             }
             while tasks.try_join_next().is_some() {}
+            while jobs.try_join_next().is_some() {}
         }
     }
 
@@ -388,6 +464,7 @@ impl Worker {
         &self,
         job: dualrig_proto::v1::TranscodeJob,
         events: mpsc::Sender<WorkerEvent>,
+        session_open: watch::Receiver<()>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let slots = Arc::clone(&self.slots);
         let encoder = Arc::clone(&self.encoder);
@@ -412,7 +489,7 @@ impl Worker {
                         payment_refused: true,
                     };
                     let event = worker_event::Event::Failure(failure);
-                    let _ = events.send(WorkerEvent { event: Some(event) }).await;
+                    deliver(&events, &session_open, event).await;
                     return;
                 }
             }
@@ -460,9 +537,35 @@ impl Worker {
                 }
             };
             metrics::job_running(false);
-            // If the stream is gone the coordinator has already moved the job elsewhere.
-            let _ = events.send(WorkerEvent { event: Some(event) }).await;
+            deliver(&events, &session_open, event).await;
         }
+    }
+}
+
+/// Sends a job's outcome on the session that assigned the job. When that session has ended the
+/// outcome is dropped, logged and counted: the job belongs to the coordinator that assigned it, which
+/// gives it to another worker once this one is gone, and no other coordinator knows it. Winning
+/// tickets of the job stay on disk and are redeemed all the same.
+async fn deliver(
+    events: &mpsc::Sender<WorkerEvent>,
+    session_open: &watch::Receiver<()>,
+    event: worker_event::Event,
+) {
+    let what = match &event {
+        worker_event::Event::Result(_) => "result",
+        _ => "failure",
+    };
+    let sent = session_open.has_changed().is_ok()
+        && events
+            .send(WorkerEvent { event: Some(event) })
+            .await
+            .is_ok();
+    if !sent {
+        metrics::undelivered();
+        warn!(
+            outcome = %what,
+            "job outcome not delivered: the session with the coordinator that assigned the job has ended, and that coordinator gives the job to another worker"
+        );
     }
 }
 

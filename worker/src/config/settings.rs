@@ -40,7 +40,11 @@ pub enum ConfigError {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
+    /// One URL, or several separated by commas (`--coordinator`, repeatable, and
+    /// `DUALRIG_COORDINATOR` split there before this layer).
     pub coordinator: Option<String>,
+    /// The file's list form: `coordinators = ["http://a:7300", "http://b:7300"]`.
+    pub coordinators: Option<Vec<String>>,
     pub data_dir: Option<PathBuf>,
     #[serde(default, deserialize_with = "parsed")]
     pub encoder: Option<EncoderChoice>,
@@ -134,6 +138,7 @@ impl WorkerSettings {
     pub fn keys(&self) -> Vec<&'static str> {
         let set = [
             ("coordinator", self.coordinator.is_some()),
+            ("coordinators", self.coordinators.is_some()),
             ("data_dir", self.data_dir.is_some()),
             ("encoder", self.encoder.is_some()),
             ("sessions", self.sessions.is_some()),
@@ -163,8 +168,8 @@ impl WorkerSettings {
 
     /// Lays this layer's settings over `config`.
     fn apply(&self, config: &mut WorkerConfig, origin: Origin<'_>) -> Result<(), ConfigError> {
-        if let Some(v) = &self.coordinator {
-            config.coordinator.clone_from(v);
+        if let Some(urls) = self.coordinator_urls(origin)? {
+            config.coordinators = urls;
         }
         if let Some(v) = &self.data_dir {
             config.data_dir.clone_from(v);
@@ -225,6 +230,32 @@ impl WorkerSettings {
     }
 }
 
+impl WorkerSettings {
+    /// The coordinators this layer names, from `coordinator` (split at commas) or `coordinators`,
+    /// each trimmed; both at once is refused, as the two would say different things.
+    fn coordinator_urls(&self, origin: Origin<'_>) -> Result<Option<Vec<String>>, ConfigError> {
+        let split = |text: &str| text.split(',').map(|u| u.trim().to_owned()).collect();
+        match (&self.coordinator, &self.coordinators) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+                "{} sets both coordinator and coordinators: keep one (coordinators = [\"http://a:7300\", \"http://b:7300\"] lists several)",
+                match origin {
+                    Origin::File(path) => path.display().to_string(),
+                    Origin::Flags => "the command line".to_owned(),
+                }
+            ))),
+            (Some(text), None) => Ok(Some(split(text))),
+            (None, Some(urls)) => Ok(Some(urls.iter().map(|u| u.trim().to_owned()).collect())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// `coordinator` and `coordinators` are one setting: a flag for either shadows the file's either.
+fn same_key(a: &str, b: &str) -> bool {
+    let coordinator = |k: &str| k == "coordinator" || k == "coordinators";
+    a == b || (coordinator(a) && coordinator(b))
+}
+
 /// Where a worker's settings come from: the file, read again on every [`ConfigSource::load`], under
 /// the flags it was started with.
 #[derive(Debug, Clone, Default)]
@@ -253,7 +284,7 @@ impl ConfigSource {
             shadowed = file
                 .keys()
                 .into_iter()
-                .filter(|key| flagged.contains(key))
+                .filter(|key| flagged.iter().any(|flag| same_key(key, flag)))
                 .collect();
         }
         self.flags.apply(&mut config, Origin::Flags)?;
@@ -306,7 +337,7 @@ mod tests {
         assert_eq!(loaded.config.gpu, GpuMode::Off);
         assert_eq!(loaded.config.price_per_unit, 5);
         assert_eq!(loaded.config.price_per_byte, 3);
-        assert_eq!(loaded.config.coordinator, DEFAULT_COORDINATOR);
+        assert_eq!(loaded.config.coordinators, [DEFAULT_COORDINATOR]);
         assert!(loaded.shadowed.is_empty());
 
         source.flags.sessions = Some(Sessions::Auto);
@@ -368,6 +399,65 @@ mod tests {
             let err = source.load().expect_err("bad root");
             assert!(err.to_string().contains(&format!("host {bad:?}")), "{err}");
             assert!(err.to_string().contains(words), "{err}");
+        }
+    }
+
+    #[test]
+    fn coordinators_come_from_one_url_a_comma_list_or_a_list_in_the_file_or_the_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        let mut source = ConfigSource {
+            file: Some(path.clone()),
+            flags: WorkerSettings::default(),
+        };
+        for (text, urls) in [
+            ("", &[DEFAULT_COORDINATOR][..]),
+            ("coordinator = \"http://a:7300\"\n", &["http://a:7300"][..]),
+            (
+                "coordinator = \"http://a:7300, http://b:7300\"\n",
+                &["http://a:7300", "http://b:7300"][..],
+            ),
+            (
+                "coordinators = [\"http://b:7300\", \"http://a:7300\"]\n",
+                &["http://b:7300", "http://a:7300"][..],
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let loaded = source.load().expect(text);
+            assert_eq!(loaded.config.coordinators, urls, "{text:?}");
+        }
+
+        // Flags (repeated or comma-separated, split by clap) win over either form in the file.
+        source.flags.coordinators = Some(vec!["http://c:7300".into(), "http://d:7300".into()]);
+        let loaded = source.load().expect("loads");
+        assert_eq!(
+            loaded.config.coordinators,
+            ["http://c:7300", "http://d:7300"]
+        );
+        assert_eq!(loaded.shadowed, ["coordinators"]);
+        std::fs::write(&path, "coordinator = \"http://a:7300\"\n").expect("write");
+        assert_eq!(source.load().expect("loads").shadowed, ["coordinator"]);
+
+        source.flags = WorkerSettings::default();
+        for (text, named) in [
+            (
+                "coordinator = \"http://a:7300\"\ncoordinators = [\"http://b:7300\"]\n",
+                "both coordinator and coordinators",
+            ),
+            ("coordinators = []\n", "no coordinator URL"),
+            (
+                "coordinators = [\"http://a:7300\", \"a:7301\"]\n",
+                "\"a:7301\" must be a URL",
+            ),
+            (
+                "coordinator = \"http://a:7300,http://a:7300\"\n",
+                "\"http://a:7300\" is listed twice",
+            ),
+            ("coordinators = \"http://a:7300\"\n", "coordinators"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let err = source.load().expect_err(text).to_string();
+            assert!(err.contains(named), "{text:?}: {err}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! served: its stake and balance (`Account`), its slashes with their reasons (`ListSlashes`), and, while
 //! someone is looking ([`VIEWED_FOR`]), how many of its results passed verification (`ListWorkers`).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -10,13 +11,16 @@ use dualrig_proto::v1::coordinator_client::CoordinatorClient;
 use dualrig_proto::v1::{
     AccountRequest, ListSlashesRequest, ListStatementsRequest, ListWorkersRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::debug;
 
 use super::status::{self, Account, SLASHES_LISTED, Slash};
+use crate::coordinators::Coordinators;
 
 /// Time between two rounds of questions.
 pub const ASK_EVERY: Duration = Duration::from_secs(3);
+/// Longest one round of questions may take before it is given up until the next.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a read of the status counts as someone looking. Finding this worker's verified count
 /// walks the coordinator's list of workers, so every worker asking it every few seconds would cost
@@ -38,26 +42,20 @@ fn recently_viewed() -> bool {
     last != 0 && status::now_unix_ms().saturating_sub(last) < VIEWED_FOR.as_millis() as u64
 }
 
-/// Asks the coordinator at `url` about worker `id` every [`ASK_EVERY`], forever; an unreachable
-/// coordinator leaves the last answers in place (the connection state says why).
-pub async fn watch(url: String, id: PublicId) {
-    let channel = match Endpoint::from_shared(url) {
-        Ok(endpoint) => endpoint
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy(),
-        // The session reports a bad URL; there is nothing to ask.
-        Err(_) => return,
-    };
-    let mut api =
-        CoordinatorClient::new(channel).max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
+/// Asks the coordinator the worker serves now about worker `id` every [`ASK_EVERY`], forever; an
+/// unreachable coordinator leaves the last answers in place (the connection state says why).
+pub async fn watch(coordinators: Arc<Coordinators>, id: PublicId) {
     let mut tick = tokio::time::interval(ASK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hosting = HostingTally::default();
     loop {
         tick.tick().await;
-        if let Err(e) = ask(&mut api, &id, &mut hosting).await {
-            debug!(error = %e.message(), "dashboard: coordinator did not answer");
+        // The one attached now: its count of verified results is of this connection.
+        let mut api = coordinators.client();
+        match tokio::time::timeout(ASK_TIMEOUT, ask(&mut api, &id, &mut hosting)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(error = %e.message(), "dashboard: coordinator did not answer"),
+            Err(_) => debug!("dashboard: coordinator did not answer in time"),
         }
     }
 }

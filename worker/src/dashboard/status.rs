@@ -47,10 +47,15 @@ pub struct Status {
 pub struct Connection {
     /// `starting`, `connecting`, `attached` or `disconnected`.
     pub state: &'static str,
+    /// The URL attached to or being dialled.
     pub coordinator: String,
+    /// Every coordinator the worker may serve, in the order given.
+    pub coordinators: Vec<String>,
     pub coordinator_id: String,
     pub since_unix_ms: u64,
     pub attaches: u64,
+    /// Attaches to a coordinator other than the one attached before.
+    pub switches: u64,
     pub last_error: Option<String>,
 }
 
@@ -82,6 +87,8 @@ pub struct Jobs {
     pub failed: u64,
     pub payment_refused: u64,
     pub verified: u64,
+    /// Outcomes dropped because the session with the coordinator that assigned the job had ended.
+    pub undelivered: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

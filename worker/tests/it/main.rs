@@ -5,6 +5,7 @@ mod bench;
 #[allow(dead_code)]
 mod browser;
 mod dashboard;
+mod failover;
 mod hash;
 mod metrics;
 mod sessions;

@@ -143,6 +143,7 @@ function render(s) {
   set("coordinator-id", s.connection.coordinator_id || "—");
   set("connection-since", ago(s.connection.since_unix_ms, s.now_unix_ms));
   set("connection-attaches", count(s.connection.attaches), s.connection.attaches);
+  set("connection-switches", count(s.connection.switches), s.connection.switches);
   set("connection-error", s.connection.last_error || "—");
 
   set("encoder-name", s.encoder.name + (s.encoder.hardware ? " (hardware)" : " (software)"));
