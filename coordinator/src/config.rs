@@ -92,6 +92,7 @@ pub struct FileConfig {
     pub quorum_ppm: Option<u32>,
     pub approval_ppm: Option<u32>,
     pub capacity_bonus_per_byte: Option<u64>,
+    pub capacity_bonus_per_session: Option<u64>,
 }
 
 impl FileConfig {
@@ -196,6 +197,9 @@ pub struct Config {
     pub governance: GovernanceRules,
     /// Units the capacity fund pays per byte proven beyond a worker's previous maximum (§6.13).
     pub capacity_bonus_per_byte: u64,
+    /// Units the capacity fund pays per encoder session proven, by overlapping verified jobs, beyond
+    /// a worker's previous maximum (§6.13).
+    pub capacity_bonus_per_session: u64,
 }
 
 /// Most copies of one blob a Put may ask for.
@@ -255,6 +259,7 @@ impl Config {
             sip: ledger.sip,
             governance: ledger.governance,
             capacity_bonus_per_byte: ledger.capacity_bonus_per_byte,
+            capacity_bonus_per_session: ledger.capacity_bonus_per_session,
         }
     }
 
@@ -270,6 +275,7 @@ impl Config {
             sip: self.sip,
             governance: self.governance,
             capacity_bonus_per_byte: self.capacity_bonus_per_byte,
+            capacity_bonus_per_session: self.capacity_bonus_per_session,
         }
     }
 
@@ -452,6 +458,9 @@ impl Config {
         );
         if let Some(v) = file.capacity_bonus_per_byte {
             self.capacity_bonus_per_byte = v;
+        }
+        if let Some(v) = file.capacity_bonus_per_session {
+            self.capacity_bonus_per_session = v;
         }
         if let Some(v) = file.surge_window_secs {
             self.surge.window = secs("surge_window_secs", v)?;
@@ -722,6 +731,7 @@ mod tests {
                 sip: SipRules::DEFAULT,
                 governance: GovernanceRules::DEFAULT,
                 capacity_bonus_per_byte: 0,
+                capacity_bonus_per_session: 0,
             }
         );
         assert_eq!(config.slash_fraction.ppm(), 250_000);
@@ -744,6 +754,7 @@ vote_period_rounds = 20
 quorum_ppm = 400000
 approval_ppm = 600000
 capacity_bonus_per_byte = 3
+capacity_bonus_per_session = 5
 ",
         )
         .expect("write");
@@ -764,6 +775,7 @@ capacity_bonus_per_byte = 3
             }
         );
         assert_eq!(ledger.capacity_bonus_per_byte, 3);
+        assert_eq!(ledger.capacity_bonus_per_session, 5);
 
         config.governance.quorum_ppm = 1_000_001;
         let err = config.validate().expect_err("quorum above the whole");

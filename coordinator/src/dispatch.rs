@@ -22,6 +22,7 @@ use crate::error::{CoordinatorError, QuoteLost};
 use crate::fault::Fault;
 use crate::metrics;
 use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
+use crate::sessions::SessionTracker;
 use crate::slashing::{Offence, Slasher};
 use crate::verify::{CheckError, ContentCheck, Verified, check_result};
 
@@ -58,6 +59,9 @@ pub struct VerifiedResult {
     pub worker: PublicId,
     pub result: JobResult,
     pub attempts: u32,
+    /// The worker's most overlapping verified jobs in the job's round, when this job raised it
+    /// (`sessions`): for the ledger's capacity bonus.
+    pub sessions_proven: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -65,6 +69,7 @@ pub struct JobDispatcher {
     pool: Arc<WorkerPool>,
     config: Arc<Config>,
     slasher: Arc<Slasher>,
+    sessions: SessionTracker,
 }
 
 /// Why a job could not be handed to a worker.
@@ -86,6 +91,7 @@ enum Refused {
 impl JobDispatcher {
     pub fn new(pool: Arc<WorkerPool>, config: Arc<Config>, slasher: Arc<Slasher>) -> Self {
         Self {
+            sessions: SessionTracker::new(config.job_timeout),
             pool,
             config,
             slasher,
@@ -163,19 +169,25 @@ impl JobDispatcher {
             tried += 1;
             metrics::bytes_out("job", job.segment.len());
             info!(job = %spec.job_id, attempt, worker = %worker.short(), "job assigned");
+            let assigned = Instant::now();
             let outcome = tokio::time::timeout(self.config.job_timeout, assignment.outcome).await;
             let reason = match outcome {
                 Ok(Ok(AttemptOutcome::Result(result))) => {
+                    let returned = Instant::now();
                     let bytes: usize = result.renditions.iter().map(|r| r.data.len()).sum();
                     metrics::bytes_in("rendition", bytes);
                     match self.verify(&spec, worker, *result).await {
                         Ok(result) => {
                             metrics::attempt("verified");
                             self.pool.record_verdict(worker, true);
+                            let sessions_proven = self
+                                .sessions
+                                .verified(worker, spec.round, assigned, returned);
                             return Ok(VerifiedResult {
                                 worker,
                                 result,
                                 attempts: attempt,
+                                sessions_proven,
                             });
                         }
                         Err(Refused::Fault(fault, result)) => {

@@ -27,6 +27,7 @@ mod group;
 mod hosting;
 mod lease;
 mod schema;
+mod sessions;
 mod sip;
 mod snapshot;
 mod stake;
@@ -61,6 +62,7 @@ pub use hosting::{
     held_amount, split,
 };
 pub use lease::ROUND_CLOCK;
+pub use sessions::{SessionBonus, SessionProof};
 pub use sip::{Bleed, Curve, Quote, SipFlow, SipRules, SipStatus, Source as SipSource};
 pub use snapshot::LedgerSnapshot;
 pub use stake::{SlashFraction, SlashNote, SlashRecord, StoredEvidence, UnbondingEntry};
@@ -95,6 +97,9 @@ pub struct LedgerConfig {
     pub governance: GovernanceRules,
     /// Units the capacity fund pays per byte a worker proves beyond its previous maximum.
     pub capacity_bonus_per_byte: u64,
+    /// Units the capacity fund pays per encoder session a worker proves, by overlapping verified
+    /// jobs, beyond its previous maximum.
+    pub capacity_bonus_per_session: u64,
 }
 
 impl Default for LedgerConfig {
@@ -110,6 +115,7 @@ impl Default for LedgerConfig {
             sip: SipRules::DEFAULT,
             governance: GovernanceRules::DEFAULT,
             capacity_bonus_per_byte: 0,
+            capacity_bonus_per_session: 0,
         }
     }
 }
@@ -432,6 +438,27 @@ impl Ledger {
     /// What the capacity fund holds.
     pub fn capacity_fund(&self) -> Result<u64, LedgerError> {
         self.read(|tx, _| capacity::fund(tx))
+    }
+
+    /// Records that `worker` had `sessions` transcode jobs whose verified results overlapped in time in
+    /// the current round, and pays the capacity bonus for sessions beyond its previous maximum
+    /// (§6.13). Only the coordinator's dispatcher calls it, with a count from verified jobs.
+    pub fn prove_sessions(
+        &self,
+        worker: &PublicId,
+        sessions: u32,
+    ) -> Result<SessionProof, LedgerError> {
+        self.write(|tx, config| sessions::prove(tx, config, worker, sessions))
+    }
+
+    /// The most sessions `worker` proved in each round it proved any, oldest first.
+    pub fn session_proofs(&self, worker: &PublicId) -> Result<Vec<(u64, u32)>, LedgerError> {
+        self.read(|tx, _| sessions::proofs(tx, worker))
+    }
+
+    /// Session bonuses paid to `worker`, oldest first.
+    pub fn session_bonuses(&self, worker: &PublicId) -> Result<Vec<SessionBonus>, LedgerError> {
+        self.read(|tx, _| sessions::bonuses(tx, worker))
     }
 
     /// Capacity bonuses paid to `worker`, oldest first.

@@ -22,6 +22,7 @@ pub mod pool;
 pub mod proposals;
 pub mod server;
 pub mod service;
+pub mod sessions;
 pub mod simulate;
 pub mod sip;
 pub mod slashing;

@@ -207,6 +207,10 @@ struct Args {
     /// (default 0: no bonus).
     #[arg(long, env = "DUALRIG_CAPACITY_BONUS_PER_BYTE")]
     capacity_bonus_per_byte: Option<u64>,
+    /// Base units the capacity fund pays per encoder session a worker proves (transcode jobs whose
+    /// verified results overlapped in time) beyond its previous maximum (default 0: no bonus).
+    #[arg(long, env = "DUALRIG_CAPACITY_BONUS_PER_SESSION")]
+    capacity_bonus_per_session: Option<u64>,
 }
 
 impl Args {
@@ -371,6 +375,9 @@ impl Args {
         );
         if let Some(v) = self.capacity_bonus_per_byte {
             config.capacity_bonus_per_byte = v;
+        }
+        if let Some(v) = self.capacity_bonus_per_session {
+            config.capacity_bonus_per_session = v;
         }
         config.validate()?;
         Ok(config)

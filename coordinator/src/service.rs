@@ -302,6 +302,27 @@ impl CoordinatorService {
             .map(|r| r.data.len())
             .sum();
         metrics::bytes_out("result", bytes);
+        if let Some(sessions) = verified.sessions_proven {
+            let worker = verified.worker;
+            // The job is done whatever the ledger says; a count lost here is proven again later.
+            match self
+                .ledger
+                .call(move |l| l.prove_sessions(&worker, sessions))
+                .await
+            {
+                Ok(proof) if proof.bonus > 0 => info!(
+                    worker = %worker.short(),
+                    sessions,
+                    added = proof.added_sessions,
+                    bonus = proof.bonus,
+                    "capacity bonus paid for encoder sessions"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(worker = %worker.short(), error = %e, "cannot record proven sessions")
+                }
+            }
+        }
         Ok(TranscodeResponse {
             job_id,
             worker_id: verified.worker.as_bytes().to_vec(),

@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 /// Set in the coordinator's process: its data dir and the address to listen on.
 const COORDINATOR_DIR: &str = "DUALRIG_IT_COORDINATOR_DIR";
 const COORDINATOR_LISTEN: &str = "DUALRIG_IT_COORDINATOR_LISTEN";
+/// Optional: a coordinator config file whose settings the process takes on top of the test's.
+const COORDINATOR_FILE: &str = "DUALRIG_IT_COORDINATOR_FILE";
 
 /// The coordinator's own process: this test binary run again with only this test and the two
 /// variables above. It serves the real coordinator until it is killed.
@@ -35,6 +37,11 @@ fn coordinator_process() {
     config.worker_wait = Duration::from_secs(5);
     config.job_timeout = Duration::from_secs(120);
     config.heartbeat_interval = Duration::from_millis(500);
+    if let Some(file) = std::env::var_os(COORDINATOR_FILE) {
+        let file = dualrig_coordinator::config::FileConfig::load(Path::new(&file))
+            .expect("coordinator config file");
+        config.merge_file(file).expect("coordinator config merges");
+    }
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(dualrig_coordinator::serve(config, std::future::pending()))
@@ -51,6 +58,11 @@ pub struct CoordinatorProcess {
 impl CoordinatorProcess {
     /// Listens on 127.0.0.1:`port` (0: any free port).
     pub fn start(data_dir: &Path, port: u16) -> Self {
+        Self::start_with(data_dir, port, None)
+    }
+
+    /// Like `start`, with the settings of the coordinator config file `file` too.
+    pub fn start_with(data_dir: &Path, port: u16, file: Option<&Path>) -> Self {
         let addr_file = data_dir.join(dualrig_coordinator::server::ADDR_FILE);
         let _ = std::fs::remove_file(&addr_file);
         let log = std::fs::OpenOptions::new()
@@ -58,16 +70,21 @@ impl CoordinatorProcess {
             .append(true)
             .open(data_dir.join("coordinator.log"))
             .expect("log file");
+        let mut command = Command::new(std::env::current_exe().expect("test binary"));
+        command
+            .args([
+                "support::coordinator_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(COORDINATOR_DIR, data_dir)
+            .env(COORDINATOR_LISTEN, format!("127.0.0.1:{port}"));
+        if let Some(file) = file {
+            command.env(COORDINATOR_FILE, file);
+        }
         let child = Killed(
-            Command::new(std::env::current_exe().expect("test binary"))
-                .args([
-                    "support::coordinator_process",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                ])
-                .env(COORDINATOR_DIR, data_dir)
-                .env(COORDINATOR_LISTEN, format!("127.0.0.1:{port}"))
+            command
                 .stdout(log.try_clone().expect("log file"))
                 .stderr(log)
                 .spawn()

@@ -83,7 +83,7 @@ pub(super) fn fund(conn: &Connection) -> Result<u64, LedgerError> {
     store::meta(conn, "capacity_fund")
 }
 
-fn set_fund(conn: &Connection, value: u64) -> Result<(), LedgerError> {
+pub(super) fn set_fund(conn: &Connection, value: u64) -> Result<(), LedgerError> {
     store::set_meta(conn, "capacity_fund", value)
 }
 

@@ -7,10 +7,10 @@
 use crate::db::{Backend, Connection, OptionalExtension, params};
 
 use super::genesis::Genesis;
-use super::{LedgerError, capacity, governance, hosting, lease, sip, store};
+use super::{LedgerError, capacity, governance, hosting, lease, sessions, sip, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -173,6 +173,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, capacity::TABLES),
     // Version 8: leases on once-per-network duties (the round clock).
     (8, lease::TABLES),
+    // Version 9: encoder sessions proven by verified work and their capacity bonuses (§6.13).
+    (9, sessions::TABLES),
 ];
 
 /// Version 2's step, for the upgrade tests.

@@ -31,6 +31,7 @@ pub(super) const CONFIG: LedgerConfig = LedgerConfig {
     sip: SipRules::NONE,
     governance: GOVERNANCE,
     capacity_bonus_per_byte: 0,
+    capacity_bonus_per_session: 0,
 };
 
 /// Proposals in tests: a bond of 50, voting in the two rounds after the proposal's, 33 % quorum,

@@ -29,6 +29,7 @@ const CONFIG: LedgerConfig = LedgerConfig {
     sip: SipRules::NONE,
     governance: GovernanceRules::DEFAULT,
     capacity_bonus_per_byte: 0,
+    capacity_bonus_per_session: 0,
 };
 
 struct Account {

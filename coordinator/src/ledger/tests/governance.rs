@@ -585,6 +585,145 @@ fn the_capacity_bonus_pays_only_for_bytes_beyond_the_previous_maximum_and_never_
     assert_eq!(h.balance(&other), before + paid.shares[0].reward + 500);
 }
 
+/// The hosting scene with a bonus of `per_session` for encoder sessions added, and a fund of 700
+/// from the worker's redirected ticket in round 1; `other` is a second worker with stake.
+fn session_scene(per_session: u64) -> (Harness, Identity) {
+    let (worker, client, other) = (actor(1), actor(2), actor(3));
+    let config = LedgerConfig {
+        capacity_bonus_per_session: per_session,
+        ..HOSTING_CONFIG
+    };
+    let h = Harness::in_memory_with(
+        config,
+        &[(&worker, 1_000), (&client, 100_000), (&other, 1_000)],
+    );
+    h.ok(&worker, Operation::Bond { amount: 100 });
+    h.ok(&client, Operation::Deposit { amount: 50_000 });
+    h.ok(&other, Operation::Bond { amount: 100 });
+    h.ok(
+        &worker,
+        Operation::SetRedirect {
+            share_ppm: 1_000_000,
+        },
+    );
+    h.advance(1);
+    let (t, r) = winning_ticket(&client, &worker.id(), 700, 20, 1);
+    h.ok(&worker, redeem_op(t, r));
+    assert_eq!(h.ledger.capacity_fund().expect("fund"), 700);
+    (h, other)
+}
+
+fn session_bonuses(h: &Harness, who: &Identity) -> Vec<(u64, u32, u64)> {
+    h.ledger
+        .session_bonuses(&who.id())
+        .expect("bonuses")
+        .iter()
+        .map(|b| (b.round, b.added_sessions, b.bonus))
+        .collect()
+}
+
+#[test]
+fn the_session_bonus_pays_only_for_sessions_beyond_the_previous_maximum_and_never_more_than_the_fund()
+ {
+    let (h, other) = session_scene(100);
+    let supply = h.ledger.supply().expect("supply");
+    let start = h.balance(&other);
+    // Round 1: two sessions, its first: 200.
+    let proof = h.ledger.prove_sessions(&other.id(), 2).expect("prove");
+    assert_eq!(
+        (
+            proof.round,
+            proof.sessions,
+            proof.added_sessions,
+            proof.bonus
+        ),
+        (1, 2, 2, 200)
+    );
+    assert_eq!(h.ledger.capacity_fund().expect("fund"), 500);
+    // The same count again, a lower one, and the same after a round with fewer: nothing.
+    assert_eq!(
+        h.ledger
+            .prove_sessions(&other.id(), 2)
+            .expect("prove")
+            .bonus,
+        0
+    );
+    assert_eq!(
+        h.ledger
+            .prove_sessions(&other.id(), 1)
+            .expect("prove")
+            .sessions,
+        2
+    );
+    h.advance(1);
+    h.ledger.prove_sessions(&other.id(), 1).expect("prove");
+    h.advance(1);
+    assert_eq!(
+        h.ledger
+            .prove_sessions(&other.id(), 2)
+            .expect("prove")
+            .bonus,
+        0
+    );
+    assert_eq!(session_bonuses(&h, &other), vec![(1, 2, 200)]);
+    assert_eq!(h.balance(&other), start + 200);
+    // One more than ever: 100.
+    assert_eq!(
+        h.ledger
+            .prove_sessions(&other.id(), 3)
+            .expect("prove")
+            .bonus,
+        100
+    );
+    // Six more would earn 600; the fund holds 400 and pays exactly that.
+    h.advance(1);
+    let proof = h.ledger.prove_sessions(&other.id(), 9).expect("prove");
+    assert_eq!((proof.added_sessions, proof.bonus), (6, 400));
+    assert_eq!(h.ledger.capacity_fund().expect("fund"), 0);
+    // An empty fund pays nothing, and the maximum still rises.
+    assert_eq!(
+        h.ledger
+            .prove_sessions(&other.id(), 10)
+            .expect("prove")
+            .bonus,
+        0
+    );
+    assert_eq!(
+        session_bonuses(&h, &other),
+        vec![(1, 2, 200), (3, 1, 100), (4, 7, 400)]
+    );
+    assert_eq!(
+        h.ledger.session_proofs(&other.id()).expect("proofs"),
+        vec![(1, 2), (2, 1), (3, 3), (4, 10)]
+    );
+    assert_eq!(h.balance(&other), start + 700);
+    // The bonus moves units from the fund to a balance: supply is what it was.
+    assert_eq!(h.ledger.supply().expect("supply"), supply);
+}
+
+#[test]
+fn the_session_bonus_is_zero_by_default_and_a_count_of_none_is_refused() {
+    assert_eq!(LedgerConfig::default().capacity_bonus_per_session, 0);
+    let (h, other) = session_scene(0);
+    let before = h.balance(&other);
+    let proof = h.ledger.prove_sessions(&other.id(), 4).expect("prove");
+    assert_eq!(
+        (proof.sessions, proof.added_sessions, proof.bonus),
+        (4, 4, 0)
+    );
+    assert_eq!(h.balance(&other), before);
+    assert_eq!(h.ledger.capacity_fund().expect("fund"), 700);
+    assert_eq!(session_bonuses(&h, &other), vec![(1, 4, 0)]);
+
+    let snapshot = h.ledger.snapshot().expect("snapshot");
+    let err = h
+        .ledger
+        .prove_sessions(&other.id(), 0)
+        .expect_err("no sessions");
+    assert!(matches!(err, LedgerError::ZeroAmount), "{err}");
+    assert_eq!(h.ledger.snapshot().expect("snapshot"), snapshot);
+}
+
 #[test]
 fn an_upgraded_ledger_counts_the_stake_bonded_before_the_upgrade() {
     let (staker, proposer, payee) = (actor(1), actor(2), actor(3));

@@ -1,7 +1,7 @@
 //! Random sequences of operations, accepted or refused: supply is always the genesis plus what hosting
 //! payouts minted (slashes, forfeits, fee and mint shares and mining weight purchases go to the pool,
 //! download fees to the hosting-fee pot, proposal bonds stay locked until their tally, redirected
-//! rewards sit in the capacity fund; mining weight bleeds and holds no supply), nothing goes negative,
+//! rewards sit in the capacity fund until a byte or session bonus pays them out; mining weight bleeds and holds no supply), nothing goes negative,
 //! a refused operation leaves every row as it was, and no proposal pays twice.
 
 use crate::db::Value;
@@ -37,6 +37,11 @@ enum Step {
     /// A hosting payout for these (worker, credited bytes).
     PayHosting {
         credits: Vec<(u8, u64)>,
+    },
+    /// The dispatcher's count of a worker's overlapping verified jobs (0 is refused).
+    ProveSessions {
+        worker: u8,
+        sessions: u32,
     },
     /// A storage fault's slash: the worker's held-back rewards are forfeited too.
     StorageSlash {
@@ -197,6 +202,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..ACTORS, amount()).prop_map(|(to, amount)| Step::PayFromPool { to, amount }),
         2 => proptest::collection::vec((0..ACTORS, prop_oneof![0u64..=10, 0u64..=1 << 40, Just(u64::MAX)]), 0..4)
             .prop_map(|credits| Step::PayHosting { credits }),
+        2 => (0..ACTORS, 0u32..=6).prop_map(|(worker, sessions)| Step::ProveSessions { worker, sessions }),
         1 => (0..ACTORS, 0u32..=1_000_000).prop_map(|(worker, ppm)| Step::StorageSlash { worker, ppm }),
         2 => (0..ACTORS, 0..ACTORS, 0u64..6, prop_oneof![1u64..=400, Just(u64::MAX)], 0u64..6)
             .prop_map(|(recipient, sender, tag, face, expiration)| Step::Forward { recipient, sender, tag, face, expiration }),
@@ -361,7 +367,7 @@ proptest! {
         let balances: Vec<(&Identity, u64)> = actors.iter().map(|a| (a, START)).collect();
         // Votes open in the proposal's own round, so more random sequences reach a tally that pays.
         let governance = GovernanceRules { vote_delay_rounds: 0, ..GOVERNANCE };
-        let config = LedgerConfig { capacity_bonus_per_byte: 1, governance, ..PROPS_CONFIG };
+        let config = LedgerConfig { capacity_bonus_per_byte: 1, capacity_bonus_per_session: 40, governance, ..PROPS_CONFIG };
         let h = Harness::in_memory_with(config, &balances);
         let mut paid_by_proposal: std::collections::BTreeMap<u64, u64> = Default::default();
         let genesis = u128::from(START) * u128::from(ACTORS);
@@ -430,6 +436,15 @@ proptest! {
                         .map(|(w, c)| ProofCredit { worker: actors[usize::from(*w)].id(), proven_bytes: *c, credited: *c })
                         .collect();
                     h.ledger.pay_hosting(&credits).map(|_| ())
+                }
+                Step::ProveSessions { worker, sessions } => {
+                    let fund = h.ledger.capacity_fund().expect("fund");
+                    let r = h.ledger.prove_sessions(&actors[usize::from(*worker)].id(), *sessions);
+                    if let Ok(proof) = &r {
+                        prop_assert!(proof.bonus <= fund, "{proof:?} paid more than the fund's {fund}");
+                        prop_assert_eq!(proof.bonus, fund.min(40 * u64::from(proof.added_sessions)));
+                    }
+                    r.map(|_| ())
                 }
                 Step::StorageSlash { worker, ppm } => {
                     let note = SlashNote { evidence: b"storage", stored: None, at_unix: 0, forfeits_held_back: true };
