@@ -7,10 +7,10 @@
 use crate::db::{Backend, Connection, OptionalExtension, params};
 
 use super::genesis::Genesis;
-use super::{LedgerError, capacity, governance, hosting, lease, sip, store};
+use super::{LedgerError, capacity, governance, hosting, lease, registry, sip, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 10;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -173,6 +173,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, capacity::TABLES),
     // Version 8: leases on once-per-network duties (the round clock).
     (8, lease::TABLES),
+    // Version 10: the coordinators sharing the database, with their heartbeats.
+    (10, registry::TABLES),
 ];
 
 /// Version 2's step, for the upgrade tests.
