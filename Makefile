@@ -1,4 +1,5 @@
-# dualrig: `make demo` runs a coordinator and two workers on this machine and puts real video through them;
+# dualrig: `make demo` runs a coordinator and two workers on this machine and puts real video through them
+# (`make demo-cluster`: three coordinators on one PostgreSQL database, one killed mid-run);
 # `make test` runs every check CI runs. Both install what they need first (Debian/Ubuntu, apt).
 
 SHELL := /bin/bash
@@ -20,7 +21,7 @@ export DUALRIG_BROWSER_DIR ?= $(CURDIR)/.cache/browser
 export DUALRIG_PYTHON_DIR ?= $(CURDIR)/.cache/python
 export DUALRIG_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: deps tool-deps build release test fmt clippy demo bench
+.PHONY: deps tool-deps build release test fmt clippy demo demo-cluster bench
 
 deps:
 	@missing=""; \
@@ -69,6 +70,11 @@ test: tool-deps
 
 demo: release tool-deps
 	./scripts/demo.sh
+
+# Three coordinators on one throwaway PostgreSQL database, workers spread over them, one coordinator
+# killed mid-run.
+demo-cluster: release
+	./scripts/with-postgres ./scripts/demo-cluster.sh
 
 bench: release
 	./target/release/dualrig-worker bench all

@@ -448,6 +448,18 @@ impl DualrigClient {
             .into_inner())
     }
 
+    /// The coordinators sharing this one's database that heartbeat recently, and the round clock's
+    /// holder.
+    pub async fn list_coordinators(
+        &self,
+    ) -> Result<dualrig_proto::v1::ListCoordinatorsResponse, ClientError> {
+        let mut api = self.api.clone();
+        Ok(api
+            .list_coordinators(dualrig_proto::v1::ListCoordinatorsRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// The generated gRPC client, for calls this library does not wrap.
     pub fn api(&self) -> CoordinatorClient<Channel> {
         self.api.clone()

@@ -103,6 +103,9 @@ enum Command {
     Ls,
     /// List the workers connected to the coordinator.
     Workers,
+    /// List the coordinators sharing this coordinator's database: key, address, last heartbeat, and
+    /// which one holds the round clock.
+    Coordinators,
     /// Show an account: balance, deposit and reserve, stake, unbonding, nonce (yours by default).
     Account {
         /// The account's id (64 hex digits).
@@ -281,6 +284,48 @@ fn get_key(path: Option<PathBuf>) -> anyhow::Result<Option<Identity>> {
     match default {
         Some(p) if p.exists() => load_key(Some(p)).map(Some),
         _ => Ok(None),
+    }
+}
+
+fn print_coordinators(list: &dualrig_proto::v1::ListCoordinatorsResponse) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if list.coordinators.is_empty() {
+        println!(
+            "no coordinators heard from in the last {}s",
+            list.silent_after_secs
+        );
+    }
+    for c in &list.coordinators {
+        let mut marks = Vec::new();
+        if c.round_clock {
+            marks.push("round clock");
+        }
+        if c.id == list.answered_by {
+            marks.push("answered");
+        }
+        println!(
+            "{}  {}  last seen {}s ago  up {}s{}",
+            hex::encode(&c.id),
+            c.advertise_addr,
+            now.saturating_sub(c.last_seen_unix),
+            c.last_seen_unix.saturating_sub(c.started_unix),
+            if marks.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", marks.join(", "))
+            }
+        );
+    }
+    if list.round_clock_holder.is_empty() {
+        println!("round clock: not taken yet");
+    } else if !list.coordinators.iter().any(|c| c.round_clock) {
+        println!(
+            "round clock: {} (lease ran out at unix time {}; the next coordinator to tick takes it)",
+            hex::encode(&list.round_clock_holder),
+            list.round_clock_expires_unix
+        );
     }
 }
 
@@ -631,6 +676,10 @@ async fn main() -> anyhow::Result<()> {
                     holders.join(",")
                 );
             }
+        }
+        Command::Coordinators => {
+            let client = DualrigClient::connect(&cli.coordinator).await?;
+            print_coordinators(&client.list_coordinators().await?);
         }
         Command::Workers => {
             let client = DualrigClient::connect(&cli.coordinator).await?;

@@ -34,6 +34,7 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub advertise_addr: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
     pub max_segment_bytes: Option<u64>,
     pub max_attempts: Option<u32>,
@@ -116,6 +117,9 @@ pub struct Config {
     /// The PostgreSQL database that holds the ledger and the blob index, which several coordinators
     /// may share (`--database-url`). Without it both are SQLite files in `data_dir`.
     pub database_url: Option<String>,
+    /// The URL other coordinators, workers and clients reach this one on, as the coordinators registry
+    /// lists it (`--advertise-addr`). Without it, `http://` and the address the listener is bound to.
+    pub advertise_addr: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
     /// Largest segment a client may upload.
     pub max_segment_bytes: u64,
@@ -213,6 +217,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
             data_dir,
             database_url: None,
+            advertise_addr: None,
             metrics_addr: None,
             max_segment_bytes: dualrig_proto::DEFAULT_MAX_SEGMENT_BYTES,
             max_attempts: 3,
@@ -303,6 +308,9 @@ impl Config {
         }
         if file.database_url.is_some() {
             self.database_url = file.database_url;
+        }
+        if file.advertise_addr.is_some() {
+            self.advertise_addr = file.advertise_addr;
         }
         if file.metrics_addr.is_some() {
             self.metrics_addr = file.metrics_addr;
@@ -490,6 +498,7 @@ impl Config {
                 shown_url(url)
             )));
         }
+        self.validate_advertise_addr()?;
         self.validate_sip()?;
         if self.download_fee_share_ppm > 1_000_000 {
             return Err(ConfigError::Invalid(format!(
@@ -594,6 +603,42 @@ impl Config {
         Ok(())
     }
 
+    fn validate_advertise_addr(&self) -> Result<(), ConfigError> {
+        match &self.advertise_addr {
+            Some(addr) => check_advertise_addr(addr),
+            // Other coordinators and workers cannot dial 0.0.0.0; one alone on SQLite is listed as
+            // 127.0.0.1.
+            None if self.database_url.is_some() && self.listen.ip().is_unspecified() => {
+                Err(ConfigError::Invalid(format!(
+                    "--listen {} is every interface, which is no address another machine can dial; \
+                     with --database-url, set --advertise-addr to the URL this coordinator is reached on \
+                     (such as http://10.0.0.5:{})",
+                    self.listen,
+                    self.listen.port()
+                )))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Seconds after its last heartbeat a coordinator is no longer listed as live: three heartbeat
+    /// intervals, at least 2 s (heartbeats are stamped in whole seconds).
+    pub fn coordinator_silent_after_secs(&self) -> u64 {
+        (self.heartbeat_interval * 3).as_secs_f64().ceil().max(2.0) as u64
+    }
+
+    /// The URL the registry lists for this coordinator once its listener is bound to `bound`.
+    pub fn advertised(&self, bound: SocketAddr) -> String {
+        if let Some(addr) = &self.advertise_addr {
+            return addr.clone();
+        }
+        let mut bound = bound;
+        if bound.ip().is_unspecified() {
+            bound.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{bound}")
+    }
+
     fn validate_sip(&self) -> Result<(), ConfigError> {
         let sip = &self.sip;
         for (name, ppm) in [
@@ -648,6 +693,49 @@ impl Config {
     pub fn scratch_dir(&self) -> PathBuf {
         self.data_dir.join("scratch")
     }
+}
+
+/// Longest advertised address the registry keeps.
+pub const MAX_ADVERTISE_ADDR: usize = 512;
+
+/// An advertised address is an `http://` or `https://` URL with a host and port and nothing after.
+pub fn check_advertise_addr(addr: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        Err(ConfigError::Invalid(format!(
+            "--advertise-addr {addr:?} {why}; give the URL this coordinator is reached on, such as \
+             http://10.0.0.5:7300"
+        )))
+    };
+    if addr.len() > MAX_ADVERTISE_ADDR {
+        return bad(&format!("is longer than {MAX_ADVERTISE_ADDR} bytes"));
+    }
+    let Ok(uri) = addr.parse::<http::Uri>() else {
+        return bad("is not a URL");
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return bad("does not start with http:// or https://");
+    }
+    let Some(authority) = uri.authority() else {
+        return bad("names no host");
+    };
+    if authority.host().is_empty() || authority.port_u16().is_none() {
+        return bad("names no host and port");
+    }
+    if authority.as_str().contains('@') {
+        return bad("carries user info");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return bad("has a path or query after host:port");
+    }
+    if authority
+        .host()
+        .trim_matches(['[', ']'])
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return bad("is every interface, which no one can dial");
+    }
+    Ok(())
 }
 
 /// The share of stake a fault costs, from `slash_fraction_ppm`: the one place it is checked.
@@ -912,5 +1000,48 @@ capacity_bonus_per_session = 5
         assert!(!refused.contains("secret"), "{refused}");
         config.database_url = Some("postgresql://dualrig@db/x".into());
         config.validate().expect("a PostgreSQL URL");
+    }
+
+    #[test]
+    fn an_advertised_address_is_a_url_someone_can_dial() {
+        let mut config = Config::local(PathBuf::from("d"));
+        let bound: SocketAddr = "127.0.0.1:7301".parse().expect("addr");
+        assert_eq!(config.advertised(bound), "http://127.0.0.1:7301");
+        for bad in [
+            "10.0.0.5:7300",
+            "ftp://10.0.0.5:7300",
+            "http://10.0.0.5",
+            "http://10.0.0.5:7300/x",
+            "http://0.0.0.0:7300",
+            "http://[::]:7300",
+            "http://u:p@host:7300",
+            "not a url",
+        ] {
+            config.advertise_addr = Some(bad.into());
+            let refused = config.validate().expect_err(bad).to_string();
+            assert!(refused.contains(bad), "{refused}");
+        }
+        for good in [
+            "http://10.0.0.5:7300",
+            "https://coord.example:443/",
+            "http://[::1]:7300",
+        ] {
+            config.advertise_addr = Some(good.into());
+            config.validate().expect(good);
+            assert_eq!(config.advertised(bound), good);
+        }
+        // Every interface is fine alone, and refused without an address beside a shared database.
+        config.advertise_addr = None;
+        config.listen = "0.0.0.0:7300".parse().expect("addr");
+        config.validate().expect("alone");
+        assert_eq!(
+            config.advertised("0.0.0.0:7300".parse().expect("addr")),
+            "http://127.0.0.1:7300"
+        );
+        config.database_url = Some("postgres://db/x".into());
+        let refused = config.validate().expect_err("shared").to_string();
+        assert!(refused.contains("--advertise-addr"), "{refused}");
+        config.advertise_addr = Some("http://10.0.0.5:7300".into());
+        config.validate().expect("advertised");
     }
 }

@@ -421,7 +421,8 @@ impl From<LedgerError> for Status {
             | LedgerError::VoteNotOpen { .. }
             | LedgerError::VoteClosed { .. }
             | LedgerError::NoStakeAtSnapshot { .. }
-            | LedgerError::NoVerifiedWork { .. } => Code::FailedPrecondition,
+            | LedgerError::NoVerifiedWork { .. }
+            | LedgerError::CoordinatorKeyInUse { .. } => Code::FailedPrecondition,
             LedgerError::NotRecipient { .. } => Code::PermissionDenied,
             LedgerError::Ticket(t) => t.code(),
             LedgerError::AlreadyRedeemed { .. } => Code::AlreadyExists,

@@ -26,6 +26,7 @@ mod governance;
 mod group;
 mod hosting;
 mod lease;
+mod registry;
 mod schema;
 mod sessions;
 mod sip;
@@ -62,6 +63,7 @@ pub use hosting::{
     held_amount, split,
 };
 pub use lease::ROUND_CLOCK;
+pub use registry::{CoordinatorEntry, Registration};
 pub use sessions::{SessionBonus, SessionProof};
 pub use sip::{Bleed, Curve, Quote, SipFlow, SipRules, SipStatus, Source as SipSource};
 pub use snapshot::LedgerSnapshot;
@@ -349,6 +351,42 @@ impl Ledger {
     /// Who holds the round clock's lease, and until when (seconds since the epoch).
     pub fn round_clock_holder(&self) -> Result<Option<(PublicId, u64)>, LedgerError> {
         self.read(|tx, _| lease::holder(tx, ROUND_CLOCK))
+    }
+
+    /// Records that the coordinator `me` is alive at `now_unix` (registering it on its first call).
+    /// Refused with [`LedgerError::CoordinatorKeyInUse`], changing nothing, when another run with the
+    /// same key heartbeat within `silent_after` seconds. The round clock's holder also deletes rows
+    /// silent for more than `forget_after` seconds, in the same transaction.
+    pub fn coordinator_heartbeat(
+        &self,
+        me: &Registration,
+        now_unix: u64,
+        silent_after: u64,
+        forget_after: u64,
+    ) -> Result<(), LedgerError> {
+        self.write(|tx, _| registry::heartbeat(tx, me, now_unix, silent_after, forget_after))
+    }
+
+    /// The registry row with `id`'s key: its run, address and last heartbeat (seconds since the epoch).
+    pub fn coordinator_seen(
+        &self,
+        id: &PublicId,
+    ) -> Result<Option<(i64, String, u64)>, LedgerError> {
+        self.read(|tx, _| registry::seen(tx, id))
+    }
+
+    /// Deletes `me`'s registry row if no later run with its key replaced it (a clean shutdown).
+    pub fn coordinator_leave(&self, me: &Registration) -> Result<(), LedgerError> {
+        self.write(|tx, _| registry::leave(tx, me))
+    }
+
+    /// The coordinators that heartbeat within `silent_after` seconds of `now_unix`, by id.
+    pub fn live_coordinators(
+        &self,
+        now_unix: u64,
+        silent_after: u64,
+    ) -> Result<Vec<CoordinatorEntry>, LedgerError> {
+        self.read(|tx, _| registry::live(tx, now_unix, silent_after))
     }
 
     /// Moves `fraction` of `worker`'s bonded, delegated and unbonding stake to the pool, records

@@ -6,6 +6,7 @@
 //! through attempts on workers, and [`verify`] decides whether a result is what was asked for. The
 //! [`ledger`] holds accounts and stake; [`stakes`] carries stake to the pool, which draws workers by it.
 
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod dispatch;

@@ -46,6 +46,11 @@ struct Args {
     /// (postgres://user@host:5432/db). Without it both are SQLite files in the data dir.
     #[arg(long, env = "DUALRIG_DATABASE_URL")]
     database_url: Option<String>,
+    /// URL other coordinators, workers and clients reach this one on, as `dualrig coordinators` lists
+    /// it (default: http:// and the listen address; required with --database-url when listening on
+    /// 0.0.0.0).
+    #[arg(long, env = "DUALRIG_ADVERTISE_ADDR")]
+    advertise_addr: Option<String>,
     /// Address to serve Prometheus metrics on (off when absent).
     #[arg(long, env = "DUALRIG_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
@@ -227,6 +232,9 @@ impl Args {
         }
         if self.database_url.is_some() {
             config.database_url = self.database_url;
+        }
+        if self.advertise_addr.is_some() {
+            config.advertise_addr = self.advertise_addr;
         }
         if self.metrics_addr.is_some() {
             config.metrics_addr = self.metrics_addr;
@@ -682,6 +690,51 @@ mod tests {
         assert_eq!(config.round, std::time::Duration::from_millis(2500));
         assert_eq!((config.min_stake, config.suspend_rounds), (0, 3));
         assert_eq!(config.slash_fraction.ppm(), 50_000);
+    }
+
+    #[test]
+    fn the_advertised_address_comes_from_the_flag_or_the_file_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("coordinator.toml");
+        std::fs::write(&file, "advertise_addr = \"http://10.0.0.5:7300\"\n").expect("toml");
+        let from_file = Args::try_parse_from([
+            "dualrig-coordinator",
+            "--config",
+            file.to_str().expect("utf-8"),
+        ])
+        .expect("parses")
+        .into_config()
+        .expect("valid");
+        assert_eq!(
+            from_file.advertise_addr.as_deref(),
+            Some("http://10.0.0.5:7300")
+        );
+        let from_flag = Args::try_parse_from([
+            "dualrig-coordinator",
+            "--config",
+            file.to_str().expect("utf-8"),
+            "--advertise-addr",
+            "https://coord.example:7443",
+        ])
+        .expect("parses")
+        .into_config()
+        .expect("valid");
+        assert_eq!(
+            from_flag.advertise_addr.as_deref(),
+            Some("https://coord.example:7443")
+        );
+        let refused = Args::try_parse_from([
+            "dualrig-coordinator",
+            "--advertise-addr",
+            "coord.example:7443",
+        ])
+        .expect("parses")
+        .into_config()
+        .expect_err("no scheme");
+        assert!(
+            refused.to_string().contains("coord.example:7443"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::Config;
 use crate::error::StartError;
 use crate::evidence::EvidenceStore;
-use crate::ledger::{Genesis, Ledger, LedgerError};
+use crate::ledger::{Genesis, Ledger, LedgerError, Registration};
 use crate::pool::WorkerPool;
 use crate::service::CoordinatorService;
 use crate::slashing::{EvidenceKeeping, Slasher};
@@ -33,6 +33,9 @@ pub struct Coordinator {
     ledger: Arc<Ledger>,
     storage: Arc<BlobService>,
     round: std::time::Duration,
+    registration: Registration,
+    heartbeat: std::time::Duration,
+    silent_after: u64,
 }
 
 impl Coordinator {
@@ -56,6 +59,19 @@ impl Coordinator {
                     addr: config.listen,
                     source,
                 })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let registration = Registration {
+            id: identity.id(),
+            advertise_addr: config.advertised(bound),
+            run: rand::random(),
+            started_unix: now_unix(),
+        };
+        let silent_after = config.coordinator_silent_after_secs();
+        register(&config, &ledger, &registration, silent_after).await?;
+        let heartbeat = config.heartbeat_interval;
         let pool = Arc::new(WorkerPool::new(config.min_stake));
         let round = config.round;
         let config = Arc::new(config);
@@ -101,6 +117,9 @@ impl Coordinator {
             ledger,
             storage,
             round,
+            registration,
+            heartbeat,
+            silent_after,
         })
     }
 
@@ -150,6 +169,12 @@ impl Coordinator {
             self.round,
             rounds_stopped,
         ));
+        let heartbeats = tokio::spawn(run_heartbeats(
+            Arc::clone(&self.ledger),
+            self.registration.clone(),
+            self.heartbeat,
+            self.silent_after,
+        ));
         let challenges = tokio::spawn(Arc::clone(&self.storage).challenge_forever());
         let repairs = tokio::spawn(Arc::clone(&self.storage).repair_forever());
         let pool = Arc::clone(&self.pool);
@@ -171,8 +196,14 @@ impl Coordinator {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await;
         rounds.abort();
+        heartbeats.abort();
         challenges.abort();
         repairs.abort();
+        // A clean stop leaves the registry at once rather than after the silent bound.
+        let me = self.registration;
+        if let Err(e) = self.ledger.call(move |l| l.coordinator_leave(&me)).await {
+            tracing::warn!(error = %e, "cannot remove this coordinator from the registry");
+        }
         served?;
         Ok(())
     }
@@ -285,6 +316,109 @@ async fn run_rounds(
         }
         crate::stakes::refresh(&ledger, &pool).await;
         crate::service::refresh_sip_metrics(&ledger).await;
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Rows silent for this many silent bounds are deleted by the round clock's holder.
+pub const FORGET_AFTER_SILENT: u64 = 10;
+
+/// Registers `me` in the coordinators registry. A recent row with this key and another run is either
+/// another live process with the same key, or this key's previous run killed before it could leave:
+/// the coordinator watches the row for one silent bound, and refuses to start if it keeps beating.
+async fn register(
+    config: &Config,
+    ledger: &Arc<Ledger>,
+    me: &Registration,
+    silent_after: u64,
+) -> Result<(), StartError> {
+    let failed = |source| StartError::Ledger {
+        path: config.ledger_shown(),
+        source,
+    };
+    let id = me.id;
+    let first = ledger
+        .call(move |l| l.coordinator_seen(&id))
+        .await
+        .map_err(failed)?;
+    if let Some((run, addr, last_seen)) = first
+        && run != me.run
+        && last_seen.saturating_add(silent_after) >= now_unix()
+    {
+        tracing::info!(
+            %addr,
+            last_seen,
+            "a coordinator with this key heartbeat {}s ago; waiting up to {silent_after}s to see whether it still runs",
+            now_unix().saturating_sub(last_seen)
+        );
+        loop {
+            tokio::time::sleep(
+                config
+                    .heartbeat_interval
+                    .min(std::time::Duration::from_secs(1)),
+            )
+            .await;
+            let seen = ledger
+                .call(move |l| l.coordinator_seen(&id))
+                .await
+                .map_err(failed)?;
+            match seen {
+                Some((later_run, later_addr, later)) if later_run != run || later > last_seen => {
+                    return Err(failed(LedgerError::CoordinatorKeyInUse {
+                        id,
+                        advertise_addr: later_addr,
+                        last_seen_unix: later,
+                    }));
+                }
+                Some(_) if last_seen.saturating_add(silent_after) >= now_unix() => continue,
+                _ => break,
+            }
+        }
+    }
+    let me = me.clone();
+    ledger
+        .call(move |l| {
+            l.coordinator_heartbeat(
+                &me,
+                now_unix(),
+                silent_after,
+                silent_after * FORGET_AFTER_SILENT,
+            )
+        })
+        .await
+        .map_err(failed)
+}
+
+/// Heartbeats into the coordinators registry every `interval`, the workers' heartbeat interval.
+async fn run_heartbeats(
+    ledger: Arc<Ledger>,
+    me: Registration,
+    interval: std::time::Duration,
+    silent_after: u64,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let me = me.clone();
+        if let Err(e) = ledger
+            .call(move |l| {
+                l.coordinator_heartbeat(
+                    &me,
+                    now_unix(),
+                    silent_after,
+                    silent_after * FORGET_AFTER_SILENT,
+                )
+            })
+            .await
+        {
+            tracing::error!(error = %e, "coordinator heartbeat not recorded");
+        }
     }
 }
 

@@ -932,6 +932,20 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(proposals))
     }
 
+    async fn list_coordinators(
+        &self,
+        _request: Request<dualrig_proto::v1::ListCoordinatorsRequest>,
+    ) -> Result<Response<dualrig_proto::v1::ListCoordinatorsResponse>, Status> {
+        Ok(Response::new(
+            crate::cluster::list_coordinators(
+                &self.ledger,
+                self.identity.id(),
+                self.config.coordinator_silent_after_secs(),
+            )
+            .await?,
+        ))
+    }
+
     async fn put(
         &self,
         request: Request<Streaming<PutUpload>>,

@@ -203,6 +203,14 @@ pub enum LedgerError {
     BadFraction { ppm: u32 },
     #[error("genesis: {0}")]
     Genesis(#[from] GenesisError),
+    #[error(
+        "coordinator key {id} is in use by another running coordinator (advertised at {advertise_addr}, last heartbeat at unix time {last_seen_unix}); give this one its own --data-dir, or stop the other first"
+    )]
+    CoordinatorKeyInUse {
+        id: PublicId,
+        advertise_addr: String,
+        last_seen_unix: u64,
+    },
     #[error("ledger database holds an impossible value: {0}")]
     Corrupt(String),
     #[error("ledger database: {0}")]

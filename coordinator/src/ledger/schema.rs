@@ -7,10 +7,10 @@
 use crate::db::{Backend, Connection, OptionalExtension, params};
 
 use super::genesis::Genesis;
-use super::{LedgerError, capacity, governance, hosting, lease, sessions, sip, store};
+use super::{LedgerError, capacity, governance, hosting, lease, registry, sessions, sip, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -175,6 +175,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, lease::TABLES),
     // Version 9: encoder sessions proven by verified work and their capacity bonuses (§6.13).
     (9, sessions::TABLES),
+    // Version 10: the coordinators sharing the database, with their heartbeats.
+    (10, registry::TABLES),
 ];
 
 /// Version 2's step, for the upgrade tests.

@@ -243,3 +243,122 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
     }
     drop(b);
 }
+
+/// The coordinators `client` lists, as (key, advertised address).
+async fn listed(client: &DualrigClient) -> Vec<(Vec<u8>, String)> {
+    let mut all: Vec<_> = client
+        .list_coordinators()
+        .await
+        .expect("list coordinators")
+        .coordinators
+        .into_iter()
+        .map(|c| (c.id, c.advertise_addr))
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_on_one_database_list_each_other_forget_a_killed_one_and_refuse_its_key_twice()
+{
+    let Some(server) = postgres_or_rerun(
+        "cluster::coordinators_on_one_database_list_each_other_forget_a_killed_one_and_refuse_its_key_twice",
+    ) else {
+        return;
+    };
+    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "registry").expect("schema");
+    let (a_dir, b_dir, twin_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let args = ["--database-url", url.as_str(), "--round-secs", "1"];
+    let a = CoordinatorProcess::start(a_dir.path(), &args);
+    let b = CoordinatorProcess::start(b_dir.path(), &args);
+    let key_of = |dir: &Path| {
+        Identity::load_or_create(&dir.join("coordinator.key"))
+            .expect("key")
+            .id()
+            .as_bytes()
+            .to_vec()
+    };
+    let mut both = vec![
+        (key_of(a_dir.path()), a.url.clone()),
+        (key_of(b_dir.path()), b.url.clone()),
+    ];
+    both.sort();
+    let on_a = DualrigClient::connect(&a.url).await.expect("connect a");
+    let on_b = DualrigClient::connect(&b.url).await.expect("connect b");
+    assert_eq!(listed(&on_a).await, both);
+    assert_eq!(listed(&on_b).await, both);
+
+    // One of them holds the round clock, and both say which.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = on_b.list_coordinators().await.expect("list");
+        let holders: Vec<_> = list.coordinators.iter().filter(|c| c.round_clock).collect();
+        if holders.len() == 1 {
+            assert_eq!(holders[0].id, list.round_clock_holder);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no coordinator holds the round clock: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A second coordinator with A's key, while A runs, is refused and changes nothing.
+    std::fs::copy(
+        a_dir.path().join("coordinator.key"),
+        twin_dir.path().join("coordinator.key"),
+    )
+    .expect("copy key");
+    let twin = std::process::Command::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--heartbeat-interval-secs",
+            "0.5",
+        ])
+        .arg("--data-dir")
+        .arg(twin_dir.path())
+        .args(args)
+        .output()
+        .expect("run the twin");
+    let said = String::from_utf8_lossy(&twin.stderr);
+    assert!(
+        !twin.status.success(),
+        "a second run of A's key started: {said}"
+    );
+    assert!(
+        said.contains("is in use by another running coordinator") && said.contains(&a.url),
+        "{said}"
+    );
+    assert_eq!(listed(&on_b).await, both);
+
+    // A killed with SIGKILL leaves no goodbye; B stops listing it once it is silent.
+    let mut a = a;
+    a.child.0.kill().expect("SIGKILL");
+    let _ = a.child.0.wait();
+    let only_b = vec![(key_of(b_dir.path()), b.url.clone())];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = listed(&on_b).await;
+        if now == only_b {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still lists {now:?} after A's kill"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A restarted on its own data dir takes its key's row back: its old run is silent.
+    let a = CoordinatorProcess::start(a_dir.path(), &args);
+    let mut again = vec![(key_of(a_dir.path()), a.url.clone()), only_b[0].clone()];
+    again.sort();
+    assert_eq!(listed(&on_b).await, again);
+    drop((a, b));
+}

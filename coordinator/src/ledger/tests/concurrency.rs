@@ -202,3 +202,126 @@ fn the_round_clock_moves_once_per_tick_whichever_coordinator_holds_it() {
     assert_eq!(on_a.round_clock_holder().expect("holder"), Some((b, 1_080)));
     assert_eq!(on_a.round().expect("round"), 3);
 }
+
+fn registration(id: PublicId, port: u16, run: i64, started_unix: u64) -> Registration {
+    Registration {
+        id,
+        advertise_addr: format!("http://127.0.0.1:{port}"),
+        run,
+        started_unix,
+    }
+}
+
+/// Coordinators on one ledger list each other while they heartbeat; one silent past the bound is no
+/// longer listed, and the round clock's holder deletes it once it is silent for long.
+#[test]
+fn coordinators_list_each_other_until_one_falls_silent() {
+    let (a, b) = (actor(7).id(), actor(8).id());
+    let place = Place::fresh();
+    let on_a = place.open(CONFIG, &genesis(&[]));
+    let on_b = open_again(place.at());
+    let (me_a, me_b) = (registration(a, 1, 11, 1_000), registration(b, 2, 22, 1_001));
+    const SILENT: u64 = 6;
+    const FORGET: u64 = 60;
+    on_a.coordinator_heartbeat(&me_a, 1_000, SILENT, FORGET)
+        .expect("a registers");
+    on_b.coordinator_heartbeat(&me_b, 1_001, SILENT, FORGET)
+        .expect("b registers");
+    let both = on_a.live_coordinators(1_002, SILENT).expect("live");
+    assert_eq!(
+        both.iter().map(|c| c.id).collect::<Vec<_>>(),
+        {
+            let mut ids = vec![a, b];
+            ids.sort();
+            ids
+        },
+        "{both:?}"
+    );
+    let entry_b = both.iter().find(|c| c.id == b).expect("b listed");
+    assert_eq!(
+        (
+            entry_b.advertise_addr.as_str(),
+            entry_b.started_unix,
+            entry_b.last_seen_unix
+        ),
+        ("http://127.0.0.1:2", 1_001, 1_001)
+    );
+    assert_eq!(on_b.live_coordinators(1_002, SILENT).expect("live"), both);
+
+    // A holds the round clock and keeps beating; B falls silent at 1_001.
+    on_a.advance_round_leased(&a, 1_005, 30).expect("clock");
+    on_a.coordinator_heartbeat(&me_a, 1_008, SILENT, FORGET)
+        .expect("a beats");
+    let ids = |l: Vec<CoordinatorEntry>| l.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(on_b.live_coordinators(1_008, SILENT).expect("live")),
+        vec![a]
+    );
+    // Still a row (not yet forgotten): a fresh run of B's key must wait for it to go silent.
+    assert_eq!(
+        on_a.coordinator_seen(&b).expect("seen"),
+        Some((22, "http://127.0.0.1:2".to_owned(), 1_001))
+    );
+    // Past the forget bound the clock's holder deletes it.
+    on_a.coordinator_heartbeat(&me_a, 1_062, SILENT, FORGET)
+        .expect("a beats");
+    assert_eq!(on_a.coordinator_seen(&b).expect("seen"), None);
+    // A clean stop leaves at once.
+    on_a.coordinator_leave(&me_a).expect("leave");
+    assert!(
+        on_b.live_coordinators(1_062, SILENT)
+            .expect("live")
+            .is_empty()
+    );
+}
+
+/// A second run of one key is refused while the first still heartbeats, and changes nothing; once the
+/// first is silent past the bound, the second takes the row over and the first is refused in turn.
+#[test]
+fn a_second_run_of_one_coordinator_key_is_refused_while_the_first_beats() {
+    let a = actor(7).id();
+    let place = Place::fresh();
+    let first = place.open(CONFIG, &genesis(&[]));
+    let second = open_again(place.at());
+    const SILENT: u64 = 6;
+    let run_1 = registration(a, 1, 1, 1_000);
+    let run_2 = registration(a, 2, 2, 1_004);
+    first
+        .coordinator_heartbeat(&run_1, 1_003, SILENT, 60)
+        .expect("first");
+    match second.coordinator_heartbeat(&run_2, 1_004, SILENT, 60) {
+        Err(LedgerError::CoordinatorKeyInUse {
+            id,
+            advertise_addr,
+            last_seen_unix,
+        }) => {
+            assert_eq!(
+                (id, advertise_addr.as_str(), last_seen_unix),
+                (a, "http://127.0.0.1:1", 1_003)
+            );
+        }
+        other => panic!("second run registered: {other:?}"),
+    }
+    assert_eq!(
+        first.coordinator_seen(&a).expect("seen"),
+        Some((1, "http://127.0.0.1:1".to_owned(), 1_003)),
+        "a refused registration changed the row"
+    );
+    // The first stays silent from 1_003: at 1_010 it is past the bound.
+    second
+        .coordinator_heartbeat(&run_2, 1_010, SILENT, 60)
+        .expect("takes over");
+    assert!(matches!(
+        first.coordinator_heartbeat(&run_1, 1_011, SILENT, 60),
+        Err(LedgerError::CoordinatorKeyInUse { .. })
+    ));
+    let live = first.live_coordinators(1_011, SILENT).expect("live");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].advertise_addr, "http://127.0.0.1:2");
+    // The first run's leaving does not delete the second's row.
+    first.coordinator_leave(&run_1).expect("leave");
+    assert_eq!(
+        first.live_coordinators(1_011, SILENT).expect("live").len(),
+        1
+    );
+}
