@@ -380,6 +380,16 @@ async fn register(
             }
         }
     }
+    heartbeat(ledger, me, silent_after).await.map_err(failed)
+}
+
+/// One heartbeat of `me`; rows silent for `FORGET_AFTER_SILENT` bounds go if this coordinator holds the
+/// round clock.
+async fn heartbeat(
+    ledger: &Arc<Ledger>,
+    me: &Registration,
+    silent_after: u64,
+) -> Result<(), LedgerError> {
     let me = me.clone();
     ledger
         .call(move |l| {
@@ -391,7 +401,6 @@ async fn register(
             )
         })
         .await
-        .map_err(failed)
 }
 
 /// Heartbeats into the coordinators registry every `interval`, the workers' heartbeat interval.
@@ -405,18 +414,7 @@ async fn run_heartbeats(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let me = me.clone();
-        if let Err(e) = ledger
-            .call(move |l| {
-                l.coordinator_heartbeat(
-                    &me,
-                    now_unix(),
-                    silent_after,
-                    silent_after * FORGET_AFTER_SILENT,
-                )
-            })
-            .await
-        {
+        if let Err(e) = heartbeat(&ledger, &me, silent_after).await {
             tracing::error!(error = %e, "coordinator heartbeat not recorded");
         }
     }

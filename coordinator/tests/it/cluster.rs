@@ -74,15 +74,7 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
     let worker_secret: [u8; 32] = rand::random();
     let worker = Identity::from_secret(worker_secret);
     let genesis = a_dir.path().join("genesis.toml");
-    std::fs::write(
-        &genesis,
-        format!(
-            "[[accounts]]\nid = \"{}\"\nbalance = {}\n",
-            sender.id(),
-            DEPOSIT * 2
-        ),
-    )
-    .expect("genesis");
+    crate::support::write_genesis(&genesis, &[(sender.id(), DEPOSIT * 2)]);
 
     // Both start at once on the empty database: one creates the tables and applies the genesis.
     let (a, b) = std::thread::scope(|s| {
