@@ -170,3 +170,15 @@ pub fn wait_for_file(path: &Path) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The workspace binary `name`, built in the same target dir as `own` (a test's
+/// `env!("CARGO_BIN_EXE_…")`) by `cargo build --bins`; a missing one fails the test, saying so.
+pub fn binary_beside(own: &str, name: &str) -> PathBuf {
+    let path = Path::new(own).parent().expect("target dir").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --bins` (`make test` builds every binary)",
+        path.display()
+    );
+    path
+}

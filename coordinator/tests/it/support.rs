@@ -381,16 +381,7 @@ impl CoordinatorProcess {
 
 /// A binary of the workspace, built next to this package's own by `cargo test --workspace`.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_dualrig-coordinator"))
-        .parent()
-        .expect("target dir")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --bins` (`make test` builds every binary)",
-        path.display()
-    );
-    path
+    dualrig_testkit::binary_beside(env!("CARGO_BIN_EXE_dualrig-coordinator"), name)
 }
 
 /// Stores `bytes` as a file in `dir` and puts it with `replicas` copies, waiting for the workers to

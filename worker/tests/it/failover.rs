@@ -163,16 +163,7 @@ impl WorkerBinary {
 
 /// A binary of the workspace built beside the worker's (`cargo build --bins`).
 fn sibling_binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_dualrig-worker"))
-        .parent()
-        .expect("target dir")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --bins` (`make test` builds every binary)",
-        path.display()
-    );
-    path
+    dualrig_testkit::binary_beside(env!("CARGO_BIN_EXE_dualrig-worker"), name)
 }
 
 /// The payer's deposit on the ledger behind `client`.
