@@ -21,6 +21,7 @@ pub mod network;
 pub mod paging;
 pub mod pool;
 pub mod proposals;
+pub mod relay;
 pub mod server;
 pub mod service;
 pub mod sessions;

@@ -16,6 +16,8 @@ pub fn limit_for(method: &str) -> usize {
     match method {
         // Results carry every rendition of a segment.
         "Attach" => dualrig_proto::MAX_MESSAGE_BYTES,
+        // Relayed jobs and results, with their envelope.
+        "Link" => crate::relay::MAX_LINK_MESSAGE,
         // 1 MiB chunks; a Transcode header carries up to MAX_TICKETS_PER_PAYMENT tickets, and so does
         // a paid Get.
         "Transcode" | "Put" | "Get" => 2 << 20,

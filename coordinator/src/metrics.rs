@@ -10,6 +10,12 @@ pub const JOB_SECONDS: &str = "dualrig_job_duration_seconds";
 pub const JOB_ATTEMPTS: &str = "dualrig_job_attempts_total";
 pub const JOB_REASSIGNMENTS: &str = "dualrig_job_reassignments_total";
 pub const WORKERS_CONNECTED: &str = "dualrig_workers_connected";
+pub const PEER_LINKS: &str = "dualrig_peer_links";
+pub const RELAYED: &str = "dualrig_relayed_total";
+/// Directions of a link: opened by this coordinator, or to it.
+pub const LINK_DIRECTIONS: &[&str] = &["dialed", "accepted"];
+/// What crosses an accepted link: commands carried to a worker here, its answers sent back.
+pub const RELAYED_KINDS: &[&str] = &["command", "answer"];
 pub const BYTES_IN: &str = "dualrig_bytes_in_total";
 pub const BYTES_OUT: &str = "dualrig_bytes_out_total";
 pub const VERIFICATIONS: &str = "dualrig_verifications_total";
@@ -145,6 +151,12 @@ fn register() {
     for &kind in BYTES_IN_KINDS {
         counter!(BYTES_IN, "kind" => kind).increment(0);
     }
+    for &direction in LINK_DIRECTIONS {
+        gauge!(PEER_LINKS, "direction" => direction).set(0.0);
+    }
+    for &kind in RELAYED_KINDS {
+        counter!(RELAYED, "kind" => kind).increment(0);
+    }
     for &kind in BYTES_OUT_KINDS {
         counter!(BYTES_OUT, "kind" => kind).increment(0);
     }
@@ -248,6 +260,14 @@ fn describe() {
     );
     describe_gauge!(WORKERS_CONNECTED, "Workers attached right now");
     describe_gauge!(
+        PEER_LINKS,
+        "Links to and from the other coordinators sharing the database"
+    );
+    describe_counter!(
+        RELAYED,
+        "Messages carried for other coordinators to and from the workers attached here, by kind"
+    );
+    describe_gauge!(
         KEPT_FRAMES_BYTES,
         metrics::Unit::Bytes,
         "Memory budgeted for source frames kept for content checks"
@@ -314,6 +334,21 @@ pub fn worker_stake(worker: &dualrig_proto::identity::PublicId, units: u64) {
 
 pub fn workers_connected(n: usize) {
     gauge!(WORKERS_CONNECTED).set(n as f64);
+}
+
+/// Links this coordinator keeps open to the others.
+pub fn links_dialed(n: usize) {
+    gauge!(PEER_LINKS, "direction" => "dialed").set(n as f64);
+}
+
+/// One link to this coordinator opened (`1`) or ended (`-1`).
+pub fn link_accepted(change: i64) {
+    gauge!(PEER_LINKS, "direction" => "accepted").increment(change as f64);
+}
+
+/// One message carried for another coordinator (`kind`: one of [`RELAYED_KINDS`]).
+pub fn relayed(kind: &'static str) {
+    counter!(RELAYED, "kind" => kind).increment(1);
 }
 
 pub fn kept_frames_bytes(bytes: u64) {

@@ -33,6 +33,25 @@ impl Network {
     }
 }
 
+impl Network {
+    /// Its wire form (`RemoteWorker.network`): the 3 bytes of a /24 or the 8 of a /64.
+    pub fn to_wire(self) -> Vec<u8> {
+        match self {
+            Network::V4(p) => p.to_vec(),
+            Network::V6(p) => p.to_vec(),
+        }
+    }
+
+    /// The network a wire form names; `None` for empty or any other length.
+    pub fn from_wire(bytes: &[u8]) -> Option<Self> {
+        match bytes.len() {
+            3 => bytes.try_into().ok().map(Network::V4),
+            8 => bytes.try_into().ok().map(Network::V6),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -60,5 +79,15 @@ mod tests {
         assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
         assert_eq!(net("192.0.2.77").to_string(), "192.0.2.0/24");
         assert_eq!(net("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn wire_form_round_trips_and_refuses_other_lengths() {
+        for addr in ["10.1.2.3", "2001:db8:1:2::1"] {
+            let net = Network::of(addr.parse().expect("address"));
+            assert_eq!(Network::from_wire(&net.to_wire()), Some(net));
+        }
+        assert_eq!(Network::from_wire(&[]), None);
+        assert_eq!(Network::from_wire(&[1; 4]), None);
     }
 }

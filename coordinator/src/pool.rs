@@ -92,8 +92,11 @@ struct ConnectedWorker {
     control: CommandSender,
     jobs_done: u64,
     jobs_failed: u64,
-    /// The network its connection comes from, as this coordinator sees it.
+    /// The network its connection comes from, as the coordinator it is attached to sees it.
     network: Option<Network>,
+    /// The coordinator it is attached to when that is another one sharing the database (its commands
+    /// go over that coordinator's link, [`crate::relay`]); `None` when it is attached here.
+    via: Option<PublicId>,
 }
 
 impl ConnectedWorker {
@@ -444,12 +447,130 @@ impl WorkerPool {
                 jobs_done: 0,
                 jobs_failed: 0,
                 network: None,
+                via: None,
             },
         );
-        metrics::workers_connected(state.workers.len());
+        metrics::workers_connected(attached_here_count(&state));
         drop(state);
         self.changed.notify_waiters();
         Ok((id, connection, CommandQueues { bulk, control }))
+    }
+
+    /// Lists a worker attached to coordinator `via` (it reached this one over `via`'s link) with a
+    /// command queue whose commands the link carries there. A worker attached here stays as it is, and
+    /// a listing from the coordinator it is already listed through only updates its capabilities:
+    /// both return `None`. A listing through another coordinator replaces the old one (the worker
+    /// moved), and the jobs it held there are treated as lost.
+    pub fn attach_remote(
+        &self,
+        id: PublicId,
+        capabilities: Capabilities,
+        network: Option<Network>,
+        via: PublicId,
+    ) -> Option<(u64, CommandQueues)> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        if let Some(w) = state.workers.get_mut(&id) {
+            match w.via {
+                None => return None,
+                Some(old) if old == via => {
+                    w.sessions = capabilities.sessions.max(1);
+                    w.capabilities = capabilities;
+                    w.network = network;
+                    drop(state);
+                    self.changed.notify_waiters();
+                    return None;
+                }
+                Some(_) => {
+                    let old = w.connection;
+                    state.workers.remove(&id);
+                    fail_jobs_of(&mut state, id, old);
+                }
+            }
+        }
+        state.next_connection += 1;
+        let connection = state.next_connection;
+        let (tx, bulk) = mpsc::channel(COMMAND_QUEUE);
+        let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
+        state.workers.insert(
+            id,
+            ConnectedWorker {
+                connection,
+                sessions: capabilities.sessions.max(1),
+                capabilities,
+                in_flight: HashSet::new(),
+                commands: tx,
+                control: control_tx,
+                jobs_done: 0,
+                jobs_failed: 0,
+                network,
+                via: Some(via),
+            },
+        );
+        drop(state);
+        self.changed.notify_waiters();
+        Some((connection, CommandQueues { bulk, control }))
+    }
+
+    /// The bulk and control queues of `id` when it is attached here (not through another's link).
+    pub fn queues_here(&self, id: &PublicId) -> Option<(CommandSender, CommandSender)> {
+        self.lock()
+            .workers
+            .get(id)
+            .filter(|w| w.via.is_none())
+            .map(|w| (w.commands.clone(), w.control.clone()))
+    }
+
+    /// Ids of the workers attached to this coordinator (not through another's link): the ones its
+    /// challenge rounds cover and its links list.
+    pub fn attached_here(&self) -> Vec<PublicId> {
+        self.lock()
+            .workers
+            .iter()
+            .filter(|(_, w)| w.via.is_none())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// What a link lists of each worker attached here: its capabilities and network.
+    pub fn listing_here(&self) -> Vec<(PublicId, Capabilities, Option<Network>)> {
+        self.lock()
+            .workers
+            .iter()
+            .filter(|(_, w)| w.via.is_none())
+            .map(|(id, w)| (*id, w.capabilities.clone(), w.network))
+            .collect()
+    }
+
+    /// Hands `job`, relayed from another coordinator, to `id` when it is attached here: the job counts
+    /// against the worker's sessions here as one of this coordinator's own would, and the receiver
+    /// yields its outcome. `None` when `id` is not attached here or its queue is closed or full.
+    pub fn assign_relayed(
+        &self,
+        id: &PublicId,
+        job: TranscodeJob,
+    ) -> Option<oneshot::Receiver<AttemptOutcome>> {
+        let mut state = self.lock();
+        let worker = state.workers.get_mut(id).filter(|w| w.via.is_none())?;
+        let job_id = job.job_id.clone();
+        let command = WorkerCommand {
+            command: Some(worker_command::Command::Job(job)),
+        };
+        worker.commands.try_send(Ok(command)).ok()?;
+        worker.in_flight.insert(job_id.clone());
+        let connection = worker.connection;
+        let (reply, outcome) = oneshot::channel();
+        state.pending.insert(
+            job_id,
+            PendingJob {
+                worker: *id,
+                connection,
+                reply,
+            },
+        );
+        Some(outcome)
     }
 
     /// Records the network connection `connection` of `id` comes from (its peer address).
@@ -477,7 +598,7 @@ impl WorkerPool {
         {
             state.workers.remove(&id);
             fail_jobs_of(&mut state, id, connection);
-            metrics::workers_connected(state.workers.len());
+            metrics::workers_connected(attached_here_count(&state));
         }
         drop(state);
         self.changed.notify_waiters();
@@ -791,6 +912,11 @@ impl WorkerPool {
         list.truncate(limit);
         list
     }
+}
+
+/// Workers attached to this coordinator itself, for its gauge.
+fn attached_here_count(state: &PoolState) -> usize {
+    state.workers.values().filter(|w| w.via.is_none()).count()
 }
 
 fn fail_jobs_of(state: &mut PoolState, id: PublicId, connection: u64) {

@@ -32,6 +32,7 @@ pub struct Coordinator {
     identity: Arc<Identity>,
     ledger: Arc<Ledger>,
     storage: Arc<BlobService>,
+    relay: Arc<crate::relay::Relay>,
     round: std::time::Duration,
     registration: Registration,
     heartbeat: std::time::Duration,
@@ -101,6 +102,13 @@ impl Coordinator {
                 source,
             })?,
         );
+        let relay = crate::relay::Relay::new(
+            Arc::clone(&identity),
+            Arc::clone(&ledger),
+            Arc::clone(&pool),
+            Arc::clone(&storage),
+            silent_after,
+        );
         let service = CoordinatorService::new(
             Arc::clone(&identity),
             config,
@@ -108,6 +116,7 @@ impl Coordinator {
             Arc::clone(&ledger),
             Arc::clone(&storage),
             slasher,
+            Arc::clone(&relay),
         );
         Ok(Self {
             listener,
@@ -116,6 +125,7 @@ impl Coordinator {
             identity,
             ledger,
             storage,
+            relay,
             round,
             registration,
             heartbeat,
@@ -177,12 +187,20 @@ impl Coordinator {
         ));
         let challenges = tokio::spawn(Arc::clone(&self.storage).challenge_forever());
         let repairs = tokio::spawn(Arc::clone(&self.storage).repair_forever());
+        let links = tokio::spawn(Arc::clone(&self.relay).dial_forever(self.heartbeat));
         let pool = Arc::clone(&self.pool);
+        let relay = Arc::clone(&self.relay);
         let shutdown = async move {
             shutdown.await;
             pool.close();
+            relay.close();
             let _ = stop_rounds.send(());
         };
+        let peer = dualrig_proto::v1::peer_server::PeerServer::new(crate::relay::PeerService::new(
+            Arc::clone(&self.relay),
+        ))
+        .max_decoding_message_size(crate::relay::MAX_LINK_MESSAGE)
+        .max_encoding_message_size(crate::relay::MAX_LINK_MESSAGE);
         let api = CoordinatorServer::new(self.service)
             .max_decoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(dualrig_proto::MAX_MESSAGE_BYTES);
@@ -193,12 +211,14 @@ impl Coordinator {
             .add_service(reflection)
             .add_service(reflection_v1alpha)
             .add_service(api)
+            .add_service(peer)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await;
         rounds.abort();
         heartbeats.abort();
         challenges.abort();
         repairs.abort();
+        links.abort();
         // A clean stop leaves the registry at once rather than after the silent bound.
         let me = self.registration;
         if let Err(e) = self.ledger.call(move |l| l.coordinator_leave(&me)).await {

@@ -69,6 +69,8 @@ pub struct CoordinatorService {
     inspections: crate::inspections::Inspections,
     /// Memory of source frames kept for content checks.
     kept_budget: Arc<StagingBudget>,
+    /// Links to the other coordinators: answers of workers here to their commands go back by it.
+    relay: Arc<crate::relay::Relay>,
 }
 
 impl CoordinatorService {
@@ -79,6 +81,7 @@ impl CoordinatorService {
         ledger: Arc<Ledger>,
         storage: Arc<BlobService>,
         slasher: Arc<Slasher>,
+        relay: Arc<crate::relay::Relay>,
     ) -> Self {
         let segment_budget = StagingBudget::new(
             "segment",
@@ -105,6 +108,7 @@ impl CoordinatorService {
                 metrics::kept_frames_bytes,
             ),
             quotes: std::sync::Mutex::default(),
+            relay,
         }
     }
 
@@ -627,6 +631,7 @@ impl CoordinatorApi for CoordinatorService {
         let mut events = request.into_inner();
         let pool = Arc::clone(&self.pool);
         let storage = Arc::clone(&self.storage);
+        let relay = Arc::clone(&self.relay);
         let silence = self.config.heartbeat_interval * 3;
         tokio::spawn(
             async move {
@@ -677,7 +682,12 @@ impl CoordinatorApi for CoordinatorService {
                         Some(worker_event::Event::Params(params)) => {
                             pool.set_ticket_params(worker, connection, params)
                         }
-                        Some(other) => storage.on_event(worker, connection, other).await,
+                        Some(other) => {
+                            // An answer to another coordinator's command goes back by its link.
+                            if !relay.answer(worker, &other).await {
+                                storage.on_event(worker, connection, other).await
+                            }
+                        }
                     }
                 }
                 pool.detach(worker, connection);

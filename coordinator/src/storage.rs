@@ -139,6 +139,16 @@ impl BlobService {
         Arc::clone(&self.index)
     }
 
+    /// Records the room for blobs a worker attached to another coordinator last reported there.
+    pub fn set_room(&self, worker: PublicId, free: u64, capacity: u64) {
+        self.links.set_room(worker, Room { free, capacity });
+    }
+
+    /// The room for blobs `worker` last reported.
+    pub fn room(&self, worker: &PublicId) -> Room {
+        self.links.room(worker)
+    }
+
     /// Challenge rounds completed or in progress.
     pub fn rounds(&self) -> u64 {
         self.rounds.load(std::sync::atomic::Ordering::SeqCst)

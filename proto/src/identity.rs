@@ -9,6 +9,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 /// Context for the key derivation that binds a registration signature to its purpose.
 const REGISTRATION_CONTEXT: &str = "dualrig 2026-11 worker register v1";
+const LINK_CONTEXT: &str = "dualrig 2026-12 coordinator link v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -184,6 +185,38 @@ pub fn registration_message(nonce: &[u8], worker_id: &PublicId) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_derive_key(REGISTRATION_CONTEXT);
     hasher.update(nonce);
     hasher.update(worker_id.as_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// Which end of a coordinator link signs (PROTOCOL §8.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRole {
+    /// The coordinator that opened the link.
+    Dialer,
+    /// The coordinator it was opened to.
+    Acceptor,
+}
+
+/// What each end of a coordinator link signs: its role, both keys and both nonces, under a context no
+/// other signature in dualrig uses. A signature made for one link, one role or one pair of keys is
+/// worth nothing on another.
+pub fn link_message(
+    role: LinkRole,
+    dialer: &PublicId,
+    acceptor: &PublicId,
+    dialer_nonce: &[u8],
+    acceptor_nonce: &[u8],
+) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key(LINK_CONTEXT);
+    hasher.update(match role {
+        LinkRole::Dialer => b"dialer",
+        LinkRole::Acceptor => b"accept",
+    });
+    hasher.update(dialer.as_bytes());
+    hasher.update(acceptor.as_bytes());
+    hasher.update(&(dialer_nonce.len() as u64).to_le_bytes());
+    hasher.update(dialer_nonce);
+    hasher.update(acceptor_nonce);
     *hasher.finalize().as_bytes()
 }
 

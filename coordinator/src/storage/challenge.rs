@@ -118,7 +118,8 @@ impl BlobService {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
         let seed: [u8; 32] = rand::random();
-        let workers = self.pool.attached();
+        // Each coordinator challenges the workers attached to it (PROTOCOL §8.4).
+        let workers = self.pool.attached_here();
         let challenged = workers.into_iter().map(|worker| {
             let service = Arc::clone(self);
             async move { service.challenge_worker(round, seed, worker).await }

@@ -21,7 +21,7 @@ const RACERS: u64 = 50;
 const BURST: u64 = 300;
 
 /// The test PostgreSQL server's URL, or `None` after running `test` again under `scripts/with-postgres`.
-fn postgres_or_rerun(test: &str) -> Option<String> {
+pub(crate) fn postgres_or_rerun(test: &str) -> Option<String> {
     if let Ok(url) = std::env::var("DUALRIG_TEST_DATABASE_URL")
         && !url.is_empty()
     {

@@ -19,6 +19,7 @@ mod hosting;
 mod ledger;
 mod metrics;
 mod readme;
+mod relay;
 mod sessions;
 mod simulate;
 mod sip;
