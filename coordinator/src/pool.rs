@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use dualrig_proto::identity::{PublicId, registration_message};
 use dualrig_proto::v1::{
     CancelJob, Capabilities, JobResult, TicketParams, TranscodeJob, WorkerCommand, WorkerInfo,
-    worker_command,
+    worker_command, worker_event,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -911,6 +911,24 @@ impl WorkerPool {
         list.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
         list.truncate(limit);
         list
+    }
+}
+
+/// The job a worker's `JobResult` or `JobFailure` answers, and how its attempt ended; any other
+/// event is handed back. One reading for events off an Attach stream and off a link.
+pub fn job_outcome(
+    event: worker_event::Event,
+) -> Result<(String, AttemptOutcome), worker_event::Event> {
+    match event {
+        worker_event::Event::Result(result) => Ok((
+            result.job_id.clone(),
+            AttemptOutcome::Result(Box::new(result)),
+        )),
+        worker_event::Event::Failure(f) if f.payment_refused => {
+            Ok((f.job_id, AttemptOutcome::PaymentRefused(f.reason)))
+        }
+        worker_event::Event::Failure(f) => Ok((f.job_id, AttemptOutcome::Failed(f.reason))),
+        other => Err(other),
     }
 }
 

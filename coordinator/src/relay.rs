@@ -443,30 +443,17 @@ impl Relay {
 
     /// A remote worker's answer, handled as if it had come up its own Attach stream here.
     async fn take_answer(&self, worker: PublicId, connection: u64, event: worker_event::Event) {
-        match event {
-            worker_event::Event::Result(result) => {
-                let job_id = result.job_id.clone();
-                self.pool.complete(
-                    worker,
-                    connection,
-                    &job_id,
-                    AttemptOutcome::Result(Box::new(result)),
-                );
+        let event = match crate::pool::job_outcome(event) {
+            Ok((job_id, outcome)) => {
+                self.pool.complete(worker, connection, &job_id, outcome);
+                return;
             }
-            worker_event::Event::Failure(f) => {
-                let outcome = if f.payment_refused {
-                    AttemptOutcome::PaymentRefused(f.reason)
-                } else {
-                    AttemptOutcome::Failed(f.reason)
-                };
-                self.pool.complete(worker, connection, &f.job_id, outcome);
-            }
-            event @ (worker_event::Event::Stored(_) | worker_event::Event::Piece(_)) => {
-                self.storage.on_event(worker, connection, event).await
-            }
-            // Holdings, challenge answers and the rest stay with the coordinator the worker is
-            // attached to.
-            _ => {}
+            Err(other) => other,
+        };
+        // Holdings, challenge answers and the rest stay with the coordinator the worker is attached
+        // to.
+        if let event @ (worker_event::Event::Stored(_) | worker_event::Event::Piece(_)) = event {
+            self.storage.on_event(worker, connection, event).await
         }
     }
 

@@ -32,7 +32,7 @@ use crate::inspections::{Inspected, KeptFrames};
 use crate::ledger::{Ledger, LedgerError, Operation, Receipt, SignedRequest};
 use crate::metrics;
 use crate::paging::Page;
-use crate::pool::{AttemptOutcome, Requirements, WorkerPool};
+use crate::pool::{Requirements, WorkerPool};
 use crate::slashing::Slasher;
 use crate::staging::{Reservation, StagingBudget, UploadDeadlines};
 use crate::storage::{BlobService, GetStream};
@@ -660,24 +660,15 @@ impl CoordinatorApi for CoordinatorService {
                             info!(sessions = c.free_sessions, "worker changed its sessions");
                             pool.set_capacity(worker, connection, c.free_sessions)
                         }
-                        Some(worker_event::Event::Result(result)) => {
-                            let job_id = result.job_id.clone();
-                            if !pool.complete(
-                                worker,
-                                connection,
-                                &job_id,
-                                AttemptOutcome::Result(Box::new(result)),
-                            ) {
-                                info!(job = %job_id, "discarded a result for a job this worker no longer holds");
+                        Some(
+                            event @ (worker_event::Event::Result(_)
+                            | worker_event::Event::Failure(_)),
+                        ) => {
+                            if let Ok((job_id, outcome)) = crate::pool::job_outcome(event)
+                                && !pool.complete(worker, connection, &job_id, outcome)
+                            {
+                                info!(job = %job_id, "discarded an outcome for a job this worker no longer holds");
                             }
-                        }
-                        Some(worker_event::Event::Failure(f)) => {
-                            let outcome = if f.payment_refused {
-                                AttemptOutcome::PaymentRefused(f.reason)
-                            } else {
-                                AttemptOutcome::Failed(f.reason)
-                            };
-                            pool.complete(worker, connection, &f.job_id, outcome);
                         }
                         Some(worker_event::Event::Params(params)) => {
                             pool.set_ticket_params(worker, connection, params)
