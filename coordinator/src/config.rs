@@ -44,6 +44,7 @@ pub struct FileConfig {
     pub genesis: Option<PathBuf>,
     pub round_secs: Option<f64>,
     pub min_stake: Option<u64>,
+    pub draw_seed: Option<u64>,
     pub unbonding_rounds: Option<u64>,
     pub unlock_rounds: Option<u64>,
     pub ticket_validity_rounds: Option<u64>,
@@ -138,6 +139,10 @@ pub struct Config {
     pub round: Duration,
     /// Least stake that makes a worker eligible; 0 makes every attached worker eligible (one machine).
     pub min_stake: u64,
+    /// Seeds the stake × score draw, so that one sequence of draws repeats (tests, reproducing a
+    /// dispute); `None`, the default, draws from the system's entropy. A seeded draw can be foretold by
+    /// anyone who knows the seed: never set it on a network that pays.
+    pub draw_seed: Option<u64>,
     pub unbonding_rounds: u64,
     pub unlock_rounds: u64,
     /// Most rounds a ticket may stay valid; `None`: half of `unlock_rounds`. Always shorter than
@@ -227,6 +232,7 @@ impl Config {
             genesis: None,
             round: Duration::from_secs(60),
             min_stake: ledger.min_stake,
+            draw_seed: None,
             unbonding_rounds: ledger.unbonding_rounds,
             unlock_rounds: ledger.unlock_rounds,
             ticket_validity_rounds: None,
@@ -338,6 +344,9 @@ impl Config {
         }
         if let Some(v) = file.min_stake {
             self.min_stake = v;
+        }
+        if let Some(v) = file.draw_seed {
+            self.draw_seed = Some(v);
         }
         if let Some(v) = file.unbonding_rounds {
             self.unbonding_rounds = v;

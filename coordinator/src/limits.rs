@@ -1,7 +1,9 @@
 //! Per-method message limits. Every gRPC message a peer sends is held to the limit of the method it
 //! calls as soon as its 5-byte frame header arrives, before the message's bytes are buffered: a 40 MiB
 //! `Register` is refused with `ResourceExhausted` after five bytes, not decoded. Only the streams that
-//! carry segments, renditions and blob pieces get segment-sized limits.
+//! carry segments, renditions and blob pieces get segment-sized limits, and a stream that opens with a
+//! handshake (`Link`) is held to a handshake-sized limit until the handshake is over: a peer that has
+//! proven nothing cannot make the coordinator buffer a job-sized message.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,8 +13,31 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::Status;
 use tonic::body::Body;
 
-/// The largest message a peer may send to `method` (the last part of the gRPC path).
-pub fn limit_for(method: &str) -> usize {
+/// How large a peer's messages to one method may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The largest message once the stream's opening messages are through.
+    pub bytes: usize,
+    /// How many messages open the stream (a handshake), and the largest each of them may be.
+    pub opening: (u32, usize),
+}
+
+/// The limits for `method` (the last part of the gRPC path).
+pub fn limit_for(method: &str) -> Limit {
+    let bytes = largest_message(method);
+    let opening = match method {
+        // The dialer's open and proof (PROTOCOL §8.4): a key, a nonce, a signature.
+        "Link" => (
+            crate::relay::HANDSHAKE_MESSAGES,
+            crate::relay::MAX_HANDSHAKE_MESSAGE,
+        ),
+        _ => (0, bytes),
+    };
+    Limit { bytes, opening }
+}
+
+/// The largest message a peer may send to `method` once any handshake is over.
+fn largest_message(method: &str) -> usize {
     match method {
         // Results carry every rendition of a segment.
         "Attach" => dualrig_proto::MAX_MESSAGE_BYTES,
@@ -74,6 +99,7 @@ where
                 inner: body,
                 method,
                 limit,
+                seen: 0,
                 header: [0; 5],
                 have: 0,
                 remaining: 0,
@@ -83,11 +109,13 @@ where
     }
 }
 
-/// A request body that fails as soon as a message's frame header declares more than `limit` bytes.
+/// A request body that fails as soon as a message's frame header declares more than its limit.
 struct LimitedBody {
     inner: Body,
     method: String,
-    limit: usize,
+    limit: Limit,
+    /// Messages whose header has arrived.
+    seen: u32,
     /// The frame header being read, and how much of it has arrived.
     header: [u8; 5],
     have: usize,
@@ -119,12 +147,19 @@ impl LimitedBody {
                     self.header[3],
                     self.header[4],
                 ]);
-                if len as usize > self.limit {
+                let (opening, opening_bytes) = self.limit.opening;
+                let (limit, which) = if self.seen < opening {
+                    (opening_bytes, " before its handshake is over")
+                } else {
+                    (self.limit.bytes, "")
+                };
+                if len as usize > limit {
                     return Err(Status::resource_exhausted(format!(
-                        "a {} message is at most {} bytes; this one declares {len}",
-                        self.method, self.limit
+                        "a {} message{which} is at most {limit} bytes; this one declares {len}",
+                        self.method
                     )));
                 }
+                self.seen = self.seen.saturating_add(1);
                 self.remaining = u64::from(len);
             }
         }
@@ -167,10 +202,21 @@ mod tests {
     use super::*;
 
     fn body(limit: usize) -> LimitedBody {
+        with_limit(
+            "Register",
+            Limit {
+                bytes: limit,
+                opening: (0, limit),
+            },
+        )
+    }
+
+    fn with_limit(method: &str, limit: Limit) -> LimitedBody {
         LimitedBody {
             inner: Body::empty(),
-            method: "Register".into(),
+            method: method.into(),
             limit,
+            seen: 0,
             header: [0; 5],
             have: 0,
             remaining: 0,
@@ -208,5 +254,26 @@ mod tests {
         let mut b = body(100);
         b.scan(&over[..2]).expect("half a header");
         assert!(b.scan(&over[2..5]).is_err());
+    }
+
+    #[test]
+    fn a_stream_is_held_to_its_handshake_limit_until_the_handshake_is_over() {
+        let limit = Limit {
+            bytes: 1000,
+            opening: (2, 10),
+        };
+        let mut b = with_limit("Link", limit);
+        let err = b
+            .scan(&frame(11)[..5])
+            .expect_err("an opening over 10 bytes");
+        assert!(err.message().contains("handshake"), "{}", err.message());
+        let mut b = with_limit("Link", limit);
+        b.scan(&[frame(10), frame(3)].concat())
+            .expect("the handshake");
+        b.scan(&frame(1000)).expect("a full message after it");
+        assert!(b.scan(&frame(1001)[..5]).is_err());
+        // The real Link limits: a handshake message is a few hundred bytes, a relayed job megabytes.
+        let link = limit_for("Link");
+        assert!(link.opening.1 < 1 << 16 && link.bytes > 1 << 20, "{link:?}");
     }
 }

@@ -12,11 +12,16 @@
 //! Both ends prove their coordinator key over both ends' fresh nonces ([`link_message`]), and each end
 //! accepts only a key the registry lists as live, the dialer only the key the registry lists at the
 //! address it dialed: a peer with a throwaway key gets `PermissionDenied` before any worker is listed.
+//! Until a link is proven it is cheap to hold: its messages are held to [`MAX_HANDSHAKE_MESSAGE`]
+//! ([`crate::limits`]), at most [`OPENING_PER_HOST`] links from one address and [`OPENING`] in all are
+//! being opened at once (the rest get `ResourceExhausted` at once), and the registry is read at most
+//! once per [`REGISTRY_FRESH`] however many links are opened.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dualrig_proto::identity::{Identity, LinkRole, PublicId, link_message};
 use dualrig_proto::v1::peer_client::PeerClient;
@@ -38,6 +43,16 @@ use crate::storage::BlobService;
 
 /// How long each end of a link may take over its step of the handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// The dialer's handshake messages: its open and its proof.
+pub const HANDSHAKE_MESSAGES: u32 = 2;
+/// The largest handshake message a dialer may send: a key, a nonce and a signature fit many times.
+pub const MAX_HANDSHAKE_MESSAGE: usize = 4 << 10;
+/// Links being opened (not yet proven) at once, from all addresses.
+pub const OPENING: usize = 256;
+/// Links being opened at once from one address.
+pub const OPENING_PER_HOST: usize = 8;
+/// How long a read of the registry answers for the links opened after it.
+pub const REGISTRY_FRESH: Duration = Duration::from_millis(250);
 /// How often an acceptor looks for changes in what it lists, besides every change of its pool.
 const LISTING_EVERY: Duration = Duration::from_millis(500);
 /// Messages queued to one link before a sender waits.
@@ -72,7 +87,51 @@ pub struct Relay {
     routes: Mutex<HashMap<String, Route>>,
     /// Dialed links running, by the coordinator they reach.
     dialed: Mutex<HashMap<PublicId, tokio::task::JoinHandle<()>>>,
+    /// Accepted links not yet proven, by the address they came from.
+    opening: Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
+    /// The last read of the registry's live coordinators, and when it was read.
+    registry: tokio::sync::Mutex<Option<(Instant, Vec<CoordinatorEntry>)>>,
     closed: watch::Sender<bool>,
+}
+
+/// One accepted link's place among those being opened, given back when it is proven or refused.
+struct Opening {
+    counts: Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
+    from: Option<IpAddr>,
+}
+
+impl Opening {
+    fn take(
+        counts: &Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
+        from: Option<IpAddr>,
+    ) -> Result<Self, LinkError> {
+        let mut held = lock(counts);
+        let all: usize = held.values().sum();
+        let here = held.get(&from).copied().unwrap_or(0);
+        if all >= OPENING || here >= OPENING_PER_HOST {
+            return Err(LinkError::Busy {
+                here,
+                from: from.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string()),
+            });
+        }
+        *held.entry(from).or_default() += 1;
+        Ok(Self {
+            counts: Arc::clone(counts),
+            from,
+        })
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        let mut held = lock(&self.counts);
+        if let Some(n) = held.get_mut(&self.from) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.from);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -84,10 +143,16 @@ impl std::fmt::Debug for Relay {
 /// Why a link was refused or ended, as its other end is told.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("the link's first message must be {expected}")]
+    #[error("the link's next message must be {expected}")]
     OutOfOrder { expected: &'static str },
-    #[error("no {expected} within {} s", HANDSHAKE.as_secs())]
+    #[error("waited {} s for {expected}", HANDSHAKE.as_secs())]
     Slow { expected: &'static str },
+    #[error(
+        "{here} links from {from} are being opened already (at most {OPENING_PER_HOST} from one address, {OPENING} in all); finish or drop one and try again"
+    )]
+    Busy { here: usize, from: String },
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Malformed(String),
     #[error(
@@ -122,6 +187,7 @@ impl From<LinkError> for Status {
                 Status::invalid_argument(text)
             }
             LinkError::Slow { .. } => Status::deadline_exceeded(text),
+            LinkError::Busy { .. } | LinkError::TooLarge(_) => Status::resource_exhausted(text),
             LinkError::NotRegistered(_) | LinkError::WrongPeer { .. } => {
                 Status::permission_denied(text)
             }
@@ -173,6 +239,8 @@ impl Relay {
             silent_after,
             routes: Mutex::default(),
             dialed: Mutex::default(),
+            opening: Arc::default(),
+            registry: tokio::sync::Mutex::new(None),
             closed: watch::channel(false).0,
         })
     }
@@ -185,12 +253,23 @@ impl Relay {
         }
     }
 
+    /// The live coordinators in the registry, read again once the last read is older than
+    /// [`REGISTRY_FRESH`]: links opened at once share one read.
     async fn live(&self) -> Result<Vec<CoordinatorEntry>, LinkError> {
+        let mut last = self.registry.lock().await;
+        if let Some((at, live)) = last.as_ref()
+            && at.elapsed() < REGISTRY_FRESH
+        {
+            return Ok(live.clone());
+        }
         let silent_after = self.silent_after;
-        self.ledger
+        let live = self
+            .ledger
             .call(move |l| l.live_coordinators(now_unix(), silent_after))
             .await
-            .map_err(|e| LinkError::Registry(e.to_string()))
+            .map_err(|e| LinkError::Registry(e.to_string()))?;
+        *last = Some((Instant::now(), live.clone()));
+        Ok(live)
     }
 
     async fn check_registered(&self, id: PublicId) -> Result<(), LinkError> {
@@ -323,22 +402,11 @@ impl Relay {
             .await
             .map_err(|s| unreachable(s.message().to_owned()))?
             .into_inner();
-        let challenge = match tokio::time::timeout(HANDSHAKE, down.message()).await {
-            Err(_) => {
-                return Err(LinkError::Slow {
-                    expected: "challenge",
-                });
-            }
-            Ok(Err(status)) => return Err(LinkError::Broken(status.message().to_owned())),
-            Ok(Ok(Some(LinkDown {
-                message: Some(link_down::Message::Challenge(c)),
-            }))) => c,
-            Ok(Ok(_)) => {
-                return Err(LinkError::OutOfOrder {
-                    expected: "a challenge",
-                });
-            }
-        };
+        let challenge = handshake_step(&mut down, "a challenge", |m: LinkDown| match m.message {
+            Some(link_down::Message::Challenge(c)) => Some(c),
+            _ => None,
+        })
+        .await?;
         let answered = coordinator_id(&challenge.coordinator_id)?;
         if answered != peer.id {
             return Err(LinkError::WrongPeer {
@@ -464,15 +532,15 @@ impl Relay {
     async fn accept(
         self: Arc<Self>,
         mut up: Streaming<LinkUp>,
+        from: Option<IpAddr>,
     ) -> Result<ReceiverStream<Down>, LinkError> {
-        let open = match tokio::time::timeout(HANDSHAKE, up.message()).await {
-            Err(_) => return Err(LinkError::Slow { expected: "open" }),
-            Ok(Err(status)) => return Err(LinkError::Broken(status.message().to_owned())),
-            Ok(Ok(Some(LinkUp {
-                message: Some(link_up::Message::Open(open)),
-            }))) => open,
-            Ok(Ok(_)) => return Err(LinkError::OutOfOrder { expected: "open" }),
-        };
+        // Held until the link is proven or refused.
+        let opening = Opening::take(&self.opening, from)?;
+        let open = handshake_step(&mut up, "an open", |m: LinkUp| match m.message {
+            Some(link_up::Message::Open(open)) => Some(open),
+            _ => None,
+        })
+        .await?;
         let dialer = coordinator_id(&open.coordinator_id)?;
         check_nonce(&open.nonce)?;
         self.check_registered(dialer).await?;
@@ -499,6 +567,7 @@ impl Relay {
         tokio::spawn(
             async move {
                 let proven = self.prove(dialer, &open.nonce, &my_nonce, &mut up).await;
+                drop(opening);
                 match proven {
                     Ok(()) => {
                         info!("link accepted");
@@ -529,18 +598,11 @@ impl Relay {
         my_nonce: &[u8],
         up: &mut Streaming<LinkUp>,
     ) -> Result<(), LinkError> {
-        let prove = match tokio::time::timeout(HANDSHAKE, up.message()).await {
-            Err(_) => return Err(LinkError::Slow { expected: "proof" }),
-            Ok(Err(status)) => return Err(LinkError::Broken(status.message().to_owned())),
-            Ok(Ok(Some(LinkUp {
-                message: Some(link_up::Message::Prove(p)),
-            }))) => p,
-            Ok(Ok(_)) => {
-                return Err(LinkError::OutOfOrder {
-                    expected: "a proof",
-                });
-            }
-        };
+        let prove = handshake_step(up, "a proof", |m: LinkUp| match m.message {
+            Some(link_up::Message::Prove(p)) => Some(p),
+            _ => None,
+        })
+        .await?;
         let signed = link_message(
             LinkRole::Dialer,
             &dialer,
@@ -800,6 +862,26 @@ async fn send_outcome(
     let _ = down.send(Ok(message)).await;
 }
 
+/// The next message of a handshake, which must arrive within [`HANDSHAKE`] and be the one `pick`
+/// takes.
+async fn handshake_step<M, T>(
+    stream: &mut Streaming<M>,
+    expected: &'static str,
+    pick: impl FnOnce(M) -> Option<T>,
+) -> Result<T, LinkError> {
+    match tokio::time::timeout(HANDSHAKE, stream.message()).await {
+        Err(_) => Err(LinkError::Slow { expected }),
+        // Over the handshake's message limit (`crate::limits`): said as it is.
+        Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+            Err(LinkError::TooLarge(status.message().to_owned()))
+        }
+        Ok(Err(status)) => Err(LinkError::Broken(status.message().to_owned())),
+        Ok(Ok(message)) => message
+            .and_then(pick)
+            .ok_or(LinkError::OutOfOrder { expected }),
+    }
+}
+
 fn detached(worker: PublicId) -> LinkDown {
     LinkDown {
         message: Some(link_down::Message::Detached(worker.as_bytes().to_vec())),
@@ -847,7 +929,10 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<LinkUp>>,
     ) -> Result<Response<Self::LinkStream>, Status> {
-        let down = Arc::clone(&self.relay).accept(request.into_inner()).await?;
+        let from = request.remote_addr().map(|a| a.ip());
+        let down = Arc::clone(&self.relay)
+            .accept(request.into_inner(), from)
+            .await?;
         Ok(Response::new(Box::pin(down) as Self::LinkStream))
     }
 }

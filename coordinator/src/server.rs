@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use dualrig_proto::identity::Identity;
 use dualrig_proto::v1::coordinator_server::CoordinatorServer;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -73,7 +75,10 @@ impl Coordinator {
         let silent_after = config.coordinator_silent_after_secs();
         register(&config, &ledger, &registration, silent_after).await?;
         let heartbeat = config.heartbeat_interval;
-        let pool = Arc::new(WorkerPool::new(config.min_stake));
+        let pool = Arc::new(match config.draw_seed {
+            Some(seed) => WorkerPool::with_rng(config.min_stake, StdRng::seed_from_u64(seed)),
+            None => WorkerPool::new(config.min_stake),
+        });
         let round = config.round;
         let config = Arc::new(config);
         let evidence = Arc::new(open_evidence(&config, &ledger).await?);

@@ -15,7 +15,7 @@ use dualrig_proto::ticket::{SignedTicket, TicketParams, TicketTerms, recipient_r
 
 use crate::support::CoordinatorProcess;
 
-const FACE: u64 = 1_000;
+pub(crate) const FACE: u64 = 1_000;
 const DEPOSIT: u64 = 100_000_000;
 const RACERS: u64 = 50;
 const BURST: u64 = 300;
@@ -37,7 +37,9 @@ pub(crate) fn postgres_or_rerun(test: &str) -> Option<String> {
     None
 }
 
-fn start(dir: &Path, url: &str, genesis: &Path) -> CoordinatorProcess {
+/// A coordinator on `url` whose ledger starts from `genesis`, with one-second rounds, tickets that stay
+/// valid for the whole test and no SIP share, so a ticket's recipient is owed its whole face value.
+pub(crate) fn start(dir: &Path, url: &str, genesis: &Path) -> CoordinatorProcess {
     CoordinatorProcess::start(
         dir,
         &[
@@ -58,6 +60,56 @@ fn start(dir: &Path, url: &str, genesis: &Path) -> CoordinatorProcess {
     )
 }
 
+/// A recipient of winning tickets of `FACE` from one sender, and the redemptions it signs.
+pub(crate) struct Payee {
+    pub key: Identity,
+    sender: Identity,
+    params: TicketParams,
+    rand: [u8; 32],
+}
+
+impl Payee {
+    pub(crate) fn new(key: Identity, sender: Identity) -> Self {
+        let secret = [9u8; 32];
+        let seed = [4u8; 32];
+        let params = TicketParams::derive(
+            key.id(),
+            &secret,
+            seed,
+            TicketTerms {
+                face_value: FACE,
+                win_prob: u64::MAX,
+                expiration_round: 1_000_000,
+                price_per_unit: 0,
+                price_per_byte: 0,
+            },
+        );
+        Self {
+            rand: recipient_rand(&secret, &seed),
+            key,
+            sender,
+            params,
+        }
+    }
+
+    /// The sender's ticket number `n`; every one wins.
+    pub(crate) fn ticket(&self, n: u64) -> SignedTicket {
+        SignedTicket::sign(self.params.ticket(self.sender.id(), n), &self.sender)
+    }
+
+    /// The recipient's request to redeem `ticket`, under ledger nonce `nonce`.
+    pub(crate) fn redeem(&self, nonce: u64, ticket: SignedTicket) -> SignedRequest {
+        SignedRequest::sign(
+            &self.key,
+            nonce,
+            &Operation::RedeemTicket {
+                ticket,
+                recipient_rand: self.rand,
+            },
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_a_kill_9() {
     let Some(server) = postgres_or_rerun(
@@ -70,7 +122,8 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
     );
-    let sender = Identity::generate();
+    let sender_secret: [u8; 32] = rand::random();
+    let sender = Identity::from_secret(sender_secret);
     let worker_secret: [u8; 32] = rand::random();
     let worker = Identity::from_secret(worker_secret);
     let genesis = a_dir.path().join("genesis.toml");
@@ -92,32 +145,12 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
     let seen = on_b.account(sender.id()).await.expect("account on b");
     assert_eq!((seen.deposit, seen.balance), (DEPOSIT, DEPOSIT));
 
-    let secret = [9u8; 32];
-    let seed = [4u8; 32];
-    let params = TicketParams::derive(
-        worker.id(),
-        &secret,
-        seed,
-        TicketTerms {
-            face_value: FACE,
-            win_prob: u64::MAX,
-            expiration_round: 1_000_000,
-            price_per_unit: 0,
-            price_per_byte: 0,
-        },
-    );
-    let rand = recipient_rand(&secret, &seed);
-    let ticket = |n: u64| SignedTicket::sign(params.ticket(sender.id(), n), &sender);
-    let redeem = |nonce: u64, ticket: SignedTicket| {
-        SignedRequest::sign(
-            &worker,
-            nonce,
-            &Operation::RedeemTicket {
-                ticket,
-                recipient_rand: rand,
-            },
-        )
-    };
+    let payee = std::sync::Arc::new(Payee::new(
+        Identity::from_secret(worker_secret),
+        Identity::from_secret(sender_secret),
+    ));
+    let ticket = |n: u64| payee.ticket(n);
+    let redeem = |nonce: u64, ticket: SignedTicket| payee.redeem(nonce, ticket);
 
     // Fifty redemptions of one winning ticket, half through each coordinator, all at once.
     let race = ticket(1);
@@ -155,19 +188,12 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
     let burst = {
         let (on_a, on_b) = (on_a.clone(), on_b.clone());
         let tickets = tickets.clone();
-        let worker = Identity::from_secret(worker_secret);
+        let payee = std::sync::Arc::clone(&payee);
         tokio::spawn(async move {
             let mut nonce = raced_nonce;
             let mut acknowledged = 0u64;
             for (i, t) in tickets.iter().enumerate() {
-                let request = SignedRequest::sign(
-                    &worker,
-                    nonce + 1,
-                    &Operation::RedeemTicket {
-                        ticket: *t,
-                        recipient_rand: rand,
-                    },
-                );
+                let request = payee.redeem(nonce + 1, *t);
                 let first = if i % 2 == 0 { &on_a } else { &on_b };
                 let sent = match first.execute_signed(&request).await {
                     Ok(r) => Ok(r),

@@ -4,6 +4,7 @@ mod attacks;
 mod bad_input;
 mod binary;
 mod browser;
+mod burst;
 mod cluster;
 mod collectives;
 mod crash;
