@@ -66,7 +66,7 @@ test: tool-deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --no-fail-fast
 	# The ledger and blob index suites again, on a throwaway PostgreSQL server.
-	./scripts/with-postgres $(CARGO) test -p dualrig-coordinator --lib --no-fail-fast -- db:: ledger:: storage::index
+	./scripts/with-postgres $(CARGO) test -p dualrig-coordinator --lib --no-fail-fast -- db:: ledger:: storage::index storage::repair
 
 demo: release tool-deps
 	./scripts/demo.sh

@@ -431,8 +431,11 @@ impl Ledger {
         self.read(|tx, _| stake::kept_evidence(tx))
     }
 
-    /// Pays one challenge round's hosting rewards (PROTOCOL §6.9) in the current round, and the
-    /// capacity bonus for bytes proven beyond each worker's previous maximum (§6.13).
+    /// Records one challenge round's hosting credits and, when the current round has had no payout
+    /// yet, pays every credit recorded and not yet paid (PROTOCOL §6.9), with the capacity bonus for
+    /// bytes proven beyond each worker's previous maximum (§6.13); one transaction. Credits recorded
+    /// in a round already paid (another coordinator's, or a second challenge round's) wait for the next
+    /// round's payout; the answer is then an empty payout.
     pub fn pay_hosting(&self, credits: &[ProofCredit]) -> Result<Payout, LedgerError> {
         self.write(|tx, config| {
             let payout = hosting::pay(tx, config, credits)?;

@@ -88,6 +88,8 @@ pub struct BlobService {
     quotes: DownloadQuotes,
     /// Recent download demand per blob, for surge pricing.
     surge: surge::Surge,
+    /// This process's name on the repair claims it takes in the index.
+    claimant: index::Claimant,
 }
 
 /// A Get's blob, resolved range and excluded holders, checked.
@@ -131,6 +133,7 @@ impl BlobService {
             lost_by: std::sync::Mutex::default(),
             quotes: DownloadQuotes::default(),
             surge: surge::Surge::new(config_surge),
+            claimant: index::Claimant::random(),
         })
     }
 

@@ -1,8 +1,10 @@
-//! Hosting rewards (PROTOCOL §6.9): after each challenge round the bytes workers proved in it share a
-//! budget, minted for the ledger rounds the payout covers plus the download fees gathered since; part of
-//! a new worker's share is held back and paid once it has stayed in good standing, forfeited on a
-//! storage fault. Every payout writes its inputs (`hosting_rounds`) and each worker's statement
-//! (`hosting_statements`), so any payout can be computed again from the ledger alone.
+//! Hosting rewards (PROTOCOL §6.9): after each challenge round the bytes workers proved in it are
+//! recorded (`hosting_credits`), and the first challenge round to end in a ledger round pays every
+//! credit recorded and not yet paid, by any coordinator, out of a budget minted for the ledger rounds the
+//! payout covers plus the download fees gathered since; part of a new worker's share is held back and
+//! paid once it has stayed in good standing, forfeited on a storage fault. Every payout writes its
+//! inputs (`hosting_rounds`) and each worker's statement (`hosting_statements`), so any payout can be
+//! computed again from the ledger alone.
 //!
 //! Minting is the only way supply grows: `meta.minted` adds up every mint, and the ledger's supply is
 //! `meta.genesis + meta.minted` after any sequence of operations.
@@ -49,6 +51,19 @@ CREATE TABLE IF NOT EXISTS hosting_statements (
     forfeited    INTEGER NOT NULL DEFAULT 0 CHECK (forfeited >= 0),
     PRIMARY KEY (worker, round)
 ) STRICT, WITHOUT ROWID;
+";
+
+/// Version 11: credits recorded and not yet paid, one row per worker per challenge round (`round` is
+/// the ledger round it was recorded in). Coordinators sharing the ledger each record theirs; the next
+/// payout pays and deletes every row, so a credit recorded after its round's payout waits for the next.
+pub(super) const CREDITS: &str = "
+CREATE TABLE IF NOT EXISTS hosting_credits (
+    id           INTEGER PRIMARY KEY,
+    worker       BLOB NOT NULL CHECK (length(worker) = 32),
+    round        INTEGER NOT NULL CHECK (round >= 0),
+    proven_bytes INTEGER NOT NULL CHECK (proven_bytes >= 0),
+    credited     INTEGER NOT NULL CHECK (credited > 0)
+) STRICT;
 ";
 
 /// Steps of the held-back schedule a worker passes through as it ages.
@@ -222,10 +237,12 @@ fn add_to_statement(
     Ok(())
 }
 
-/// Pays one challenge round's hosting rewards in the current ledger round. Only credits of workers with
-/// at least `min_stake` bonded count; when none does, nothing is minted and the fees stay in their pot.
-/// A ledger round pays once: a second challenge round that ends in it is proof without payout (its
-/// mint would cover no round), so every payout can be split again exactly from its row.
+/// Records one challenge round's credits in the current ledger round (one row per worker credited),
+/// then pays every credit recorded and not yet paid, if the round has had no payout yet. A ledger round
+/// pays once, so every payout can be split again exactly from its row: credits recorded after it (a
+/// second challenge round ending in the round, or another coordinator's) wait for the next round's.
+/// Only credits of workers with at least `min_stake` bonded at the payout count, and the others are
+/// dropped with it; when none counts, nothing is minted and the fees stay in their pot.
 pub(super) fn pay(
     conn: &Connection,
     config: &LedgerConfig,
@@ -233,6 +250,7 @@ pub(super) fn pay(
 ) -> Result<Payout, LedgerError> {
     let rules = &config.hosting;
     let round = store::round(conn)?;
+    record(conn, round, credits)?;
     let nothing = |rounds_covered| Payout {
         round: HostingRound {
             round,
@@ -245,21 +263,20 @@ pub(super) fn pay(
         return Ok(nothing(0));
     }
     // Rounds not yet covered by a payout: from `hosting_from` (the first unpaid one) through this one.
+    // A payout always covers its own round, even after an attempt in it that found nothing to pay.
     let from = match store::meta_opt(conn, "hosting_from")? {
-        Some(from) => from,
+        Some(from) => from.min(round),
         None => round,
     };
-    let covered = (round + 1).saturating_sub(from);
+    let covered = round + 1 - from;
     store::set_meta(conn, "hosting_from", round + 1)?;
 
     let mut counted: BTreeMap<PublicId, (u64, u64)> = BTreeMap::new();
-    for credit in credits.iter().filter(|c| c.credited > 0) {
-        if config.min_stake > 0 && stake::total_stake(conn, &credit.worker)? < config.min_stake {
+    for (worker, (proven, credited)) in take_unpaid(conn)? {
+        if config.min_stake > 0 && stake::total_stake(conn, &worker)? < config.min_stake {
             continue;
         }
-        let entry = counted.entry(credit.worker).or_default();
-        entry.0 = entry.0.saturating_add(credit.proven_bytes);
-        entry.1 = entry.1.saturating_add(credit.credited);
+        counted.insert(worker, (proven, credited));
     }
     if counted.is_empty() {
         return Ok(nothing(covered));
@@ -377,6 +394,58 @@ pub(super) fn pay(
         round: paid,
         shares: paid_shares,
     })
+}
+
+/// Records `credits` as earned in `round`: one row per worker, its credits in the call summed.
+fn record(conn: &Connection, round: u64, credits: &[ProofCredit]) -> Result<(), LedgerError> {
+    let mut by_worker: BTreeMap<PublicId, (u64, u64)> = BTreeMap::new();
+    for credit in credits.iter().filter(|c| c.credited > 0) {
+        let entry = by_worker.entry(credit.worker).or_default();
+        entry.0 = entry.0.saturating_add(credit.proven_bytes);
+        entry.1 = entry.1.saturating_add(credit.credited);
+    }
+    for (worker, (proven, credited)) in by_worker {
+        conn.prepare_cached(
+            "INSERT INTO hosting_credits (worker, round, proven_bytes, credited)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            worker.as_bytes(),
+            to_db("round", round)?,
+            to_db("proven bytes", proven)?,
+            to_db("credited", credited)?,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Every credit recorded and not yet paid, per worker: the most bytes it proved in one challenge round
+/// (what the capacity bonus compares with its maximum) and its credits summed. Deletes the rows read.
+fn take_unpaid(conn: &Connection) -> Result<BTreeMap<PublicId, (u64, u64)>, LedgerError> {
+    let rows: Vec<(i64, Vec<u8>, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT id, worker, proven_bytes, credited FROM hosting_credits ORDER BY id",
+        )?
+        .query_map(params![], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut unpaid: BTreeMap<PublicId, (u64, u64)> = BTreeMap::new();
+    let mut last = None;
+    for (id, worker, proven, credited) in rows {
+        let entry = unpaid.entry(id_from_db(worker)?).or_default();
+        entry.0 = entry.0.max(from_db("proven bytes", proven)?);
+        entry.1 = entry.1.saturating_add(from_db("credited", credited)?);
+        last = Some(id);
+    }
+    if let Some(last) = last {
+        // Every row up to the last one read. On PostgreSQL a row another coordinator is inserting is
+        // invisible to this transaction, so it is neither read nor deleted: it waits for the next payout
+        // (or this transaction loses the serialization race and runs again).
+        conn.prepare_cached("DELETE FROM hosting_credits WHERE id <= ?1")?
+            .execute(params![last])?;
+    }
+    Ok(unpaid)
 }
 
 /// `ppm` of `share`, rounded down.

@@ -10,7 +10,7 @@ use super::genesis::Genesis;
 use super::{LedgerError, capacity, governance, hosting, lease, registry, sessions, sip, store};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -177,6 +177,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, sessions::TABLES),
     // Version 10: the coordinators sharing the database, with their heartbeats.
     (10, registry::TABLES),
+    // Version 11: hosting credits recorded by every coordinator and not yet paid.
+    (11, hosting::CREDITS),
 ];
 
 /// Version 2's step, for the upgrade tests.

@@ -1,7 +1,7 @@
 //! The blob index: which blobs the network keeps, how many copies of each it maintains, who holds
-//! them, and every storage fault with its evidence. SQLite in the data dir (`blobs.db`, WAL,
-//! synchronous=FULL), so a restarted coordinator knows what it knew; workers' full reports on attach
-//! reconcile it with what they really hold.
+//! them, which coordinator is repairing which blob, and every storage fault with its evidence. SQLite
+//! in the data dir (`blobs.db`, WAL, synchronous=FULL), so a restarted coordinator knows what it knew;
+//! workers' full reports on attach reconcile it with what they really hold.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -98,7 +98,46 @@ CREATE TABLE IF NOT EXISTS faults (
     round INTEGER NOT NULL,
     evidence BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS repair_claims (
+    root BLOB PRIMARY KEY,
+    owner BLOB NOT NULL,
+    expires_unix INTEGER NOT NULL
+);
 ";
+
+/// Who holds a repair claim: a token each coordinator process draws when it starts, so coordinators
+/// sharing the index (and a coordinator and its own earlier run) never hold a claim for one another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claimant([u8; 16]);
+
+impl Claimant {
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+/// A blob's repair claim as the index holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairClaim {
+    pub owner: Claimant,
+    /// Seconds since the epoch from which anyone may claim the blob again.
+    pub expires_unix: u64,
+}
+
+/// The claim's first step: the candidate blob's row. On PostgreSQL it is locked for the claim's
+/// transaction, and a row another coordinator's transaction holds locked is skipped (the claim is
+/// refused at once, with no wait and no serialization retry). SQLite has one writer at a time, so the
+/// plain read decides the same.
+fn claim_candidate(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "SELECT root FROM blobs WHERE root = ?1",
+        Backend::Postgres => "SELECT root FROM blobs WHERE root = ?1 FOR UPDATE SKIP LOCKED",
+    }
+}
 
 /// PostgreSQL has no `rowid`: the order copies were verified in is a column of its own there.
 const POSTGRES_VERIFIED_ORDER: &str =
@@ -316,9 +355,79 @@ impl BlobIndex {
                     "DELETE FROM blob_collectives WHERE root = ?1",
                     params![&root[..]],
                 )?;
+                conn.execute(
+                    "DELETE FROM repair_claims WHERE root = ?1",
+                    params![&root[..]],
+                )?;
             }
             Ok(())
         })
+    }
+
+    /// Claims the repair of `root` for `claimant` until `now_unix + lease_secs`, unless another
+    /// claimant's claim on it lasts past `now_unix`; renews `claimant`'s own. Whether it now holds the
+    /// claim: `false` also for a blob the index does not know, or, on PostgreSQL, one whose row another
+    /// coordinator holds locked at this instant (its claim is being taken; the next pass asks again).
+    pub fn claim_repair(
+        &self,
+        root: &[u8; 32],
+        claimant: &Claimant,
+        now_unix: u64,
+        lease_secs: u64,
+    ) -> Result<bool, IndexError> {
+        let now = i64::try_from(now_unix).unwrap_or(i64::MAX);
+        let expires = i64::try_from(now_unix.saturating_add(lease_secs)).unwrap_or(i64::MAX);
+        self.store.write(|tx| {
+            if !tx
+                .prepare_cached(claim_candidate(tx.backend()))?
+                .exists(params![&root[..]])?
+            {
+                return Ok(false);
+            }
+            let granted = tx.execute(
+                "INSERT INTO repair_claims (root, owner, expires_unix) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (root) DO UPDATE SET owner = excluded.owner,
+                     expires_unix = excluded.expires_unix
+                 WHERE repair_claims.owner = excluded.owner OR repair_claims.expires_unix <= ?4",
+                params![&root[..], &claimant.0[..], expires, now],
+            )?;
+            Ok(granted > 0)
+        })
+    }
+
+    /// Ends `claimant`'s claim on `root`, whatever the repair came to; another's claim is left alone.
+    pub fn release_repair(&self, root: &[u8; 32], claimant: &Claimant) -> Result<(), IndexError> {
+        self.store.write(|tx| {
+            tx.execute(
+                "DELETE FROM repair_claims WHERE root = ?1 AND owner = ?2",
+                params![&root[..], &claimant.0[..]],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The claim recorded on `root`, expired or not.
+    pub fn repair_claim(&self, root: &[u8; 32]) -> Result<Option<RepairClaim>, IndexError> {
+        let found: Option<(Vec<u8>, i64)> = self.store.read(|conn| {
+            conn.query_row(
+                "SELECT owner, expires_unix FROM repair_claims WHERE root = ?1",
+                params![&root[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        found
+            .map(|(owner, expires)| {
+                Ok(RepairClaim {
+                    owner: Claimant(owner.try_into().map_err(|_| IndexError::Corrupt {
+                        what: "repair claimant",
+                    })?),
+                    expires_unix: u64::try_from(expires).map_err(|_| IndexError::Corrupt {
+                        what: "repair claim expiry",
+                    })?,
+                })
+            })
+            .transpose()
     }
 
     /// The collective `root` was stored for, if any: its Gets are gated by that collective's rule.
@@ -607,6 +716,93 @@ mod tests {
         index.settle_size(&[3; 32], 6).expect("settle");
         let three = index.blob(&[3; 32]).expect("read").expect("known");
         assert_eq!((three.size, three.claims), (6, vec![]));
+    }
+
+    /// Two coordinators over one index: a claim holds the other off while its lease lasts, to the
+    /// last second, and no longer; a release frees the blob at once; only the holder renews or
+    /// releases it.
+    #[test]
+    fn a_repair_claim_holds_off_another_coordinator_until_it_expires_or_is_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = place(&dir);
+        let (here, there) = (open(&at), open(&at));
+        let (me, other) = (Claimant::random(), Claimant::random());
+        let x = [7; 32];
+        here.add_blob(&x, 100, 3).expect("add");
+        assert!(
+            !here.claim_repair(&[8; 32], &me, 1_000, 600).expect("claim"),
+            "a blob the index does not know is not claimed"
+        );
+
+        assert!(here.claim_repair(&x, &me, 1_000, 600).expect("claim"));
+        let claim = RepairClaim {
+            owner: me,
+            expires_unix: 1_600,
+        };
+        assert_eq!(there.repair_claim(&x).expect("read"), Some(claim));
+        for now in [1_000, 1_599] {
+            assert!(
+                !there.claim_repair(&x, &other, now, 600).expect("claim"),
+                "refused at {now}, within the lease"
+            );
+        }
+        assert_eq!(there.repair_claim(&x).expect("read"), Some(claim));
+        assert!(there.claim_repair(&x, &other, 1_600, 600).expect("claim"));
+        assert!(
+            !here.claim_repair(&x, &me, 1_700, 600).expect("claim"),
+            "the first holder lost it with its lease"
+        );
+
+        // A release by someone else leaves the claim; its holder's frees the blob at once.
+        here.release_repair(&x, &me).expect("release");
+        assert_eq!(
+            here.repair_claim(&x).expect("read").map(|c| c.owner),
+            Some(other)
+        );
+        there.release_repair(&x, &other).expect("release");
+        assert_eq!(here.repair_claim(&x).expect("read"), None);
+        assert!(here.claim_repair(&x, &me, 1_700, 600).expect("claim"));
+        // Its holder renews it.
+        assert!(here.claim_repair(&x, &me, 1_800, 600).expect("claim"));
+        assert_eq!(
+            there
+                .repair_claim(&x)
+                .expect("read")
+                .map(|c| c.expires_unix),
+            Some(2_400)
+        );
+        // A blob dropped from the index takes its claim with it.
+        here.drop_if_unheld(&x).expect("drop");
+        assert_eq!(there.repair_claim(&x).expect("read"), None);
+    }
+
+    /// Coordinators claiming one blob at the same instant, each on its own connection: one gets it.
+    #[test]
+    fn coordinators_claiming_one_blob_at_once_get_it_once() {
+        const RACERS: usize = 8;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = place(&dir);
+        open(&at).add_blob(&[9; 32], 100, 3).expect("add");
+        let barrier = std::sync::Barrier::new(RACERS);
+        let granted = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..RACERS)
+                .map(|_| {
+                    let (index, barrier) = (open(&at), &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        index
+                            .claim_repair(&[9; 32], &Claimant::random(), 1_000, 600)
+                            .expect("claim")
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|r| r.join().expect("racer"))
+                .filter(|granted| *granted)
+                .count()
+        });
+        assert_eq!(granted, 1);
     }
 
     #[test]
