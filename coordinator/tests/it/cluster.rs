@@ -247,9 +247,16 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
     }
 
     // Whichever held the round clock, B holds it within three rounds of A's death and moves it on.
+    rounds_move_on(&on_b, round_at_kill).await;
+    drop(b);
+}
+
+/// Waits until `client`'s coordinator is five rounds past `round_at_kill`: the round clock moved on
+/// after a kill, whichever coordinator held it, within the lease's takeover bound.
+pub(crate) async fn rounds_move_on(client: &DualrigClient, round_at_kill: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let round = on_b.sip_status(0, 0).await.expect("sip").round;
+        let round = client.sip_status(0, 0).await.expect("sip").round;
         if round >= round_at_kill + 5 {
             break;
         }
@@ -259,7 +266,6 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(b);
 }
 
 /// The coordinators `client` lists, as (key, advertised address).
