@@ -14,9 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cluster::{FACE, Payee, postgres_or_rerun, start};
-use crate::support::{
-    CoordinatorProcess, RunningWorker, file_hash, make_lavfi_clip, random_file, small_profile,
-};
+use crate::support::{CoordinatorProcess, RunningWorker, file_hash, random_file};
 
 const DEPOSIT: u64 = 100_000_000;
 const JOBS: usize = 36;
@@ -98,14 +96,7 @@ async fn a_kill_9_during_jobs_puts_and_redemptions_loses_nothing() {
     ));
 
     let work = tempfile::tempdir().expect("tempdir");
-    let clip = make_lavfi_clip(
-        work.path(),
-        "src.ts",
-        "testsrc2=size=160x90:rate=30,format=yuv420p",
-        0.5,
-    );
-    let segment = std::fs::read(&clip).expect("segment");
-    let profiles = vec![small_profile("72p", 128, 72, 180_000)];
+    let (segment, profiles) = crate::support::tiny_job(work.path());
     let files: Vec<_> = (0..PUTS)
         .map(|n| {
             random_file(
@@ -293,11 +284,10 @@ async fn a_kill_9_during_jobs_puts_and_redemptions_loses_nothing() {
     }
 
     // Jobs through the survivors go on, whoever holds the workers now.
+    let (segment, profiles) = crate::support::tiny_job(work.path());
     for to in [0, 2] {
-        let clip = std::fs::read(&clip).expect("segment");
-        let profiles = vec![small_profile("72p", 128, 72, 180_000)];
         clients[to]
-            .transcode_segment(clip, &profiles, "after")
+            .transcode_segment(segment.clone(), &profiles, "after")
             .await
             .unwrap_or_else(|e| panic!("a job through coordinator {to} after the kill: {e}"));
     }

@@ -62,14 +62,7 @@ async fn jobs_and_blobs_cross_coordinators_and_a_throwaway_key_cannot_link() {
     wait_listed(&client_c, 2).await;
 
     let work = tempfile::tempdir().expect("tempdir");
-    let clip = make_lavfi_clip(
-        work.path(),
-        "src.ts",
-        "testsrc2=size=160x90:rate=30,format=yuv420p",
-        0.5,
-    );
-    let segment = std::fs::read(&clip).expect("segment");
-    let profiles = vec![small_profile("72p", 128, 72, 180_000)];
+    let (segment, profiles) = crate::support::tiny_job(work.path());
     let remote = [on_b.id, on_c.id];
     for n in 0..6 {
         let done = tokio::time::timeout(

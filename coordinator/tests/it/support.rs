@@ -427,6 +427,19 @@ pub async fn quote(
     (quote.quote_id, params)
 }
 
+/// A half-second 160×90 segment, written in `dir`, and a ladder of one 128×72 rendition: a job that
+/// is real video yet cheap to transcode and verify.
+pub fn tiny_job(dir: &Path) -> (Vec<u8>, Vec<Profile>) {
+    let clip = make_lavfi_clip(
+        dir,
+        "src.ts",
+        "testsrc2=size=160x90:rate=30,format=yuv420p",
+        0.5,
+    );
+    let segment = std::fs::read(&clip).expect("segment");
+    (segment, vec![small_profile("72p", 128, 72, 180_000)])
+}
+
 /// A file of `len` seeded random bytes (cheap: one RNG pass).
 pub fn random_file(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
     use rand::{Rng, SeedableRng};
