@@ -188,12 +188,7 @@ fn credits_recorded_after_a_rounds_payout_are_paid_in_the_next_rounds_payout() {
     // What the workers and the pool got is exactly the two rounds' mint and the fee.
     assert_eq!(handed_out(&[&round_0, &round_1]), 2_000 + fees);
     assert_eq!(h.ledger.hosting_fees().expect("fees"), 0);
-    let (applied, minted) = h.ledger.genesis_and_minted().expect("minted");
-    assert_eq!(minted, 2_000);
-    assert_eq!(
-        h.ledger.supply().expect("supply"),
-        u128::from(applied + minted)
-    );
+    assert_minted_and_conserved(&h, 2_000);
 }
 
 /// Two coordinators ending challenge rounds at the same moment, each on its own connection: one pays
@@ -243,12 +238,7 @@ fn two_coordinators_paying_at_once_pay_the_round_once_and_lose_no_credit() {
     for w in [&a, &b] {
         assert_eq!(h.balance(w), 900 + 1_000);
     }
-    let (applied, minted) = h.ledger.genesis_and_minted().expect("minted");
-    assert_eq!(minted, 2_000);
-    assert_eq!(
-        h.ledger.supply().expect("supply"),
-        u128::from(applied + minted)
-    );
+    assert_minted_and_conserved(&h, 2_000);
 }
 
 #[test]
@@ -363,4 +353,14 @@ fn minting_stops_short_of_what_the_database_holds() {
     assert_eq!(paid.round.minted, i64::MAX as u64 - 1_000);
     let paid = h.ledger.pay_hosting(&[credit(&a, 1)]).expect("pay");
     assert_eq!(paid.round.minted, 0);
+}
+
+/// The ledger minted `expected` in all, and its supply is still genesis plus what it minted.
+fn assert_minted_and_conserved(h: &Harness, expected: u64) {
+    let (applied, minted) = h.ledger.genesis_and_minted().expect("minted");
+    assert_eq!(minted, expected);
+    assert_eq!(
+        h.ledger.supply().expect("supply"),
+        u128::from(applied + minted)
+    );
 }
