@@ -124,14 +124,7 @@ fn another_coordinator(h: &Harness, genesis: &Genesis) -> Ledger {
 fn credits_recorded_after_a_rounds_payout_are_paid_in_the_next_rounds_payout() {
     let (a, b, client) = (actor(1), actor(2), actor(3));
     let genesis = genesis(&[(&a, 1_000), (&b, 1_000), (&client, 10_000)]);
-    let place = Place::fresh();
-    let h = Harness {
-        ledger: place.open(MINTING, &genesis),
-        _place: Some(place),
-    };
-    for w in [&a, &b] {
-        h.ok(w, Operation::Bond { amount: 100 });
-    }
+    let h = shared_with_bonded(&genesis, [&a, &b]);
     h.ok(&client, Operation::Deposit { amount: 5_000 });
     // `first` challenges worker a, `second` worker b.
     let first = &h.ledger;
@@ -197,14 +190,7 @@ fn credits_recorded_after_a_rounds_payout_are_paid_in_the_next_rounds_payout() {
 fn two_coordinators_paying_at_once_pay_the_round_once_and_lose_no_credit() {
     let (a, b) = (actor(1), actor(2));
     let genesis = genesis(&[(&a, 1_000), (&b, 1_000)]);
-    let place = Place::fresh();
-    let h = Harness {
-        ledger: place.open(MINTING, &genesis),
-        _place: Some(place),
-    };
-    for w in [&a, &b] {
-        h.ok(w, Operation::Bond { amount: 100 });
-    }
+    let h = shared_with_bonded(&genesis, [&a, &b]);
     let barrier = std::sync::Barrier::new(2);
     let payouts: Vec<Payout> = std::thread::scope(|s| {
         let racers: Vec<_> = [&a, &b]
@@ -363,4 +349,17 @@ fn assert_minted_and_conserved(h: &Harness, expected: u64) {
         h.ledger.supply().expect("supply"),
         u128::from(applied + minted)
     );
+}
+
+/// A minting ledger in a place other coordinators can open too, with 100 bonded by each of `workers`.
+fn shared_with_bonded(genesis: &Genesis, workers: [&Identity; 2]) -> Harness {
+    let place = Place::fresh();
+    let h = Harness {
+        ledger: place.open(MINTING, genesis),
+        _place: Some(place),
+    };
+    for w in workers {
+        h.ok(w, Operation::Bond { amount: 100 });
+    }
+    h
 }
