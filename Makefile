@@ -21,7 +21,7 @@ export DUALRIG_BROWSER_DIR ?= $(CURDIR)/.cache/browser
 export DUALRIG_PYTHON_DIR ?= $(CURDIR)/.cache/python
 export DUALRIG_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: deps tool-deps build release test fmt clippy demo demo-cluster bench
+.PHONY: deps tool-deps build release test fmt clippy demo demo-cluster bench bench-cluster
 
 deps:
 	@missing=""; \
@@ -78,3 +78,8 @@ demo-cluster: release
 
 bench: release
 	./target/release/dualrig-worker bench all
+
+# Jobs per second through 1, 2 and 3 coordinators on one PostgreSQL with a fixed pool of workers, and
+# each coordinator's CPU time per verified job (benches/RESULTS.md, Several coordinators).
+bench-cluster: deps
+	$(CARGO) test -p dualrig-coordinator --test it throughput -- --ignored --nocapture

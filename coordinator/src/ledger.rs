@@ -21,6 +21,7 @@ mod collective;
 mod downloads;
 mod draw;
 mod error;
+mod evidence;
 mod genesis;
 mod governance;
 mod group;
@@ -423,7 +424,55 @@ impl Ledger {
         max_bytes: u64,
         keep_since_unix: u64,
     ) -> Result<Vec<[u8; 32]>, LedgerError> {
-        self.write(|tx, _| stake::prune_evidence(tx, max_bytes, keep_since_unix))
+        self.write(|tx, _| {
+            let unnamed = stake::prune_evidence(tx, max_bytes, keep_since_unix)?;
+            evidence::remove(tx, &unnamed)?;
+            Ok(unnamed)
+        })
+    }
+
+    /// [`Self::slash_noted`], keeping `whole` (the encoded evidence `note.stored` names) in the
+    /// database in the same transaction, where every coordinator on it reads it.
+    pub fn slash_keeping(
+        &self,
+        worker: &PublicId,
+        fraction: SlashFraction,
+        note: &SlashNote<'_>,
+        whole: &[u8],
+    ) -> Result<SlashRecord, LedgerError> {
+        self.write(|tx, config| {
+            let record = stake::slash(tx, config, worker, fraction, note)?;
+            if let Some(stored) = note.stored.filter(|s| s.kept) {
+                evidence::put(tx, &stored.hash, whole, note.at_unix)?;
+            }
+            Ok(record)
+        })
+    }
+
+    /// The evidence item named `hash` as the database keeps it.
+    pub fn evidence_item(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.read(|tx, _| evidence::get(tx, hash))
+    }
+
+    /// Deletes evidence items in the database no kept slash names; how many.
+    pub fn sweep_evidence_items(&self) -> Result<usize, LedgerError> {
+        self.write(|tx, _| evidence::sweep(tx))
+    }
+
+    /// Bytes of the evidence items in the database.
+    pub fn evidence_item_bytes(&self) -> Result<u64, LedgerError> {
+        self.read(|tx, _| evidence::bytes(tx))
+    }
+
+    /// Keeps an evidence item in the database (moving a file-kept item there); an item no kept slash
+    /// names is deleted by the next [`Self::sweep_evidence_items`].
+    pub fn put_evidence_item(
+        &self,
+        hash: &[u8; 32],
+        bytes: &[u8],
+        at_unix: u64,
+    ) -> Result<(), LedgerError> {
+        self.write(|tx, _| evidence::put(tx, hash, bytes, at_unix))
     }
 
     /// Every item some slash still keeps in the evidence store.

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
+use crate::db::Backend;
 use crate::error::StartError;
 use crate::evidence::EvidenceStore;
 use crate::ledger::{Genesis, Ledger, LedgerError, Registration};
@@ -81,7 +82,7 @@ impl Coordinator {
         });
         let round = config.round;
         let config = Arc::new(config);
-        let evidence = Arc::new(open_evidence(&config, &ledger).await?);
+        let evidence = open_evidence(&config, &ledger).await?;
         let slasher = Arc::new(Slasher::new(
             Arc::clone(&ledger),
             Arc::clone(&pool),
@@ -446,14 +447,17 @@ async fn run_heartbeats(
 }
 
 /// Opens the evidence store and deletes what no kept slash names (a crash between writing evidence and
-/// committing its slash leaves such a file).
-async fn open_evidence(config: &Config, ledger: &Arc<Ledger>) -> Result<EvidenceStore, StartError> {
+/// committing its slash leaves such a file). On PostgreSQL the items live in the database, where every
+/// coordinator on it reads them; items an earlier version kept in this data directory move there.
+async fn open_evidence(
+    config: &Config,
+    ledger: &Arc<Ledger>,
+) -> Result<Arc<EvidenceStore>, StartError> {
     let dir = config.evidence_dir();
     let data_dir_error = |source| StartError::DataDir {
         path: dir.clone(),
         source,
     };
-    let store = EvidenceStore::open(dir.clone()).map_err(data_dir_error)?;
     let kept = ledger
         .call(|l| l.kept_evidence())
         .await
@@ -461,7 +465,24 @@ async fn open_evidence(config: &Config, ledger: &Arc<Ledger>) -> Result<Evidence
             path: config.ledger_path(),
             source,
         })?;
-    let swept = store.sweep(&kept).map_err(data_dir_error)?;
+    let store = Arc::new(match ledger.backend() {
+        Backend::Sqlite => EvidenceStore::open(dir.clone()).map_err(data_dir_error)?,
+        Backend::Postgres => EvidenceStore::in_database(Arc::clone(ledger)),
+    });
+    let (opened, from) = (Arc::clone(&store), dir.clone());
+    let (moved, swept) = tokio::task::spawn_blocking(move || {
+        let moved = opened.import_files(&from, &kept)?;
+        Ok((moved, opened.sweep(&kept)?))
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    .map_err(data_dir_error)?;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "slash evidence kept in files moved into the database"
+        );
+    }
     if swept > 0 {
         tracing::info!(swept, "slash evidence no slash names was deleted");
     }

@@ -1,6 +1,6 @@
 //! The one way a worker is slashed, whatever it did wrong: a transcode result that fails verification
 //! (the dispatcher) and a storage challenge that fails (challenge rounds) both call [`Slasher::slash`],
-//! which keeps the evidence in the evidence store, records the slash with its typed [`Fault`] in the
+//! which keeps the evidence in the evidence store (files, or the shared database), records the slash with its typed [`Fault`] in the
 //! ledger, moves the configured share of stake to the pool, suspends, lowers the worker's score, counts
 //! it, refreshes the stake the draw uses, and prunes kept evidence to its bounds.
 
@@ -116,7 +116,8 @@ impl Slasher {
     }
 
     /// Slashes `worker` for `offence`; the pool hears of the new stake and any suspension before this
-    /// returns, so the next draw already excludes it. The evidence is on disk before the slash commits.
+    /// returns, so the next draw already excludes it. The evidence is kept before the slash commits (in
+    /// files) or by the slash's own transaction (in the database).
     pub async fn slash(&self, worker: PublicId, offence: Offence) -> Slashed {
         let fault = offence.fault().clone();
         let evidence = offence.evidence();
@@ -127,17 +128,19 @@ impl Slasher {
             ..evidence
         });
         let store = Arc::clone(&self.evidence);
-        let kept = match tokio::task::spawn_blocking(move || store.put(&encoded)).await {
-            Ok(Ok(kept)) => kept.is_some(),
-            Ok(Err(e)) => {
+        let put = tokio::task::spawn_blocking(move || (store.put(&encoded), encoded)).await;
+        let (kept, encoded) = match put {
+            Ok((Ok(kept), encoded)) => (kept.is_some(), encoded),
+            Ok((Err(e), _)) => {
                 tracing::error!(error = %e, "cannot keep slash evidence; the slash records its verdict only");
-                false
+                (false, Vec::new())
             }
             Err(e) => {
                 tracing::error!(error = %e, "keeping slash evidence crashed");
-                false
+                (false, Vec::new())
             }
         };
+        let in_database = self.evidence.database().is_some();
         let note_of = StoredEvidence {
             hash: named.hash,
             size: named.size,
@@ -157,7 +160,11 @@ impl Slasher {
                     at_unix: now,
                     forfeits_held_back,
                 };
-                let record = l.slash_noted(&worker, fraction, &note)?;
+                let record = if in_database {
+                    l.slash_keeping(&worker, fraction, &note, &encoded)?
+                } else {
+                    l.slash_noted(&worker, fraction, &note)?
+                };
                 // The slash stands whatever pruning does: a failure here only keeps evidence longer.
                 let unnamed = l
                     .prune_evidence(

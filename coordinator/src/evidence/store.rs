@@ -1,17 +1,23 @@
-//! Slash evidence kept outside the ledger (PROTOCOL §4.4): each encoded `SlashEvidence` in its own
-//! file named by its BLAKE3 hash under `DATA_DIR/evidence/`, so the ledger row stays a few hundred
-//! bytes whatever the evidence weighs. What is kept is bounded: an item over [`MAX_EVIDENCE_BYTES`] is
-//! not kept at all, and the ledger decides which items to drop for age and room
-//! (`Ledger::prune_evidence`); this store only writes, reads and deletes files.
+//! Slash evidence kept outside the slash rows (PROTOCOL §4.4), so a ledger row stays a few hundred
+//! bytes whatever the evidence weighs: each encoded `SlashEvidence` named by its BLAKE3 hash, either
+//! in its own file under `DATA_DIR/evidence/` (one coordinator on SQLite) or in the database's
+//! `slash_evidence` table (coordinators sharing PostgreSQL, so any of them serves every slash's
+//! evidence). What is kept is bounded: an item over [`MAX_EVIDENCE_BYTES`] is not kept at all, and the
+//! ledger decides which items to drop for age and room (`Ledger::prune_evidence`).
 //!
-//! A file is written and synced before the slash that names it commits, so a committed slash's
-//! evidence is on disk until the ledger drops it; a crash between the two leaves a file no slash
-//! names, which [`EvidenceStore::sweep`] deletes at the next start.
+//! In files, an item is written and synced before the slash that names it commits, so a committed
+//! slash's evidence is on disk until the ledger drops it; a crash between the two leaves a file no
+//! slash names, which [`EvidenceStore::sweep`] deletes at the next start. In the database, the slash's
+//! own transaction writes the item (`Ledger::slash_keeping`) and the pruning transaction deletes it,
+//! so neither outlives the other.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::ledger::Ledger;
 
 /// The largest evidence kept: one item must fit in a `ListSlashes` answer.
 pub const MAX_EVIDENCE_BYTES: u64 = 64 << 20;
@@ -32,61 +38,99 @@ impl EvidenceRef {
     }
 }
 
+/// Where the items are kept.
+#[derive(Debug)]
+enum Keeping {
+    Files(PathBuf),
+    Database(Arc<Ledger>),
+}
+
 #[derive(Debug)]
 pub struct EvidenceStore {
-    dir: PathBuf,
+    keeping: Keeping,
 }
 
 impl EvidenceStore {
+    /// A store of files under `dir`.
     pub fn open(dir: PathBuf) -> io::Result<Self> {
         fs::create_dir_all(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            keeping: Keeping::Files(dir),
+        })
     }
 
-    fn path(&self, hash: &[u8; 32]) -> PathBuf {
-        self.dir.join(hex::encode(hash))
+    /// A store in `ledger`'s database.
+    pub fn in_database(ledger: Arc<Ledger>) -> Self {
+        Self {
+            keeping: Keeping::Database(ledger),
+        }
+    }
+
+    /// The ledger keeping the items, when they are kept in the database: the slash then writes its
+    /// item itself, through [`Ledger::slash_keeping`].
+    pub fn database(&self) -> Option<&Arc<Ledger>> {
+        match &self.keeping {
+            Keeping::Database(ledger) => Some(ledger),
+            Keeping::Files(_) => None,
+        }
     }
 
     /// Writes `bytes` under their hash and syncs it (a no-op when that item is already kept).
-    /// `None` when the item is over [`MAX_EVIDENCE_BYTES`] and is not kept.
+    /// `None` when the item is over [`MAX_EVIDENCE_BYTES`] and is not kept. In the database this only
+    /// names the item: the slash's transaction writes it.
     pub fn put(&self, bytes: &[u8]) -> io::Result<Option<EvidenceRef>> {
         if bytes.len() as u64 > MAX_EVIDENCE_BYTES {
             return Ok(None);
         }
         let item = EvidenceRef::of(bytes);
-        let path = self.path(&item.hash);
+        let Keeping::Files(dir) = &self.keeping else {
+            return Ok(Some(item));
+        };
+        let path = file_of(dir, &item.hash);
         if path.exists() {
             return Ok(Some(item));
         }
         let mut staged = tempfile::Builder::new()
             .prefix(".incoming-")
-            .tempfile_in(&self.dir)?;
+            .tempfile_in(dir)?;
         staged.write_all(bytes)?;
         staged.as_file().sync_all()?;
         staged.persist(&path).map_err(|e| e.error)?;
-        sync_dir(&self.dir)?;
+        sync_dir(dir)?;
         Ok(Some(item))
     }
 
     /// The item named `hash`, checked against its name; `None` when it is not kept (or no longer
     /// matches its hash, which is logged).
     pub fn get(&self, hash: &[u8; 32]) -> io::Result<Option<Vec<u8>>> {
-        let bytes = match fs::read(self.path(hash)) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let bytes = match &self.keeping {
+            Keeping::Files(dir) => match fs::read(file_of(dir, hash)) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            Keeping::Database(ledger) => {
+                match ledger.evidence_item(hash).map_err(io::Error::other)? {
+                    Some(b) => b,
+                    None => return Ok(None),
+                }
+            }
         };
         if blake3::hash(&bytes).as_bytes() != hash {
-            tracing::error!(item = %hex::encode(hash), "slash evidence on disk no longer matches its hash");
+            tracing::error!(item = %hex::encode(hash), "kept slash evidence no longer matches its hash");
             return Ok(None);
         }
         Ok(Some(bytes))
     }
 
-    /// Deletes the named items (those already gone are skipped).
+    /// Deletes the named items (those already gone are skipped). In the database the pruning
+    /// transaction has deleted them already.
     pub fn remove(&self, hashes: &[[u8; 32]]) -> io::Result<()> {
+        let Keeping::Files(dir) = &self.keeping else {
+            return Ok(());
+        };
         for hash in hashes {
-            match fs::remove_file(self.path(hash)) {
+            match fs::remove_file(file_of(dir, hash)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -95,18 +139,19 @@ impl EvidenceStore {
         Ok(())
     }
 
-    /// Deletes every file that is not one of `kept` (a crash's leftovers, half-written files).
-    /// Returns how many it deleted.
+    /// Deletes every item that is not one of `kept` (a crash's leftovers, half-written files; in the
+    /// database, rows no kept slash names). Returns how many it deleted.
     pub fn sweep(&self, kept: &HashSet<[u8; 32]>) -> io::Result<usize> {
+        let dir = match &self.keeping {
+            Keeping::Files(dir) => dir,
+            Keeping::Database(ledger) => {
+                return ledger.sweep_evidence_items().map_err(io::Error::other);
+            }
+        };
         let mut deleted = 0;
-        for entry in fs::read_dir(&self.dir)? {
+        for entry in fs::read_dir(dir)? {
             let entry = entry?;
-            let name = entry.file_name();
-            let named = name
-                .to_str()
-                .and_then(|n| hex::decode(n).ok())
-                .and_then(|b| <[u8; 32]>::try_from(b).ok());
-            if named.is_none_or(|hash| !kept.contains(&hash)) {
+            if file_hash(&entry.file_name()).is_none_or(|hash| !kept.contains(&hash)) {
                 fs::remove_file(entry.path())?;
                 deleted += 1;
             }
@@ -114,18 +159,66 @@ impl EvidenceStore {
         Ok(deleted)
     }
 
-    /// Bytes of every file in the store.
-    pub fn bytes_on_disk(&self) -> io::Result<u64> {
+    /// Moves the items a kept slash names from files under `dir` (where an earlier version kept them)
+    /// into the database, deleting each file once its item is committed there. Returns how many
+    /// moved; files no kept slash names are left to that directory's owner.
+    pub fn import_files(&self, dir: &Path, kept: &HashSet<[u8; 32]>) -> io::Result<usize> {
+        let Keeping::Database(ledger) = &self.keeping else {
+            return Ok(0);
+        };
+        if !dir.is_dir() {
+            return Ok(0);
+        }
+        let files = Self::open(dir.to_owned())?;
+        let mut moved = 0;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let Some(hash) = file_hash(&entry.file_name()).filter(|h| kept.contains(h)) else {
+                continue;
+            };
+            let Some(bytes) = files.get(&hash)? else {
+                continue;
+            };
+            let written = entry
+                .metadata()?
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            ledger
+                .put_evidence_item(&hash, &bytes, written)
+                .map_err(io::Error::other)?;
+            fs::remove_file(entry.path())?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// Bytes of every item kept.
+    pub fn bytes_kept(&self) -> io::Result<u64> {
+        let dir = match &self.keeping {
+            Keeping::Files(dir) => dir,
+            Keeping::Database(ledger) => {
+                return ledger.evidence_item_bytes().map_err(io::Error::other);
+            }
+        };
         let mut total = 0;
-        for entry in fs::read_dir(&self.dir)? {
+        for entry in fs::read_dir(dir)? {
             total += entry?.metadata()?.len();
         }
         Ok(total)
     }
+}
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
+fn file_of(dir: &Path, hash: &[u8; 32]) -> PathBuf {
+    dir.join(hex::encode(hash))
+}
+
+/// The hash a file's name gives, when it is one.
+fn file_hash(name: &std::ffi::OsStr) -> Option<[u8; 32]> {
+    name.to_str()
+        .and_then(|n| hex::decode(n).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -139,7 +232,8 @@ mod tests {
     #[test]
     fn items_are_named_by_hash_checked_on_read_and_swept_when_unnamed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EvidenceStore::open(dir.path().join("evidence")).expect("open");
+        let files = dir.path().join("evidence");
+        let store = EvidenceStore::open(files.clone()).expect("open");
         let a = store.put(b"evidence a").expect("put").expect("kept");
         assert_eq!(a, EvidenceRef::of(b"evidence a"));
         assert_eq!(store.put(b"evidence a").expect("again"), Some(a));
@@ -150,13 +244,13 @@ mod tests {
         );
 
         // A file that no longer matches its name is not served.
-        fs::write(store.path(&b.hash), b"tampered").expect("tamper");
+        fs::write(file_of(&files, &b.hash), b"tampered").expect("tamper");
         assert_eq!(store.get(&b.hash).expect("get"), None);
 
-        fs::write(store.dir().join(".incoming-left"), b"half").expect("leftover");
+        fs::write(files.join(".incoming-left"), b"half").expect("leftover");
         let kept: HashSet<[u8; 32]> = [a.hash].into();
         assert_eq!(store.sweep(&kept).expect("sweep"), 2);
-        assert_eq!(store.bytes_on_disk().expect("size"), 10);
+        assert_eq!(store.bytes_kept().expect("size"), 10);
         store.remove(&[a.hash, b.hash]).expect("remove");
         assert_eq!(store.get(&a.hash).expect("get"), None);
     }
@@ -167,6 +261,6 @@ mod tests {
         let store = EvidenceStore::open(dir.path().to_owned()).expect("open");
         let big = vec![7u8; MAX_EVIDENCE_BYTES as usize + 1];
         assert_eq!(store.put(&big).expect("put"), None);
-        assert_eq!(store.bytes_on_disk().expect("size"), 0);
+        assert_eq!(store.bytes_kept().expect("size"), 0);
     }
 }

@@ -7,10 +7,12 @@
 use crate::db::{Backend, Connection, OptionalExtension, params};
 
 use super::genesis::Genesis;
-use super::{LedgerError, capacity, governance, hosting, lease, registry, sessions, sip, store};
+use super::{
+    LedgerError, capacity, evidence, governance, hosting, lease, registry, sessions, sip, store,
+};
 
 /// Bumped when the tables change; a database from a newer version is refused.
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -179,6 +181,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, registry::TABLES),
     // Version 11: hosting credits recorded by every coordinator and not yet paid.
     (11, hosting::CREDITS),
+    // Version 12: slash evidence in the database, shared by the coordinators on it.
+    (12, evidence::TABLES),
 ];
 
 /// Version 2's step, for the upgrade tests.

@@ -30,7 +30,13 @@ pub(crate) fn postgres_or_rerun(test: &str) -> Option<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/with-postgres");
     let status = std::process::Command::new(script)
         .arg(std::env::current_exe().expect("test binary"))
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            test,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .status()
         .expect("run scripts/with-postgres");
     assert!(status.success(), "{test} failed on PostgreSQL: {status}");

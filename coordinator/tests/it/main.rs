@@ -28,3 +28,4 @@ mod storage;
 mod support;
 mod surge;
 mod survival;
+mod throughput;

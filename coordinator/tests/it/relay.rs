@@ -5,6 +5,8 @@
 //! - With workers attached to two of them and clients talking to the third, every job the third takes
 //!   goes to a worker attached elsewhere over a link and comes back verified, and a blob put through one
 //!   coordinator lands on workers attached to others and comes back byte-identical through another.
+//! - A slash recorded through one coordinator is listed through another with its whole evidence,
+//!   which re-verifies there: the evidence lives in the shared database, not in one data directory.
 //! - A peer with a throwaway key cannot open a link, make a coordinator buffer a large message before
 //!   its handshake, or tie up links by opening many and saying nothing.
 
@@ -28,7 +30,7 @@ fn start(dir: &std::path::Path, url: &str) -> CoordinatorProcess {
 }
 
 /// Waits until `client`'s coordinator lists `n` workers, attached to it or reached over its links.
-async fn wait_listed(client: &DualrigClient, n: usize) {
+pub(crate) async fn wait_listed(client: &DualrigClient, n: usize) {
     for _ in 0..400 {
         if client.list_workers().await.expect("list workers").len() == n {
             return;
@@ -203,6 +205,72 @@ async fn jobs_and_blobs_cross_coordinators_and_a_throwaway_key_cannot_link() {
     refused_when(&peer, &throwaway, tonic::Code::PermissionDenied).await;
     wait_listed(&client_a, 2).await;
     drop((a, b, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_through_one_coordinator_is_listed_with_its_evidence_through_another() {
+    let Some(server) = crate::cluster::postgres_or_rerun(
+        "relay::a_slash_through_one_coordinator_is_listed_with_its_evidence_through_another",
+    ) else {
+        return;
+    };
+    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "evidence").expect("schema");
+    let dirs: Vec<tempfile::TempDir> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let a = start(dirs[0].path(), &url);
+    let b = start(dirs[1].path(), &url);
+    let cheat = RunningWorker::start_with(&a.url, |c| {
+        c.fault = Some(dualrig_worker::job::Fault::Garbage)
+    })
+    .await;
+    let client_a = DualrigClient::connect(&a.url).await.expect("connect A");
+    wait_listed(&client_a, 1).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let (segment, profiles) = crate::support::tiny_job(work.path());
+    // The cheat's garbage is refused and slashed; what becomes of the job is not this test's concern.
+    let job = tokio::spawn(async move {
+        let _ = client_a
+            .transcode_segment(segment, &profiles, "cheated")
+            .await;
+    });
+
+    let mut listed = Vec::new();
+    for _ in 0..600 {
+        listed = crate::support::list_slashes(&b.url, Some(cheat.id)).await;
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    job.abort();
+    assert_eq!(listed.len(), 1, "B lists the slash A recorded");
+    let entry = &listed[0];
+    assert!(!entry.evidence_dropped);
+    assert_eq!(entry.evidence.len() as u64, entry.evidence_size);
+    assert!(!entry.evidence.is_empty(), "B serves the whole evidence");
+    assert_eq!(
+        blake3::hash(&entry.evidence).as_bytes().as_slice(),
+        entry.evidence_hash.as_slice()
+    );
+    let checked = entry.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        dualrig_coordinator::evidence::reverify(&checked, scratch.path()).expect("re-verifies")
+    })
+    .await
+    .expect("task");
+    assert!(verdict.upheld && verdict.agrees(), "{verdict}");
+    // Through A, the same bytes; and neither data directory holds a copy of its own.
+    let through_a = crate::support::list_slashes(&a.url, Some(cheat.id)).await;
+    assert_eq!(through_a[0].evidence, entry.evidence);
+    for dir in &dirs {
+        let files = std::fs::read_dir(dir.path().join("evidence"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(files, 0, "evidence is kept in the database");
+    }
+    drop((a, b, cheat));
 }
 
 /// Opens links with `key` until one is refused with `code` (the others' states settle within the

@@ -263,6 +263,60 @@ fn slashes_page_in_order_and_evidence_is_pruned_by_age_then_least_slashed_first(
 }
 
 #[test]
+fn evidence_kept_in_the_database_lives_and_goes_with_the_slashes_naming_it() {
+    let (a, b) = (actor(1), actor(2));
+    let h = Harness::in_memory(&[(&a, 1000), (&b, 1000)]);
+    let tenth = SlashFraction::from_ppm(100_000).expect("ppm");
+    let whole = |n: u8| vec![n; 300];
+    let slash = |who: &Identity, bytes: &[u8], kept: bool, at_unix: u64| {
+        let named = crate::evidence::EvidenceRef::of(bytes);
+        let note = SlashNote {
+            evidence: b"verdict",
+            stored: Some(StoredEvidence {
+                hash: named.hash,
+                size: named.size,
+                kept,
+            }),
+            at_unix,
+            forfeits_held_back: false,
+        };
+        h.ledger
+            .slash_keeping(&who.id(), tenth, &note, bytes)
+            .expect("slash");
+        named.hash
+    };
+    let first = slash(&a, &whole(1), true, 10);
+    let second = slash(&b, &whole(2), true, 20);
+    // The same evidence named twice is one item; a slash whose item was too large to keep writes none.
+    assert_eq!(slash(&b, &whole(2), true, 21), second);
+    let unkept = slash(&a, &whole(3), false, 30);
+    assert_eq!(
+        h.ledger.evidence_item(&first).expect("read"),
+        Some(whole(1))
+    );
+    assert_eq!(h.ledger.evidence_item(&unkept).expect("read"), None);
+    assert_eq!(h.ledger.evidence_item_bytes().expect("bytes"), 600);
+
+    // Dropped for age in the transaction that drops its last kept slash.
+    assert_eq!(
+        h.ledger.prune_evidence(10_000, 15).expect("prune"),
+        vec![first]
+    );
+    assert_eq!(h.ledger.evidence_item(&first).expect("read"), None);
+    assert_eq!(
+        h.ledger.evidence_item(&second).expect("read"),
+        Some(whole(2))
+    );
+
+    // An item no kept slash names (a file moved in for a slash since dropped) goes at the sweep.
+    h.ledger
+        .put_evidence_item(&[7; 32], b"orphan", 40)
+        .expect("put");
+    assert_eq!(h.ledger.sweep_evidence_items().expect("sweep"), 1);
+    assert_eq!(h.ledger.evidence_item_bytes().expect("bytes"), 300);
+}
+
+#[test]
 fn a_version_1_ledger_keeps_its_inline_evidence_after_the_upgrade() {
     let worker = actor(1);
     let dir = tempfile::tempdir().expect("tempdir");
