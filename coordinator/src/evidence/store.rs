@@ -256,6 +256,54 @@ mod tests {
     }
 
     #[test]
+    fn items_in_files_move_into_the_database_when_a_kept_slash_names_them() {
+        use crate::ledger::{Genesis, LedgerConfig, SlashFraction, SlashNote, StoredEvidence};
+
+        let ledger = Arc::new(
+            Ledger::open_in_memory(LedgerConfig::default(), &Genesis::empty()).expect("ledger"),
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = EvidenceStore::open(dir.path().to_owned()).expect("open");
+        let named = files.put(b"named evidence").expect("put").expect("kept");
+        let unnamed = files.put(b"nobody's").expect("put").expect("kept");
+        let note = SlashNote {
+            evidence: b"verdict",
+            stored: Some(StoredEvidence {
+                hash: named.hash,
+                size: named.size,
+                kept: true,
+            }),
+            at_unix: 5,
+            forfeits_held_back: false,
+        };
+        let worker = dualrig_proto::identity::Identity::from_secret([3; 32]).id();
+        ledger
+            .slash_noted(&worker, SlashFraction::from_ppm(0).expect("ppm"), &note)
+            .expect("slash");
+
+        let shared = EvidenceStore::in_database(Arc::clone(&ledger));
+        assert_eq!(shared.get(&named.hash).expect("get"), None, "not there yet");
+        let kept = ledger.kept_evidence().expect("kept");
+        assert_eq!(shared.import_files(dir.path(), &kept).expect("import"), 1);
+        assert_eq!(
+            shared.get(&named.hash).expect("get").as_deref(),
+            Some(&b"named evidence"[..])
+        );
+        assert!(
+            !file_of(dir.path(), &named.hash).exists(),
+            "moved, not copied"
+        );
+        assert!(
+            file_of(dir.path(), &unnamed.hash).exists(),
+            "left where it was"
+        );
+        // A second start finds nothing more to move, and nothing to sweep.
+        assert_eq!(shared.import_files(dir.path(), &kept).expect("import"), 0);
+        assert_eq!(shared.sweep(&kept).expect("sweep"), 0);
+        assert_eq!(shared.bytes_kept().expect("bytes"), named.size);
+    }
+
+    #[test]
     fn an_item_over_the_cap_is_not_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EvidenceStore::open(dir.path().to_owned()).expect("open");
