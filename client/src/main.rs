@@ -689,8 +689,13 @@ async fn main() -> anyhow::Result<()> {
             }
             for w in workers {
                 let caps = w.capabilities.unwrap_or_default();
+                let via = if w.attached_to.is_empty() {
+                    String::new()
+                } else {
+                    format!(" via={}", hex::encode(&w.attached_to))
+                };
                 println!(
-                    "{}  encoder={} sessions={} free={} done={} failed={} hasher={}",
+                    "{}  encoder={} sessions={} free={} done={} failed={} hasher={}{via}",
                     hex::encode(&w.worker_id),
                     caps.selected_encoder,
                     caps.sessions,

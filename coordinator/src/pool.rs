@@ -892,7 +892,8 @@ impl WorkerPool {
         self.snapshot_after(None, usize::MAX)
     }
 
-    /// At most `limit` attached workers with ids after `after`, in id order: a page of
+    /// At most `limit` workers listed here (attached here, or to another coordinator and reached over
+    /// its link, which `attached_to` names) with ids after `after`, in id order: a page of
     /// [`Self::snapshot`].
     pub fn snapshot_after(&self, after: Option<&[u8]>, limit: usize) -> Vec<WorkerInfo> {
         let state = self.lock();
@@ -906,6 +907,7 @@ impl WorkerPool {
                 free_sessions: w.sessions.saturating_sub(w.in_flight.len() as u32),
                 jobs_done: w.jobs_done,
                 jobs_failed: w.jobs_failed,
+                attached_to: w.via.map(|v| v.as_bytes().to_vec()).unwrap_or_default(),
             })
             .collect();
         list.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));

@@ -59,9 +59,41 @@ async fn jobs_and_blobs_cross_coordinators_and_a_throwaway_key_cannot_link() {
     let on_c = RunningWorker::start(&c.url).await;
     let client_a = DualrigClient::connect(&a.url).await.expect("connect A");
     let client_c = DualrigClient::connect(&c.url).await.expect("connect C");
-    // A has no worker of its own: it lists B's and C's over its links to them.
+    // A has no worker of its own: it lists B's and C's over its links to them, each named with the
+    // coordinator it is attached to; C lists its own as attached there.
     wait_listed(&client_a, 2).await;
     wait_listed(&client_c, 2).await;
+    let coordinators = client_a
+        .list_coordinators()
+        .await
+        .expect("coordinators")
+        .coordinators;
+    let key_of = |url: &str| {
+        coordinators
+            .iter()
+            .find(|c| c.advertise_addr == url)
+            .map(|c| c.id.clone())
+            .unwrap_or_else(|| panic!("{url} is registered"))
+    };
+    for w in client_a.list_workers().await.expect("workers") {
+        let on = if w.worker_id == on_b.id.as_bytes() {
+            &b.url
+        } else {
+            &c.url
+        };
+        assert_eq!(
+            w.attached_to,
+            key_of(on),
+            "A names where each worker is attached"
+        );
+    }
+    for w in client_c.list_workers().await.expect("workers") {
+        assert_eq!(
+            w.attached_to.is_empty(),
+            w.worker_id == on_c.id.as_bytes(),
+            "C's own worker is attached there, B's is reached over a link"
+        );
+    }
 
     let work = tempfile::tempdir().expect("tempdir");
     let (segment, profiles) = crate::support::tiny_job(work.path());
