@@ -1,4 +1,4 @@
-//! Slash evidence kept outside the slash rows (PROTOCOL §4.4), so a ledger row stays a few hundred
+//! Slash evidence kept outside the slash rows (PROTOCOL §4.3), so a ledger row stays a few hundred
 //! bytes whatever the evidence weighs: each encoded `SlashEvidence` named by its BLAKE3 hash, either
 //! in its own file under `DATA_DIR/evidence/` (one coordinator on SQLite) or in the database's
 //! `slash_evidence` table (coordinators sharing PostgreSQL, so any of them serves every slash's

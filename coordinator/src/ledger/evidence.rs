@@ -1,4 +1,4 @@
-//! Slash evidence kept in the database, for coordinators sharing one (PROTOCOL §4.4): each encoded
+//! Slash evidence kept in the database, for coordinators sharing one (PROTOCOL §4.3): each encoded
 //! `SlashEvidence` in a row named by its BLAKE3 hash. A row is written by the transaction that records
 //! its slash and deleted by the one that drops the last kept slash naming it, so every coordinator
 //! serves the evidence of every slash, and no row outlives or precedes the slashes that name it.
