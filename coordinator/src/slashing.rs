@@ -1,8 +1,9 @@
 //! The one way a worker is slashed, whatever it did wrong: a transcode result that fails verification
 //! (the dispatcher) and a storage challenge that fails (challenge rounds) both call [`Slasher::slash`],
-//! which keeps the evidence in the evidence store (files, or the shared database), records the slash with its typed [`Fault`] in the
-//! ledger, moves the configured share of stake to the pool, suspends, lowers the worker's score, counts
-//! it, refreshes the stake the draw uses, and prunes kept evidence to its bounds.
+//! which keeps the evidence in the evidence store (files, or the shared database), records the slash
+//! with its typed [`Fault`] in the ledger, moves the configured share of stake to the pool, suspends,
+//! lowers the worker's score, counts it, refreshes the stake the draw uses, and prunes kept evidence to
+//! its bounds.
 
 use std::sync::Arc;
 

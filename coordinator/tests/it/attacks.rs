@@ -828,24 +828,53 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// honest worker is served after the flood.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_evidence_flood_is_kept_to_its_bytes_and_every_slash_still_lists() {
+    evidence_flood(None).await;
+}
+
+/// The same flood on PostgreSQL, where the evidence lives in the shared database: the table holds at
+/// most the configured bytes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_evidence_flood_on_postgresql_is_kept_to_its_bytes_in_the_database() {
+    let Some(server) = crate::cluster::postgres_or_rerun(
+        "attacks::an_evidence_flood_on_postgresql_is_kept_to_its_bytes_in_the_database",
+    ) else {
+        return;
+    };
+    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "flood").expect("schema");
+    evidence_flood(Some(&url)).await;
+}
+
+/// The evidence flood against a coordinator on SQLite (`database` `None`) or on that PostgreSQL.
+async fn evidence_flood(database: Option<&str>) {
     use dualrig_coordinator::evidence::reverify;
+    use dualrig_coordinator::ledger::{Genesis, Ledger, LedgerConfig};
     use dualrig_worker::job::Fault;
 
     const CHEATS: usize = 5;
     const EVIDENCE_CAP: u64 = 1 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let cap = EVIDENCE_CAP.to_string();
-    let coordinator = CoordinatorProcess::start(
-        dir.path(),
-        &[
-            "--evidence-max-bytes",
-            &cap,
-            "--worker-wait-secs",
-            "0.3",
-            "--max-attempts",
-            "1",
-        ],
-    );
+    let mut args = vec![
+        "--evidence-max-bytes",
+        &cap,
+        "--worker-wait-secs",
+        "0.3",
+        "--max-attempts",
+        "1",
+    ];
+    if let Some(url) = database {
+        args.extend(["--database-url", url]);
+    }
+    let coordinator = CoordinatorProcess::start(dir.path(), &args);
+    // What the store holds: the files of the coordinator's data directory, or the database's rows.
+    let kept_bytes = || match database {
+        None => dir_bytes(&dir.path().join("evidence")),
+        Some(url) => {
+            let ledger = Ledger::open_postgres(url, LedgerConfig::default(), &Genesis::empty())
+                .expect("open the shared ledger");
+            ledger.evidence_item_bytes().expect("evidence bytes")
+        }
+    };
     let client = DualrigClient::connect(&coordinator.url)
         .await
         .expect("connect");
@@ -902,7 +931,7 @@ async fn an_evidence_flood_is_kept_to_its_bytes_and_every_slash_still_lists() {
     eprintln!(
         "{CHEATS} slashes, {generated} bytes of evidence made ({one} each), {} kept, store {} bytes",
         kept.len(),
-        dir_bytes(&dir.path().join("evidence"))
+        kept_bytes()
     );
     assert!(
         generated > EVIDENCE_CAP,
@@ -910,7 +939,16 @@ async fn an_evidence_flood_is_kept_to_its_bytes_and_every_slash_still_lists() {
     );
     assert!(!kept.is_empty(), "the latest evidence is kept");
     assert!(kept.len() < CHEATS, "older evidence was dropped for room");
-    assert!(dir_bytes(&dir.path().join("evidence")) <= EVIDENCE_CAP);
+    let held = kept_bytes();
+    assert!(held <= EVIDENCE_CAP, "{held} bytes kept");
+    assert!(held > 0, "the kept evidence is where the store says");
+    if database.is_some() {
+        assert_eq!(
+            dir_bytes(&dir.path().join("evidence")),
+            0,
+            "no files beside the database"
+        );
+    }
     // The newest slash's evidence is kept, and re-verifies.
     let newest = slashes.last().expect("a slash");
     assert!(!newest.evidence_dropped);
@@ -919,16 +957,24 @@ async fn an_evidence_flood_is_kept_to_its_bytes_and_every_slash_still_lists() {
     assert!(verdict.upheld && verdict.agrees(), "{verdict}");
 
     // The ledger keeps verdicts, not evidence: a few hundred bytes per slash.
-    let ledger = rusqlite::Connection::open_with_flags(
-        dir.path().join("ledger.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("ledger");
-    let in_ledger: i64 = ledger
+    let in_ledger: i64 = match database {
+        None => rusqlite::Connection::open_with_flags(
+            dir.path().join("ledger.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("ledger")
         .query_row("SELECT sum(length(evidence)) FROM slashes", [], |r| {
             r.get(0)
         })
-        .expect("sum");
+        .expect("sum"),
+        Some(url) => Ledger::open_postgres(url, LedgerConfig::default(), &Genesis::empty())
+            .expect("open the shared ledger")
+            .all_slashes()
+            .expect("slashes")
+            .iter()
+            .map(|r| r.evidence.len() as i64)
+            .sum(),
+    };
     eprintln!("ledger holds {in_ledger} bytes of verdicts for {CHEATS} slashes");
     assert!(
         (in_ledger as u64) < CHEATS as u64 * 1024,
