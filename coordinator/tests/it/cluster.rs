@@ -159,34 +159,7 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
     let redeem = |nonce: u64, ticket: SignedTicket| payee.redeem(nonce, ticket);
 
     // Fifty redemptions of one winning ticket, half through each coordinator, all at once.
-    let race = ticket(1);
-    let calls = (0..RACERS).map(|i| {
-        let client = if i % 2 == 0 {
-            on_a.clone()
-        } else {
-            on_b.clone()
-        };
-        let request = redeem(i + 1, race);
-        async move { client.execute_signed(&request).await }
-    });
-    let outcomes = futures::future::join_all(calls).await;
-    let paid = outcomes.iter().filter(|o| o.is_ok()).count();
-    assert_eq!(paid, 1, "{outcomes:?}");
-    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
-        assert!(
-            matches!(
-                refused.code(),
-                Some(tonic::Code::AlreadyExists | tonic::Code::Aborted)
-            ),
-            "{refused}"
-        );
-    }
-    for client in [&on_a, &on_b] {
-        assert_eq!(
-            client.account(worker.id()).await.expect("worker").balance,
-            FACE
-        );
-    }
+    race_one_ticket(&[on_a.clone(), on_b.clone()], &payee).await;
     let raced_nonce = on_b.account(worker.id()).await.expect("worker").nonce;
 
     // A burst of distinct tickets to both; A is killed with SIGKILL in the middle of it.
@@ -255,6 +228,36 @@ async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_
     // Whichever held the round clock, B holds it within three rounds of A's death and moves it on.
     rounds_move_on(&on_b, round_at_kill).await;
     drop(b);
+}
+
+/// Sends `RACERS` redemptions of one winning ticket of `payee`'s, under distinct nonces, to `clients`
+/// in turn, all at once: exactly one pays, every other is refused as paid or as a lost race, and every
+/// coordinator sees the payee's balance at one face value.
+pub(crate) async fn race_one_ticket(clients: &[DualrigClient], payee: &Payee) {
+    let race = payee.ticket(1);
+    let calls = (0..RACERS).map(|i| {
+        let client = clients[i as usize % clients.len()].clone();
+        let request = payee.redeem(i + 1, race);
+        async move { client.execute_signed(&request).await }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    let paid = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(paid, 1, "{outcomes:?}");
+    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert!(
+            matches!(
+                refused.code(),
+                Some(tonic::Code::AlreadyExists | tonic::Code::Aborted)
+            ),
+            "{refused}"
+        );
+    }
+    for client in clients {
+        assert_eq!(
+            client.account(payee.key.id()).await.expect("payee").balance,
+            FACE
+        );
+    }
 }
 
 /// Waits until `client`'s coordinator is five rounds past `round_at_kill`: the round clock moved on
