@@ -835,12 +835,12 @@ async fn an_evidence_flood_is_kept_to_its_bytes_and_every_slash_still_lists() {
 /// most the configured bytes too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_evidence_flood_on_postgresql_is_kept_to_its_bytes_in_the_database() {
-    let Some(server) = crate::cluster::postgres_or_rerun(
+    let Some(url) = crate::cluster::postgres_schema_or_rerun(
         "attacks::an_evidence_flood_on_postgresql_is_kept_to_its_bytes_in_the_database",
+        "flood",
     ) else {
         return;
     };
-    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "flood").expect("schema");
     evidence_flood(Some(&url)).await;
 }
 
@@ -866,14 +866,15 @@ async fn evidence_flood(database: Option<&str>) {
         args.extend(["--database-url", url]);
     }
     let coordinator = CoordinatorProcess::start(dir.path(), &args);
+    // The coordinator has made the tables; the test reads the shared ledger through one handle.
+    let shared = database.map(|url| {
+        Ledger::open_postgres(url, LedgerConfig::default(), &Genesis::empty())
+            .expect("open the shared ledger")
+    });
     // What the store holds: the files of the coordinator's data directory, or the database's rows.
-    let kept_bytes = || match database {
+    let kept_bytes = || match &shared {
         None => dir_bytes(&dir.path().join("evidence")),
-        Some(url) => {
-            let ledger = Ledger::open_postgres(url, LedgerConfig::default(), &Genesis::empty())
-                .expect("open the shared ledger");
-            ledger.evidence_item_bytes().expect("evidence bytes")
-        }
+        Some(ledger) => ledger.evidence_item_bytes().expect("evidence bytes"),
     };
     let client = DualrigClient::connect(&coordinator.url)
         .await
@@ -957,7 +958,7 @@ async fn evidence_flood(database: Option<&str>) {
     assert!(verdict.upheld && verdict.agrees(), "{verdict}");
 
     // The ledger keeps verdicts, not evidence: a few hundred bytes per slash.
-    let in_ledger: i64 = match database {
+    let in_ledger: i64 = match &shared {
         None => rusqlite::Connection::open_with_flags(
             dir.path().join("ledger.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -967,8 +968,7 @@ async fn evidence_flood(database: Option<&str>) {
             r.get(0)
         })
         .expect("sum"),
-        Some(url) => Ledger::open_postgres(url, LedgerConfig::default(), &Genesis::empty())
-            .expect("open the shared ledger")
+        Some(ledger) => ledger
             .all_slashes()
             .expect("slashes")
             .iter()

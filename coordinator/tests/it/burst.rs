@@ -14,7 +14,7 @@ use dualrig_proto::ledger_request::Operation;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::cluster::{FACE, Payee, postgres_or_rerun, start};
+use crate::cluster::{FACE, Payee, postgres_schema_or_rerun, start};
 use crate::support::{CoordinatorProcess, RunningWorker, file_hash, random_file};
 
 const DEPOSIT: u64 = 100_000_000;
@@ -48,12 +48,12 @@ fn gone(code: Option<tonic::Code>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_during_jobs_puts_and_redemptions_loses_nothing() {
-    let Some(server) =
-        postgres_or_rerun("burst::a_kill_9_during_jobs_puts_and_redemptions_loses_nothing")
-    else {
+    let Some(url) = postgres_schema_or_rerun(
+        "burst::a_kill_9_during_jobs_puts_and_redemptions_loses_nothing",
+        "burst",
+    ) else {
         return;
     };
-    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "burst").expect("schema");
     let dirs: Vec<tempfile::TempDir> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();

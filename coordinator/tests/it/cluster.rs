@@ -20,6 +20,13 @@ const DEPOSIT: u64 = 100_000_000;
 const RACERS: u64 = 50;
 const BURST: u64 = 300;
 
+/// A fresh schema named `schema` on the test PostgreSQL server, as a URL for `--database-url`, or `None`
+/// after running `test` again under `scripts/with-postgres`.
+pub(crate) fn postgres_schema_or_rerun(test: &str, schema: &str) -> Option<String> {
+    let server = postgres_or_rerun(test)?;
+    Some(dualrig_coordinator::db::postgres::fresh_schema(&server, schema).expect("schema"))
+}
+
 /// The test PostgreSQL server's URL, or `None` after running `test` again under `scripts/with-postgres`.
 pub(crate) fn postgres_or_rerun(test: &str) -> Option<String> {
     if let Ok(url) = std::env::var("DUALRIG_TEST_DATABASE_URL")
@@ -118,12 +125,12 @@ impl Payee {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_a_kill_9() {
-    let Some(server) = postgres_or_rerun(
+    let Some(url) = postgres_schema_or_rerun(
         "cluster::two_coordinators_on_one_database_share_the_ledger_pay_once_and_survive_a_kill_9",
+        "cluster",
     ) else {
         return;
     };
-    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "cluster").expect("schema");
     let (a_dir, b_dir) = (
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
@@ -294,12 +301,12 @@ async fn listed(client: &DualrigClient) -> Vec<(Vec<u8>, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinators_on_one_database_list_each_other_forget_a_killed_one_and_refuse_its_key_twice()
 {
-    let Some(server) = postgres_or_rerun(
+    let Some(url) = postgres_schema_or_rerun(
         "cluster::coordinators_on_one_database_list_each_other_forget_a_killed_one_and_refuse_its_key_twice",
+        "registry",
     ) else {
         return;
     };
-    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "registry").expect("schema");
     let (a_dir, b_dir, twin_dir) = (
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),

@@ -42,12 +42,12 @@ pub(crate) async fn wait_listed(client: &DualrigClient, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_and_blobs_cross_coordinators_and_a_throwaway_key_cannot_link() {
-    let Some(server) = crate::cluster::postgres_or_rerun(
+    let Some(url) = crate::cluster::postgres_schema_or_rerun(
         "relay::jobs_and_blobs_cross_coordinators_and_a_throwaway_key_cannot_link",
+        "relay",
     ) else {
         return;
     };
-    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "relay").expect("schema");
     let dirs: Vec<tempfile::TempDir> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
@@ -241,12 +241,12 @@ async fn jobs_and_blobs_cross_coordinators_and_a_throwaway_key_cannot_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slash_through_one_coordinator_is_listed_with_its_evidence_through_another() {
-    let Some(server) = crate::cluster::postgres_or_rerun(
+    let Some(url) = crate::cluster::postgres_schema_or_rerun(
         "relay::a_slash_through_one_coordinator_is_listed_with_its_evidence_through_another",
+        "evidence",
     ) else {
         return;
     };
-    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "evidence").expect("schema");
     let dirs: Vec<tempfile::TempDir> = (0..2)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
@@ -341,12 +341,12 @@ const IN_FLIGHT: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_sent_to_any_coordinator_go_to_workers_in_proportion_to_stake() {
-    let Some(server) = crate::cluster::postgres_or_rerun(
+    let Some(url) = crate::cluster::postgres_schema_or_rerun(
         "relay::jobs_sent_to_any_coordinator_go_to_workers_in_proportion_to_stake",
+        "draw",
     ) else {
         return;
     };
-    let url = dualrig_coordinator::db::postgres::fresh_schema(&server, "draw").expect("schema");
     const TOKEN: u64 = 1_000_000;
     let dirs: Vec<tempfile::TempDir> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
