@@ -622,7 +622,10 @@ impl Relay {
         mut up: Streaming<LinkUp>,
         down: mpsc::Sender<Down>,
     ) -> Result<(), LinkError> {
-        let lister = tokio::spawn(Arc::clone(self).list(down.clone()));
+        // Workers a command found gone, told to the dialer by `carry`: the lister lists them again
+        // should they be attached here once more.
+        let told_gone: Arc<Mutex<HashSet<PublicId>>> = Arc::default();
+        let lister = tokio::spawn(Arc::clone(self).list(down.clone(), Arc::clone(&told_gone)));
         let mut jobs: HashSet<String> = HashSet::new();
         let mut closed = self.closed.subscribe();
         let ended = loop {
@@ -642,7 +645,7 @@ impl Relay {
                 Ok(None) => break Ok(()),
                 Err(status) => break Err(LinkError::Broken(status.message().to_owned())),
             };
-            self.carry(relayed, &mut jobs, &down).await;
+            self.carry(relayed, &mut jobs, &down, &told_gone).await;
         };
         lister.abort();
         lock(&self.routes).retain(|_, r| !r.link.same_channel(&down));
@@ -650,13 +653,21 @@ impl Relay {
     }
 
     /// Carries one relayed command to the worker it names, when that worker is attached here;
-    /// otherwise tells the dialer the worker is not.
+    /// otherwise tells the dialer the worker is not, and notes it in `told_gone` so that the lister
+    /// lists it again if it is back (a worker that reattached here between two listings would
+    /// otherwise stay unlisted until something listed of it changed).
     async fn carry(
         self: &Arc<Self>,
         relayed: RelayedCommand,
         jobs: &mut HashSet<String>,
         down: &mpsc::Sender<Down>,
+        told_gone: &Mutex<HashSet<PublicId>>,
     ) {
+        // Sent before it is noted, so any listing that follows the note comes after it on the link.
+        let gone = |worker: PublicId| async move {
+            let _ = down.send(Ok(detached(worker))).await;
+            lock(told_gone).insert(worker);
+        };
         let Ok(worker) = PublicId::from_slice("worker_id", &relayed.worker_id) else {
             return;
         };
@@ -673,7 +684,7 @@ impl Relay {
                 }
             }
             None => {
-                let _ = down.send(Ok(detached(worker))).await;
+                gone(worker).await;
                 return;
             }
         };
@@ -727,7 +738,7 @@ impl Relay {
             }))
             .await;
         if sent.is_err() {
-            let _ = down.send(Ok(detached(worker))).await;
+            gone(worker).await;
         }
     }
 
@@ -744,11 +755,18 @@ impl Relay {
     }
 
     /// Lists this coordinator's workers down an accepted link: each one when it attaches or what is
-    /// listed of it changes, and its id when it goes.
-    async fn list(self: Arc<Self>, down: mpsc::Sender<Down>) {
+    /// listed of it changes (or after `carry` told the dialer it was gone), and its id when it goes.
+    async fn list(
+        self: Arc<Self>,
+        down: mpsc::Sender<Down>,
+        told_gone: Arc<Mutex<HashSet<PublicId>>>,
+    ) {
         let mut sent: HashMap<PublicId, RemoteWorker> = HashMap::new();
         loop {
             let changed = self.pool.changed();
+            for id in std::mem::take(&mut *lock(&told_gone)) {
+                sent.remove(&id);
+            }
             let now: HashMap<PublicId, RemoteWorker> = self
                 .pool
                 .listing_here()

@@ -202,6 +202,29 @@ impl BlobService {
             .collect()
     }
 
+    /// How many workers (not in `exclude`) have room for `size` bytes, once `missing` of them do or
+    /// `worker_wait` has passed. A worker reports its room just after it attaches, and workers move
+    /// to another coordinator when theirs dies: a Put that comes in between waits for them, as a job
+    /// waits for a worker, rather than being refused.
+    async fn wait_for_room(&self, size: u64, exclude: &[PublicId], missing: usize) -> usize {
+        let deadline = tokio::time::Instant::now() + self.config.worker_wait;
+        loop {
+            let attached = self.pool.changed();
+            let reported = self.links.room_changed();
+            tokio::pin!(attached, reported);
+            attached.as_mut().enable();
+            reported.as_mut().enable();
+            let room = self.with_room(size, exclude).len();
+            if room >= missing {
+                return room;
+            }
+            let changed = futures::future::select(attached, reported);
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return room;
+            }
+        }
+    }
+
     /// Those of `candidates` on a network (PROTOCOL §6.9) none of `copies` is on, when there are any;
     /// otherwise all of them. Copies spread over networks survive one network's loss.
     fn on_new_networks<'a>(
@@ -400,8 +423,12 @@ impl BlobService {
                 holders: holders.iter().map(|w| w.as_bytes().to_vec()).collect(),
             });
         }
-        let room = self.with_room(header.size, &verified).len();
-        if holders.len() + room < wanted as usize {
+        // Room for it within the staging budget before a byte is taken, held while the Put waits for
+        // workers with room: one client's waiting Puts stay within its share of the budget.
+        let _held = self.blob_budget.reserve(client, header.size)?;
+        let missing = wanted as usize - holders.len();
+        let room = self.wait_for_room(header.size, &verified, missing).await;
+        if room < missing {
             return Err(StorageError::NoRoom {
                 wanted,
                 room,
@@ -409,8 +436,6 @@ impl BlobService {
                 holders: holders.len(),
             });
         }
-        // Room for it on the coordinator's disk, within the staging budget, before a byte is taken.
-        let _held = self.blob_budget.reserve(client, header.size)?;
         check_disk(
             &self.config.scratch_dir(),
             header.size,

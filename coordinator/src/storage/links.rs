@@ -33,7 +33,7 @@ pub const FETCH_WINDOW: u32 = 8;
 const FETCH_IDLE: Duration = Duration::from_secs(20);
 
 /// The room a worker reported for blobs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Room {
     pub free: u64,
     pub capacity: u64,
@@ -74,6 +74,8 @@ pub struct DownloadPayment {
 #[derive(Default)]
 pub struct Links {
     pending: Mutex<Pending>,
+    /// Woken whenever a worker's reported room changes, for Puts waiting for room.
+    room_changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Links {
@@ -176,7 +178,15 @@ impl Links {
     }
 
     pub fn set_room(&self, worker: PublicId, room: Room) {
-        self.lock().rooms.insert(worker, room);
+        let old = self.lock().rooms.insert(worker, room);
+        if old != Some(room) {
+            self.room_changed.notify_waiters();
+        }
+    }
+
+    /// Resolves at the next change of any worker's reported room.
+    pub fn room_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.room_changed.notified()
     }
 
     pub fn room(&self, worker: &PublicId) -> Room {

@@ -78,6 +78,59 @@ async fn wait_for_room(client: &DualrigClient, coordinator: &RunningCoordinator,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_waits_for_workers_with_room_and_is_refused_only_past_the_wait() {
+    let coordinator = RunningCoordinator::start(|c| c.worker_wait = Duration::from_secs(60)).await;
+    let client = coordinator.client().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = random_file(dir.path(), "early", 300 << 10, 7);
+    // Sent while no worker is attached: it waits for the two that come, rather than being refused.
+    let early = {
+        let client = client.clone();
+        let file = file.clone();
+        tokio::spawn(async move { client.put_file(&file, 2).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!early.is_finished(), "the put waits for workers");
+    let workers = start_workers(&coordinator.url, 2).await;
+    let put = tokio::time::timeout(Duration::from_secs(60), early)
+        .await
+        .expect("the put ends once the workers report room")
+        .expect("put task")
+        .expect("placed on the workers that came");
+    assert_eq!(put.holders.len(), 2);
+    for worker in &workers {
+        assert!(
+            worker.store.get(&put.root).is_some(),
+            "{} holds it",
+            worker.id
+        );
+    }
+    coordinator.stop().await;
+
+    // More copies than workers: still refused with the reason, once the wait is over.
+    let coordinator =
+        RunningCoordinator::start(|c| c.worker_wait = Duration::from_millis(300)).await;
+    let client = coordinator.client().await;
+    let _workers = start_workers(&coordinator.url, 2).await;
+    wait_for_room(&client, &coordinator, 2).await;
+    let refused = client
+        .put_file(&file, 3)
+        .await
+        .expect_err("3 copies, 2 workers");
+    assert_eq!(
+        refused.code(),
+        Some(tonic::Code::FailedPrecondition),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("only 2 attached workers have room"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn put_then_get_gives_back_identical_bytes_at_every_size() {
     let coordinator = RunningCoordinator::start(|_| {}).await;
     let client = coordinator.client().await;
