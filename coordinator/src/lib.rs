@@ -28,6 +28,7 @@ pub mod sessions;
 pub mod simulate;
 pub mod sip;
 pub mod slashing;
+pub mod slots;
 pub mod staging;
 pub mod stakes;
 pub mod statements;

@@ -39,6 +39,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::ledger::{CoordinatorEntry, Ledger};
 use crate::network::Network;
 use crate::pool::{AttemptOutcome, CommandQueues, WorkerPool};
+use crate::slots::Slots;
 use crate::storage::BlobService;
 
 /// How long each end of a link may take over its step of the handshake.
@@ -88,50 +89,10 @@ pub struct Relay {
     /// Dialed links running, by the coordinator they reach.
     dialed: Mutex<HashMap<PublicId, tokio::task::JoinHandle<()>>>,
     /// Accepted links not yet proven, by the address they came from.
-    opening: Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
+    opening: Slots,
     /// The last read of the registry's live coordinators, and when it was read.
     registry: tokio::sync::Mutex<Option<(Instant, Vec<CoordinatorEntry>)>>,
     closed: watch::Sender<bool>,
-}
-
-/// One accepted link's place among those being opened, given back when it is proven or refused.
-struct Opening {
-    counts: Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
-    from: Option<IpAddr>,
-}
-
-impl Opening {
-    fn take(
-        counts: &Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
-        from: Option<IpAddr>,
-    ) -> Result<Self, LinkError> {
-        let mut held = lock(counts);
-        let all: usize = held.values().sum();
-        let here = held.get(&from).copied().unwrap_or(0);
-        if all >= OPENING || here >= OPENING_PER_HOST {
-            return Err(LinkError::Busy {
-                here,
-                from: from.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string()),
-            });
-        }
-        *held.entry(from).or_default() += 1;
-        Ok(Self {
-            counts: Arc::clone(counts),
-            from,
-        })
-    }
-}
-
-impl Drop for Opening {
-    fn drop(&mut self) {
-        let mut held = lock(&self.counts);
-        if let Some(n) = held.get_mut(&self.from) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.from);
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -239,7 +200,7 @@ impl Relay {
             silent_after,
             routes: Mutex::default(),
             dialed: Mutex::default(),
-            opening: Arc::default(),
+            opening: Slots::new(OPENING_PER_HOST, OPENING),
             registry: tokio::sync::Mutex::new(None),
             closed: watch::channel(false).0,
         })
@@ -535,7 +496,10 @@ impl Relay {
         from: Option<IpAddr>,
     ) -> Result<ReceiverStream<Down>, LinkError> {
         // Held until the link is proven or refused.
-        let opening = Opening::take(&self.opening, from)?;
+        let opening = self.opening.take(from).map_err(|full| LinkError::Busy {
+            here: full.here,
+            from: from.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string()),
+        })?;
         let open = handshake_step(&mut up, "an open", |m: LinkUp| match m.message {
             Some(link_up::Message::Open(open)) => Some(open),
             _ => None,

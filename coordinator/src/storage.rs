@@ -38,6 +38,7 @@ use crate::metrics;
 use crate::paging::Page;
 use crate::pool::WorkerPool;
 use crate::slashing::Slasher;
+use crate::slots::Slots;
 use crate::staging::{StagingBudget, UploadDeadlines, check_disk};
 use downloads::DownloadQuotes;
 use index::{BlobIndex, IndexError};
@@ -47,6 +48,11 @@ pub use challenge::check_blob_answer;
 
 /// The stream a Get answers with.
 pub type GetStream = Pin<Box<dyn Stream<Item = Result<GetChunk, Status>> + Send + 'static>>;
+
+/// Puts waiting for workers with room at once from one address, and from all: past them a Put is
+/// judged on the room there is, at once.
+pub const WAITING_PUTS_PER_HOST: usize = 16;
+pub const WAITING_PUTS: usize = 1024;
 
 /// How long a worker gets to confirm a pushed blob: a floor plus 4 MiB/s.
 fn push_timeout(size: u64) -> Duration {
@@ -70,6 +76,8 @@ pub struct BlobService {
     ledger: Arc<Ledger>,
     /// Blob bytes staged for Puts.
     blob_budget: Arc<StagingBudget>,
+    /// Puts waiting for workers with room, by client address.
+    waiting_puts: Slots,
     index: Arc<BlobIndex>,
     links: Arc<Links>,
     /// Challenge rounds run so far.
@@ -124,6 +132,7 @@ impl BlobService {
             slasher,
             ledger,
             blob_budget,
+            waiting_puts: Slots::new(WAITING_PUTS_PER_HOST, WAITING_PUTS),
             index,
             links: Arc::default(),
             rounds: AtomicU64::new(0),
@@ -150,6 +159,11 @@ impl BlobService {
     /// The room for blobs `worker` last reported.
     pub fn room(&self, worker: &PublicId) -> Room {
         self.links.room(worker)
+    }
+
+    /// Puts waiting for workers with room now.
+    pub fn puts_waiting(&self) -> usize {
+        self.waiting_puts.held()
     }
 
     /// Challenge rounds completed or in progress.
@@ -424,10 +438,14 @@ impl BlobService {
             });
         }
         // Room for it within the staging budget before a byte is taken, held while the Put waits for
-        // workers with room: one client's waiting Puts stay within its share of the budget.
+        // workers with room: one client's waiting Puts stay within its share of the budget, and
+        // within their number.
         let _held = self.blob_budget.reserve(client, header.size)?;
         let missing = wanted as usize - holders.len();
-        let room = self.wait_for_room(header.size, &verified, missing).await;
+        let room = match self.waiting_puts.take(client) {
+            Ok(_waiting) => self.wait_for_room(header.size, &verified, missing).await,
+            Err(_) => self.with_room(header.size, &verified).len(),
+        };
         if room < missing {
             return Err(StorageError::NoRoom {
                 wanted,

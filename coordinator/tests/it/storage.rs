@@ -82,28 +82,79 @@ async fn a_put_waits_for_workers_with_room_and_is_refused_only_past_the_wait() {
     let coordinator = RunningCoordinator::start(|c| c.worker_wait = Duration::from_secs(60)).await;
     let client = coordinator.client().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = random_file(dir.path(), "early", 300 << 10, 7);
-    // Sent while no worker is attached: it waits for the two that come, rather than being refused.
-    let early = {
-        let client = client.clone();
-        let file = file.clone();
-        tokio::spawn(async move { client.put_file(&file, 2).await })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!early.is_finished(), "the put waits for workers");
-    let workers = start_workers(&coordinator.url, 2).await;
-    let put = tokio::time::timeout(Duration::from_secs(60), early)
-        .await
-        .expect("the put ends once the workers report room")
-        .expect("put task")
-        .expect("placed on the workers that came");
-    assert_eq!(put.holders.len(), 2);
-    for worker in &workers {
+    // Sent while no worker is attached: as many as one address may have waiting wait for the two
+    // workers that come, rather than being refused.
+    let waiting = dualrig_coordinator::storage::WAITING_PUTS_PER_HOST;
+    let files: Vec<_> = (0..=waiting)
+        .map(|n| {
+            random_file(
+                dir.path(),
+                &format!("early-{n}"),
+                (64 << 10) + n as u64,
+                n as u64,
+            )
+        })
+        .collect();
+    let early: Vec<_> = files[..waiting]
+        .iter()
+        .map(|file| {
+            let client = client.clone();
+            let file = file.clone();
+            tokio::spawn(async move { client.put_file(&file, 2).await })
+        })
+        .collect();
+    for _ in 0..600 {
+        if coordinator.storage.puts_waiting() == waiting {
+            break;
+        }
         assert!(
-            worker.store.get(&put.root).is_some(),
-            "{} holds it",
-            worker.id
+            early.iter().all(|put| !put.is_finished()),
+            "the puts wait for workers"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(coordinator.storage.puts_waiting(), waiting);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        early.iter().all(|put| !put.is_finished()),
+        "the puts still wait"
+    );
+    // One more from the same address is not held: it is judged on the room there is, at once. (On a
+    // connection of its own: the waiting Puts' unread bytes fill their connection's window.)
+    let another = coordinator.client().await;
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        another.put_file(&files[waiting], 2),
+    )
+    .await
+    .expect("refused without waiting for workers")
+    .expect_err("no worker has room");
+    assert_eq!(
+        refused.code(),
+        Some(tonic::Code::FailedPrecondition),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("only 0 attached workers have room"),
+        "{refused}"
+    );
+    let workers = start_workers(&coordinator.url, 2).await;
+    for put in early {
+        let put = tokio::time::timeout(Duration::from_secs(60), put)
+            .await
+            .expect("the put ends once the workers report room")
+            .expect("put task")
+            .expect("placed on the workers that came");
+        assert_eq!(put.holders.len(), 2);
+        for worker in &workers {
+            assert!(
+                worker.store.get(&put.root).is_some(),
+                "{} holds it",
+                worker.id
+            );
+        }
     }
     coordinator.stop().await;
 
@@ -114,7 +165,7 @@ async fn a_put_waits_for_workers_with_room_and_is_refused_only_past_the_wait() {
     let _workers = start_workers(&coordinator.url, 2).await;
     wait_for_room(&client, &coordinator, 2).await;
     let refused = client
-        .put_file(&file, 3)
+        .put_file(&files[0], 3)
         .await
         .expect_err("3 copies, 2 workers");
     assert_eq!(

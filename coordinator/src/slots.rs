@@ -1,0 +1,105 @@
+//! Places that peers hold while the coordinator waits on them: at most a few from one address and a
+//! bounded number in all, so a peer with a throwaway key (or many of them on one host) cannot make the
+//! coordinator hold an unbounded number of half-done things. A place is given back when its [`Slot`] is
+//! dropped.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Held places, by the address holding them.
+type Counts = Arc<Mutex<HashMap<Option<IpAddr>, usize>>>;
+
+#[derive(Debug)]
+pub struct Slots {
+    counts: Counts,
+    per_host: usize,
+    all: usize,
+}
+
+/// One held place, given back on drop.
+#[derive(Debug)]
+pub struct Slot {
+    counts: Counts,
+    from: Option<IpAddr>,
+}
+
+/// No place was free: `here` are held by the asking address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full {
+    pub here: usize,
+}
+
+impl Slots {
+    pub fn new(per_host: usize, all: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            per_host,
+            all,
+        }
+    }
+
+    /// Places held now, from all addresses.
+    pub fn held(&self) -> usize {
+        lock(&self.counts).values().sum()
+    }
+
+    /// A place for `from`, when it holds fewer than `per_host` and fewer than `all` are held.
+    pub fn take(&self, from: Option<IpAddr>) -> Result<Slot, Full> {
+        let mut held = lock(&self.counts);
+        let all: usize = held.values().sum();
+        let here = held.get(&from).copied().unwrap_or(0);
+        if all >= self.all || here >= self.per_host {
+            return Err(Full { here });
+        }
+        *held.entry(from).or_default() += 1;
+        Ok(Slot {
+            counts: Arc::clone(&self.counts),
+            from,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = lock(&self.counts);
+        if let Some(n) = held.get_mut(&self.from) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.from);
+            }
+        }
+    }
+}
+
+fn lock(counts: &Counts) -> MutexGuard<'_, HashMap<Option<IpAddr>, usize>> {
+    // Counts stay consistent under a panic elsewhere: each change is one statement.
+    counts.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_bounded_per_host_and_in_all_and_come_back_on_drop() {
+        let slots = Slots::new(2, 3);
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let b = Some(IpAddr::from([10, 0, 0, 2]));
+        let first = slots.take(a).expect("first");
+        let _second = slots.take(a).expect("second");
+        assert_eq!(
+            slots.take(a).expect_err("a third from one host"),
+            Full { here: 2 }
+        );
+        let _other = slots.take(b).expect("another host");
+        assert_eq!(
+            slots.take(b).expect_err("a fourth in all"),
+            Full { here: 1 },
+            "all 3 held"
+        );
+        drop(first);
+        let _again = slots.take(b).expect("a place came back");
+        assert_eq!(slots.held(), 3);
+    }
+}
