@@ -77,6 +77,17 @@ async fn wait_for_room(client: &DualrigClient, coordinator: &RunningCoordinator,
     panic!("workers never reported room for blobs");
 }
 
+/// Checks that a Put was refused because only `room` workers have room for it.
+fn refused_for_room(refused: &dualrig_client::ClientError, room: usize) {
+    assert_eq!(
+        refused.code(),
+        Some(tonic::Code::FailedPrecondition),
+        "{refused}"
+    );
+    let says = format!("only {room} attached workers have room");
+    assert!(refused.to_string().contains(&says), "{refused}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_put_waits_for_workers_with_room_and_is_refused_only_past_the_wait() {
     let coordinator = RunningCoordinator::start(|c| c.worker_wait = Duration::from_secs(60)).await;
@@ -129,17 +140,7 @@ async fn a_put_waits_for_workers_with_room_and_is_refused_only_past_the_wait() {
     .await
     .expect("refused without waiting for workers")
     .expect_err("no worker has room");
-    assert_eq!(
-        refused.code(),
-        Some(tonic::Code::FailedPrecondition),
-        "{refused}"
-    );
-    assert!(
-        refused
-            .to_string()
-            .contains("only 0 attached workers have room"),
-        "{refused}"
-    );
+    refused_for_room(&refused, 0);
     let workers = start_workers(&coordinator.url, 2).await;
     for put in early {
         let put = tokio::time::timeout(Duration::from_secs(60), put)
@@ -168,17 +169,7 @@ async fn a_put_waits_for_workers_with_room_and_is_refused_only_past_the_wait() {
         .put_file(&files[0], 3)
         .await
         .expect_err("3 copies, 2 workers");
-    assert_eq!(
-        refused.code(),
-        Some(tonic::Code::FailedPrecondition),
-        "{refused}"
-    );
-    assert!(
-        refused
-            .to_string()
-            .contains("only 2 attached workers have room"),
-        "{refused}"
-    );
+    refused_for_room(&refused, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
