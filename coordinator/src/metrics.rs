@@ -209,6 +209,7 @@ fn register() {
     let _ = histogram!(PROOF_SECONDS);
     let _ = histogram!(SURGE_MULTIPLIER);
     hot_blobs(0);
+    puts_waiting(0);
     workers_connected(0);
     kept_frames_bytes(0);
     ledger_round(0);
@@ -462,6 +463,7 @@ pub const DOWNLOAD_BYTES: &str = "dualrig_storage_download_bytes_total";
 pub const DOWNLOAD_TICKETS: &str = "dualrig_storage_download_tickets_forwarded_total";
 pub const DOWNLOAD_REFUSALS: &str = "dualrig_storage_download_payments_refused_total";
 pub const HOT_BLOBS: &str = "dualrig_storage_hot_blobs";
+pub const PUTS_WAITING: &str = "dualrig_storage_puts_waiting";
 pub const SURGE_MULTIPLIER: &str = "dualrig_storage_surge_multiplier";
 
 /// `outcome` of [`CHALLENGES`].
@@ -507,6 +509,7 @@ fn describe_storage() {
         metrics::Unit::Bytes,
         "Bytes of ranges served to Gets in full, by payment (paid, free)"
     );
+    describe_gauge!(PUTS_WAITING, "Puts waiting for workers with room right now");
     describe_gauge!(
         HOT_BLOBS,
         "Blobs whose surge multiplier is above 1, as of the last repair pass"
@@ -575,6 +578,10 @@ pub fn download_served(bytes: u64, paid: bool) {
 
 pub fn hot_blobs(count: usize) {
     gauge!(HOT_BLOBS).set(count as f64);
+}
+
+pub fn puts_waiting(count: usize) {
+    gauge!(PUTS_WAITING).set(count as f64);
 }
 
 pub fn surge_multiplier(ppm: u32) {

@@ -132,7 +132,11 @@ impl BlobService {
             slasher,
             ledger,
             blob_budget,
-            waiting_puts: Slots::new(WAITING_PUTS_PER_HOST, WAITING_PUTS),
+            waiting_puts: Slots::reporting(
+                WAITING_PUTS_PER_HOST,
+                WAITING_PUTS,
+                metrics::puts_waiting,
+            ),
             index,
             links: Arc::default(),
             rounds: AtomicU64::new(0),

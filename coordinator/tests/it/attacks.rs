@@ -418,6 +418,121 @@ fn stalled_upload<T: Send + 'static>(
     (tx, tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
+/// Puts that can never be placed (16 copies of an empty blob, which reserves no staging bytes), sent
+/// with the real wire protocol from one address while no worker is attached: that address holds at
+/// most 16 waits, the next Put from it is answered at once, a client on another address has its own
+/// and its Put is placed on the worker that comes, and every place is given back when the attacker
+/// goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_puts_from_one_address_are_bounded_and_hold_no_other_client() {
+    use dualrig_coordinator::storage::WAITING_PUTS_PER_HOST;
+    use dualrig_proto::v1::{PutHeader, PutUpload, put_upload};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let coordinator = CoordinatorProcess::start(
+        dir.path(),
+        &["--metrics-addr", &metrics, "--worker-wait-secs", "60"],
+    );
+    let waiting = || {
+        let page = http_get(&metrics, "/metrics").unwrap_or_default();
+        counter(&page, "dualrig_storage_puts_waiting", "") as usize
+    };
+    let wait_until_waiting = |n: usize| async move {
+        for _ in 0..600 {
+            if waiting() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} Puts wait, not {n}", waiting());
+    };
+    let attacker = tonic::transport::Endpoint::from_shared(coordinator.url.clone())
+        .expect("url")
+        .local_address(Some("127.0.0.2".parse().expect("ip")))
+        .connect()
+        .await
+        .expect("connect from 127.0.0.2");
+    let unplaceable = || PutUpload {
+        part: Some(put_upload::Part::Header(PutHeader {
+            collective: String::new(),
+            root: blake3::hash(b"").as_bytes().to_vec(),
+            size: 0,
+            replicas: 16,
+        })),
+    };
+    let held: Vec<_> = (0..WAITING_PUTS_PER_HOST)
+        .map(|_| {
+            let mut api = CoordinatorClient::new(attacker.clone());
+            let (keep_open, upload) = stalled_upload(unplaceable());
+            tokio::spawn(async move {
+                let outcome = api.put(upload).await;
+                drop(keep_open);
+                outcome
+            })
+        })
+        .collect();
+    wait_until_waiting(WAITING_PUTS_PER_HOST).await;
+
+    // One more from that address is not held.
+    let mut api = CoordinatorClient::new(attacker.clone());
+    let (keep_open, upload) = stalled_upload(unplaceable());
+    let refused = tokio::time::timeout(Duration::from_secs(30), api.put(upload))
+        .await
+        .expect("answered without waiting for workers")
+        .expect_err("16 copies, no worker");
+    drop(keep_open);
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .contains("only 0 attached workers have room"),
+        "{refused:?}"
+    );
+
+    // An honest client on 127.0.0.1 waits in a place of its own and is placed when a worker comes.
+    let client = DualrigClient::connect(&coordinator.url)
+        .await
+        .expect("connect");
+    let file = crate::support::random_file(dir.path(), "honest", 200_000, 3);
+    let honest = {
+        let client = client.clone();
+        let file = file.clone();
+        tokio::spawn(async move { client.put_file(&file, 1).await })
+    };
+    wait_until_waiting(WAITING_PUTS_PER_HOST + 1).await;
+    let worker = RunningWorker::start(&coordinator.url).await;
+    let put = tokio::time::timeout(Duration::from_secs(60), honest)
+        .await
+        .expect("the honest Put ends once the worker reports room")
+        .expect("put task")
+        .expect("placed");
+    assert_eq!(put.holders, vec![worker.id]);
+    let back = dir.path().join("back");
+    client
+        .get_to_file(*put.root.as_bytes(), 0, None, &back)
+        .await
+        .expect("get");
+    assert_eq!(
+        crate::support::file_hash(&back),
+        crate::support::file_hash(&file)
+    );
+
+    // The attacker's Puts still wait (nothing can place 16 copies); when it goes, its places come
+    // back.
+    assert!(held.iter().all(|put| !put.is_finished()));
+    for put in held {
+        put.abort();
+    }
+    drop(attacker);
+    wait_until_waiting(0).await;
+    worker.kill().await;
+}
+
 /// Slowloris uploads: Transcode streams that send a header declaring 32 MiB and then nothing hold
 /// no memory for it, are cut by the idle deadline, and past one address's share are refused at once;
 /// a Put that would eat into the disk reserve is refused before a byte is staged, and a stalled Put
